@@ -1,0 +1,264 @@
+"""The recipe: one YAML file, validated by pydantic, the single source of truth of a run.
+
+Every CLI flag maps to a recipe key (``--set training.epochs=2``). Nothing else in tailorlm reads YAML, and a run
+directory stores the resolved recipe so that the run can be reproduced from it alone.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tailorlm.errors import RecipeError
+
+
+class _Section(BaseModel):
+    """Base of every recipe section: unknown keys are errors, values are checked on assignment too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+class PeftConfig(_Section):
+    """Parameter-efficient fine-tuning. ``method: none`` trains every weight."""
+
+    method: Literal["none", "lora"] = "none"
+    r: int = Field(8, ge=1, description="LoRA rank")
+    alpha: int = Field(16, ge=1, description="LoRA scaling numerator (scale = alpha / r)")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    target_modules: list[str] | None = Field(
+        None, description="module names to adapt; chosen per architecture family when empty"
+    )
+    merge_on_save: bool = Field(False, description="also export a merged model to model_merged/")
+
+
+class ModelConfig(_Section):
+    name: str = Field("minilm", description="shipped alias (minilm), a local folder, or a hub id")
+    revision: str | None = None
+    peft: PeftConfig = Field(default_factory=PeftConfig)
+    trust_remote_code: bool = Field(False, description="run code shipped with a hub model (off: safe)")
+    allow_pickle: bool = Field(False, description="allow .bin/.pt (pickle) weights; safetensors only by default")
+
+
+class CleanConfig(_Section):
+    normalize_unicode: bool = True
+    normalize_whitespace: bool = True
+    lowercase: bool = False
+    min_chars: int = Field(2, ge=0, description="texts shorter than this (after cleaning) are rejected")
+    max_chars: int | None = Field(None, ge=1, description="longer texts are rejected (None: no limit)")
+    drop_duplicates: bool = True
+    drop_near_duplicates: bool = Field(True, description="same text after case, punctuation and digit folding")
+    drop_conflicting_labels: bool = Field(True, description="the same text with different labels in train")
+    remove_leakage: bool = Field(True, description="drop train rows whose text appears in validation/test")
+
+
+class SplitConfig(_Section):
+    validation: float = Field(0.1, ge=0.0, lt=1.0, description="share of train held out when no file given")
+    test: float = Field(0.15, ge=0.0, lt=1.0, description="share of train held out when no file given")
+    stratify: bool = True
+
+
+class DataConfig(_Section):
+    train: str | None = Field(None, description="training file: csv, tsv, jsonl, json, parquet, txt")
+    validation: str | None = None
+    test: str | None = None
+    format: Literal["auto", "csv", "tsv", "jsonl", "json", "parquet", "txt"] = "auto"
+    text_column: str = "text"
+    label_column: str = "label"
+    labels: list[str] | None = Field(None, description="the label set; inferred from train when empty")
+    label_descriptions: dict[str, str] = Field(
+        default_factory=dict, description="label -> description used by the zero-shot baseline"
+    )
+    clean: CleanConfig = Field(default_factory=CleanConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    seed: int = 42
+    max_rows: int | None = Field(None, ge=1, description="use only the first N rows of each file (debugging)")
+
+
+class TrainingConfig(_Section):
+    epochs: float = Field(3, gt=0)
+    learning_rate: float = Field(5e-5, gt=0)
+    batch_size: int = Field(32, ge=1)
+    eval_batch_size: int | None = Field(None, ge=1, description="defaults to 2 x batch_size")
+    max_length: int | Literal["auto"] = Field(
+        "auto", description="token limit; auto = the 99th percentile of train lengths, within the model's limit"
+    )
+    weight_decay: float = Field(0.01, ge=0)
+    dropout: float | None = Field(None, ge=0.0, lt=1.0, description="hidden and attention dropout; None keeps the model's")
+    warmup: float = Field(0.06, ge=0, description="warm-up: a ratio of all steps when < 1, else a step count")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    gradient_accumulation: int = Field(1, ge=1)
+    max_grad_norm: float = Field(1.0, ge=0)
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    early_stopping_patience: int | None = Field(2, ge=1, description="evaluations without improvement; None: off")
+    early_stopping_min_delta: float = Field(0.0, ge=0)
+    metric: str = Field("f1_macro", description="validation metric that picks the best checkpoint")
+    group_by_length: bool = Field(True, description="batch texts of similar length together: less padding")
+    evals_per_epoch: int = Field(1, ge=1)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 on GPUs that support it, fp32 on CPU"
+    )
+    num_workers: int = Field(0, ge=0)
+    save_total_limit: int = Field(1, ge=1)
+    seed: int = 42
+
+
+class BaselineConfig(_Section):
+    zero_shot: bool = True
+    linear_probe: bool = True
+    max_train_rows: int | None = Field(None, ge=1, description="cap on rows embedded for the linear probe")
+
+
+class ReportConfig(_Section):
+    top_errors: int = Field(20, ge=0, description="most confident errors listed for expert review")
+
+
+class Recipe(_Section):
+    """A whole run: what to learn, from which data, starting from which model, how, and where to write."""
+
+    task: Literal["classification"] = "classification"
+    output_dir: str = "runs/latest"
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    baseline: BaselineConfig = Field(default_factory=BaselineConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+
+    @field_validator("output_dir")
+    @classmethod
+    def _output_dir_not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _splits_leave_training_data(self) -> Recipe:
+        split = self.data.split
+        if split.validation + split.test >= 0.9:
+            raise ValueError("data.split.validation + data.split.test must leave at least 10% for training")
+        return self
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+
+def all_keys(model: type[BaseModel] = Recipe, prefix: str = "") -> list[str]:
+    """Every dotted key the recipe accepts, for did-you-mean suggestions and the docs."""
+    keys: list[str] = []
+    for name, field in model.model_fields.items():
+        dotted = f"{prefix}{name}"
+        keys.append(dotted)
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys.extend(all_keys(annotation, dotted + "."))
+    return keys
+
+
+def _closest_key(key: str) -> str | None:
+    candidates = all_keys()
+    match = difflib.get_close_matches(key, candidates, n=1, cutoff=0.5)
+    if match:
+        return match[0]
+    leaf = key.rsplit(".", 1)[-1]
+    by_leaf = {k.rsplit(".", 1)[-1]: k for k in candidates}
+    leaf_match = difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=0.6)
+    return by_leaf[leaf_match[0]] if leaf_match else None
+
+
+def _describe_error(error: dict[str, Any], source: str) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        suggestion = _closest_key(key)
+        hint = f"did you mean '{suggestion}'?" if suggestion else "see `tailor keys` for the valid keys"
+        return f"{source}: unknown recipe key '{key}'; {hint}"
+    value = error.get("input")
+    shown = repr(value) if not isinstance(value, dict) else "a mapping"
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    where = f"key '{key}'" if key else "the recipe"
+    return f"{source}: {where} {error['msg'].lower()} (got {shown}); fix the value in the recipe or with --set"
+
+
+def _validate(raw: dict[str, Any], source: str) -> Recipe:
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise RecipeError(_describe_error(first, source)) from None
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise RecipeError(f"--set '{item}': expected key=value, e.g. --set training.epochs=2")
+    key, _, text = item.partition("=")
+    key = key.strip()
+    if not key:
+        raise RecipeError(f"--set '{item}': the key before '=' is empty")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    return key.split("."), value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides; values are parsed as YAML (``2`` is an int, ``[a, b]`` a list)."""
+    for item in overrides:
+        path, value = _parse_override(item)
+        node = raw
+        for depth, part in enumerate(path[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                parent = ".".join(path[: depth + 1])
+                raise RecipeError(f"--set {item}: '{parent}' is a value, not a section")
+            node = child
+        node[path[-1]] = value
+    return raw
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a recipe file into a mapping, with one-line errors for the usual mistakes."""
+    file = Path(path)
+    if not file.exists():
+        raise RecipeError(f"{file}: recipe file not found; check the path (relative to {Path.cwd()})")
+    if file.is_dir():
+        raise RecipeError(f"{file}: is a folder; pass the recipe's .yaml file")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise RecipeError(f"{file}: not UTF-8 text; save the recipe as UTF-8") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise RecipeError(f"{file}:{where} invalid YAML ({problem}); check indentation and quoting") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{file}: a recipe must be a mapping of keys (task, model, data, ...), not a list or value")
+    return raw
+
+
+def load_recipe(path: str | Path | None = None, overrides: list[str] | None = None) -> Recipe:
+    """Load a recipe file (or the defaults when ``path`` is None) and apply ``--set`` overrides."""
+    raw = read_yaml(path) if path is not None else {}
+    source = str(path) if path is not None else "recipe"
+    if overrides:
+        apply_overrides(raw, overrides)
+        source = f"{source} (with --set)"
+    return _validate(raw, source)
+
+
+def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
+    return _validate(raw, source)
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
