@@ -1,0 +1,29 @@
+# The two commands of the README: `make demo` and `make test`. Both install what is needed first.
+VENV ?= .venv
+PYTHON ?= python3
+STAMP := $(VENV)/.tailorlm-installed
+TAILOR := $(VENV)/bin/tailor
+
+.PHONY: install demo test lint bench clean
+
+$(STAMP): pyproject.toml scripts/install.sh
+	bash scripts/install.sh $(VENV) $(PYTHON)
+	touch $@
+
+install: $(STAMP)
+
+demo: install
+	$(TAILOR) demo-data --out examples/data/utility
+	$(TAILOR) run examples/utility.yaml
+
+test: install
+	$(VENV)/bin/python -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+
+bench: install
+	$(VENV)/bin/python -m benchmarks.run --suite cpu
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache

@@ -1,0 +1,260 @@
+"""The ``tailor`` command: a thin layer over the library. Parse, call, print.
+
+Problems a user can fix (``UserError``) print one line on stderr and exit with code 2; nothing else is caught
+here, so a bug still shows its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from tailorlm.errors import UserError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Fine-tune a pretrained language model on your own data and show, with numbers, what it gained.",
+)
+out = Console()
+err = Console(stderr=True)
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="override a recipe key, e.g. --set training.epochs=2 (repeatable)"),
+]
+RecipeArg = Annotated[Path, typer.Argument(help="recipe YAML file", show_default=False)]
+
+
+def _quiet_libraries() -> None:
+    """Library chatter (load reports, tqdm bars, fork warnings) hides the lines a user needs."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+        datasets.logging.set_verbosity_error()
+    except ImportError:
+        pass
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+
+
+def _load(recipe: Path | None, overrides: list[str] | None) -> Any:
+    from tailorlm.recipe import load_recipe
+
+    return load_recipe(recipe, overrides or [])
+
+
+# --------------------------------------------------------------------------------------------- commands
+
+
+@app.command()
+def run(recipe: RecipeArg, set_: SetOption = None) -> None:
+    """Prepare the data, measure the baselines, fine-tune, evaluate and write the run directory."""
+    from tailorlm.run import run as run_pipeline
+
+    loaded = _load(recipe, set_)
+    _quiet_libraries()
+    metrics = run_pipeline(loaded, err)
+    out.print(comparison_table(metrics))
+    out.print(f"run directory: {loaded.output_dir} (report.html, metrics.json, model/)")
+
+
+@app.command()
+def prepare(recipe: RecipeArg, set_: SetOption = None) -> None:
+    """Only load, clean and split the data; write data_report.json and rejects.jsonl."""
+    from tailorlm.run import prepare as prepare_data
+
+    loaded = _load(recipe, set_)
+    _quiet_libraries()
+    data, *_ = prepare_data(loaded, err)
+    removed = {k: v for k, v in data.report.get("removed", {}).items() if v}
+    out.print(f"labels: {', '.join(data.labels)}")
+    out.print(f"removed: {removed or 'nothing'}")
+    out.print(f"wrote {Path(loaded.output_dir) / 'data_report.json'} and rejects.jsonl")
+
+
+@app.command("eval")
+def evaluate(
+    model_dir: Annotated[Path, typer.Argument(help="a run directory or its model/ folder")],
+    data: Annotated[Path, typer.Option("--data", help="labelled file (csv, tsv, jsonl, json, parquet)")],
+    text_column: Annotated[str, typer.Option(help="column holding the text")] = "text",
+    label_column: Annotated[str, typer.Option(help="column holding the label")] = "label",
+    output: Annotated[Path | None, typer.Option(help="write the metrics here as JSON")] = None,
+) -> None:
+    """Evaluate a saved model on any labelled file."""
+    from tailorlm.data import load_labelled_file
+    from tailorlm.models.saved import load_saved_model
+    from tailorlm.recipe import DataConfig
+    from tailorlm.tasks.classification import ClassificationTask
+
+    _quiet_libraries()
+    loaded = load_saved_model(model_dir)
+    cfg = DataConfig(train=str(data), text_column=text_column, label_column=label_column, labels=loaded.labels)
+    frame, rejects = load_labelled_file(data, cfg, split="eval", require_label=True)
+    if rejects:
+        err.print(f"{data}: {len(rejects)} rows skipped ({_reasons(rejects)})")
+    if len(frame) == 0:
+        raise UserError(f"{data}: no usable rows to evaluate ({_reasons(rejects)})")
+    result = ClassificationTask().evaluate(
+        loaded.model, loaded.tokenizer, frame, loaded.labels, loaded.max_length, 64
+    )
+    metrics = result["metrics"] | {"rejected": len(rejects), "file": str(data)}
+    out.print(metrics_table({"evaluated": metrics}, title=f"{model_dir} on {data}"))
+    if output:
+        from tailorlm.rundir import atomic_write_json
+
+        atomic_write_json(output, metrics)
+        out.print(f"wrote {output}")
+
+
+@app.command()
+def predict(
+    model_dir: Annotated[Path, typer.Argument(help="a run directory or its model/ folder")],
+    text: Annotated[list[str] | None, typer.Option("--text", help="a text to classify (repeatable)")] = None,
+    input_file: Annotated[Path | None, typer.Option("--input", help="file of texts (csv, jsonl, txt, ...)")] = None,
+    output: Annotated[Path | None, typer.Option("--output", help="write predictions here (JSONL)")] = None,
+    text_column: Annotated[str, typer.Option(help="column holding the text")] = "text",
+) -> None:
+    """Label texts with a saved model: the label and each class's probability, per row."""
+    from tailorlm.serve.predict import predict_rows
+
+    if not text and input_file is None:
+        raise UserError("nothing to predict: pass --text \"...\" or --input FILE")
+    _quiet_libraries()
+    rows = predict_rows(model_dir, texts=text, input_file=input_file, text_column=text_column)
+    if output is not None:
+        from tailorlm.rundir import atomic_write_text
+
+        atomic_write_text(output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        out.print(f"wrote {len(rows)} predictions to {output}")
+    else:
+        for row in rows:
+            out.print_json(json.dumps(row, ensure_ascii=False))
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> None:
+    """Render report.html and report.md again from a run directory's files."""
+    from tailorlm.report import render_report
+
+    if not (run_dir / "metrics.json").exists():
+        raise UserError(f"{run_dir}: no metrics.json; pass the output_dir of a finished `tailor run`")
+    html, md = render_report(run_dir)
+    out.print(f"wrote {html} and {md}")
+
+
+@app.command()
+def export(
+    model_dir: Annotated[Path, typer.Argument(help="a run directory or model/ folder holding a LoRA adapter")],
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for the merged model")],
+) -> None:
+    """Merge a LoRA adapter into its base model and save one plain safetensors model."""
+    from tailorlm.models.saved import _model_folder
+    from tailorlm.run import export_merged
+
+    _quiet_libraries()
+    folder = _model_folder(model_dir)
+    if not (folder / "adapter_config.json").exists():
+        raise UserError(f"{folder}: holds no LoRA adapter (adapter_config.json); only LoRA runs need merging")
+    export_merged(folder, out_dir)
+    out.print(f"wrote merged model to {out_dir}")
+
+
+@app.command("demo-data")
+def demo_data(
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for train/validation/test CSV")] = Path(
+        "examples/data/utility"
+    ),
+    seed: Annotated[int, typer.Option(help="generator seed: the same seed gives the same files")] = 13,
+) -> None:
+    """Generate the embedded localized demo dataset (deterministic from a seed)."""
+    from tailorlm.data.demo import generate_demo_dataset
+
+    paths = generate_demo_dataset(out_dir, seed=seed)
+    out.print("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+@app.command()
+def keys() -> None:
+    """List every recipe key with its default (what --set accepts)."""
+    from tailorlm.recipe import Recipe, all_keys
+
+    defaults = Recipe().model_dump(mode="json")
+    table = Table("key", "default", box=None)
+    for key in all_keys():
+        value: Any = defaults
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if not isinstance(value, dict):
+            table.add_row(key, json.dumps(value))
+    out.print(table)
+
+
+# --------------------------------------------------------------------------------------------- output
+
+
+def _reasons(rejects: list[dict]) -> str:
+    counts: dict[str, int] = {}
+    for reject in rejects:
+        counts[reject["reason"]] = counts.get(reject["reason"], 0) + 1
+    return ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items())) or "none rejected"
+
+
+COLUMNS = [("accuracy", "accuracy"), ("f1_macro", "macro-F1"), ("precision_macro", "macro-P"),
+           ("recall_macro", "macro-R"), ("f1_weighted", "weighted-F1"), ("ece", "ECE")]
+
+
+def metrics_table(rows: dict[str, dict | None], title: str) -> Table:
+    table = Table(title=title)
+    table.add_column("model")
+    for _, header in COLUMNS:
+        table.add_column(header, justify="right")
+    for name, metrics in rows.items():
+        if not metrics or "accuracy" not in metrics:
+            continue
+        table.add_row(name, *(f"{metrics[k]:.4f}" if k in metrics else "–" for k, _ in COLUMNS))
+    return table
+
+
+def comparison_table(metrics: dict) -> Table:
+    baseline = metrics.get("baseline") or {}
+    rows = {f"baseline: {name.replace('_', ' ')}": value for name, value in baseline.items()}
+    rows["tuned"] = metrics.get("tuned")
+    table = metrics_table(rows, title=f"test split ({metrics['tuned']['n']} rows): before vs after fine-tuning")
+    best = max((v.get("f1_macro", 0.0) for v in baseline.values() if v), default=None)
+    if best is not None:
+        gain = metrics["tuned"]["f1_macro"] - best
+        table.caption = f"macro-F1 gain over the best baseline: {gain:+.4f}"
+    return table
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

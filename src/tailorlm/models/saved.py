@@ -1,0 +1,78 @@
+"""Reloading a model that tailorlm saved (full weights or a LoRA adapter) for eval, predict and serving."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+from tailorlm.errors import ModelError
+from tailorlm.models.registry import check_local_model, read_model_meta, resolve_model
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    meta: dict[str, Any]
+    path: Path
+
+    @property
+    def labels(self) -> list[str]:
+        labels = self.meta.get("labels")
+        if labels:
+            return list(labels)
+        id2label = getattr(self.model.config, "id2label", {}) or {}
+        return [id2label[i] for i in sorted(id2label)]
+
+    @property
+    def task(self) -> str:
+        return self.meta.get("task", "classification")
+
+    @property
+    def max_length(self) -> int:
+        return int(self.meta.get("max_length") or min(getattr(self.tokenizer, "model_max_length", 512), 512))
+
+
+def _model_folder(path: Path) -> Path:
+    """Accept a run directory as well as its model/ folder."""
+    if (path / "model").is_dir() and not (path / "config.json").exists():
+        return path / "model"
+    return path
+
+
+def load_saved_model(path: str | Path, *, allow_pickle: bool = False) -> LoadedModel:
+    """Load ``path`` (a run directory or a model folder) for inference; LoRA adapters are merged for speed."""
+    folder = Path(path)
+    if not folder.exists():
+        raise ModelError(f"{folder}: model folder does not exist; pass a run directory or its model/ folder")
+    folder = _model_folder(folder)
+    resolved = check_local_model(folder, allow_pickle=allow_pickle, what="MODEL_DIR")
+    meta = read_model_meta(folder)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        if resolved.is_adapter:
+            model = _load_adapter(folder, meta, allow_pickle)
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=not allow_pickle)
+    except (OSError, ValueError) as exc:
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise ModelError(f"{folder}: cannot load the saved model ({first})") from None
+    model.eval()
+    return LoadedModel(model=model, tokenizer=tokenizer, meta=meta, path=folder)
+
+
+def _load_adapter(folder: Path, meta: dict[str, Any], allow_pickle: bool) -> Any:
+    from peft import PeftModel
+
+    base_name = meta.get("base_model")
+    if not base_name:
+        raise ModelError(f"{folder}: a LoRA adapter without tailor_model.json; cannot tell its base model")
+    base = resolve_model(base_name, allow_pickle=allow_pickle)
+    config = AutoConfig.from_pretrained(folder)
+    base_model = AutoModelForSequenceClassification.from_pretrained(
+        base.source, config=config, use_safetensors=not allow_pickle
+    )
+    return PeftModel.from_pretrained(base_model, folder).merge_and_unload()

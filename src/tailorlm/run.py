@@ -1,0 +1,240 @@
+"""The pipeline: recipe → data → baseline → train → evaluate → run directory.
+
+Every command is one path through this flow: ``prepare`` stops after the data, ``run`` goes all the way, ``eval``
+and ``predict`` start from a saved model. The task object supplies everything task-specific.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from tailorlm import __version__
+from tailorlm.data import write_rejects
+from tailorlm.models.loading import load_tokenizer
+from tailorlm.models.peft import apply_lora, count_parameters
+from tailorlm.models.registry import ResolvedModel, resolve_model, write_model_meta
+from tailorlm.recipe import Recipe, dump_recipe
+from tailorlm.rundir import RunDir, replace_dir
+from tailorlm.tasks import Task, get_task
+
+
+@dataclass
+class Timer:
+    """Wall time per stage, reported in metrics.json so users see where a run's time goes."""
+
+    stages: dict[str, float] = field(default_factory=dict)
+
+    def time(self, name: str, fn: Callable[[], Any]) -> Any:
+        started = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            self.stages[name] = round(time.perf_counter() - started, 3)
+
+
+def token_counter(tokenizer: Any) -> Callable[[list[str]], list[int]]:
+    def count(texts: list[str]) -> list[int]:
+        return [len(ids) for ids in tokenizer(list(texts), truncation=False)["input_ids"]]
+
+    return count
+
+
+def _git_revision() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False,
+            cwd=Path(__file__).resolve().parent,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def run_info() -> dict[str, Any]:
+    """Library versions, machine and code revision: what a reader needs to reproduce the numbers."""
+    import torch
+    import transformers
+
+    versions = {"tailorlm": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
+    for name in ("peft", "datasets", "accelerate", "sklearn"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            continue
+    return {
+        "versions": versions,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
+        "torch_threads": torch.get_num_threads(),
+        "git_revision": _git_revision(),
+        "command": " ".join(sys.argv),
+    }
+
+
+def prepare(recipe: Recipe, console: Console, run_dir: RunDir | None = None) -> tuple[Any, Any, ResolvedModel, Task]:
+    """Resolve the model's tokenizer, then load, clean and split the data; write the data report and rejects."""
+    run_dir = run_dir or RunDir.create(recipe.output_dir)
+    task = get_task(recipe.task)
+    resolved = resolve_model(recipe.model.name, allow_pickle=recipe.model.allow_pickle)
+    tokenizer = load_tokenizer(resolved, recipe.model)
+    data = task.prepare_data(recipe, token_counter(tokenizer))
+    run_dir.write_json("data_report.json", data.report)
+    write_rejects(run_dir.rejects, data.rejects)
+    console.print(
+        f"data: train {len(data.train)} · validation {len(data.validation)} · test {len(data.test)} rows; "
+        f"{len(data.rejects)} rejected (see {run_dir.rejects})"
+    )
+    return data, tokenizer, resolved, task
+
+
+def save_model(model: Any, tokenizer: Any, run_dir: RunDir, recipe: Recipe, resolved: ResolvedModel, task: Task,
+               max_length: int, labels: list[str]) -> None:
+    """Write model/ atomically: weights (safetensors) or the LoRA adapter, tokenizer, config and tailor metadata."""
+    tmp = run_dir.path / ".model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    is_lora = recipe.model.peft.method == "lora"
+    model.save_pretrained(tmp, safe_serialization=True)
+    if is_lora:
+        model.get_base_model().config.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    write_model_meta(
+        tmp,
+        {
+            "task": task.name,
+            "labels": labels,
+            "max_length": max_length,
+            "base_model": resolved.source,
+            "base_model_name": resolved.name,
+            "peft": recipe.model.peft.method,
+            "tailorlm_version": __version__,
+        },
+    )
+    replace_dir(tmp, run_dir.model)
+    if is_lora and recipe.model.peft.merge_on_save:
+        export_merged(run_dir.model, run_dir.path / "model_merged")
+
+
+def export_merged(adapter_dir: Path, out: Path) -> Path:
+    """Fold a LoRA adapter into its base weights: one plain model folder, no peft needed to serve it."""
+    from tailorlm.models.saved import load_saved_model
+
+    loaded = load_saved_model(adapter_dir)
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    loaded.model.save_pretrained(tmp, safe_serialization=True)
+    loaded.tokenizer.save_pretrained(tmp)
+    meta = dict(loaded.meta) | {"peft": "none", "merged_from_adapter": str(adapter_dir)}
+    write_model_meta(tmp, meta)
+    replace_dir(tmp, out)
+    return out
+
+
+def run(recipe: Recipe, console: Console | None = None) -> dict[str, Any]:
+    """Prepare, measure the baselines, fine-tune, evaluate, save and report. Returns metrics.json's content."""
+    console = console or Console(stderr=True)
+    run_dir = RunDir.create(recipe.output_dir)
+    run_dir.write_text("recipe.resolved.yaml", dump_recipe(recipe))
+    run_dir.write_json("run_info.json", run_info())
+    run_dir.set_status("running")
+    timer = Timer()
+    try:
+        metrics = _run_stages(recipe, console, run_dir, timer)
+    except BaseException as exc:
+        run_dir.set_status("failed", reason=f"{type(exc).__name__}: {str(exc)[:500]}")
+        raise
+    run_dir.set_status("finished")
+    return metrics
+
+
+def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer) -> dict[str, Any]:
+    from tailorlm.report import render_report
+    from tailorlm.train.trainer import fit
+
+    started = time.perf_counter()
+    data, tokenizer, resolved, task = timer.time("prepare", lambda: prepare(recipe, console, run_dir))
+    encoded = timer.time("tokenize", lambda: task.encode(recipe, data, tokenizer))
+    console.print(f"model: {resolved.name} · max_length {encoded.max_length} tokens")
+    baselines = timer.time(
+        "baselines", lambda: task.baselines(recipe, data, resolved, tokenizer, encoded.max_length)
+    )
+    _print_baselines(console, baselines)
+    model = task.build_model(resolved, recipe, data)
+    if recipe.model.peft.method == "lora":
+        model = apply_lora(model, recipe.model.peft, task.peft_task_type)
+    trainable, total = count_parameters(model)
+    console.print(f"fine-tuning {trainable:,} of {total:,} parameters ({recipe.model.peft.method})")
+    outcome = timer.time(
+        "train",
+        lambda: fit(task, model, tokenizer, encoded, data, recipe, run_dir.checkpoints, run_dir.log_history, console),
+    )
+    batch = recipe.training.eval_batch_size or 2 * recipe.training.batch_size
+    evaluation = timer.time(
+        "evaluate",
+        lambda: task.evaluate(
+            model, tokenizer, data.test, data.labels, encoded.max_length, batch, recipe.report.top_errors
+        ),
+    )
+    timer.time(
+        "save_model",
+        lambda: save_model(model, tokenizer, run_dir, recipe, resolved, task, encoded.max_length, data.labels),
+    )
+    shutil.rmtree(run_dir.checkpoints, ignore_errors=True)
+    metrics = {
+        "task": task.name,
+        "labels": data.labels,
+        "model": {"name": resolved.name, "path": str(run_dir.model), "base": resolved.source,
+                  "peft": recipe.model.peft.method, "max_length": encoded.max_length},
+        "baseline": baselines,
+        "tuned": evaluation["metrics"],
+        "validation": _best_validation(outcome.log_history, outcome.best_step),
+        "train": {
+            "runtime_s": round(outcome.runtime_s, 3),
+            "samples_per_s": round(outcome.samples_per_s, 3),
+            "tokens_per_s": round(outcome.tokens_seen / outcome.runtime_s, 1) if outcome.runtime_s else 0.0,
+            "trainable_params": trainable,
+            "total_params": total,
+            "epochs_run": round(outcome.epochs_run, 3),
+            "global_step": outcome.global_step,
+            "best_step": outcome.best_step,
+            "stopped_early": outcome.stopped_early,
+        },
+        "errors": evaluation["errors"],
+        "data": {"train": len(data.train), "validation": len(data.validation), "test": len(data.test),
+                 "rejected": len(data.rejects)},
+    }
+    timer.stages["total"] = round(time.perf_counter() - started, 3)
+    metrics["timings_s"] = timer.stages
+    run_dir.write_json("metrics.json", metrics)
+    run_dir.write_json("log_history.json", outcome.log_history)
+    render_report(run_dir.path)
+    return metrics
+
+
+def _best_validation(log_history: list[dict[str, Any]], best_step: int | None) -> dict[str, float]:
+    """Validation metrics of the checkpoint that was kept (the last evaluation when none was chosen)."""
+    evals = [entry for entry in log_history if "eval_loss" in entry]
+    if not evals:
+        return {}
+    kept = next((e for e in evals if e.get("step") == best_step), evals[-1])
+    skip = ("runtime", "per_second")
+    values = {k.removeprefix("eval_"): v for k, v in kept.items() if k.startswith("eval_") and not k.endswith(skip)}
+    return values | {"epoch": kept.get("epoch"), "step": kept.get("step")}
+
+
+def _print_baselines(console: Console, baselines: dict[str, Any]) -> None:
+    for name, result in baselines.items():
+        if result and "f1_macro" in result:
+            console.print(f"baseline {name.replace('_', ' ')}: accuracy {result['accuracy']:.4f} · "
+                          f"macro-F1 {result['f1_macro']:.4f}")

@@ -1,0 +1,1 @@
+"""Using a tuned model: predictions for texts and files (and, later, an HTTP server)."""

@@ -1,0 +1,210 @@
+"""Text classification (sentiment, intent, topic, emotion): a sequence-classification head on an encoder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from datasets import Dataset
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForSequenceClassification,
+    DataCollatorWithPadding,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from tailorlm.data import PreparedData, prepare_data
+from tailorlm.errors import DataError
+from tailorlm.evaluate.baselines import label_prompt, linear_probe, zero_shot
+from tailorlm.evaluate.inference import forward_sorted, logits_of, mean_pooled
+from tailorlm.evaluate.metrics import classification_metrics, softmax
+from tailorlm.models.loading import load_pretrained
+from tailorlm.models.registry import ResolvedModel
+from tailorlm.recipe import Recipe
+from tailorlm.tasks.base import EncodedSplits, Task
+
+# Config attributes that hold dropout probabilities, across encoder families.
+_DROPOUT_KEYS = (
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "dropout",
+    "attention_dropout",
+    "classifier_dropout",
+    "seq_classif_dropout",
+)
+
+
+def set_dropout(config: Any, dropout: float | None) -> None:
+    """Apply the recipe's dropout to every dropout attribute this config has (hidden and attention)."""
+    if dropout is None:
+        return
+    for key in _DROPOUT_KEYS:
+        if hasattr(config, key):
+            setattr(config, key, dropout)
+
+
+def label_ids(frame: pd.DataFrame, labels: list[str]) -> np.ndarray:
+    index = {label: i for i, label in enumerate(labels)}
+    return np.array([index[label] for label in frame["label"]], dtype=np.int64)
+
+
+class ClassificationTask(Task):
+    name = "classification"
+    peft_task_type = "SEQ_CLS"
+    default_metric = "f1_macro"
+
+    # ------------------------------------------------------------------ data
+    def prepare_data(self, recipe: Recipe, count_tokens: Callable[[list[str]], list[int]] | None) -> PreparedData:
+        data = prepare_data(recipe.data, count_tokens)
+        if len(data.test) == 0:
+            raise DataError(
+                f"{recipe.data.train}: no test rows (data.test is not set and data.split.test is 0); "
+                "give a test file or a test share so before/after can be compared"
+            )
+        return data
+
+    def encode(self, recipe: Recipe, data: PreparedData, tokenizer: PreTrainedTokenizerBase) -> EncodedSplits:
+        max_length = resolve_max_length(recipe, data, tokenizer)
+        train = _tokenize(data.train, data.labels, tokenizer, max_length)
+        validation = _tokenize(data.validation, data.labels, tokenizer, max_length) if len(data.validation) else None
+        return EncodedSplits(train=train, validation=validation, max_length=max_length)
+
+    def collator(self, tokenizer: PreTrainedTokenizerBase) -> Callable:
+        return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=None)
+
+    # ------------------------------------------------------------------ model
+    def build_model(self, resolved: ResolvedModel, recipe: Recipe, data: PreparedData) -> PreTrainedModel:
+        labels = data.labels
+        config = load_pretrained(
+            AutoConfig,
+            resolved,
+            recipe.model,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)},
+        )
+        config.problem_type = "single_label_classification"
+        set_dropout(config, recipe.training.dropout)
+        return load_pretrained(AutoModelForSequenceClassification, resolved, recipe.model, config=config)
+
+    # ------------------------------------------------------------------ metrics
+    def compute_metrics(self, data: PreparedData) -> Callable:
+        labels = data.labels
+
+        def compute(eval_pred: Any) -> dict[str, float]:
+            logits, y_true = eval_pred.predictions, eval_pred.label_ids
+            if isinstance(logits, tuple):
+                logits = logits[0]
+            metrics = classification_metrics(y_true, np.argmax(logits, axis=1), labels, softmax(logits))
+            return {k: v for k, v in metrics.items() if isinstance(v, float)}
+
+        return compute
+
+    def predict_proba(
+        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int,
+        batch_size: int,
+    ) -> np.ndarray:
+        logits = forward_sorted(model, tokenizer, texts, max_length, batch_size, logits_of)
+        return softmax(logits.astype(np.float64))
+
+    def evaluate(
+        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, frame: pd.DataFrame, labels: list[str],
+        max_length: int, batch_size: int, top_errors: int = 20,
+    ) -> dict[str, Any]:
+        probs = self.predict_proba(model, tokenizer, list(frame["text"]), max_length, batch_size)
+        y_true = label_ids(frame, labels)
+        metrics = classification_metrics(y_true, probs.argmax(axis=1), labels, probs)
+        return {"metrics": metrics, "errors": most_confident_errors(frame, probs, y_true, labels, top_errors)}
+
+    # ------------------------------------------------------------------ baselines
+    def baselines(
+        self, recipe: Recipe, data: PreparedData, resolved: ResolvedModel, tokenizer: PreTrainedTokenizerBase,
+        max_length: int,
+    ) -> dict[str, Any]:
+        cfg = recipe.baseline
+        if not (cfg.zero_shot or cfg.linear_probe):
+            return {}
+        encoder = load_pretrained(AutoModel, resolved, recipe.model)
+        batch_size = recipe.training.eval_batch_size or 2 * recipe.training.batch_size
+
+        def embed(texts: list[str]) -> np.ndarray:
+            return forward_sorted(encoder, tokenizer, texts, max_length, batch_size, mean_pooled)
+
+        labels = data.labels
+        test_y = label_ids(data.test, labels)
+        test_emb = embed(list(data.test["text"]))
+        result: dict[str, Any] = {}
+        if cfg.zero_shot:
+            prompts = [label_prompt(label, recipe.data.label_descriptions) for label in labels]
+            result["zero_shot"] = zero_shot(test_emb, embed(prompts), test_y, labels)
+        if cfg.linear_probe:
+            train = _subsample(data.train, cfg.max_train_rows, recipe.data.seed)
+            result["linear_probe"] = linear_probe(
+                embed(list(train["text"])), label_ids(train, labels), test_emb, test_y, labels, recipe.data.seed
+            )
+        del encoder
+        return result
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def resolve_max_length(recipe: Recipe, data: PreparedData, tokenizer: PreTrainedTokenizerBase) -> int:
+    """``max_length: auto`` = the 99th percentile of training lengths in tokens, within the model's limit."""
+    limit = model_token_limit(tokenizer)
+    if recipe.training.max_length != "auto":
+        return min(int(recipe.training.max_length), limit)
+    lengths = [len(ids) for ids in tokenizer(list(data.train["text"]), truncation=False)["input_ids"]]
+    p99 = int(np.percentile(lengths, 99)) if lengths else limit
+    return max(8, min(limit, -(-p99 // 8) * 8))
+
+
+def model_token_limit(tokenizer: PreTrainedTokenizerBase) -> int:
+    limit = getattr(tokenizer, "model_max_length", 512) or 512
+    return int(min(limit, 8192))
+
+
+def _tokenize(frame: pd.DataFrame, labels: list[str], tokenizer: PreTrainedTokenizerBase, max_length: int) -> Dataset:
+    encoded = tokenizer(list(frame["text"]), truncation=True, max_length=max_length)
+    columns = dict(encoded)
+    columns["labels"] = label_ids(frame, labels).tolist()
+    columns["length"] = [len(ids) for ids in encoded["input_ids"]]
+    return Dataset.from_dict(columns)
+
+
+def _subsample(frame: pd.DataFrame, max_rows: int | None, seed: int) -> pd.DataFrame:
+    if max_rows is None or len(frame) <= max_rows:
+        return frame
+    from sklearn.model_selection import train_test_split
+
+    try:
+        kept, _ = train_test_split(frame, train_size=max_rows, stratify=frame["label"], random_state=seed)
+    except ValueError:
+        kept = frame.sample(n=max_rows, random_state=seed)
+    return kept
+
+
+def most_confident_errors(
+    frame: pd.DataFrame, probs: np.ndarray, y_true: np.ndarray, labels: list[str], k: int
+) -> list[dict[str, Any]]:
+    """The wrong predictions the model was surest of: where a domain expert's eye pays most."""
+    predicted = probs.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != y_true)
+    confidence = probs[wrong, predicted[wrong]]
+    order = wrong[np.argsort(-confidence, kind="stable")][:k]
+    rows = frame.reset_index(drop=True)
+    return [
+        {
+            "text": rows.at[i, "text"],
+            "label": labels[y_true[i]],
+            "predicted": labels[predicted[i]],
+            "confidence": float(probs[i, predicted[i]]),
+            "source": str(rows.at[i, "source"]) if "source" in rows else None,
+            "row": int(rows.at[i, "row"]) if "row" in rows else None,
+        }
+        for i in order
+    ]

@@ -1,0 +1,1 @@
+"""Training: transformers' Trainer configured from the recipe, with tailorlm's callbacks."""

@@ -1,0 +1,174 @@
+"""Training with transformers' Trainer, configured from the recipe.
+
+Everything the Trainer needs is derived here from the recipe (``training_arguments``), so the recipe stays the
+single source of truth. Choices that differ from Trainer's defaults, and why:
+- length-grouped batches (``train_sampling_strategy="group_by_length"``): similar lengths share a batch, so
+  dynamic padding wastes little compute;
+- validation at each epoch (or more often), keeping the best checkpoint by the task's metric, with early stopping;
+- fused AdamW where the installed torch has it for the device;
+- only the model is checkpointed (no optimiser state) because the best weights are what the run keeps.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from transformers import EarlyStoppingCallback, PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
+
+from tailorlm.errors import UserError
+from tailorlm.recipe import Recipe
+from tailorlm.tasks.base import EncodedSplits, Task
+from tailorlm.train.callbacks import DivergenceGuard, LogHistoryWriter, RichProgressCallback
+
+LOSS_METRICS = {"loss", "eval_loss", "perplexity"}
+
+
+@dataclass
+class TrainOutcome:
+    log_history: list[dict[str, Any]]
+    runtime_s: float
+    samples_per_s: float
+    epochs_run: float
+    global_step: int
+    best_step: int | None
+    best_metric: float | None
+    stopped_early: bool
+    tokens_seen: int
+
+
+def use_bf16(recipe: Recipe) -> bool:
+    """bf16 where it is fast: Ampere-or-newer GPUs. CPUs here lack native bf16 matmul, so fp32 stays."""
+    precision = recipe.training.precision
+    if precision == "bf16":
+        return True
+    return precision == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def _steps_per_epoch(n_rows: int, recipe: Recipe) -> int:
+    t = recipe.training
+    return max(1, math.ceil(math.ceil(n_rows / t.batch_size) / t.gradient_accumulation))
+
+
+def training_arguments(recipe: Recipe, task: Task, n_train: int, has_validation: bool, out: Path) -> TrainingArguments:
+    t = recipe.training
+    steps_per_epoch = _steps_per_epoch(n_train, recipe)
+    eval_every = max(1, steps_per_epoch // t.evals_per_epoch)
+    metric = t.metric or task.default_metric
+    evaluating = "steps" if has_validation else "no"
+    return TrainingArguments(
+        output_dir=str(out),
+        num_train_epochs=t.epochs,
+        learning_rate=t.learning_rate,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.eval_batch_size or 2 * t.batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation,
+        weight_decay=t.weight_decay,
+        warmup_steps=t.warmup,
+        lr_scheduler_type=t.lr_scheduler,
+        label_smoothing_factor=t.label_smoothing,
+        max_grad_norm=t.max_grad_norm,
+        seed=t.seed,
+        data_seed=t.seed,
+        eval_strategy=evaluating,
+        eval_steps=eval_every,
+        save_strategy=evaluating,
+        save_steps=eval_every,
+        save_total_limit=t.save_total_limit,
+        save_only_model=True,
+        load_best_model_at_end=has_validation,
+        metric_for_best_model=metric if has_validation else None,
+        greater_is_better=metric not in LOSS_METRICS,
+        logging_strategy="steps",
+        logging_steps=max(1, min(50, steps_per_epoch // 5)),
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        length_column_name="length",
+        bf16=use_bf16(recipe),
+        fp16=t.precision == "fp16",
+        optim="adamw_torch_fused" if _fused_adamw_available() else "adamw_torch",
+        dataloader_num_workers=t.num_workers,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        use_cpu=not torch.cuda.is_available(),
+        report_to=[],
+        disable_tqdm=True,
+        remove_unused_columns=True,
+    )
+
+
+def _fused_adamw_available() -> bool:
+    """torch ≥ 2.4 has a fused AdamW for CPU and CUDA; older ones only for CUDA."""
+    major, minor = (int(x) for x in torch.__version__.split(".")[:2])
+    return (major, minor) >= (2, 4)
+
+
+def fit(
+    task: Task,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    encoded: EncodedSplits,
+    data: Any,
+    recipe: Recipe,
+    checkpoints: Path,
+    log_path: Path,
+    console: Console,
+) -> TrainOutcome:
+    """Train ``model`` in place; the best validation checkpoint is loaded back at the end."""
+    has_validation = encoded.validation is not None and len(encoded.validation) > 0
+    args = training_arguments(recipe, task, len(encoded.train), has_validation, checkpoints)
+    metric = recipe.training.metric or task.default_metric
+    guard = DivergenceGuard()
+    callbacks: list[Any] = [RichProgressCallback(console, metric), guard, LogHistoryWriter(log_path)]
+    if has_validation and recipe.training.early_stopping_patience:
+        callbacks.append(
+            EarlyStoppingCallback(
+                early_stopping_patience=recipe.training.early_stopping_patience,
+                early_stopping_threshold=recipe.training.early_stopping_min_delta,
+            )
+        )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=encoded.train,
+        eval_dataset=encoded.validation if has_validation else None,
+        data_collator=task.collator(tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=task.compute_metrics(data) if has_validation else None,
+        callbacks=callbacks,
+    )
+    started = time.perf_counter()
+    trainer.train()
+    runtime = time.perf_counter() - started
+    if guard.diverged_at is not None:
+        raise UserError(
+            f"training diverged: the loss became {guard.value} at step {guard.diverged_at}; lower "
+            "training.learning_rate, use bf16 instead of fp16, or set training.max_grad_norm"
+        )
+    state = trainer.state
+    planned_steps = state.max_steps
+    samples = state.global_step * recipe.training.batch_size * recipe.training.gradient_accumulation
+    tokens = int(sum(encoded.train["length"]) * (state.epoch or 0))
+    return TrainOutcome(
+        log_history=list(state.log_history),
+        runtime_s=runtime,
+        samples_per_s=min(samples, len(encoded.train) * (state.epoch or 0)) / runtime if runtime else 0.0,
+        epochs_run=float(state.epoch or 0),
+        global_step=state.global_step,
+        best_step=_step_of(state.best_model_checkpoint),
+        best_metric=state.best_metric,
+        stopped_early=state.global_step < planned_steps,
+        tokens_seen=tokens,
+    )
+
+
+def _step_of(checkpoint: str | None) -> int | None:
+    if not checkpoint:
+        return None
+    try:
+        return int(Path(checkpoint).name.rsplit("-", 1)[-1])
+    except ValueError:
+        return None
