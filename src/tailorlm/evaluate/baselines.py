@@ -56,7 +56,7 @@ def linear_probe(
     probs = np.zeros((len(test_y), len(labels)), dtype=np.float64)
     probs[:, probe.classes_] = probe.predict_proba(test_embeddings)
     metrics = classification_metrics(test_y, probs.argmax(axis=1), labels, probs)
-    chosen_c = float(np.atleast_1d(getattr(probe, "C_", [probe.C]))[0])
+    chosen_c = float(np.atleast_1d(probe.C_)[0]) if hasattr(probe, "C_") else probe.C
     metrics["method"] = (
         f"logistic regression (C={chosen_c:g}) on frozen mean-pooled pretrained embeddings of "
         f"{len(train_y)} training rows"

@@ -1,0 +1,244 @@
+"""Cleaning: normalise texts, then drop the rows a model should not learn from or be scored on.
+
+Every step takes a working frame and returns the rows it keeps plus one reject record per row it drops, so that
+``rows read = rows kept + rows rejected`` holds for every file and each drop can be traced to its row and reason.
+The working frame has the columns ``text`` (cleaned), ``raw_text`` (as read), ``label``, ``source``, ``row`` and,
+after :func:`add_fingerprints`, ``fingerprint``.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+from typing import Any
+
+import pandas as pd
+
+from tailorlm.data.load import RawTable, clip
+from tailorlm.recipe import CleanConfig
+
+REASONS = (
+    "malformed_row",
+    "empty_text",
+    "too_short",
+    "too_long",
+    "missing_label",
+    "unknown_label",
+    "duplicate",
+    "near_duplicate",
+    "conflicting_label",
+    "leakage",
+)
+# Zero-width and bidirectional formatting characters, the soft hyphen, and lone surrogates (which cannot even be
+# written as UTF-8): invisible, so two texts that look the same would otherwise differ.
+_INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\ud800-\udfff]")
+# Control characters that Python counts as whitespace become spaces; the others are removed (\t \n \r are kept
+# for the whitespace step to handle).
+_SPACE_CONTROLS = re.compile("[\x0b\x0c\x1c-\x1f\x85]")
+_CONTROLS = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]")
+_ANY_ODD = re.compile(_INVISIBLE.pattern[:-1] + _SPACE_CONTROLS.pattern[1:-1] + _CONTROLS.pattern[1:])
+_NOT_LETTERS = re.compile(r"[\W\d_]+")
+# ASCII fast path of the fingerprint (most texts): delete every ASCII character that is not a letter.
+_ASCII_NOT_LETTERS = {c: None for c in range(128) if not chr(c).isalpha()}
+
+
+# ------------------------------------------------------------------------------------------- text
+
+
+def clean_text(text: str, cfg: CleanConfig) -> str:
+    """One text as the model will see it: invisible characters gone, NFKC, whitespace collapsed (per cfg)."""
+    if _ANY_ODD.search(text):  # one scan for the common case of nothing to remove
+        text = _INVISIBLE.sub("", text)
+        text = _CONTROLS.sub("", _SPACE_CONTROLS.sub(" ", text))
+    if cfg.normalize_unicode:
+        text = unicodedata.normalize("NFKC", text)
+    text = " ".join(text.split()) if cfg.normalize_whitespace else text
+    return text.lower() if cfg.lowercase else text
+
+
+def clean_label(label: str | None) -> str | None:
+    """Labels are compared as stripped strings; an empty label is a missing one."""
+    if label is None:
+        return None
+    label = _INVISIBLE.sub("", label).strip()
+    return label or None
+
+
+def fingerprint(text: str) -> str:
+    """Text folded for near-duplicate detection: casefold, drop accents, punctuation, digits and whitespace.
+
+    A text made only of digits and punctuation would fold to "" and collide with every other such text, so it
+    keeps its casefolded form instead.
+    """
+    if text.isascii():
+        return text.lower().translate(_ASCII_NOT_LETTERS) or text.lower()
+    folded = unicodedata.normalize("NFKD", text.casefold())
+    return _NOT_LETTERS.sub("", folded) or text.casefold()
+
+
+def working_frame(raw: RawTable, source: str, cfg: CleanConfig) -> pd.DataFrame:
+    """The parsed records of one file with cleaned texts and labels, in file order."""
+    frame = raw.frame
+    texts = [clean_text(t, cfg) if t is not None else "" for t in frame["raw_text"].tolist()]
+    labels = [clean_label(label) for label in frame["raw_label"].tolist()]
+    return pd.DataFrame(
+        {
+            "text": pd.Series(texts, dtype=object),
+            "raw_text": pd.Series(frame["raw_text"].tolist(), dtype=object),
+            "label": pd.Series(labels, dtype=object),
+            "source": source,
+            "row": frame["row"].to_numpy(),
+        }
+    )
+
+
+def add_fingerprints(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.copy()
+    frame["fingerprint"] = pd.Series([fingerprint(t) for t in frame["text"].tolist()], index=frame.index,
+                                     dtype=object)
+    return frame
+
+
+# ------------------------------------------------------------------------------------------- rejects
+
+
+def reject(split: str, source: str, row: int, reason: str, detail: str, text: str | None,
+           label: str | None) -> dict[str, Any]:
+    """One rejects.jsonl record; ``text`` is the text as read (clipped), so the row can be found in the file."""
+    return {"split": split, "source": source, "row": int(row), "reason": reason, "detail": detail,
+            "text": clip(text), "label": label}
+
+
+def malformed_rejects(raw: RawTable, split: str, source: str) -> list[dict[str, Any]]:
+    return [reject(split, source, r["row"], r["reason"], r["detail"], r["text"], r["label"]) for r in raw.rejects]
+
+
+def split_off(
+    frame: pd.DataFrame, mask: pd.Series, split: str, reason: str, detail: str | Iterable[str]
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Remove the rows where ``mask`` is true, returning the kept rows and a reject per removed row."""
+    if not bool(mask.any()):
+        return frame, []
+    dropped = frame[mask]
+    details = [detail] * len(dropped) if isinstance(detail, str) else list(pd.Series(detail, index=frame.index)[mask])
+    rejects = [
+        reject(split, source, row, reason, text_detail, raw, label)
+        for source, row, raw, label, text_detail in zip(
+            dropped["source"], dropped["row"], dropped["raw_text"], dropped["label"], details, strict=True
+        )
+    ]
+    return frame[~mask], rejects
+
+
+def _label_list(labels: Iterable[str], limit: int = 8) -> str:
+    ordered = sorted(labels)
+    shown = ", ".join(ordered[:limit])
+    return shown + (", ..." if len(ordered) > limit else "")
+
+
+# ------------------------------------------------------------------------------------------- row filters
+
+
+def filter_rows(
+    frame: pd.DataFrame, cfg: CleanConfig, split: str, require_label: bool, labels: set[str] | None = None,
+    labels_from: str = "data.labels",
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Per-row checks: empty, too short, too long, missing label, and (when a label set is given) unknown label."""
+    rejects: list[dict[str, Any]] = []
+    lengths = frame["text"].str.len()
+    frame, out = split_off(frame, lengths == 0, split, "empty_text", "empty after cleaning")
+    rejects += out
+    lengths = frame["text"].str.len()
+    short = lengths < cfg.min_chars
+    frame, out = split_off(frame, short, split, "too_short", [
+        f"{n} characters after cleaning; data.clean.min_chars is {cfg.min_chars}" for n in lengths])
+    rejects += out
+    if cfg.max_chars is not None:
+        lengths = frame["text"].str.len()
+        frame, out = split_off(frame, lengths > cfg.max_chars, split, "too_long", [
+            f"{n} characters after cleaning; data.clean.max_chars is {cfg.max_chars}" for n in lengths])
+        rejects += out
+    if require_label:
+        frame, out = split_off(frame, frame["label"].isna(), split, "missing_label", "the label is empty")
+        rejects += out
+        if labels is not None:
+            frame, out = filter_unknown(frame, labels, split, labels_from)
+            rejects += out
+    return frame, rejects
+
+
+def filter_unknown(
+    frame: pd.DataFrame, labels: set[str], split: str, labels_from: str
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Rows whose label is outside the label set: a model cannot predict them, so they cannot be scored."""
+    unknown = ~frame["label"].isin(labels)
+    known = _label_list(labels)
+    details = [f"label '{label}' is not in {labels_from} ({known})" for label in frame["label"]]
+    return split_off(frame, unknown, split, "unknown_label", details)
+
+
+# ------------------------------------------------------------------------------------------- duplicates
+
+
+def drop_conflicts(frame: pd.DataFrame, split: str) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """The same (folded) text with different labels: label noise, so every copy goes, not just the later ones."""
+    counts = frame.groupby("fingerprint", sort=False)["label"].transform("nunique")
+    mask = counts > 1
+    if not bool(mask.any()):
+        return frame, []
+    groups: dict[str, list[tuple[int, str]]] = {}
+    for fp, row, label in zip(frame["fingerprint"][mask], frame["row"][mask], frame["label"][mask], strict=True):
+        groups.setdefault(fp, []).append((int(row), label))
+    details = []
+    for fp, label in zip(frame["fingerprint"], frame["label"], strict=True):
+        other = next(((r, lab) for r, lab in groups.get(fp, []) if lab != label), None)
+        details.append(f"same text as row {other[0]} labelled '{other[1]}'" if other else "")
+    return split_off(frame, mask, split, "conflicting_label", details)
+
+
+def _drop_repeats(
+    frame: pd.DataFrame, key: pd.Series, split: str, reason: str, what: str
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    mask = key.duplicated(keep="first")
+    if not bool(mask.any()):
+        return frame, []
+    first_row = frame["row"].groupby(key, sort=False).transform("first")
+    details = [f"{what} row {int(r)}" for r in first_row]
+    return split_off(frame, mask, split, reason, details)
+
+
+def drop_duplicates(
+    frame: pd.DataFrame, cfg: CleanConfig, split: str
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Exact duplicates (same cleaned text and label), then near duplicates (same fingerprint and label).
+
+    Keyed on the label too: same-text rows with different labels are conflicts, handled (in train) by
+    :func:`drop_conflicts` or kept on purpose when that is switched off.
+    """
+    rejects: list[dict[str, Any]] = []
+    label = frame["label"].fillna("")
+    if cfg.drop_duplicates:
+        frame, out = _drop_repeats(frame, frame["text"] + "\x00" + label, split, "duplicate", "duplicate of")
+        rejects += out
+        label = frame["label"].fillna("")
+    if cfg.drop_near_duplicates:
+        key = frame["fingerprint"] + "\x00" + label
+        frame, out = _drop_repeats(frame, key, split, "near_duplicate", "near duplicate of")
+        rejects += out
+    return frame, rejects
+
+
+def drop_leakage(
+    frame: pd.DataFrame, others: list[tuple[str, pd.DataFrame]], split: str
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Rows whose folded text also appears in a held-out split: scoring on them would flatter the model."""
+    seen: dict[str, str] = {}
+    for name, other in others:
+        for fp, row in zip(other["fingerprint"], other["row"], strict=True):
+            seen.setdefault(fp, f"same text as {name} row {int(row)}")
+    if not seen:
+        return frame, []
+    mask = frame["fingerprint"].isin(seen.keys())
+    details = [seen.get(fp, "") for fp in frame["fingerprint"]]
+    return split_off(frame, mask, split, "leakage", details)

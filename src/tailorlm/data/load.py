@@ -1,0 +1,444 @@
+"""Reading labelled files into one shape, whatever their format.
+
+Every reader turns a file into a :class:`RawTable`: the raw text and label of each data record as strings (never
+numbers, never NaN: the label ``NA`` stays ``"NA"`` and ``0`` becomes ``"0"``), its 1-based row number, and a
+reject for every record that could not be parsed. A problem with the file as a whole (missing, not UTF-8, a
+missing column, not Parquet at all) is a one-line :class:`DataError`; a problem with one record only rejects that
+record, so one stray quote does not cost the whole file.
+"""
+
+from __future__ import annotations
+
+import bz2
+import codecs
+import csv
+import difflib
+import gzip
+import io
+import json
+import lzma
+import math
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tailorlm.errors import DataError
+
+FORMATS = ("csv", "tsv", "jsonl", "json", "parquet", "txt")
+_EXTENSIONS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".txt": "txt",
+}
+_DECOMPRESS: dict[str, Callable[[bytes], bytes]] = {
+    ".gz": gzip.decompress,
+    ".bz2": bz2.decompress,
+    ".xz": lzma.decompress,
+}
+_SURROGATES = re.compile("[\ud800-\udfff]")
+REJECT_TEXT_CHARS = 200
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The recipe keys (or CLI options) an error message should tell the user to change."""
+
+    file: str = "data.train"
+    text: str = "data.text_column"
+    label: str = "data.label_column"
+    format: str = "data.format"
+
+
+def keys_for(split: str) -> Keys:
+    """Recipe keys for the three recipe splits; CLI options for ``tailor eval`` and ``tailor predict``."""
+    if split in ("train", "validation", "test"):
+        return Keys(file=f"data.{split}")
+    if split == "predict":
+        return Keys(file="--input", text="--text-column", label="--label-column", format="the file extension")
+    return Keys(file="--data", text="--text-column", label="--label-column", format="the file extension")
+
+
+@dataclass
+class RawTable:
+    """One file as read: parsed records (raw strings) plus rejects for the records that did not parse."""
+
+    frame: pd.DataFrame  # columns: row (int), raw_text (str | None), raw_label (str | None)
+    rejects: list[dict[str, Any]] = field(default_factory=list)  # reason, row, detail, text; no split/source yet
+
+    @property
+    def rows_read(self) -> int:
+        return len(self.frame) + len(self.rejects)
+
+
+# ------------------------------------------------------------------------------------------- helpers
+
+
+def one_line(message: str, limit: int = 160) -> str:
+    """Third-party error text squeezed into one short line, for inclusion in a DataError."""
+    flat = " ".join(str(message).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def clip(text: str | None) -> str | None:
+    return None if text is None else text[:REJECT_TEXT_CHARS]
+
+
+def cell(value: Any) -> str | None:
+    """Any parsed value as the string a user typed: 1 -> "1", 1.0 -> "1", true -> "true", null/NaN -> None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return _SURROGATES.sub("\ufffd", value) if not value.isascii() else value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, (list, dict)):
+        return cell(json.dumps(value, ensure_ascii=False))
+    return cell(str(value))
+
+
+def detect_format(path: Path, fmt: str, keys: Keys) -> str:
+    """The configured format, or the one the extension names (``.csv.gz`` counts as csv)."""
+    if fmt != "auto":
+        return fmt
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in _DECOMPRESS:
+        suffixes = suffixes[:-1]
+    ext = suffixes[-1] if suffixes else ""
+    if ext in _EXTENSIONS:
+        return _EXTENSIONS[ext]
+    if ext in (".xlsx", ".xls", ".ods"):
+        raise DataError(f"{path}: spreadsheets are not read directly; save the sheet as CSV (UTF-8) and use that")
+    shown = f"extension '{ext}'" if ext else "no extension"
+    raise DataError(
+        f"{path}: cannot tell the format from {shown}; rename it (.csv .tsv .jsonl .json .parquet .txt) "
+        f"or set {keys.format}"
+    )
+
+
+def read_bytes(path: Path, keys: Keys) -> bytes:
+    """The file's bytes, decompressed when its name ends in .gz/.bz2/.xz."""
+    if not path.exists():
+        raise DataError(f"{path}: file not found ({keys.file}); check the path, relative to {Path.cwd()}")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a file ({keys.file}); give the data file itself")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({one_line(exc.strerror or exc)}); check its permissions") from None
+    decompress = _DECOMPRESS.get(path.suffix.lower())
+    if decompress is None:
+        return data
+    try:
+        return decompress(data)
+    except Exception as exc:  # gzip/bz2/lzma raise several unrelated types for corrupt input
+        raise DataError(
+            f"{path}: not a valid {path.suffix[1:]} archive ({one_line(exc)}); re-compress it or decompress it first"
+        ) from None
+
+
+def decode(data: bytes, path: Path) -> str:
+    """UTF-8 (a BOM is dropped); UTF-16 only when a BOM says so, as Excel's "Unicode text" export writes it.
+
+    Other encodings are refused rather than guessed: a cp1252 guess silently garbles every non-ASCII text.
+    """
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise DataError(f"{path}: starts like UTF-16 but is not valid UTF-16; re-save the file as UTF-8") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DataError(
+            f"{path}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}, line {line}); "
+            "re-save the file as UTF-8"
+        ) from None
+
+
+def _column_error(path: Path, wanted: str, present: list[str], key: str) -> DataError:
+    shown = ", ".join(present[:20]) + (", ..." if len(present) > 20 else "") if present else "none"
+    close = difflib.get_close_matches(wanted, present, n=1, cutoff=0.6)
+    if not close:
+        close = [p for p in present if p.strip().lower() == wanted.strip().lower()][:1]
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return DataError(f"{path}: no column '{wanted}' ({key}); columns present: {shown}; {hint}set {key}")
+
+
+def check_columns(
+    path: Path, present: list[str], text_column: str, label_column: str, require_label: bool, keys: Keys
+) -> None:
+    """The text column must exist, and the label column too unless only texts are needed (predict)."""
+    if text_column not in present:
+        raise _column_error(path, text_column, present, keys.text)
+    if require_label and label_column not in present:
+        raise _column_error(path, label_column, present, keys.label)
+
+
+def _table(rows: list[int], texts: list[str | None], labels: list[str | None]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "row": pd.Series(rows, dtype="int64"),
+            "raw_text": pd.Series(texts, dtype=object),
+            "raw_label": pd.Series(labels, dtype=object),
+        }
+    )
+
+
+def _malformed(row: int, reason: str, detail: str, text: str | None) -> dict[str, Any]:
+    return {"row": row, "reason": reason, "detail": detail, "text": clip(text), "label": None}
+
+
+# ------------------------------------------------------------------------------------------- csv / tsv
+
+
+def _csv_records(text: str, delimiter: str, path: Path) -> Iterable[tuple[int, list[str] | None, str]]:
+    """(first line, fields or None when malformed, detail) per non-blank record, header included.
+
+    A quote opened and never closed swallows the rest of the file; that is a file-level error naming the line,
+    since every later row is lost and rejecting one giant "row" would hide it.
+    """
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    while True:
+        start = reader.line_num + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            message = str(exc)
+            if "unexpected end of data" in message or "field larger than field limit" in message:
+                raise DataError(
+                    f"{path}: line {start}: a quoted field opened here is never closed, so the rest of the file "
+                    'reads as one value; close the quote or double it ("") inside the text'
+                ) from None
+            yield start, None, f"line {start}: bad quoting ({one_line(message)})"
+            continue
+        if fields:
+            yield start, fields, ""
+
+
+def read_delimited(
+    text: str, path: Path, delimiter: str, text_column: str, label_column: str, require_label: bool,
+    keys: Keys, max_rows: int | None,
+) -> RawTable:
+    """CSV/TSV: the header names the columns; a record with the wrong number of fields is ``malformed_row``."""
+    records = iter(_csv_records(text, delimiter, path))
+    header_line = next(records, None)
+    if header_line is None:
+        raise DataError(f"{path}: file is empty; it needs a header row ({text_column}{delimiter}{label_column}) "
+                        "and data rows")
+    _, header, detail = header_line
+    if header is None:
+        raise DataError(f"{path}: the header row cannot be parsed ({detail}); fix the first line")
+    header = [name.strip() for name in header]
+    check_columns(path, header, text_column, label_column, require_label, keys)
+    if header.count(text_column) > 1 or (label_column in header and header.count(label_column) > 1):
+        raise DataError(f"{path}: a column name appears twice in the header ({', '.join(header)}); rename one")
+    text_at = header.index(text_column)
+    label_at = header.index(label_column) if label_column in header else None
+    width = len(header)
+    rows: list[int] = []
+    texts: list[str | None] = []
+    labels: list[str | None] = []
+    rejects: list[dict[str, Any]] = []
+    for number, (line, fields, detail) in enumerate(records, start=1):
+        if max_rows is not None and number > max_rows:
+            break
+        if fields is not None and len(fields) > width and not any(f.strip() for f in fields[width:]):
+            fields = fields[:width]  # trailing empty cells, as spreadsheets export them
+        if fields is None or len(fields) != width:
+            if fields is not None:
+                detail = f"line {line}: {len(fields)} fields, the header has {width}"
+                detail += "; quote texts that contain the delimiter" if len(fields) > width else ""
+            raw = delimiter.join(fields) if fields is not None else None
+            rejects.append(_malformed(number, "malformed_row", detail, raw))
+            continue
+        rows.append(number)
+        texts.append(fields[text_at])
+        labels.append(fields[label_at] if label_at is not None else None)
+    if not rows and not rejects:
+        raise DataError(f"{path}: has a header but no data rows; add rows below the header")
+    return RawTable(_table(rows, texts, labels), rejects)
+
+
+# ------------------------------------------------------------------------------------------- json
+
+
+def _object_columns(objects: list[tuple[int, dict[str, Any]]]) -> list[str]:
+    seen: dict[str, None] = {}
+    for _, obj in objects:
+        for key in obj:
+            seen.setdefault(str(key), None)
+    return list(seen)
+
+
+def _from_objects(
+    objects: list[tuple[int, dict[str, Any]]], rejects: list[dict[str, Any]], path: Path, text_column: str,
+    label_column: str, require_label: bool, keys: Keys,
+) -> RawTable:
+    if not objects:
+        first = f" ({rejects[0]['detail']})" if rejects else ""
+        raise DataError(f"{path}: holds no JSON objects{first}; expected one object per record, "
+                        f'like {{"{text_column}": "...", "{label_column}": "..."}}')
+    check_columns(path, _object_columns(objects), text_column, label_column, require_label, keys)
+    rows = [row for row, _ in objects]
+    texts = [cell(obj.get(text_column)) for _, obj in objects]
+    labels = [cell(obj.get(label_column)) for _, obj in objects]
+    return RawTable(_table(rows, texts, labels), rejects)
+
+
+def _not_object(value: Any) -> str:
+    kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
+    return f"{kind}, not an object"
+
+
+def read_jsonl(
+    text: str, path: Path, text_column: str, label_column: str, require_label: bool, keys: Keys,
+    max_rows: int | None,
+) -> RawTable:
+    """JSON Lines: one object per line; a line that is not an object is ``malformed_json`` (row = line number)."""
+    objects: list[tuple[int, dict[str, Any]]] = []
+    rejects: list[dict[str, Any]] = []
+    records = 0
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        records += 1
+        if max_rows is not None and records > max_rows:
+            break
+        try:
+            value = json.loads(line)
+        except (ValueError, RecursionError) as exc:
+            rejects.append(_malformed(number, "malformed_json", f"line {number}: invalid JSON ({one_line(exc)})", line))
+            continue
+        if not isinstance(value, dict):
+            rejects.append(_malformed(number, "malformed_json", f"line {number}: {_not_object(value)}", line))
+            continue
+        objects.append((number, value))
+    if records == 0:
+        raise DataError(f"{path}: file is empty; it needs one JSON object per line")
+    return _from_objects(objects, rejects, path, text_column, label_column, require_label, keys)
+
+
+def read_json(
+    text: str, path: Path, text_column: str, label_column: str, require_label: bool, keys: Keys,
+    max_rows: int | None,
+) -> RawTable:
+    """A JSON array of objects, or ``{"data": [...]}``; row = position in the array (1-based)."""
+    if not text.strip():
+        raise DataError(f"{path}: file is empty; it needs a JSON array of objects")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        hint = "check the quoting and commas"
+        if exc.msg == "Extra data":
+            hint = f"it looks like JSON Lines (one object per line): rename it to .jsonl or set {keys.format}"
+        raise DataError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg}); {hint}") from None
+    except (ValueError, RecursionError) as exc:
+        raise DataError(f"{path}: invalid JSON ({one_line(exc)}); check the file") from None
+    if isinstance(value, dict) and isinstance(value.get("data"), list):
+        value = value["data"]
+    if not isinstance(value, list):
+        raise DataError(f'{path}: expected a JSON array of objects or {{"data": [...]}}, found {_not_object(value)}')
+    if not value:
+        raise DataError(f"{path}: the JSON array is empty; it needs one object per record")
+    if max_rows is not None:
+        value = value[:max_rows]
+    objects: list[tuple[int, dict[str, Any]]] = []
+    rejects: list[dict[str, Any]] = []
+    for number, item in enumerate(value, start=1):
+        if isinstance(item, dict):
+            objects.append((number, item))
+        else:
+            rejects.append(_malformed(number, "malformed_json", f"item {number}: {_not_object(item)}", cell(item)))
+    return _from_objects(objects, rejects, path, text_column, label_column, require_label, keys)
+
+
+# ------------------------------------------------------------------------------------------- parquet, txt
+
+
+def read_parquet(
+    data: bytes, path: Path, text_column: str, label_column: str, require_label: bool, keys: Keys,
+    max_rows: int | None,
+) -> RawTable:
+    """Parquet: any column type is turned into strings (ints 0/1 become "0"/"1"); nulls are missing values."""
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(io.BytesIO(data))
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for files that are not Parquet
+        raise DataError(f"{path}: not a valid Parquet file ({one_line(exc)}); check the file or set "
+                        f"{keys.format}") from None
+    check_columns(path, list(table.column_names), text_column, label_column, require_label, keys)
+    if max_rows is not None:
+        table = table.slice(0, max_rows)
+    if table.num_rows == 0:
+        raise DataError(f"{path}: the Parquet file has no rows")
+    texts = [cell(v) for v in table.column(text_column).to_pylist()]
+    has_label = label_column in table.column_names
+    labels = [cell(v) for v in table.column(label_column).to_pylist()] if has_label else [None] * len(texts)
+    return RawTable(_table(list(range(1, len(texts) + 1)), texts, labels))
+
+
+def read_txt(text: str, path: Path, max_rows: int | None) -> RawTable:
+    """Plain text: one text per line, no header, no labels; row = line number; blank lines are skipped."""
+    rows: list[int] = []
+    texts: list[str | None] = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        if max_rows is not None and len(rows) >= max_rows:
+            break
+        rows.append(number)
+        texts.append(line)
+    if not rows:
+        raise DataError(f"{path}: file is empty; it needs one text per line")
+    return RawTable(_table(rows, texts, [None] * len(rows)))
+
+
+# ------------------------------------------------------------------------------------------- entry point
+
+
+def read_table(
+    path: str | Path, *, fmt: str = "auto", text_column: str = "text", label_column: str = "label",
+    require_label: bool = True, split: str = "train", max_rows: int | None = None,
+) -> RawTable:
+    """Read one file of any supported format into a :class:`RawTable` (no cleaning yet)."""
+    file = Path(path)
+    keys = keys_for(split)
+    kind = detect_format(file, fmt, keys)
+    if kind == "txt" and require_label:
+        raise DataError(f"{file}: a .txt file holds texts without labels; use csv, tsv, jsonl, json or parquet "
+                        f"with a '{label_column}' column")
+    data = read_bytes(file, keys)
+    if kind == "parquet":
+        return read_parquet(data, file, text_column, label_column, require_label, keys, max_rows)
+    text = decode(data, file)
+    if kind in ("csv", "tsv"):
+        delimiter = "," if kind == "csv" else "\t"
+        return read_delimited(text, file, delimiter, text_column, label_column, require_label, keys, max_rows)
+    if kind == "jsonl":
+        return read_jsonl(text, file, text_column, label_column, require_label, keys, max_rows)
+    if kind == "json":
+        return read_json(text, file, text_column, label_column, require_label, keys, max_rows)
+    return read_txt(text, file, max_rows)

@@ -1,0 +1,543 @@
+"""The run report: one HTML page (and a Markdown twin) proving how much fine-tuning helped on this data.
+
+``render_report(run_dir)`` reads the files a run leaves behind (``metrics.json``, and when present
+``data_report.json``, ``log_history.json`` and ``recipe.resolved.yaml``) and writes ``report.html`` and
+``report.md`` next to them. It only reads files, so ``tailor report RUN_DIR`` can redraw an old run.
+
+This module holds what both renderers share: loading the inputs and deciding what they mean (which systems
+were measured, which baseline is the one to beat, the headline sentence). ``html`` and ``markdown`` only
+lay that out, so the two reports can never disagree about a number.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tailorlm.errors import UserError
+from tailorlm.rundir import atomic_write_text
+
+__all__ = ["Cell", "RunReport", "Table", "load_run", "render_report"]
+
+#: (metrics key, column heading) of the comparison table, in display order.
+METRIC_COLUMNS: list[tuple[str, str]] = [
+    ("accuracy", "Accuracy"),
+    ("precision_macro", "Macro precision"),
+    ("recall_macro", "Macro recall"),
+    ("f1_macro", "Macro F1"),
+    ("f1_weighted", "Weighted F1"),
+    ("ece", "Calibration error (ECE)"),
+]
+#: Metrics where a smaller number is the better one (the best-per-column highlight must know).
+LOWER_IS_BETTER = frozenset({"ece"})
+#: (metrics.json key, display name) of every system the report compares, baselines first.
+SYSTEM_NAMES: list[tuple[str, str]] = [
+    ("zero_shot", "Zero-shot"),
+    ("linear_probe", "Linear probe"),
+    ("tuned", "Fine-tuned"),
+]
+#: The metric the headline and per-class comparison are about.
+HEADLINE_METRIC = "f1_macro"
+
+#: Plain-language meaning of each metric, for readers who are domain experts rather than ML engineers.
+METRIC_HELP: dict[str, str] = {
+    "accuracy": "share of test texts given the right label",
+    "precision_macro": "when the model says a label, how often it is right (averaged over labels)",
+    "recall_macro": "of the texts that carry a label, how many the model finds (averaged over labels)",
+    "f1_macro": "balance of precision and recall, averaged so that every label counts equally",
+    "f1_weighted": "F1 averaged with each label weighted by how many test texts carry it",
+    "ece": "how far the model's stated confidence is from how often it is right (lower is better)",
+}
+
+#: Plain-language description of each reason a data row was removed.
+REMOVAL_REASONS: dict[str, str] = {
+    "malformed_row": "row could not be parsed",
+    "empty_text": "text was empty",
+    "too_short": "text was too short",
+    "too_long": "text was too long",
+    "missing_label": "label was missing",
+    "unknown_label": "label not in the label set",
+    "duplicate": "exact duplicate of another row",
+    "near_duplicate": "near-duplicate of another row",
+    "conflicting_label": "same text carried different labels",
+    "leakage": "text also appears in another split",
+}
+
+
+@dataclass
+class System:
+    """One row of the comparison: a baseline or the tuned model, measured or with the reason it was not."""
+
+    key: str
+    name: str
+    metrics: dict[str, Any] | None
+    note: str = ""
+
+    @property
+    def measured(self) -> bool:
+        return self.metrics is not None
+
+
+@dataclass
+class RunReport:
+    """Everything a report shows, loaded once from the run directory."""
+
+    run_dir: Path
+    metrics: dict[str, Any]
+    data_report: dict[str, Any] | None = None
+    log_history: list[dict[str, Any]] = field(default_factory=list)
+    recipe_text: str | None = None
+
+    # -------------------------------------------------------------------------------- basic facts
+    @property
+    def labels(self) -> list[str]:
+        """Label order of the confusion matrix; falls back to the per-class table when ``labels`` is absent."""
+        labels = self.metrics.get("labels")
+        if labels:
+            return [str(label) for label in labels]
+        return [str(label) for label in (self.tuned or {}).get("per_class", {})]
+
+    @property
+    def tuned(self) -> dict[str, Any] | None:
+        tuned = self.metrics.get("tuned")
+        return tuned if _is_measured(tuned) else None
+
+    @property
+    def train(self) -> dict[str, Any]:
+        return self.metrics.get("train") or {}
+
+    @property
+    def model(self) -> dict[str, Any]:
+        return self.metrics.get("model") or {}
+
+    @property
+    def data_sizes(self) -> dict[str, Any]:
+        return self.metrics.get("data") or {}
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        return [e for e in self.metrics.get("errors") or [] if isinstance(e, dict)]
+
+    # -------------------------------------------------------------------------------- comparison
+    @property
+    def systems(self) -> list[System]:
+        """Every comparison row, including baselines that were disabled or skipped (so readers see why)."""
+        baselines = self.metrics.get("baseline") or {}
+        rows = []
+        for key, name in SYSTEM_NAMES:
+            raw = self.metrics.get("tuned") if key == "tuned" else baselines.get(key)
+            rows.append(System(key, name, raw if _is_measured(raw) else None, _not_measured_note(key, raw)))
+        return rows
+
+    @property
+    def measured_baselines(self) -> list[System]:
+        return [s for s in self.systems if s.key != "tuned" and s.measured]
+
+    @property
+    def best_baseline(self) -> System | None:
+        """The baseline with the highest headline metric: the bar fine-tuning has to clear."""
+        scored = [s for s in self.measured_baselines if number(s.metrics, HEADLINE_METRIC) is not None]
+        return max(scored, key=lambda s: number(s.metrics, HEADLINE_METRIC), default=None)  # type: ignore[arg-type,return-value]
+
+    def best_per_column(self) -> dict[str, str]:
+        """metric key -> key of the system with the best value, for highlighting (ties go to the first)."""
+        best: dict[str, str] = {}
+        for key, _ in METRIC_COLUMNS:
+            values = [(s.key, number(s.metrics, key)) for s in self.systems if s.measured]
+            values = [(k, v) for k, v in values if v is not None]
+            if len(values) < 2:
+                continue
+            pick = min if key in LOWER_IS_BETTER else max
+            best[key] = pick(values, key=lambda kv: kv[1])[0]
+        return best
+
+    def headline(self) -> str:
+        """One sentence a manager can quote: the headline metric before and after fine-tuning."""
+        tuned = number(self.tuned, HEADLINE_METRIC)
+        if tuned is None:
+            return "The fine-tuned model was not evaluated on a test split, so there is no result to report yet."
+        base = self.best_baseline
+        if base is None:
+            return (
+                f"The fine-tuned model reached macro-F1 {fmt(tuned)} on the test split; no baseline was "
+                "measured, so this run cannot show how much fine-tuning added."
+            )
+        before = number(base.metrics, HEADLINE_METRIC) or 0.0
+        gain = tuned - before
+        where = f"on the test split from {fmt(before)} (best baseline: {base.name.lower()}) to {fmt(tuned)}"
+        if gain > 0:
+            return f"Fine-tuning raised macro-F1 {where} ({signed(gain)})."
+        if gain < 0:
+            return f"Fine-tuning lowered macro-F1 {where} ({signed(gain)}): the baseline is the better choice."
+        return f"Fine-tuning left macro-F1 unchanged {where.replace(' to ', ', still ')}."
+
+    def gain(self) -> float | None:
+        """Tuned minus best baseline on the headline metric, or None when either is missing."""
+        base = self.best_baseline
+        tuned = number(self.tuned, HEADLINE_METRIC)
+        if base is None or tuned is None:
+            return None
+        return tuned - (number(base.metrics, HEADLINE_METRIC) or 0.0)
+
+    def top_confusions(self, k: int = 5) -> list[tuple[str, str, int, int]]:
+        """The k largest off-diagonal cells of the tuned confusion matrix: (true, predicted, count, row total)."""
+        matrix = (self.tuned or {}).get("confusion_matrix") or []
+        labels = self.labels
+        cells = []
+        for i, row in enumerate(matrix):
+            for j, count in enumerate(row):
+                if i != j and count and i < len(labels) and j < len(labels):
+                    cells.append((labels[i], labels[j], int(count), int(sum(row))))
+        return sorted(cells, key=lambda c: -c[2])[:k]
+
+    # -------------------------------------------------------------------------------- learning curves
+    def train_loss_points(self) -> list[tuple[float, float]]:
+        """(step, training loss) from the Trainer's periodic logs."""
+        return [
+            (float(e["step"]), float(e["loss"]))
+            for e in self.log_history
+            if _finite(e.get("loss")) and _finite(e.get("step"))
+        ]
+
+    def eval_entries(self) -> list[dict[str, Any]]:
+        """The Trainer's validation logs (one per evaluation), in order."""
+        return [e for e in self.log_history if any(k.startswith("eval_") for k in e)]
+
+    def eval_metric_names(self) -> list[str]:
+        """Validation metrics worth plotting: the F1/accuracy family, not runtimes or throughput."""
+        skip = ("runtime", "per_second", "loss", "epoch", "step")
+        names: list[str] = []
+        for entry in self.eval_entries():
+            for key, value in entry.items():
+                if key.startswith("eval_") and not key.endswith(skip) and _finite(value) and key not in names:
+                    names.append(key)
+        return names
+
+
+# ------------------------------------------------------------------------------------------ tables
+# Both renderers draw the same tables from these builders; cells are plain (unescaped) text plus a style.
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One table cell: its text and its style (``best``, ``strong``, ``up``, ``down``, ``muted`` or none)."""
+
+    text: str
+    style: str = ""
+
+
+@dataclass
+class Table:
+    """Headers, rows and which columns hold numbers (right-aligned in HTML and Markdown)."""
+
+    headers: list[str]
+    rows: list[list[Cell]]
+    numeric: frozenset[int] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.rows)
+
+
+def _cells(*values: str, style: str = "") -> list[Cell]:
+    return [Cell(v, style) for v in values]
+
+
+def change_cell(delta: float | None) -> Cell:
+    """A signed difference, styled as an improvement or a regression."""
+    if delta is None:
+        return Cell("—", "muted")
+    return Cell(signed(delta), "up" if delta > 0 else "down" if delta < 0 else "")
+
+
+def facts(report: RunReport) -> list[tuple[str, str]]:
+    """The run at a glance: model, task, data sizes, training time and effort."""
+    model, train, sizes = report.model, report.train, report.data_sizes
+    peft = str(model.get("peft") or "none")
+    method = "full fine-tuning (all weights)" if peft == "none" else f"{peft} adapters"
+    name = str(model.get("name") or "—")
+    if model.get("base") and model.get("base") != name:
+        name += f" ({model['base']})"
+    data = " · ".join(f"{count(sizes.get(s))} {s}" for s in ("train", "validation", "test") if s in sizes)
+    if _finite(sizes.get("rejected")):
+        data += f" · {count(sizes['rejected'])} rows rejected"
+    trainable, total = train.get("trainable_params"), train.get("total_params")
+    share = f" ({trainable / total:.1%})" if _finite(trainable) and _finite(total) and total else ""
+    rows = [
+        ("Task", f"{report.metrics.get('task', '—')}, {len(report.labels)} labels"),
+        ("Model", name),
+        ("Method", method),
+        ("Texts", data or "—"),
+        ("Training time", f"{duration(train.get('runtime_s'))}, {fmt(train.get('epochs_run'), 2)} epochs"
+         + (" (stopped early)" if train.get("stopped_early") else "")),
+        ("Parameters tuned", f"{count(trainable)} of {count(total)}{share}"),
+        ("Kept checkpoint", f"step {count(train.get('best_step'))}" if _finite(train.get("best_step")) else "last"),
+    ]
+    validation = report.metrics.get("validation") or {}
+    if _finite(validation.get(HEADLINE_METRIC)):
+        rows.append(("Validation macro-F1", fmt(validation[HEADLINE_METRIC])))
+    return rows
+
+
+def comparison_table(report: RunReport) -> Table:
+    """Baselines and the tuned model side by side, the best value of each column marked."""
+    best = report.best_per_column()
+    rows = []
+    for system in report.systems:
+        row = [Cell(system.name, "best" if system.key == "tuned" and system.measured else "")]
+        for key, _ in METRIC_COLUMNS:
+            value = number(system.metrics, key)
+            row.append(Cell(fmt(value), "best" if best.get(key) == system.key else "" if system.measured else "muted"))
+        rows.append(row)
+    headers = ["System", *(title for _, title in METRIC_COLUMNS)]
+    notes = [s.note for s in report.systems]
+    if any(notes):  # a column of blanks would only add noise when every system was measured
+        headers.append("Note")
+        rows = [[*row, Cell(note, "muted")] for row, note in zip(rows, notes, strict=True)]
+    return Table(headers, rows, frozenset(range(1, len(METRIC_COLUMNS) + 1)))
+
+
+def eval_table(report: RunReport) -> Table:
+    """One row per validation pass; the checkpoint that was kept is marked."""
+    names = report.eval_metric_names()
+    best_step = report.train.get("best_step")
+    rows = []
+    for entry in report.eval_entries():
+        style = "best" if best_step is not None and entry.get("step") == best_step else ""
+        row = [Cell(fmt(entry.get("epoch"), 2), style), Cell(count(entry.get("step")), style),
+               Cell(fmt(entry.get("eval_loss"), 4), style)]
+        row += [Cell(fmt(entry.get(name)), style) for name in names]
+        rows.append(row)
+    headers = ["Epoch", "Step", "Validation loss", *(n.removeprefix("eval_").replace("_", " ") for n in names)]
+    return Table(headers, rows, frozenset(range(len(headers))))
+
+
+def per_class_table(report: RunReport) -> Table:
+    """Per-label precision, recall, F1 and support of the tuned model, with F1 against the best baseline."""
+    tuned = (report.tuned or {}).get("per_class") or {}
+    base = report.best_baseline
+    base_pc = (base.metrics or {}).get("per_class") or {} if base else {}
+    rows = []
+    for label in report.labels:
+        stats = tuned.get(label) or {}
+        base_f1 = number(base_pc.get(label), "f1")
+        f1 = number(stats, "f1")
+        rows.append([
+            Cell(label), Cell(count(stats.get("support"))), Cell(fmt(stats.get("precision"))),
+            Cell(fmt(stats.get("recall"))), Cell(fmt(f1)),
+            *([Cell(fmt(base_f1)), change_cell(f1 - base_f1 if f1 is not None and base_f1 is not None else None)]
+              if base else []),
+        ])
+    headers = ["Label", "Test texts", "Precision", "Recall", "F1"]
+    if base:
+        headers += [f"F1 {base.name.lower()}", "Change"]
+    return Table(headers, rows, frozenset(range(1, len(headers))))
+
+
+def errors_table(report: RunReport, max_chars: int = 600) -> Table:
+    """The wrong predictions the model was surest of, text shortened for the page."""
+    rows = []
+    for i, error in enumerate(report.errors, start=1):
+        text = " ".join(str(error.get("text", "")).split())
+        if len(text) > max_chars:
+            text = text[: max_chars - 1] + "…"
+        confidence = error.get("confidence")
+        rows.append([
+            Cell(str(i), "muted"), Cell(text), Cell(str(error.get("label", "—"))),
+            Cell(str(error.get("predicted", "—"))), Cell(f"{confidence:.1%}" if _finite(confidence) else "—"),
+        ])
+    return Table(["#", "Text", "True label", "Predicted", "Confidence"], rows, frozenset({0, 4}))
+
+
+def sources_table(data: dict[str, Any]) -> Table:
+    """Where each split came from and how many of its rows survived cleaning."""
+    sources, split = data.get("sources") or {}, data.get("split_from_train") or {}
+    read, kept, rejected = (data.get(k) or {} for k in ("rows_read", "rows_kept", "rows_rejected"))
+    rows = []
+    for name in ("train", "validation", "test"):
+        if sources.get(name):
+            origin = str(sources[name])
+        elif split.get(name):
+            origin = "split from train"
+        else:
+            origin = "—"
+        rows.append([Cell(name), Cell(origin), Cell(count(read.get(name))), Cell(count(rejected.get(name))),
+                     Cell(count(kept.get(name)))])
+    return Table(["Split", "Source", "Rows read", "Rows rejected", "Rows kept"], rows, frozenset({2, 3, 4}))
+
+
+def stages_table(data: dict[str, Any]) -> Table:
+    """The row count after each cleaning stage, with how many rows that stage removed."""
+    rows, previous = [], None
+    for stage in data.get("stages") or []:
+        rows_now = stage.get("rows")
+        delta = rows_now - previous if _finite(rows_now) and _finite(previous) else None
+        rows.append([Cell(str(stage.get("stage", "—"))), Cell(count(rows_now)),
+                     Cell(f"{delta:+,}".replace("-", "\u2212") if delta else "—", "" if delta else "muted")])
+        previous = rows_now
+    return Table(["Stage", "Rows", "Change"], rows, frozenset({1, 2}))
+
+
+def removed_table(data: dict[str, Any]) -> Table:
+    """Rows removed, by reason, in plain words; reasons that removed nothing are left out."""
+    removed = {k: v for k, v in (data.get("removed") or {}).items() if _finite(v) and v}
+    rows = [[Cell(reason), Cell(REMOVAL_REASONS.get(reason, reason.replace("_", " "))), Cell(count(n))]
+            for reason, n in sorted(removed.items(), key=lambda kv: -kv[1])]
+    if rows:
+        rows.append([Cell("total", "strong"), Cell(""), Cell(count(sum(removed.values())), "strong")])
+    return Table(["Reason", "Meaning", "Rows"], rows, frozenset({2}))
+
+
+def label_table(data: dict[str, Any]) -> Table:
+    """Texts per label in each split, with each label's share of its split."""
+    dist = data.get("label_distribution") or {}
+    splits = [s for s in ("train", "validation", "test") if dist.get(s)]
+    labels = list(data.get("labels") or [])
+    for split in splits:
+        labels += [label for label in dist[split] if label not in labels]
+    totals = {s: sum(v for v in dist[s].values() if _finite(v)) for s in splits}
+    rows = []
+    for label in labels:
+        row = [Cell(str(label))]
+        for split in splits:
+            n = dist[split].get(label, 0)
+            share = f" ({n / totals[split]:.0%})" if totals[split] else ""
+            row.append(Cell(f"{count(n)}{share}", "muted" if not n else ""))
+        rows.append(row)
+    return Table(["Label", *splits], rows, frozenset(range(1, len(splits) + 1)))
+
+
+def length_table(data: dict[str, Any]) -> Table:
+    """Text length per split (min, mean, percentiles, max) in the report's unit."""
+    keys = ["min", "mean", "p50", "p95", "p99", "max"]
+    rows = []
+    for split, stats in (data.get("length") or {}).items():
+        if stats:
+            rows.append([Cell(split), *(Cell(_plain(stats.get(k))) for k in keys)])
+    return Table(["Split", "Min", "Mean", "Median", "95th pct", "99th pct", "Max"], rows, frozenset(range(1, 7)))
+
+
+def _plain(value: Any) -> str:
+    """An integer as an integer, anything else with one decimal."""
+    if not _finite(value):
+        return "—"
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:,.1f}"
+
+
+def unknown_labels(data: dict[str, Any]) -> list[str]:
+    """Sentences about labels seen in validation/test that training never had (those rows were dropped)."""
+    lines = []
+    for split, found in (data.get("unknown_labels") or {}).items():
+        for label, n in (found or {}).items():
+            lines.append(f"{split}: label '{label}' on {count(n)} rows is not in the training labels")
+    return lines
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def _is_measured(raw: Any) -> bool:
+    return isinstance(raw, dict) and "skipped" not in raw and any(k in raw for k, _ in METRIC_COLUMNS)
+
+
+def _not_measured_note(key: str, raw: Any) -> str:
+    """Why a system has no numbers, in words a reader can act on."""
+    if _is_measured(raw):
+        return ""
+    if isinstance(raw, dict) and "skipped" in raw:
+        return f"skipped: {raw['skipped']}"
+    if key == "tuned":
+        return "not evaluated"
+    if raw is None:
+        return "disabled in the recipe" if key in {"zero_shot", "linear_probe"} else "not measured"
+    return "not measured"
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def number(metrics: dict[str, Any] | None, key: str) -> float | None:
+    """A finite metric value, or None: NaN (e.g. ECE on an empty split) must never win a comparison."""
+    if not metrics:
+        return None
+    value = metrics.get(key)
+    return float(value) if _finite(value) else None
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """A metric as text; '—' for missing or NaN so tables never show 'nan' or 'None'."""
+    return f"{value:.{digits}f}" if _finite(value) else "—"
+
+
+def signed(value: float, digits: int = 3) -> str:
+    """A difference with its sign, using a true minus so it reads well in prose."""
+    text = f"{value:+.{digits}f}"
+    return text.replace("-", "\u2212")
+
+
+def count(value: Any) -> str:
+    """An integer with thousands separators, '—' when missing."""
+    return f"{int(value):,}" if _finite(value) else "—"
+
+
+def duration(seconds: Any) -> str:
+    """Seconds as '2 min 0 s' / '1 h 3 min' / '12.4 s'."""
+    if not _finite(seconds):
+        return "—"
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def _read_json(path: Path, optional: bool = True) -> Any:
+    """Parse a JSON file; a missing or unreadable optional file just means that section says so."""
+    if not path.exists():
+        if optional:
+            return None
+        raise UserError(f"{path}: not found; pass the output_dir of a finished `tailor run`")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        if optional:
+            return None
+        raise UserError(f"{path}: cannot be read as JSON ({exc})") from None
+
+
+def load_run(run_dir: Path) -> RunReport:
+    """Read a run directory's files; only ``metrics.json`` is required."""
+    run_dir = Path(run_dir)
+    metrics = _read_json(run_dir / "metrics.json", optional=False)
+    if not isinstance(metrics, dict):
+        raise UserError(f"{run_dir / 'metrics.json'}: expected a JSON object")
+    data_report = _read_json(run_dir / "data_report.json")
+    log_history = _read_json(run_dir / "log_history.json")
+    recipe = run_dir / "recipe.resolved.yaml"
+    return RunReport(
+        run_dir=run_dir,
+        metrics=metrics,
+        data_report=data_report if isinstance(data_report, dict) else None,
+        log_history=[e for e in log_history if isinstance(e, dict)] if isinstance(log_history, list) else [],
+        recipe_text=recipe.read_text(encoding="utf-8", errors="replace") if recipe.exists() else None,
+    )
+
+
+def render_report(run_dir: Path) -> tuple[Path, Path]:
+    """Write ``report.html`` and ``report.md`` into ``run_dir`` (atomically) and return their paths."""
+    # Imported here: matplotlib is only needed when a report is drawn, not whenever the package is imported.
+    from tailorlm.report.html import render_html
+    from tailorlm.report.markdown import render_markdown
+
+    run_dir = Path(run_dir)
+    report = load_run(run_dir)
+    html_path, md_path = run_dir / "report.html", run_dir / "report.md"
+    atomic_write_text(html_path, render_html(report))
+    atomic_write_text(md_path, render_markdown(report))
+    return html_path, md_path

@@ -1,0 +1,204 @@
+"""Charts for the HTML report, drawn with matplotlib and returned as SVG text.
+
+Figures are built with ``matplotlib.figure.Figure`` rather than pyplot: no global backend is chosen and no
+figure is left open, so rendering a report inside a long-lived process (a notebook, ``tailor serve``) has no
+side effects. SVG keeps the charts sharp at any zoom and lets the page stay a single self-contained file.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+
+#: One colour per system, the same in every chart; the tuned model gets the strongest one.
+SYSTEM_COLOURS = {"zero_shot": "#b6c0cc", "linear_probe": "#7f9cc0", "tuned": "#2454d6"}
+INK, MUTED, GRID = "#1f2733", "#5b6675", "#e3e7ed"
+TRAIN_COLOUR, EVAL_COLOUR = "#2454d6", "#d9731f"
+METRIC_COLOURS = ["#14915f", "#8a4fd1", "#c23b6b", "#0f8fa8"]
+
+_STYLE = {
+    "font.family": "sans-serif",
+    "font.sans-serif": ["DejaVu Sans"],
+    "font.size": 9.5,
+    "axes.edgecolor": "#b9c1cc",
+    "axes.labelcolor": INK,
+    "axes.titlesize": 10.5,
+    "axes.titleweight": "bold",
+    "axes.titlecolor": INK,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "xtick.color": MUTED,
+    "ytick.color": MUTED,
+    "legend.frameon": False,
+    "svg.hashsalt": "tailorlm-report",  # stable ids: the same run renders byte-identical charts
+    "svg.fonttype": "path",  # text as outlines: looks the same without the font installed
+}
+
+
+def to_svg(fig: Figure) -> str:
+    """Serialise a figure to an ``<svg>`` element without the XML prolog, DOCTYPE or metadata block."""
+    buffer = io.StringIO()
+    with matplotlib.rc_context(_STYLE):
+        fig.savefig(buffer, format="svg", bbox_inches="tight", pad_inches=0.08, facecolor="white",
+                    metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
+    text = buffer.getvalue()
+    text = text[text.index("<svg"):]
+    return re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.DOTALL)
+
+
+def _figure(width: float, height: float) -> Figure:
+    with matplotlib.rc_context(_STYLE):
+        return Figure(figsize=(width, height), layout="constrained")
+
+
+def short(label: str, limit: int = 22) -> str:
+    """Long label names would squeeze the plot area to nothing; the tables keep the full names."""
+    return label if len(label) <= limit else label[: limit - 1] + "…"
+
+
+def _style_axes(ax: Any, grid_axis: str = "y") -> None:
+    ax.grid(axis=grid_axis, color=GRID, linewidth=0.8)
+    ax.set_axisbelow(True)
+    ax.tick_params(length=0)
+
+
+def comparison_chart(systems: Sequence[tuple[str, str, dict[str, Any]]], columns: Sequence[tuple[str, str]]) -> str:
+    """Grouped bars: one group per metric, one bar per system (``(key, name, metrics)``), values on top."""
+    with matplotlib.rc_context(_STYLE):
+        fig = _figure(9.6, 3.6)
+        ax = fig.subplots()
+        x = np.arange(len(columns))
+        width = 0.8 / max(len(systems), 1)
+        for i, (key, name, metrics) in enumerate(systems):
+            values = [float(metrics.get(col) or 0.0) for col, _ in columns]
+            offset = (i - (len(systems) - 1) / 2) * width
+            bars = ax.bar(x + offset, values, width * 0.92, label=name, color=SYSTEM_COLOURS.get(key, "#999"))
+            ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], padding=2, fontsize=7.5, color=MUTED)
+        ax.set_xticks(x, [title for _, title in columns])
+        ax.set_ylim(0, 1.12)
+        ax.set_yticks(np.linspace(0, 1, 6))
+        ax.set_ylabel("score (higher is better)")
+        _style_axes(ax)
+        ax.legend(loc="upper center", ncols=len(systems), bbox_to_anchor=(0.5, 1.13))
+        return to_svg(fig)
+
+
+def learning_curves_chart(
+    train_points: Sequence[tuple[float, float]],
+    eval_entries: Sequence[dict[str, Any]],
+    metric_names: Sequence[str],
+    best_step: int | None,
+) -> str | None:
+    """Training loss by step, validation loss by epoch, validation metrics by epoch (panels with no data drop out)."""
+    panels = []
+    if train_points:
+        panels.append("train")
+    if any(_has(e, "eval_loss") for e in eval_entries):
+        panels.append("eval_loss")
+    if metric_names:
+        panels.append("eval_metrics")
+    if not panels:
+        return None
+    best_epoch = next((e.get("epoch") for e in eval_entries if best_step is not None and e.get("step") == best_step), None)
+    with matplotlib.rc_context(_STYLE):
+        fig = _figure(3.6 * len(panels) + 0.6, 3.0)
+        axes = np.atleast_1d(fig.subplots(1, len(panels)))
+        for ax, panel in zip(axes, panels):
+            _style_axes(ax, "both")
+            if panel == "train":
+                steps, losses = zip(*train_points)
+                ax.plot(steps, losses, color=TRAIN_COLOUR, linewidth=1.6)
+                ax.set(title="Training loss", xlabel="step", ylabel="loss")
+                if best_step is not None:
+                    ax.axvline(best_step, color=MUTED, linestyle="--", linewidth=1)
+            elif panel == "eval_loss":
+                points = [(e["epoch"], e["eval_loss"]) for e in eval_entries if _has(e, "eval_loss") and _has(e, "epoch")]
+                _plot_points(ax, points, EVAL_COLOUR, "validation loss")
+                ax.set(title="Validation loss", xlabel="epoch", ylabel="loss")
+            else:
+                for colour, name in zip(METRIC_COLOURS, metric_names):
+                    points = [(e["epoch"], e[name]) for e in eval_entries if _has(e, name) and _has(e, "epoch")]
+                    _plot_points(ax, points, colour, name.removeprefix("eval_").replace("_", " "))
+                ax.set(title="Validation score", xlabel="epoch", ylabel="score")
+                ax.legend(loc="lower right")
+            if panel != "train" and best_epoch is not None:
+                ax.axvline(best_epoch, color=MUTED, linestyle="--", linewidth=1)
+                ax.annotate("kept", (best_epoch, 0), xycoords=("data", "axes fraction"), xytext=(3, 4),
+                            textcoords="offset points", color=MUTED, fontsize=8)
+        return to_svg(fig)
+
+
+def _has(entry: dict[str, Any], key: str) -> bool:
+    value = entry.get(key)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+
+
+def _plot_points(ax: Any, points: Sequence[tuple[float, float]], colour: str, label: str) -> None:
+    if points:
+        xs, ys = zip(*points)
+        ax.plot(xs, ys, color=colour, linewidth=1.6, marker="o", markersize=4, label=label)
+
+
+def confusion_chart(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> str:
+    """Heat map coloured by row share (so rare labels are as readable as common ones), counts in the cells."""
+    counts = np.asarray(matrix, dtype=float)
+    n = len(labels)
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    side = float(np.clip(0.55 * n + 2.2, 4.2, 13.0))
+    with matplotlib.rc_context(_STYLE):
+        fig = _figure(side + 1.2, side)
+        ax = fig.subplots()
+        image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1, aspect="equal")
+        if n <= 30:
+            font = 9 if n <= 10 else 7
+            for (i, j), value in np.ndenumerate(counts):
+                colour = "white" if shares[i, j] > 0.55 else INK
+                ax.text(j, i, f"{int(value)}", ha="center", va="center", fontsize=font, color=colour)
+        names = [short(label) for label in labels]
+        ax.set_xticks(range(n), names, rotation=40 if n > 3 else 0, ha="right" if n > 3 else "center")
+        ax.set_yticks(range(n), names)
+        ax.set_xlabel("predicted label")
+        ax.set_ylabel("true label")
+        ax.tick_params(length=0)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        bar = fig.colorbar(image, ax=ax, shrink=0.7)
+        bar.set_label("share of the true label's texts")
+        bar.outline.set_visible(False)
+        return to_svg(fig)
+
+
+def per_class_chart(
+    labels: Sequence[str], tuned: dict[str, Any], baseline: dict[str, Any] | None, baseline_key: str,
+    baseline_name: str,
+) -> str:
+    """Horizontal bars of per-label F1: the fine-tuned model against the best baseline."""
+    n = len(labels)
+    series = [("tuned", "Fine-tuned", tuned)]
+    if baseline is not None:
+        series.insert(0, (baseline_key, baseline_name, baseline))
+    with matplotlib.rc_context(_STYLE):
+        fig = _figure(8.0, float(np.clip(0.42 * n * len(series) / 2 + 1.3, 2.4, 16.0)))
+        ax = fig.subplots()
+        y = np.arange(n)
+        height = 0.8 / len(series)
+        for i, (key, name, per_class) in enumerate(series):
+            values = [float((per_class.get(label) or {}).get("f1") or 0.0) for label in labels]
+            offset = (i - (len(series) - 1) / 2) * height
+            bars = ax.barh(y - offset, values, height * 0.9, label=name, color=SYSTEM_COLOURS.get(key, "#999"))
+            ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], padding=3, fontsize=7.5, color=MUTED)
+        ax.set_yticks(y, [short(label, 28) for label in labels])
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1.08)
+        ax.set_xlabel("F1 (higher is better)")
+        _style_axes(ax, "x")
+        handles, names = ax.get_legend_handles_labels()
+        ax.legend(handles[::-1], names[::-1], loc="lower center", ncols=len(series), bbox_to_anchor=(0.5, 1.0))
+        return to_svg(fig)
