@@ -18,14 +18,19 @@ NOUNS = ["service", "engineer", "bill", "app", "meter", "call", "refund", "websi
 
 
 def sentiment_rows(n: int, seed: int = 0) -> list[dict[str, str]]:
-    """Short review-like texts whose label follows their adjectives: learnable in a few steps."""
+    """Short, distinct review-like texts whose label follows their adjectives: learnable in a few steps."""
     rng = random.Random(seed)
+    combos = {
+        label: [(noun, a, b) for noun in NOUNS for a in words for b in words if a != b]
+        for label, words in (("positive", POSITIVE), ("negative", NEGATIVE))
+    }
+    for pool in combos.values():
+        rng.shuffle(pool)
     rows = []
     for i in range(n):
         label = "positive" if i % 2 == 0 else "negative"
-        words = POSITIVE if label == "positive" else NEGATIVE
-        text = f"the {rng.choice(NOUNS)} was {rng.choice(words)} and {rng.choice(words)} number {i}"
-        rows.append({"text": text, "label": label})
+        noun, a, b = combos[label][i // 2 % len(combos[label])]
+        rows.append({"text": f"the {noun} was {a} and {b}", "label": label})
     return rows
 
 

@@ -18,7 +18,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path)
 
     work = tmp_path_factory.mktemp("run")
     data = work / "reviews.csv"
-    pd.DataFrame(sentiment_rows(200)).to_csv(data, index=False)
+    pd.DataFrame(sentiment_rows(240)).to_csv(data, index=False)
     recipe = work / "recipe.yaml"
     recipe.write_text(
         yaml.safe_dump(
@@ -27,7 +27,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path)
                 "output_dir": str(work / "out"),
                 "model": {"name": str(tiny_model_dir)},
                 "data": {"train": str(data), "split": {"validation": 0.15, "test": 0.25}},
-                "training": {"epochs": 3, "batch_size": 16, "learning_rate": 2e-3, "warmup": 0.0},
+                "training": {"epochs": 4, "batch_size": 16, "learning_rate": 3e-3, "warmup": 0.0},
             }
         )
     )

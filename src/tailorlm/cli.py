@@ -27,7 +27,8 @@ app = typer.Typer(
     help="Fine-tune a pretrained language model on your own data and show, with numbers, what it gained.",
 )
 out = Console()
-err = Console(stderr=True)
+# soft_wrap: progress lines and errors stay one line each in logs and pipes, whatever the terminal width
+err = Console(stderr=True, soft_wrap=True)
 
 SetOption = Annotated[
     list[str] | None,

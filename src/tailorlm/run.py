@@ -166,13 +166,14 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer)
     data, tokenizer, resolved, task = timer.time("prepare", lambda: prepare(recipe, console, run_dir))
     encoded = timer.time("tokenize", lambda: task.encode(recipe, data, tokenizer))
     console.print(f"model: {resolved.name} · max_length {encoded.max_length} tokens")
+    # Build (and LoRA-wrap) the model before the baselines, so a bad model setting fails in seconds.
+    model = task.build_model(resolved, recipe, data)
+    if recipe.model.peft.method == "lora":
+        model = apply_lora(model, recipe.model.peft, task.peft_task_type)
     baselines = timer.time(
         "baselines", lambda: task.baselines(recipe, data, resolved, tokenizer, encoded.max_length)
     )
     _print_baselines(console, baselines)
-    model = task.build_model(resolved, recipe, data)
-    if recipe.model.peft.method == "lora":
-        model = apply_lora(model, recipe.model.peft, task.peft_task_type)
     trainable, total = count_parameters(model)
     console.print(f"fine-tuning {trainable:,} of {total:,} parameters ({recipe.model.peft.method})")
     outcome = timer.time(

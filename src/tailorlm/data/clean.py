@@ -1,16 +1,16 @@
 """Cleaning: normalise texts, then drop the rows a model should not learn from or be scored on.
 
-Every step takes a working frame and returns the rows it keeps plus one reject record per row it drops, so that
-``rows read = rows kept + rows rejected`` holds for every file and each drop can be traced to its row and reason.
-The working frame has the columns ``text`` (cleaned), ``raw_text`` (as read), ``label``, ``source``, ``row`` and,
-after :func:`add_fingerprints`, ``fingerprint``.
+Every step takes a working frame and returns the rows it keeps plus one reject record per row it drops, so
+that ``rows read = rows kept + rows rejected`` holds for every file and each drop can be traced to its row and
+reason. The working frame has the columns ``text`` (cleaned), ``raw_text`` (as read), ``label``, ``source``,
+``row`` and, after :func:`add_fingerprints`, ``fingerprint``.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pandas as pd
@@ -30,9 +30,11 @@ REASONS = (
     "conflicting_label",
     "leakage",
 )
-# Zero-width and bidirectional formatting characters, the soft hyphen, and lone surrogates (which cannot even be
-# written as UTF-8): invisible, so two texts that look the same would otherwise differ.
-_INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\ud800-\udfff]")
+# Zero-width and bidirectional formatting characters, the soft hyphen, and lone surrogates (which cannot
+# even be written as UTF-8): invisible, so two texts that look the same would otherwise differ.
+_INVISIBLE = re.compile(
+    "[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\ud800-\udfff]"
+)
 # Control characters that Python counts as whitespace become spaces; the others are removed (\t \n \r are kept
 # for the whitespace step to handle).
 _SPACE_CONTROLS = re.compile("[\x0b\x0c\x1c-\x1f\x85]")
@@ -40,7 +42,7 @@ _CONTROLS = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]")
 _ANY_ODD = re.compile(_INVISIBLE.pattern[:-1] + _SPACE_CONTROLS.pattern[1:-1] + _CONTROLS.pattern[1:])
 _NOT_LETTERS = re.compile(r"[\W\d_]+")
 # ASCII fast path of the fingerprint (most texts): delete every ASCII character that is not a letter.
-_ASCII_NOT_LETTERS = {c: None for c in range(128) if not chr(c).isalpha()}
+_ASCII_NOT_LETTERS = bytes(c for c in range(128) if not chr(c).isalpha())
 
 
 # ------------------------------------------------------------------------------------------- text
@@ -72,7 +74,9 @@ def fingerprint(text: str) -> str:
     keeps its casefolded form instead.
     """
     if text.isascii():
-        return text.lower().translate(_ASCII_NOT_LETTERS) or text.lower()
+        return (
+            text.lower().encode("ascii").translate(None, _ASCII_NOT_LETTERS).decode("ascii") or text.lower()
+        )
     folded = unicodedata.normalize("NFKD", text.casefold())
     return _NOT_LETTERS.sub("", folded) or text.casefold()
 
@@ -81,7 +85,9 @@ def working_frame(raw: RawTable, source: str, cfg: CleanConfig) -> pd.DataFrame:
     """The parsed records of one file with cleaned texts and labels, in file order."""
     frame = raw.frame
     texts = [clean_text(t, cfg) if t is not None else "" for t in frame["raw_text"].tolist()]
-    labels = [clean_label(label) for label in frame["raw_label"].tolist()]
+    raw_labels = frame["raw_label"].tolist()
+    cleaned = {label: clean_label(label) for label in set(raw_labels)}  # few distinct labels: clean each once
+    labels = [cleaned[label] for label in raw_labels]
     return pd.DataFrame(
         {
             "text": pd.Series(texts, dtype=object),
@@ -95,33 +101,50 @@ def working_frame(raw: RawTable, source: str, cfg: CleanConfig) -> pd.DataFrame:
 
 def add_fingerprints(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
-    frame["fingerprint"] = pd.Series([fingerprint(t) for t in frame["text"].tolist()], index=frame.index,
-                                     dtype=object)
+    frame["fingerprint"] = pd.Series(
+        [fingerprint(t) for t in frame["text"].tolist()], index=frame.index, dtype=object
+    )
     return frame
 
 
 # ------------------------------------------------------------------------------------------- rejects
 
 
-def reject(split: str, source: str, row: int, reason: str, detail: str, text: str | None,
-           label: str | None) -> dict[str, Any]:
-    """One rejects.jsonl record; ``text`` is the text as read (clipped), so the row can be found in the file."""
-    return {"split": split, "source": source, "row": int(row), "reason": reason, "detail": detail,
-            "text": clip(text), "label": label}
+def reject(
+    split: str, source: str, row: int, reason: str, detail: str, text: str | None, label: str | None
+) -> dict[str, Any]:
+    """One rejects.jsonl record; ``text`` is the text as read (clipped), so the row can be found."""
+    return {
+        "split": split,
+        "source": source,
+        "row": int(row),
+        "reason": reason,
+        "detail": detail,
+        "text": clip(text),
+        "label": label,
+    }
 
 
 def malformed_rejects(raw: RawTable, split: str, source: str) -> list[dict[str, Any]]:
-    return [reject(split, source, r["row"], r["reason"], r["detail"], r["text"], r["label"]) for r in raw.rejects]
+    return [
+        reject(split, source, r["row"], r["reason"], r["detail"], r["text"], r["label"]) for r in raw.rejects
+    ]
+
+
+Detail = str | Callable[[pd.DataFrame], Iterable[str]]
 
 
 def split_off(
-    frame: pd.DataFrame, mask: pd.Series, split: str, reason: str, detail: str | Iterable[str]
+    frame: pd.DataFrame, mask: pd.Series, split: str, reason: str, detail: Detail
 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """Remove the rows where ``mask`` is true, returning the kept rows and a reject per removed row."""
+    """Remove the rows where ``mask`` is true, returning the kept rows and a reject per removed row.
+
+    ``detail`` is a fixed string or a function of the dropped rows: details are only built for rows that go.
+    """
     if not bool(mask.any()):
         return frame, []
     dropped = frame[mask]
-    details = [detail] * len(dropped) if isinstance(detail, str) else list(pd.Series(detail, index=frame.index)[mask])
+    details = [detail] * len(dropped) if isinstance(detail, str) else list(detail(dropped))
     rejects = [
         reject(split, source, row, reason, text_detail, raw, label)
         for source, row, raw, label, text_detail in zip(
@@ -141,23 +164,43 @@ def _label_list(labels: Iterable[str], limit: int = 8) -> str:
 
 
 def filter_rows(
-    frame: pd.DataFrame, cfg: CleanConfig, split: str, require_label: bool, labels: set[str] | None = None,
+    frame: pd.DataFrame,
+    cfg: CleanConfig,
+    split: str,
+    require_label: bool,
+    labels: set[str] | None = None,
     labels_from: str = "data.labels",
 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """Per-row checks: empty, too short, too long, missing label, and (when a label set is given) unknown label."""
+    """Per-row checks: empty, too short, too long, missing label, and (given a label set) unknown label."""
     rejects: list[dict[str, Any]] = []
     lengths = frame["text"].str.len()
     frame, out = split_off(frame, lengths == 0, split, "empty_text", "empty after cleaning")
     rejects += out
     lengths = frame["text"].str.len()
     short = lengths < cfg.min_chars
-    frame, out = split_off(frame, short, split, "too_short", [
-        f"{n} characters after cleaning; data.clean.min_chars is {cfg.min_chars}" for n in lengths])
+    frame, out = split_off(
+        frame,
+        short,
+        split,
+        "too_short",
+        lambda rows: [
+            f"{len(t)} characters after cleaning; data.clean.min_chars is {cfg.min_chars}"
+            for t in rows["text"]
+        ],
+    )
     rejects += out
     if cfg.max_chars is not None:
         lengths = frame["text"].str.len()
-        frame, out = split_off(frame, lengths > cfg.max_chars, split, "too_long", [
-            f"{n} characters after cleaning; data.clean.max_chars is {cfg.max_chars}" for n in lengths])
+        frame, out = split_off(
+            frame,
+            lengths > cfg.max_chars,
+            split,
+            "too_long",
+            lambda rows: [
+                f"{len(t)} characters after cleaning; data.clean.max_chars is {cfg.max_chars}"
+                for t in rows["text"]
+            ],
+        )
         rejects += out
     if require_label:
         frame, out = split_off(frame, frame["label"].isna(), split, "missing_label", "the label is empty")
@@ -174,26 +217,37 @@ def filter_unknown(
     """Rows whose label is outside the label set: a model cannot predict them, so they cannot be scored."""
     unknown = ~frame["label"].isin(labels)
     known = _label_list(labels)
-    details = [f"label '{label}' is not in {labels_from} ({known})" for label in frame["label"]]
-    return split_off(frame, unknown, split, "unknown_label", details)
+    return split_off(
+        frame,
+        unknown,
+        split,
+        "unknown_label",
+        lambda rows: [f"label '{label}' is not in {labels_from} ({known})" for label in rows["label"]],
+    )
 
 
 # ------------------------------------------------------------------------------------------- duplicates
 
 
 def drop_conflicts(frame: pd.DataFrame, split: str) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """The same (folded) text with different labels: label noise, so every copy goes, not just the later ones."""
+    """The same (folded) text with different labels is label noise: every copy goes, not just later ones."""
     counts = frame.groupby("fingerprint", sort=False)["label"].transform("nunique")
     mask = counts > 1
     if not bool(mask.any()):
         return frame, []
     groups: dict[str, list[tuple[int, str]]] = {}
-    for fp, row, label in zip(frame["fingerprint"][mask], frame["row"][mask], frame["label"][mask], strict=True):
+    for fp, row, label in zip(
+        frame["fingerprint"][mask], frame["row"][mask], frame["label"][mask], strict=True
+    ):
         groups.setdefault(fp, []).append((int(row), label))
-    details = []
-    for fp, label in zip(frame["fingerprint"], frame["label"], strict=True):
-        other = next(((r, lab) for r, lab in groups.get(fp, []) if lab != label), None)
-        details.append(f"same text as row {other[0]} labelled '{other[1]}'" if other else "")
+
+    def details(rows: pd.DataFrame) -> list[str]:
+        out = []
+        for fp, label in zip(rows["fingerprint"], rows["label"], strict=True):
+            row, other = next((r, lab) for r, lab in groups[fp] if lab != label)
+            out.append(f"same text as row {row} labelled '{other}'")
+        return out
+
     return split_off(frame, mask, split, "conflicting_label", details)
 
 
@@ -204,8 +258,9 @@ def _drop_repeats(
     if not bool(mask.any()):
         return frame, []
     first_row = frame["row"].groupby(key, sort=False).transform("first")
-    details = [f"{what} row {int(r)}" for r in first_row]
-    return split_off(frame, mask, split, reason, details)
+    return split_off(
+        frame, mask, split, reason, lambda rows: [f"{what} row {int(r)}" for r in first_row[mask]]
+    )
 
 
 def drop_duplicates(
@@ -240,5 +295,4 @@ def drop_leakage(
     if not seen:
         return frame, []
     mask = frame["fingerprint"].isin(seen.keys())
-    details = [seen.get(fp, "") for fp in frame["fingerprint"]]
-    return split_off(frame, mask, split, "leakage", details)
+    return split_off(frame, mask, split, "leakage", lambda rows: [seen[fp] for fp in rows["fingerprint"]])

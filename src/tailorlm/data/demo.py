@@ -233,41 +233,31 @@ FAMILIES: list[Family] = [
     ),
 ]
 
-# Background sentences by topic. Each message's background topic is its own intent's topic only some of the
-# time, so a model that reads topic instead of request is often wrong.
-BACKGROUND: dict[str, list[str]] = {
-    "outage": ["Storm took the lines down near {place} {past}.", "We had {outage} {past}.", "Power keeps flickering."],
-    "bill": ["{bill} came this morning.", "I pay by direct debit.", "Got {bill} through the door."],
-    "meter": ["{meter} was fitted in {month}.", "{meter} keeps beeping at night.", "{meter} is flashing red."],
-    "money": ["Things are tight just now.", "I'm on universal credit.", "Money's been hard since {month}."],
-    "moving": ["We've just bought a house in {place}.", "My mum's moving into a care home.", "Flat's sold."],
-    "tariff": ["I'm on {tariff} at the moment.", "My neighbour's on {tariff}.", "Saw the {tariff} advert."],
-    "staff": ["An engineer came out {past}.", "I phoned your helpline on Monday.", "Your van was outside today."],
-    "scam": ["Had loads of spam texts lately.", "My gran got a weird call.", "Saw a warning on Facebook."],
-}
-HOME_TOPIC: dict[str, str] = {
-    "outage_report": "outage",
-    "outage_compensation": "outage",
-    "billing_dispute": "bill",
-    "meter_reading": "meter",
-    "payment_hardship": "money",
-    "moving_home": "moving",
-    "tariff_switch": "tariff",
-    "staff_complaint": "staff",
-    "scam_report": "scam",
+# Asides that use an intent's vocabulary without asking for it (past events, third parties, "all fine now").
+# One is added to most messages of *other* intents, so topic words are a poor guide to the label.
+ASIDES: dict[str, list[str]] = {
+    "outage_report": ["We had {outage} {past} but it's back on now.", "Power went off {past}, all fine now."],
+    "outage_compensation": ["Got {credit} after the last blackie, no bother.", "Neighbour got {credit} for the cut."],
+    "billing_dispute": ["{bill} looks right for once.", "Last bill was wrong but you sorted it."],
+    "meter_reading": ["Sent my reading in {past}.", "{meter} reading's on the app already."],
+    "payment_hardship": ["I've always paid on time.", "Was on {scheme} years ago."],
+    "moving_home": ["We moved in {month}.", "We flitted here {past}."],
+    "tariff_switch": ["Switched to {tariff} {past}.", "I'm on {tariff}, happy with it."],
+    "staff_complaint": ["{staff} was lovely by the way.", "The engineer {past} was great."],
+    "scam_report": ["Had a scam text {past} too, ignored it.", "Your scam warning letter came."],
 }
 
-# Negated mentions of another intent's vocabulary: the message is explicitly *not* about that.
+# Negated requests: "not after compo, ..." names another intent's vocabulary while ruling it out.
 NEGATIONS: dict[str, list[str]] = {
-    "outage_report": ["Not after any money,", "This isn't about my bill,", "Not a complaint,"],
-    "outage_compensation": ["Power's back on now but", "Not reporting a fault,", "No need to send anyone,"],
-    "billing_dispute": ["I can pay it fine but", "Not moving or anything,", "Not a meter reading,"],
-    "meter_reading": ["Not disputing anything,", "No fault to report,", "Not switching tariff,"],
-    "payment_hardship": ["The bill's correct but", "Not disputing {bill},", "Not complaining,"],
-    "moving_home": ["Not switching tariff,", "Not a complaint,", "Bill's fine,"],
-    "tariff_switch": ["Not moving house,", "Bill's fine,", "No fault,"],
-    "staff_complaint": ["Not about the bill,", "Power's back on but", "Not a scam report,"],
-    "scam_report": ["Not sure if this is a complaint but", "Not moving,", "My bill's fine but"],
+    "outage_report": ["No fault to report,", "Power's fine,"],
+    "outage_compensation": ["Not after {credit},", "Not wanting money back,"],
+    "billing_dispute": ["Not disputing {bill},", "The bill's correct,"],
+    "meter_reading": ["Not a meter reading,", "Not about {meter},"],
+    "payment_hardship": ["I can pay fine,", "No money worries,"],
+    "moving_home": ["Not moving house,", "We're not flitting,"],
+    "tariff_switch": ["Not switching tariff,", "Happy on {tariff},"],
+    "staff_complaint": ["Not complaining about anyone,", "Staff were fine,"],
+    "scam_report": ["Not a scam thing,", "Nothing dodgy,"],
 }
 
 GREETINGS = ["Hi,", "Hello,", "Hiya", "Morning,", "Evening,", "Dear Glenmor,", "Halò,", "Hi there", "Aye,"]
@@ -331,22 +321,26 @@ def _roughen(text: str, rng: random.Random) -> str:
     return text.lower() if rng.random() < 0.35 else text
 
 
+def _distractor(intent: str, rng: random.Random, held_out: bool) -> str:
+    """An aside or a negation that borrows another intent's vocabulary."""
+    other = rng.choice([label for label in DEMO_LABELS if label != intent])
+    pool = NEGATIONS[other] if rng.random() < 0.4 else ASIDES[other]
+    return _fill(rng.choice(pool), rng, held_out)
+
+
 def _message(intent: str, family: Family, rng: random.Random) -> str:
-    """One customer message: optional greeting, background, negation, the request itself, noise, sign-off."""
+    """One customer message: optional greeting, a distractor, the request itself, noise, sign-off."""
     held_out = family.held_out
-    request = _fill(rng.choice(family.variants), rng, held_out)
-    if rng.random() < 0.25:
-        request = _fill(rng.choice(NEGATIONS[intent]), rng, held_out) + " " + request
-    parts = [request]
-    if rng.random() < 0.55:
-        topic = HOME_TOPIC[intent] if rng.random() < 0.3 else rng.choice(sorted(BACKGROUND))
-        background = _fill(rng.choice(BACKGROUND[topic]), rng, held_out)
-        parts.insert(0 if rng.random() < 0.7 else 1, background)
-    if rng.random() < 0.25:
+    parts = [_fill(rng.choice(family.variants), rng, held_out)]
+    for _ in range(2 if rng.random() < 0.2 else 1 if rng.random() < 0.85 else 0):
+        distractor = _distractor(intent, rng, held_out)
+        at = 0 if distractor.endswith(",") or rng.random() < 0.6 else len(parts)
+        parts.insert(at, distractor)
+    if rng.random() < 0.2:
         parts.insert(rng.randrange(len(parts) + 1), _account(rng))
-    if rng.random() < 0.45:
-        parts.insert(0, rng.choice(GREETINGS))
     if rng.random() < 0.35:
+        parts.insert(0, rng.choice(GREETINGS))
+    if rng.random() < 0.3:
         parts.append(rng.choice(SIGN_OFFS))
     return _roughen(" ".join(parts), rng)
 

@@ -1,10 +1,10 @@
 """Reading labelled files into one shape, whatever their format.
 
-Every reader turns a file into a :class:`RawTable`: the raw text and label of each data record as strings (never
-numbers, never NaN: the label ``NA`` stays ``"NA"`` and ``0`` becomes ``"0"``), its 1-based row number, and a
-reject for every record that could not be parsed. A problem with the file as a whole (missing, not UTF-8, a
-missing column, not Parquet at all) is a one-line :class:`DataError`; a problem with one record only rejects that
-record, so one stray quote does not cost the whole file.
+Every reader turns a file into a :class:`RawTable`: the raw text and label of each data record as strings
+(never numbers, never NaN: the label ``NA`` stays ``"NA"`` and ``0`` becomes ``"0"``), its 1-based row number,
+and a reject for every record that could not be parsed. A problem with the file as a whole (missing, not
+UTF-8, a missing column, not Parquet at all) is a one-line :class:`DataError`; a problem with one record only
+rejects that record, so one stray quote does not cost the whole file.
 """
 
 from __future__ import annotations
@@ -73,7 +73,9 @@ class RawTable:
     """One file as read: parsed records (raw strings) plus rejects for the records that did not parse."""
 
     frame: pd.DataFrame  # columns: row (int), raw_text (str | None), raw_label (str | None)
-    rejects: list[dict[str, Any]] = field(default_factory=list)  # reason, row, detail, text; no split/source yet
+    rejects: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # reason, row, detail, text; no split/source yet
 
     @property
     def rows_read(self) -> int:
@@ -125,7 +127,9 @@ def detect_format(path: Path, fmt: str, keys: Keys) -> str:
     if ext in _EXTENSIONS:
         return _EXTENSIONS[ext]
     if ext in (".xlsx", ".xls", ".ods"):
-        raise DataError(f"{path}: spreadsheets are not read directly; save the sheet as CSV (UTF-8) and use that")
+        raise DataError(
+            f"{path}: spreadsheets are not read directly; save the sheet as CSV (UTF-8) and use that"
+        )
     shown = f"extension '{ext}'" if ext else "no extension"
     raise DataError(
         f"{path}: cannot tell the format from {shown}; rename it (.csv .tsv .jsonl .json .parquet .txt) "
@@ -142,7 +146,9 @@ def read_bytes(path: Path, keys: Keys) -> bytes:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise DataError(f"{path}: cannot be read ({one_line(exc.strerror or exc)}); check its permissions") from None
+        raise DataError(
+            f"{path}: cannot be read ({one_line(exc.strerror or exc)}); check its permissions"
+        ) from None
     decompress = _DECOMPRESS.get(path.suffix.lower())
     if decompress is None:
         return data
@@ -150,7 +156,8 @@ def read_bytes(path: Path, keys: Keys) -> bytes:
         return decompress(data)
     except Exception as exc:  # gzip/bz2/lzma raise several unrelated types for corrupt input
         raise DataError(
-            f"{path}: not a valid {path.suffix[1:]} archive ({one_line(exc)}); re-compress it or decompress it first"
+            f"{path}: not a valid {path.suffix[1:]} archive ({one_line(exc)}); "
+            "re-compress it or decompress it first"
         ) from None
 
 
@@ -163,7 +170,9 @@ def decode(data: bytes, path: Path) -> str:
         try:
             return data.decode("utf-16")
         except UnicodeDecodeError:
-            raise DataError(f"{path}: starts like UTF-16 but is not valid UTF-16; re-save the file as UTF-8") from None
+            raise DataError(
+                f"{path}: starts like UTF-16 but is not valid UTF-16; re-save the file as UTF-8"
+            ) from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -227,32 +236,42 @@ def _csv_records(text: str, delimiter: str, path: Path) -> Iterable[tuple[int, l
             message = str(exc)
             if "unexpected end of data" in message or "field larger than field limit" in message:
                 raise DataError(
-                    f"{path}: line {start}: a quoted field opened here is never closed, so the rest of the file "
-                    'reads as one value; close the quote or double it ("") inside the text'
+                    f"{path}: line {start}: a quoted field opened here is never closed, so the rest of the "
+                    'file reads as one value; close the quote or double it ("") inside the text'
                 ) from None
             yield start, None, f"line {start}: bad quoting ({one_line(message)})"
             continue
-        if fields:
+        if len(fields) > 1 or (fields and fields[0].strip()):  # a line of only spaces counts as blank
             yield start, fields, ""
 
 
 def read_delimited(
-    text: str, path: Path, delimiter: str, text_column: str, label_column: str, require_label: bool,
-    keys: Keys, max_rows: int | None,
+    text: str,
+    path: Path,
+    delimiter: str,
+    text_column: str,
+    label_column: str,
+    require_label: bool,
+    keys: Keys,
+    max_rows: int | None,
 ) -> RawTable:
-    """CSV/TSV: the header names the columns; a record with the wrong number of fields is ``malformed_row``."""
+    """CSV/TSV: the header names the columns; a record with the wrong field count is ``malformed_row``."""
     records = iter(_csv_records(text, delimiter, path))
     header_line = next(records, None)
     if header_line is None:
-        raise DataError(f"{path}: file is empty; it needs a header row ({text_column}{delimiter}{label_column}) "
-                        "and data rows")
+        raise DataError(
+            f"{path}: file is empty; it needs a header row ({text_column}{delimiter}{label_column}) "
+            "and data rows"
+        )
     _, header, detail = header_line
     if header is None:
         raise DataError(f"{path}: the header row cannot be parsed ({detail}); fix the first line")
     header = [name.strip() for name in header]
     check_columns(path, header, text_column, label_column, require_label, keys)
     if header.count(text_column) > 1 or (label_column in header and header.count(label_column) > 1):
-        raise DataError(f"{path}: a column name appears twice in the header ({', '.join(header)}); rename one")
+        raise DataError(
+            f"{path}: a column name appears twice in the header ({', '.join(header)}); rename one"
+        )
     text_at = header.index(text_column)
     label_at = header.index(label_column) if label_column in header else None
     width = len(header)
@@ -292,13 +311,20 @@ def _object_columns(objects: list[tuple[int, dict[str, Any]]]) -> list[str]:
 
 
 def _from_objects(
-    objects: list[tuple[int, dict[str, Any]]], rejects: list[dict[str, Any]], path: Path, text_column: str,
-    label_column: str, require_label: bool, keys: Keys,
+    objects: list[tuple[int, dict[str, Any]]],
+    rejects: list[dict[str, Any]],
+    path: Path,
+    text_column: str,
+    label_column: str,
+    require_label: bool,
+    keys: Keys,
 ) -> RawTable:
     if not objects:
         first = f" ({rejects[0]['detail']})" if rejects else ""
-        raise DataError(f"{path}: holds no JSON objects{first}; expected one object per record, "
-                        f'like {{"{text_column}": "...", "{label_column}": "..."}}')
+        raise DataError(
+            f"{path}: holds no JSON objects{first}; expected one object per record, "
+            f'like {{"{text_column}": "...", "{label_column}": "..."}}'
+        )
     check_columns(path, _object_columns(objects), text_column, label_column, require_label, keys)
     rows = [row for row, _ in objects]
     texts = [cell(obj.get(text_column)) for _, obj in objects]
@@ -307,15 +333,22 @@ def _from_objects(
 
 
 def _not_object(value: Any) -> str:
-    kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
+    kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
     return f"{kind}, not an object"
 
 
 def read_jsonl(
-    text: str, path: Path, text_column: str, label_column: str, require_label: bool, keys: Keys,
+    text: str,
+    path: Path,
+    text_column: str,
+    label_column: str,
+    require_label: bool,
+    keys: Keys,
     max_rows: int | None,
 ) -> RawTable:
-    """JSON Lines: one object per line; a line that is not an object is ``malformed_json`` (row = line number)."""
+    """JSON Lines: one object per line; any other line is ``malformed_json`` (row = line number)."""
     objects: list[tuple[int, dict[str, Any]]] = []
     rejects: list[dict[str, Any]] = []
     records = 0
@@ -328,7 +361,9 @@ def read_jsonl(
         try:
             value = json.loads(line)
         except (ValueError, RecursionError) as exc:
-            rejects.append(_malformed(number, "malformed_json", f"line {number}: invalid JSON ({one_line(exc)})", line))
+            rejects.append(
+                _malformed(number, "malformed_json", f"line {number}: invalid JSON ({one_line(exc)})", line)
+            )
             continue
         if not isinstance(value, dict):
             rejects.append(_malformed(number, "malformed_json", f"line {number}: {_not_object(value)}", line))
@@ -340,7 +375,12 @@ def read_jsonl(
 
 
 def read_json(
-    text: str, path: Path, text_column: str, label_column: str, require_label: bool, keys: Keys,
+    text: str,
+    path: Path,
+    text_column: str,
+    label_column: str,
+    require_label: bool,
+    keys: Keys,
     max_rows: int | None,
 ) -> RawTable:
     """A JSON array of objects, or ``{"data": [...]}``; row = position in the array (1-based)."""
@@ -352,13 +392,17 @@ def read_json(
         hint = "check the quoting and commas"
         if exc.msg == "Extra data":
             hint = f"it looks like JSON Lines (one object per line): rename it to .jsonl or set {keys.format}"
-        raise DataError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg}); {hint}") from None
+        raise DataError(
+            f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg}); {hint}"
+        ) from None
     except (ValueError, RecursionError) as exc:
         raise DataError(f"{path}: invalid JSON ({one_line(exc)}); check the file") from None
     if isinstance(value, dict) and isinstance(value.get("data"), list):
         value = value["data"]
     if not isinstance(value, list):
-        raise DataError(f'{path}: expected a JSON array of objects or {{"data": [...]}}, found {_not_object(value)}')
+        raise DataError(
+            f'{path}: expected a JSON array of objects or {{"data": [...]}}, found {_not_object(value)}'
+        )
     if not value:
         raise DataError(f"{path}: the JSON array is empty; it needs one object per record")
     if max_rows is not None:
@@ -369,7 +413,9 @@ def read_json(
         if isinstance(item, dict):
             objects.append((number, item))
         else:
-            rejects.append(_malformed(number, "malformed_json", f"item {number}: {_not_object(item)}", cell(item)))
+            rejects.append(
+                _malformed(number, "malformed_json", f"item {number}: {_not_object(item)}", cell(item))
+            )
     return _from_objects(objects, rejects, path, text_column, label_column, require_label, keys)
 
 
@@ -377,7 +423,12 @@ def read_json(
 
 
 def read_parquet(
-    data: bytes, path: Path, text_column: str, label_column: str, require_label: bool, keys: Keys,
+    data: bytes,
+    path: Path,
+    text_column: str,
+    label_column: str,
+    require_label: bool,
+    keys: Keys,
     max_rows: int | None,
 ) -> RawTable:
     """Parquet: any column type is turned into strings (ints 0/1 become "0"/"1"); nulls are missing values."""
@@ -386,8 +437,9 @@ def read_parquet(
     try:
         table = pq.read_table(io.BytesIO(data))
     except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for files that are not Parquet
-        raise DataError(f"{path}: not a valid Parquet file ({one_line(exc)}); check the file or set "
-                        f"{keys.format}") from None
+        raise DataError(
+            f"{path}: not a valid Parquet file ({one_line(exc)}); check the file or set {keys.format}"
+        ) from None
     check_columns(path, list(table.column_names), text_column, label_column, require_label, keys)
     if max_rows is not None:
         table = table.slice(0, max_rows)
@@ -400,18 +452,23 @@ def read_parquet(
 
 
 def read_txt(text: str, path: Path, max_rows: int | None) -> RawTable:
-    """Plain text: one text per line, no header, no labels; row = line number; blank lines are skipped."""
+    """Plain text: one text per line, no header, no labels; row = line number.
+
+    A blank line inside the file is a row with an empty text (rejected as ``empty_text`` by cleaning, so a
+    prediction file accounts for every line); only the final newline ends the file without adding a row.
+    """
     rows: list[int] = []
     texts: list[str | None] = []
-    for number, line in enumerate(text.split("\n"), start=1):
+    lines = text.split("\n")
+    if lines and not lines[-1].strip():
+        lines.pop()
+    for number, line in enumerate(lines, start=1):
         line = line.rstrip("\r")
-        if not line.strip():
-            continue
         if max_rows is not None and len(rows) >= max_rows:
             break
         rows.append(number)
         texts.append(line)
-    if not rows:
+    if not any(t.strip() for t in texts if t):
         raise DataError(f"{path}: file is empty; it needs one text per line")
     return RawTable(_table(rows, texts, [None] * len(rows)))
 
@@ -420,16 +477,24 @@ def read_txt(text: str, path: Path, max_rows: int | None) -> RawTable:
 
 
 def read_table(
-    path: str | Path, *, fmt: str = "auto", text_column: str = "text", label_column: str = "label",
-    require_label: bool = True, split: str = "train", max_rows: int | None = None,
+    path: str | Path,
+    *,
+    fmt: str = "auto",
+    text_column: str = "text",
+    label_column: str = "label",
+    require_label: bool = True,
+    split: str = "train",
+    max_rows: int | None = None,
 ) -> RawTable:
     """Read one file of any supported format into a :class:`RawTable` (no cleaning yet)."""
     file = Path(path)
     keys = keys_for(split)
     kind = detect_format(file, fmt, keys)
     if kind == "txt" and require_label:
-        raise DataError(f"{file}: a .txt file holds texts without labels; use csv, tsv, jsonl, json or parquet "
-                        f"with a '{label_column}' column")
+        raise DataError(
+            f"{file}: a .txt file holds texts without labels; use csv, tsv, jsonl, json or parquet "
+            f"with a '{label_column}' column"
+        )
     data = read_bytes(file, keys)
     if kind == "parquet":
         return read_parquet(data, file, text_column, label_column, require_label, keys, max_rows)

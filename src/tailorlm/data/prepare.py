@@ -1,8 +1,8 @@
 """From the recipe's data section to train / validation / test frames, a rejects list and a quality report.
 
 Order matters and is fixed: per-row cleaning, then label noise and duplicates inside each file, then leakage
-between files, then carving validation/test out of train. Carving last means the held-out rows are already clean
-and can never be near-copies of training rows.
+between files, then carving validation/test out of train. Carving last means the held-out rows are already
+clean and can never be near-copies of training rows.
 """
 
 from __future__ import annotations
@@ -71,8 +71,13 @@ class _Part:
 
 def _read_part(split: str, path: str | Path, cfg: DataConfig, require_label: bool = True) -> _Part:
     raw = read_table(
-        path, fmt=cfg.format, text_column=cfg.text_column, label_column=cfg.label_column,
-        require_label=require_label, split=split, max_rows=cfg.max_rows,
+        path,
+        fmt=cfg.format,
+        text_column=cfg.text_column,
+        label_column=cfg.label_column,
+        require_label=require_label,
+        split=split,
+        max_rows=cfg.max_rows,
     )
     source = str(path)
     part = _Part(split, source, working_frame(raw, source, cfg.clean), malformed_rejects(raw, split, source))
@@ -98,6 +103,12 @@ def _public(frame: pd.DataFrame) -> pd.DataFrame:
 def _reason_summary(rejects: list[dict[str, Any]]) -> str:
     counts = Counter(r["reason"] for r in rejects)
     return ", ".join(f"{n} {reason}" for reason, n in counts.most_common())
+
+
+def _reject_order(record: dict[str, Any]) -> tuple[int, str, int]:
+    """Rejects in file order (train, validation, test), so rejects.jsonl reads alongside the files."""
+    order = {"train": 0, "validation": 1, "test": 2}
+    return order.get(record["split"], 3), record["source"], record["row"]
 
 
 def _require_rows(part: _Part) -> None:
@@ -150,7 +161,7 @@ def _remove_leakage(train: _Part, held_out: dict[str, _Part], enabled: bool) -> 
 
 
 def _final_labels(train: _Part, held_out: dict[str, _Part], given: list[str] | None) -> list[str]:
-    """The label set; when inferred, a label whose training rows all went (leakage) leaves the held-out sets too."""
+    """The label set; when inferred, a label left with no training rows leaves held-out sets too."""
     if given is not None:
         return given
     labels = sorted(set(train.frame["label"]))
@@ -164,7 +175,9 @@ def _label_warnings(train_rejects: list[dict[str, Any]]) -> list[str]:
     if not unknown:
         return []
     shown = ", ".join(f"'{label}': {n}" for label, n in unknown.most_common(5))
-    return [f"{sum(unknown.values())} training rows have labels outside data.labels and were dropped ({shown})"]
+    return [
+        f"{sum(unknown.values())} training rows have labels outside data.labels and were dropped ({shown})"
+    ]
 
 
 def _check_classes(train: _Part) -> None:
@@ -182,9 +195,11 @@ def _check_classes(train: _Part) -> None:
 def prepare_data(
     cfg: DataConfig, count_tokens: Callable[[list[str]], list[int]] | None = None
 ) -> PreparedData:
-    """Load, clean, de-duplicate, de-leak and split the recipe's data; see the package docstring for details."""
+    """Load, clean, de-duplicate, de-leak and split the recipe's data (see the module docstring)."""
     if not cfg.train:
-        raise DataError("data.train is not set; give the training file in the recipe or with --set data.train=PATH")
+        raise DataError(
+            "data.train is not set; give the training file in the recipe or with --set data.train=PATH"
+        )
     given = _given_labels(cfg)
     train = _read_part("train", cfg.train, cfg)
     held_out = {name: _read_part(name, getattr(cfg, name), cfg) for name in EVAL_SPLITS if getattr(cfg, name)}
@@ -208,7 +223,10 @@ def prepare_data(
         train.frame,
         validation_share=0.0 if "validation" in held_out else cfg.split.validation,
         test_share=0.0 if "test" in held_out else cfg.split.test,
-        seed=cfg.seed, stratify=cfg.split.stratify, source=train.path, warnings=warnings,
+        seed=cfg.seed,
+        stratify=cfg.split.stratify,
+        source=train.path,
+        warnings=warnings,
     )
     frames = {
         "train": _public(rest),
@@ -216,14 +234,20 @@ def prepare_data(
         "test": _public(held_out["test"].frame if "test" in held_out else carved_test),
     }
     parts = [train, *held_out.values()]
-    rejects = [r for part in parts for r in part.rejects]
-    stages = {stage: sum(part.stages[stage] for part in parts)
-              for stage in ("read", "cleaned", "deduplicated", "leakage removed", "final")}
+    rejects = sorted((r for part in parts for r in part.rejects), key=_reject_order)
+    stages = {
+        stage: sum(part.stages[stage] for part in parts)
+        for stage in ("read", "cleaned", "deduplicated", "leakage removed", "final")
+    }
     report = build_report(
         sources={"train": train.path, **{name: getattr(cfg, name) for name in EVAL_SPLITS}},
         split_from_train={name: name not in held_out for name in EVAL_SPLITS},
         rows_read={part.split: part.stages["read"] for part in parts},
-        frames=frames, rejects=rejects, stages=stages, labels=labels, count_tokens=count_tokens,
+        frames=frames,
+        rejects=rejects,
+        stages=stages,
+        labels=labels,
+        count_tokens=count_tokens,
         warnings=warnings,
     )
     return PreparedData(frames["train"], frames["validation"], frames["test"], labels, rejects, report)
@@ -241,16 +265,17 @@ def load_labelled_file(
     part = _read_part(split, path, cfg, require_label)
     given = _given_labels(cfg) if require_label else None
     labels_from = "the model's labels" if split in ("eval", "predict") else "data.labels"
-    part.apply(filter_rows(part.frame, cfg.clean, split, require_label, set(given) if given else None,
-                           labels_from))
+    part.apply(
+        filter_rows(part.frame, cfg.clean, split, require_label, set(given) if given else None, labels_from)
+    )
     if require_label:
         part.frame = add_fingerprints(part.frame)
         part.apply(drop_duplicates(part.frame, cfg.clean, split))
-    return _public(part.frame), part.rejects
+    return _public(part.frame), sorted(part.rejects, key=_reject_order)
 
 
 def load_texts(path: str | Path, text_column: str = "text", fmt: str = "auto") -> pd.DataFrame:
-    """Texts only (predict): rows keep ``text``, ``label`` (None when the file has no label column), source, row."""
+    """Texts only (predict): ``text``, ``label`` (None without a label column), ``source``, ``row``."""
     if fmt not in ("auto", *FORMATS):
         raise DataError(f"{path}: unknown format '{fmt}'; use one of auto, {', '.join(FORMATS)}")
     cfg = DataConfig(train=str(path), text_column=text_column, format=fmt)  # type: ignore[arg-type]

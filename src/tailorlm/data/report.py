@@ -26,9 +26,15 @@ def length_stats(lengths: list[int]) -> dict[str, Any]:
     if not lengths:
         return {}
     values = np.asarray(lengths, dtype=float)
-    p50, p95, p99 = (int(round(v)) for v in np.percentile(values, [50, 95, 99]))
-    return {"min": int(values.min()), "mean": round(float(values.mean()), 2), "p50": p50, "p95": p95,
-            "p99": p99, "max": int(values.max())}
+    p50, p95, p99 = (round(float(v)) for v in np.percentile(values, [50, 95, 99]))
+    return {
+        "min": int(values.min()),
+        "mean": round(float(values.mean()), 2),
+        "p50": p50,
+        "p95": p95,
+        "p99": p99,
+        "max": int(values.max()),
+    }
 
 
 def lengths_by_split(
@@ -76,7 +82,7 @@ def class_warnings(distribution: dict[str, int], labels: list[str]) -> list[str]
 
 
 def removed_counts(rejects: list[dict[str, Any]]) -> dict[str, int]:
-    """Rejects per reason; ``malformed_json`` is counted as ``malformed_row`` (one key for unparseable records)."""
+    """Rejects per reason; ``malformed_json`` counts as ``malformed_row`` (one key for unparseable rows)."""
     counts = Counter("malformed_row" if r["reason"] == "malformed_json" else r["reason"] for r in rejects)
     return {reason: int(counts.get(reason, 0)) for reason in REASONS}
 
@@ -91,9 +97,16 @@ def unknown_labels(rejects: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
 
 
 def build_report(
-    *, sources: dict[str, str | None], split_from_train: dict[str, bool], rows_read: dict[str, int],
-    frames: dict[str, pd.DataFrame], rejects: list[dict[str, Any]], stages: dict[str, int], labels: list[str],
-    count_tokens: Callable[[list[str]], list[int]] | None, warnings: list[str],
+    *,
+    sources: dict[str, str | None],
+    split_from_train: dict[str, bool],
+    rows_read: dict[str, int],
+    frames: dict[str, pd.DataFrame],
+    rejects: list[dict[str, Any]],
+    stages: dict[str, int],
+    labels: list[str],
+    count_tokens: Callable[[list[str]], list[int]] | None,
+    warnings: list[str],
 ) -> dict[str, Any]:
     """Assemble the report dict (see the module docstring for the contract)."""
     rejected = Counter(r["split"] for r in rejects)

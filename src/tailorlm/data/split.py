@@ -5,18 +5,20 @@ from __future__ import annotations
 import math
 
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from tailorlm.errors import DataError
 
 
-def _share(frame: pd.DataFrame, count: int, seed: int, stratify: bool, name: str,
-           warnings: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split ``count`` rows off ``frame``: stratified by label when possible, plain random with a warning if not.
+def _share(
+    frame: pd.DataFrame, count: int, seed: int, stratify: bool, name: str, warnings: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split ``count`` rows off ``frame``: stratified by label when possible, else random with a warning.
 
     Stratifying needs at least two rows per class and room for every class on both sides; tiny classes make
     that impossible, and a slightly unbalanced split beats refusing to run.
     """
+    from sklearn.model_selection import train_test_split  # slow to import; only prepare_data needs it
+
     if stratify:
         try:
             rest, held = train_test_split(frame, test_size=count, random_state=seed, stratify=frame["label"])
@@ -33,8 +35,14 @@ def _share(frame: pd.DataFrame, count: int, seed: int, stratify: bool, name: str
 
 
 def carve_splits(
-    train: pd.DataFrame, *, validation_share: float, test_share: float, seed: int, stratify: bool,
-    source: str, warnings: list[str],
+    train: pd.DataFrame,
+    *,
+    validation_share: float,
+    test_share: float,
+    seed: int,
+    stratify: bool,
+    source: str,
+    warnings: list[str],
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(train, validation, test): shares are of the cleaned training rows; a zero share gives an empty split.
 
@@ -46,8 +54,8 @@ def carve_splits(
     n_val = math.ceil(validation_share * n) if validation_share > 0 else 0
     if n - n_test - n_val < 1:
         raise DataError(
-            f"{source}: only {n} usable training rows, too few to hold out {n_val} validation and {n_test} test "
-            "rows; add rows or give data.validation / data.test files"
+            f"{source}: only {n} usable training rows, too few to hold out {n_val} validation and {n_test} "
+            "test rows; add rows or give data.validation / data.test files"
         )
     empty = train.iloc[0:0]
     test = validation = empty

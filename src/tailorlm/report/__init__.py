@@ -94,7 +94,7 @@ class RunReport:
     # -------------------------------------------------------------------------------- basic facts
     @property
     def labels(self) -> list[str]:
-        """Label order of the confusion matrix; falls back to the per-class table when ``labels`` is absent."""
+        """Label order of the confusion matrix; the per-class table's order when ``labels`` is absent."""
         labels = self.metrics.get("labels")
         if labels:
             return [str(label) for label in labels]
@@ -158,7 +158,7 @@ class RunReport:
         """One sentence a manager can quote: the headline metric before and after fine-tuning."""
         tuned = number(self.tuned, HEADLINE_METRIC)
         if tuned is None:
-            return "The fine-tuned model was not evaluated on a test split, so there is no result to report yet."
+            return "The fine-tuned model was not evaluated on a test split, so there is no result to report."
         base = self.best_baseline
         if base is None:
             return (
@@ -171,7 +171,7 @@ class RunReport:
         if gain > 0:
             return f"Fine-tuning raised macro-F1 {where} ({signed(gain)})."
         if gain < 0:
-            return f"Fine-tuning lowered macro-F1 {where} ({signed(gain)}): the baseline is the better choice."
+            return f"Fine-tuning lowered macro-F1 {where} ({signed(gain)}): the baseline does better."
         return f"Fine-tuning left macro-F1 unchanged {where.replace(' to ', ', still ')}."
 
     def gain(self) -> float | None:
@@ -183,7 +183,7 @@ class RunReport:
         return tuned - (number(base.metrics, HEADLINE_METRIC) or 0.0)
 
     def top_confusions(self, k: int = 5) -> list[tuple[str, str, int, int]]:
-        """The k largest off-diagonal cells of the tuned confusion matrix: (true, predicted, count, row total)."""
+        """The k biggest off-diagonal cells of the tuned confusion matrix: (true, predicted, n, row total)."""
         matrix = (self.tuned or {}).get("confusion_matrix") or []
         labels = self.labels
         cells = []
@@ -264,16 +264,19 @@ def facts(report: RunReport) -> list[tuple[str, str]]:
     if _finite(sizes.get("rejected")):
         data += f" · {count(sizes['rejected'])} rows rejected"
     trainable, total = train.get("trainable_params"), train.get("total_params")
-    share = f" ({trainable / total:.1%})" if _finite(trainable) and _finite(total) and total else ""
+    best_step = train.get("best_step")
+    share = f" ({percent(trainable / total)})" if _finite(trainable) and _finite(total) and total else ""
+    epochs = train.get("epochs_run")
     rows = [
         ("Task", f"{report.metrics.get('task', '—')}, {len(report.labels)} labels"),
         ("Model", name),
         ("Method", method),
         ("Texts", data or "—"),
-        ("Training time", f"{duration(train.get('runtime_s'))}, {fmt(train.get('epochs_run'), 2)} epochs"
+        ("Training time", duration(train.get("runtime_s"))
+         + (f", {round(epochs, 2):g} epochs" if _finite(epochs) else "")
          + (" (stopped early)" if train.get("stopped_early") else "")),
         ("Parameters tuned", f"{count(trainable)} of {count(total)}{share}"),
-        ("Kept checkpoint", f"step {count(train.get('best_step'))}" if _finite(train.get("best_step")) else "last"),
+        ("Kept checkpoint", f"step {count(best_step)}" if _finite(best_step) else "the last one"),
     ]
     validation = report.metrics.get("validation") or {}
     if _finite(validation.get(HEADLINE_METRIC)):
@@ -289,7 +292,8 @@ def comparison_table(report: RunReport) -> Table:
         row = [Cell(system.name, "best" if system.key == "tuned" and system.measured else "")]
         for key, _ in METRIC_COLUMNS:
             value = number(system.metrics, key)
-            row.append(Cell(fmt(value), "best" if best.get(key) == system.key else "" if system.measured else "muted"))
+            style = "best" if best.get(key) == system.key else "" if system.measured else "muted"
+            row.append(Cell(fmt(value), style))
         rows.append(row)
     headers = ["System", *(title for _, title in METRIC_COLUMNS)]
     notes = [s.note for s in report.systems]
@@ -310,7 +314,7 @@ def eval_table(report: RunReport) -> Table:
                Cell(fmt(entry.get("eval_loss"), 4), style)]
         row += [Cell(fmt(entry.get(name)), style) for name in names]
         rows.append(row)
-    headers = ["Epoch", "Step", "Validation loss", *(n.removeprefix("eval_").replace("_", " ") for n in names)]
+    headers = ["Epoch", "Step", "Validation loss", *(metric_title(n) for n in names)]
     return Table(headers, rows, frozenset(range(len(headers))))
 
 
@@ -324,12 +328,12 @@ def per_class_table(report: RunReport) -> Table:
         stats = tuned.get(label) or {}
         base_f1 = number(base_pc.get(label), "f1")
         f1 = number(stats, "f1")
-        rows.append([
-            Cell(label), Cell(count(stats.get("support"))), Cell(fmt(stats.get("precision"))),
-            Cell(fmt(stats.get("recall"))), Cell(fmt(f1)),
-            *([Cell(fmt(base_f1)), change_cell(f1 - base_f1 if f1 is not None and base_f1 is not None else None)]
-              if base else []),
-        ])
+        row = [Cell(label), Cell(count(stats.get("support"))), Cell(fmt(stats.get("precision"))),
+               Cell(fmt(stats.get("recall"))), Cell(fmt(f1))]
+        if base:
+            delta = f1 - base_f1 if f1 is not None and base_f1 is not None else None
+            row += [Cell(fmt(base_f1)), change_cell(delta)]
+        rows.append(row)
     headers = ["Label", "Test texts", "Precision", "Recall", "F1"]
     if base:
         headers += [f"F1 {base.name.lower()}", "Change"]
@@ -416,7 +420,8 @@ def length_table(data: dict[str, Any]) -> Table:
     for split, stats in (data.get("length") or {}).items():
         if stats:
             rows.append([Cell(split), *(Cell(_plain(stats.get(k))) for k in keys)])
-    return Table(["Split", "Min", "Mean", "Median", "95th pct", "99th pct", "Max"], rows, frozenset(range(1, 7)))
+    headers = ["Split", "Min", "Mean", "Median", "95th pct", "99th pct", "Max"]
+    return Table(headers, rows, frozenset(range(1, len(headers))))
 
 
 def _plain(value: Any) -> str:
@@ -455,6 +460,11 @@ def _not_measured_note(key: str, raw: Any) -> str:
     return "not measured"
 
 
+def metric_title(log_key: str) -> str:
+    """``eval_f1_macro`` -> ``f1 macro``: Trainer log keys as readers see them."""
+    return log_key.removeprefix("eval_").replace("_", " ")
+
+
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -476,6 +486,13 @@ def signed(value: float, digits: int = 3) -> str:
     """A difference with its sign, using a true minus so it reads well in prose."""
     text = f"{value:+.{digits}f}"
     return text.replace("-", "\u2212")
+
+
+def percent(share: float) -> str:
+    """A share as a percentage that never rounds a small non-zero share (LoRA's tuned weights) to 0.0%."""
+    if 0 < share < 0.001:
+        return f"{share:.3%}" if share >= 0.00001 else "<0.001%"
+    return f"{share:.1%}"
 
 
 def count(value: Any) -> str:

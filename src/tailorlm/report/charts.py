@@ -58,8 +58,11 @@ def _figure(width: float, height: float) -> Figure:
 
 
 def short(label: str, limit: int = 22) -> str:
-    """Long label names would squeeze the plot area to nothing; the tables keep the full names."""
-    return label if len(label) <= limit else label[: limit - 1] + "…"
+    """Long names would squeeze the plot to nothing; cut the middle, since names often differ at the end."""
+    if len(label) <= limit:
+        return label
+    head = (limit - 1) // 2
+    return label[:head] + "…" + label[-(limit - 1 - head):]
 
 
 def _style_axes(ax: Any, grid_axis: str = "y") -> None:
@@ -68,7 +71,9 @@ def _style_axes(ax: Any, grid_axis: str = "y") -> None:
     ax.tick_params(length=0)
 
 
-def comparison_chart(systems: Sequence[tuple[str, str, dict[str, Any]]], columns: Sequence[tuple[str, str]]) -> str:
+def comparison_chart(
+    systems: Sequence[tuple[str, str, dict[str, Any]]], columns: Sequence[tuple[str, str]]
+) -> str:
     """Grouped bars: one group per metric, one bar per system (``(key, name, metrics)``), values on top."""
     with matplotlib.rc_context(_STYLE):
         fig = _figure(9.6, 3.6)
@@ -95,7 +100,7 @@ def learning_curves_chart(
     metric_names: Sequence[str],
     best_step: int | None,
 ) -> str | None:
-    """Training loss by step, validation loss by epoch, validation metrics by epoch (panels with no data drop out)."""
+    """Training loss by step, validation loss and scores by epoch; a panel without data is left out."""
     panels = []
     if train_points:
         panels.append("train")
@@ -105,32 +110,30 @@ def learning_curves_chart(
         panels.append("eval_metrics")
     if not panels:
         return None
-    best_epoch = next((e.get("epoch") for e in eval_entries if best_step is not None and e.get("step") == best_step), None)
+    kept = [e.get("epoch") for e in eval_entries if best_step is not None and e.get("step") == best_step]
+    best_epoch = kept[0] if kept else None
     with matplotlib.rc_context(_STYLE):
         fig = _figure(3.6 * len(panels) + 0.6, 3.0)
         axes = np.atleast_1d(fig.subplots(1, len(panels)))
-        for ax, panel in zip(axes, panels):
+        for ax, panel in zip(axes, panels, strict=True):
             _style_axes(ax, "both")
             if panel == "train":
-                steps, losses = zip(*train_points)
+                steps, losses = zip(*train_points, strict=True)
                 ax.plot(steps, losses, color=TRAIN_COLOUR, linewidth=1.6)
                 ax.set(title="Training loss", xlabel="step", ylabel="loss")
                 if best_step is not None:
                     ax.axvline(best_step, color=MUTED, linestyle="--", linewidth=1)
             elif panel == "eval_loss":
-                points = [(e["epoch"], e["eval_loss"]) for e in eval_entries if _has(e, "eval_loss") and _has(e, "epoch")]
-                _plot_points(ax, points, EVAL_COLOUR, "validation loss")
+                _plot_points(ax, _by_epoch(eval_entries, "eval_loss"), EVAL_COLOUR, "validation loss")
                 ax.set(title="Validation loss", xlabel="epoch", ylabel="loss")
             else:
-                for colour, name in zip(METRIC_COLOURS, metric_names):
-                    points = [(e["epoch"], e[name]) for e in eval_entries if _has(e, name) and _has(e, "epoch")]
-                    _plot_points(ax, points, colour, name.removeprefix("eval_").replace("_", " "))
+                for colour, name in zip(METRIC_COLOURS, metric_names, strict=False):  # at most 4 lines
+                    label = name.removeprefix("eval_").replace("_", " ")
+                    _plot_points(ax, _by_epoch(eval_entries, name), colour, label)
                 ax.set(title="Validation score", xlabel="epoch", ylabel="score")
                 ax.legend(loc="lower right")
             if panel != "train" and best_epoch is not None:
-                ax.axvline(best_epoch, color=MUTED, linestyle="--", linewidth=1)
-                ax.annotate("kept", (best_epoch, 0), xycoords=("data", "axes fraction"), xytext=(3, 4),
-                            textcoords="offset points", color=MUTED, fontsize=8)
+                ax.axvline(best_epoch, color=MUTED, linestyle="--", linewidth=1)  # the kept checkpoint
         return to_svg(fig)
 
 
@@ -139,9 +142,13 @@ def _has(entry: dict[str, Any], key: str) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
 
 
+def _by_epoch(entries: Sequence[dict[str, Any]], key: str) -> list[tuple[float, float]]:
+    return [(e["epoch"], e[key]) for e in entries if _has(e, key) and _has(e, "epoch")]
+
+
 def _plot_points(ax: Any, points: Sequence[tuple[float, float]], colour: str, label: str) -> None:
     if points:
-        xs, ys = zip(*points)
+        xs, ys = zip(*points, strict=True)
         ax.plot(xs, ys, color=colour, linewidth=1.6, marker="o", markersize=4, label=label)
 
 
@@ -192,7 +199,8 @@ def per_class_chart(
         for i, (key, name, per_class) in enumerate(series):
             values = [float((per_class.get(label) or {}).get("f1") or 0.0) for label in labels]
             offset = (i - (len(series) - 1) / 2) * height
-            bars = ax.barh(y - offset, values, height * 0.9, label=name, color=SYSTEM_COLOURS.get(key, "#999"))
+            colour = SYSTEM_COLOURS.get(key, "#999")
+            bars = ax.barh(y - offset, values, height * 0.9, label=name, color=colour)
             ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], padding=3, fontsize=7.5, color=MUTED)
         ax.set_yticks(y, [short(label, 28) for label in labels])
         ax.invert_yaxis()
@@ -200,5 +208,6 @@ def per_class_chart(
         ax.set_xlabel("F1 (higher is better)")
         _style_axes(ax, "x")
         handles, names = ax.get_legend_handles_labels()
-        ax.legend(handles[::-1], names[::-1], loc="lower center", ncols=len(series), bbox_to_anchor=(0.5, 1.0))
+        ax.legend(handles[::-1], names[::-1], loc="lower center", ncols=len(series),
+                  bbox_to_anchor=(0.5, 1.0))
         return to_svg(fig)

@@ -95,7 +95,7 @@ All scores are measured on the test split, which neither training nor model sele
 """
 
 
-# ---------------------------------------------------------------------------------------------- building blocks
+# ------------------------------------------------------------------------------------------ building blocks
 
 
 def _css() -> str:
@@ -128,10 +128,11 @@ def _empty(text: str) -> str:
 def _table(table: Table, text_columns: frozenset[int] = frozenset()) -> str:
     """A ``Table`` as HTML; cell styles become CSS classes, numeric columns are right-aligned."""
     head = "".join(
-        f'<th{" class=num" if i in table.numeric else ""}>{escape(h)}</th>' for i, h in enumerate(table.headers)
+        f'<th{" class=num" if i in table.numeric else ""}>{escape(h)}</th>'
+        for i, h in enumerate(table.headers)
     )
     rows = "".join(
-        "<tr>" + "".join(_td(cell, i in table.numeric, i in text_columns) for i, cell in enumerate(row)) + "</tr>"
+        "<tr>" + "".join(_td(c, i in table.numeric, i in text_columns) for i, c in enumerate(row)) + "</tr>"
         for row in table.rows
     )
     return f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>'
@@ -149,7 +150,8 @@ def _chart(svg: str | None, alt: str, caption: str = "") -> str:
         return ""
     data = base64.b64encode(svg.encode("utf-8")).decode("ascii")
     cap = f"<figcaption>{escape(caption)}</figcaption>" if caption else ""
-    return f'<figure class="chart"><img src="data:image/svg+xml;base64,{data}" alt="{escape(alt)}">{cap}</figure>'
+    image = f'<img src="data:image/svg+xml;base64,{data}" alt="{escape(alt)}">'
+    return f'<figure class="chart">{image}{cap}</figure>'
 
 
 def _safe_chart(draw: Callable[[], str | None], alt: str, caption: str = "") -> str:
@@ -160,7 +162,7 @@ def _safe_chart(draw: Callable[[], str | None], alt: str, caption: str = "") -> 
         return _empty(f"(chart could not be drawn: {type(exc).__name__}: {exc})")
 
 
-# ---------------------------------------------------------------------------------------------- sections
+# ------------------------------------------------------------------------------------------ sections
 
 
 def _summary(report: RunReport) -> str:
@@ -187,7 +189,8 @@ def _kpis(report: RunReport) -> str:
         (fmt(number(tuned, "accuracy")), f"accuracy on {count((tuned or {}).get('n'))} test texts", ""),
     ]
     return '<div class="kpis">' + "".join(
-        f'<div class="kpi {tone}"><div class="value">{escape(value)}</div><div class="label">{escape(label)}</div></div>'
+        f'<div class="kpi {tone}"><div class="value">{escape(value)}</div>'
+        f'<div class="label">{escape(label)}</div></div>'
         for value, label, tone in cards
     ) + "</div>"
 
@@ -209,14 +212,15 @@ def _comparison(report: RunReport) -> str:
             f"<li><strong>{escape(name)}</strong>: {escape(how)}</li>" for name, how in methods
         ) + "</ul>")
     parts.append('<dl class="glossary">' + "".join(
-        f"<dt>{escape(title)}</dt><dd>{escape(METRIC_HELP.get(key, ''))}</dd>" for key, title in METRIC_COLUMNS
+        f"<dt>{escape(title)}</dt><dd>{escape(METRIC_HELP.get(key, ''))}</dd>"
+        for key, title in METRIC_COLUMNS
     ) + "</dl>")
     return "\n".join(parts)
 
 
 def _learning_curves(report: RunReport) -> str:
     if not report.log_history:
-        return _empty("No training log (log_history.json) in this run directory, so there are no curves to show.")
+        return _empty("No training log (log_history.json) in this run directory, so no curves to show.")
     best_step = report.train.get("best_step")
     parts = [_p(
         "Training loss should fall; validation loss and score show whether the model kept improving on texts "
@@ -259,8 +263,8 @@ def _per_class(report: RunReport) -> str:
         return _empty("No per-label results in metrics.json.")
     base = report.best_baseline
     base_pc = (base.metrics or {}).get("per_class") if base else None
-    lead = "F1 for each label: fine-tuned model"
-    lead += f" against the best baseline ({base.name.lower()})." if base_pc else "."
+    lead = "F1 for each label of the fine-tuned model"
+    lead += f", next to the best baseline ({base.name.lower()})." if base_pc else "."
     parts = [_p(lead + " Labels with few test texts give less certain scores.", "lead")]
     parts.append(_safe_chart(
         lambda: charts.per_class_chart(report.labels, tuned, base_pc, base.key if base else "",
@@ -276,7 +280,7 @@ def _errors(report: RunReport) -> str:
     if not table:
         return _empty("No errors were recorded (the model got every test text right, or top_errors is 0).")
     return "\n".join([_p(
-        "The wrong predictions the fine-tuned model was most sure of. These are worth a domain expert's look: "
+        "The wrong predictions the fine-tuned model was most sure of. They are worth an expert's look: "
         "some are model mistakes, others reveal a wrong or ambiguous label in the data.", "lead"
     ), _table(table, text_columns=frozenset({1}))])
 
@@ -294,7 +298,8 @@ def _data_quality(report: RunReport) -> str:
     parts += ["<h3>Sources</h3>", _table(sources_table(data))]
     blocks = [("Rows after each stage", stages_table(data)), ("Rows removed, by reason", removed_table(data))]
     parts.append('<div class="grid-2">' + "".join(
-        f"<div><h3>{escape(title)}</h3>{_table(t) if t else _empty('nothing recorded')}</div>" for title, t in blocks
+        f"<div><h3>{escape(title)}</h3>{_table(t) if t else _empty('nothing recorded')}</div>"
+        for title, t in blocks
     ) + "</div>")
     labels = label_table(data)
     if labels:

@@ -56,7 +56,7 @@ def render_markdown(report: RunReport) -> str:
     return "\n\n".join(b for b in blocks if b) + "\n"
 
 
-# ---------------------------------------------------------------------------------------------- building blocks
+# ------------------------------------------------------------------------------------------ building blocks
 
 
 def table(t: Table) -> str:
@@ -80,7 +80,7 @@ def _empty(text: str) -> str:
     return f"_{md_escape(text)}_"
 
 
-# ---------------------------------------------------------------------------------------------- sections
+# ------------------------------------------------------------------------------------------ sections
 
 
 def _summary(report: RunReport) -> str:
@@ -103,7 +103,9 @@ def _comparison(report: RunReport) -> str:
 
 def _learning_curves(report: RunReport) -> str:
     if not report.log_history:
-        return _section("Learning curves", _empty("No training log (log_history.json) in this run directory."))
+        return _section(
+            "Learning curves", _empty("No training log (log_history.json) in this run directory.")
+        )
     points = report.train_loss_points()
     first_last = (
         f"Training loss went from {points[0][1]:.4f} (step {points[0][0]:.0f}) to {points[-1][1]:.4f} "
@@ -162,13 +164,15 @@ def _data_quality(report: RunReport) -> str:
     warnings = [str(w) for w in data.get("warnings") or []] + unknown_labels(data)
     parts = ["**Warnings**\n\n" + "\n".join(f"- {md_escape(w)}" for w in warnings)] if warnings else []
     parts += [f"**Sources**\n\n{table(sources_table(data))}"]
-    for heading, t in [("Rows after each stage", stages_table(data)), ("Rows removed, by reason", removed_table(data)),
-                       ("Texts per label", label_table(data))]:
+    blocks = [("Rows after each stage", stages_table(data)), ("Rows removed, by reason", removed_table(data)),
+              ("Texts per label", label_table(data))]
+    for heading, t in blocks:
         if t:
             parts.append(f"**{heading}**\n\n{table(t)}")
     lengths = length_table(data)
     if lengths:
-        parts.append(f"**Text length ({md_escape(str(data.get('length_unit') or 'characters'))})**\n\n{table(lengths)}")
+        unit = md_escape(str(data.get("length_unit") or "characters"))
+        parts.append(f"**Text length ({unit})**\n\n{table(lengths)}")
     return _section(title, *parts)
 
 
