@@ -59,7 +59,7 @@ def test_every_label_in_every_split(splits: dict[str, list[dict[str, str]]]) -> 
 
 
 def test_labels_are_snake_case_and_described() -> None:
-    assert DEMO_LABELS == list(DEMO_LABEL_DESCRIPTIONS)
+    assert list(DEMO_LABEL_DESCRIPTIONS) == DEMO_LABELS
     assert 7 <= len(DEMO_LABELS) <= 10
     for label, description in DEMO_LABEL_DESCRIPTIONS.items():
         assert label == label.lower() and " " not in label

@@ -121,7 +121,7 @@ def test_lora_run_saves_adapter_and_exports_merged(tmp_path: Path, tiny_recipe: 
 
 def test_prepare_alone_writes_data_report(tiny_recipe: Path, tmp_path: Path) -> None:
     out = tmp_path / "prep"
-    code, stdout, stderr = run_cli(["prepare", str(tiny_recipe), "--set", f"output_dir={out}"])
+    code, _, stderr = run_cli(["prepare", str(tiny_recipe), "--set", f"output_dir={out}"])
     assert code == 0, stderr
     report = json.loads((out / "data_report.json").read_text())
     assert report["length_unit"] == "tokens"

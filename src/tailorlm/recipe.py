@@ -87,7 +87,9 @@ class TrainingConfig(_Section):
         "auto", description="token limit; auto = the 99th percentile of train lengths, within the model's limit"
     )
     weight_decay: float = Field(0.01, ge=0)
-    dropout: float | None = Field(None, ge=0.0, lt=1.0, description="hidden and attention dropout; None keeps the model's")
+    dropout: float | None = Field(
+        None, ge=0.0, lt=1.0, description="hidden and attention dropout; None keeps the model's"
+    )
     warmup: float = Field(0.06, ge=0, description="warm-up: a ratio of all steps when < 1, else a step count")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     gradient_accumulation: int = Field(1, ge=1)

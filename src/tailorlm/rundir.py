@@ -74,7 +74,9 @@ class RunDir:
         try:
             run.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise UserError(f"{run.path}: cannot create output_dir ({exc.strerror}); choose a writable folder") from None
+            raise UserError(
+                f"{run.path}: cannot create output_dir ({exc.strerror}); choose a writable folder"
+            ) from None
         return run
 
     # well-known files ---------------------------------------------------------------------------

@@ -49,7 +49,7 @@ def classification_metrics(
     y_true = np.asarray(y_true, dtype=int)
     y_pred = np.asarray(y_pred, dtype=int)
     n_labels = len(labels)
-    result: dict = {"n": int(len(y_true)), "accuracy": float(accuracy_score(y_true, y_pred)) if len(y_true) else 0.0}
+    result: dict = {"n": len(y_true), "accuracy": float(accuracy_score(y_true, y_pred)) if len(y_true) else 0.0}
     for average in ("macro", "micro", "weighted"):
         result.update(_averaged(y_true, y_pred, n_labels, average))
     precision, recall, f1, support = precision_recall_fscore_support(

@@ -146,7 +146,6 @@ class ClassificationTask(Task):
             result["linear_probe"] = linear_probe(
                 embed(list(train["text"])), label_ids(train, labels), test_emb, test_y, labels, recipe.data.seed
             )
-        del encoder
         return result
 
 

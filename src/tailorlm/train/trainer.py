@@ -19,7 +19,13 @@ from typing import Any
 
 import torch
 from rich.console import Console
-from transformers import EarlyStoppingCallback, PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
+from transformers import (
+    EarlyStoppingCallback,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainingArguments,
+)
 
 from tailorlm.errors import UserError
 from tailorlm.recipe import Recipe
