@@ -100,22 +100,20 @@ def evaluate(
     output: Annotated[Path | None, typer.Option(help="write the metrics here as JSON")] = None,
 ) -> None:
     """Evaluate a saved model on any labelled file."""
-    from tailorlm.data import load_labelled_file
     from tailorlm.models.saved import load_saved_model
-    from tailorlm.recipe import DataConfig
-    from tailorlm.tasks.classification import ClassificationTask
+    from tailorlm.tasks import get_task
+    from tailorlm.tasks.base import EvalSettings
 
     _quiet_libraries()
     loaded = load_saved_model(model_dir)
-    cfg = DataConfig(train=str(data), text_column=text_column, label_column=label_column, labels=loaded.labels)
-    frame, rejects = load_labelled_file(data, cfg, split="eval", require_label=True)
+    task = get_task(loaded.task)
+    columns = {"text_column": text_column, "label_column": label_column}
+    frame, rejects = task.load_eval_file(data, loaded.meta, columns)
     if rejects:
         err.print(f"{data}: {len(rejects)} rows skipped ({_reasons(rejects)})")
     if len(frame) == 0:
         raise UserError(f"{data}: no usable rows to evaluate ({_reasons(rejects)})")
-    result = ClassificationTask().evaluate(
-        loaded.model, loaded.tokenizer, frame, loaded.labels, loaded.max_length, 64
-    )
+    result = task.evaluate(loaded.model, loaded.tokenizer, frame, loaded.meta, EvalSettings(loaded.max_length))
     metrics = result["metrics"] | {"rejected": len(rejects), "file": str(data)}
     out.print(metrics_table({"evaluated": metrics}, title=f"{model_dir} on {data}"))
     if output:

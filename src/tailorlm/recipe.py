@@ -97,7 +97,9 @@ class TrainingConfig(_Section):
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
     early_stopping_patience: int | None = Field(2, ge=1, description="evaluations without improvement; None: off")
     early_stopping_min_delta: float = Field(0.0, ge=0)
-    metric: str = Field("f1_macro", description="validation metric that picks the best checkpoint")
+    metric: str | None = Field(
+        None, description="validation metric that picks the best checkpoint; None: the task's (f1_macro, loss, ...)"
+    )
     group_by_length: bool = Field(True, description="batch texts of similar length together: less padding")
     evals_per_epoch: int = Field(1, ge=1)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(

@@ -27,6 +27,7 @@ from tailorlm.models.registry import ResolvedModel, resolve_model, write_model_m
 from tailorlm.recipe import Recipe, dump_recipe
 from tailorlm.rundir import RunDir, replace_dir
 from tailorlm.tasks import Task, get_task
+from tailorlm.tasks.base import EvalSettings
 
 
 @dataclass
@@ -99,8 +100,8 @@ def prepare(recipe: Recipe, console: Console, run_dir: RunDir | None = None) -> 
     return data, tokenizer, resolved, task
 
 
-def save_model(model: Any, tokenizer: Any, run_dir: RunDir, recipe: Recipe, resolved: ResolvedModel, task: Task,
-               max_length: int, labels: list[str]) -> None:
+def save_model(model: Any, tokenizer: Any, run_dir: RunDir, recipe: Recipe, resolved: ResolvedModel,
+               meta: dict[str, Any]) -> None:
     """Write model/ atomically: weights (safetensors) or the LoRA adapter, tokenizer, config and tailor metadata."""
     tmp = run_dir.path / ".model.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -111,10 +112,7 @@ def save_model(model: Any, tokenizer: Any, run_dir: RunDir, recipe: Recipe, reso
     tokenizer.save_pretrained(tmp)
     write_model_meta(
         tmp,
-        {
-            "task": task.name,
-            "labels": labels,
-            "max_length": max_length,
+        meta | {
             "base_model": resolved.source,
             "base_model_name": resolved.name,
             "peft": recipe.model.peft.method,
@@ -180,21 +178,18 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer)
         "train",
         lambda: fit(task, model, tokenizer, encoded, data, recipe, run_dir.checkpoints, run_dir.log_history, console),
     )
-    batch = recipe.training.eval_batch_size or 2 * recipe.training.batch_size
-    evaluation = timer.time(
-        "evaluate",
-        lambda: task.evaluate(
-            model, tokenizer, data.test, data.labels, encoded.max_length, batch, recipe.report.top_errors
-        ),
+    meta = task.model_meta(data) | {"task": task.name, "max_length": encoded.max_length}
+    settings = EvalSettings(
+        max_length=encoded.max_length,
+        batch_size=recipe.training.eval_batch_size or 2 * recipe.training.batch_size,
+        top_errors=recipe.report.top_errors,
     )
-    timer.time(
-        "save_model",
-        lambda: save_model(model, tokenizer, run_dir, recipe, resolved, task, encoded.max_length, data.labels),
-    )
+    evaluation = timer.time("evaluate", lambda: task.evaluate(model, tokenizer, data.test, meta, settings))
+    timer.time("save_model", lambda: save_model(model, tokenizer, run_dir, recipe, resolved, meta))
     shutil.rmtree(run_dir.checkpoints, ignore_errors=True)
     metrics = {
         "task": task.name,
-        "labels": data.labels,
+        **({"labels": meta["labels"]} if "labels" in meta else {}),
         "model": {"name": resolved.name, "path": str(run_dir.model), "base": resolved.source,
                   "peft": recipe.model.peft.method, "max_length": encoded.max_length},
         "baseline": baselines,
@@ -211,7 +206,7 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer)
             "best_step": outcome.best_step,
             "stopped_early": outcome.stopped_early,
         },
-        "errors": evaluation["errors"],
+        **{k: v for k, v in evaluation.items() if k != "metrics"},
         "data": {"train": len(data.train), "validation": len(data.validation), "test": len(data.test),
                  "rejected": len(data.rejects)},
     }

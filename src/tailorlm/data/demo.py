@@ -8,8 +8,9 @@ Why it is hard for the baselines yet learnable by fine-tuning:
 
 * every message is built from an intent-specific *template family*; whole families (and a few slang
   variants) are reserved for the test split, so the test measures new phrasings of known intents;
-* a background sentence about a random topic (a storm, the bill, the meter, an engineer's visit) and
-  negated mentions of other intents ("not after money, ...") make topic words a poor guide to the label;
+* most messages carry an aside or a negation in *another* intent's vocabulary ("got compo after the last
+  blackie", "not switching tariff,"), so topic words are a poor guide to the label: what the customer
+  asks for is;
 * greetings, account numbers, places and sign-offs dilute mean-pooled sentence embeddings.
 
 A human can still tell every message's intent: there is no label noise.
@@ -149,7 +150,7 @@ FAMILIES: list[Family] = [
             ["why has {bill} gone up to £{amount}? I want it checked", "{bill} has doubled, please check it"],
         ],
         [
-            ["I dispute the charges on {bill}", "I'm querying {bill}, the amount's way off"],
+            ["{bill} is wrong, I dispute the charges", "the amount on {bill} can't be right, check it"],
             ["there's a charge for {tariff} on {bill} but I never signed up to it", "{bill} charges me wrong"],
         ],
     ),
@@ -188,8 +189,8 @@ FAMILIES: list[Family] = [
             ["I'm leaving the flat on {date}, what do I need to do", "moving out of {place} {date}, what now"],
         ],
         [
-            ["new tenant at {street}, need the supply in my name", "moved in to {place} {past}, new account"],
-            ["we're flitting {date}, can {tariff} move with us?", "flitting to {place}, transfer my account"],
+            ["new tenant at {street}, put the account in my name", "just moved in to {place}, need a new account"],
+            ["we're flitting on {date}, close the account at {street}", "flitting to {place}, move my account"],
         ],
     ),
     *_families(
@@ -201,8 +202,8 @@ FAMILIES: list[Family] = [
             ["please change my tariff to {tariff} from {date}", "change my tariff to {tariff}"],
         ],
         [
-            ["sign me up for {tariff} please", "I'd like {tariff} instead of what I'm on"],
-            ["fed up paying for {tariff2}, put me on {tariff}", "put me on {tariff} from {date}"],
+            ["switch me over to {tariff} please", "change me onto {tariff} instead"],
+            ["fed up with {tariff2}, switch me to {tariff}", "change my plan to {tariff} from {date}"],
         ],
     ),
     *_families(
@@ -332,22 +333,20 @@ def _message(intent: str, family: Family, rng: random.Random) -> str:
     """One customer message: optional greeting, a distractor, the request itself, noise, sign-off."""
     held_out = family.held_out
     parts = [_fill(rng.choice(family.variants), rng, held_out)]
-    for _ in range(2 if rng.random() < 0.2 else 1 if rng.random() < 0.85 else 0):
+    for _ in range(2 if rng.random() < 0.35 else 1 if rng.random() < 0.9 else 0):
         distractor = _distractor(intent, rng, held_out)
         at = 0 if distractor.endswith(",") or rng.random() < 0.6 else len(parts)
         parts.insert(at, distractor)
-    if rng.random() < 0.2:
+    if rng.random() < 0.15:
         parts.insert(rng.randrange(len(parts) + 1), _account(rng))
-    if rng.random() < 0.35:
-        parts.insert(0, rng.choice(GREETINGS))
     if rng.random() < 0.3:
+        parts.insert(0, rng.choice(GREETINGS))
+    if rng.random() < 0.25:
         parts.append(rng.choice(SIGN_OFFS))
     return _roughen(" ".join(parts), rng)
 
 
-def _generate_rows(
-    rng: random.Random, n: int, held_out: bool, seen: set[str]
-) -> list[dict[str, str]]:
+def _generate_rows(rng: random.Random, n: int, held_out: bool, seen: set[str]) -> list[dict[str, str]]:
     """n unique rows, intents balanced round-robin, from the train-side or the held-out families.
 
     `seen` holds every text already generated (any split), so no text appears in two splits.
@@ -393,7 +392,7 @@ def _generate_splits(seed: int, n_rows: int) -> dict[str, list[dict[str, str]]]:
     }
 
 
-def generate_demo_dataset(out_dir: Path, seed: int = 13, n_rows: int = 3000) -> dict[str, Path]:
+def generate_demo_dataset(out_dir: Path, seed: int = 13, n_rows: int = 2800) -> dict[str, Path]:
     """Write train.csv, validation.csv and test.csv (columns text,label) and return their paths.
 
     The same seed always gives byte-identical files, so the demo's numbers are reproducible.

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
 from tailorlm.errors import ModelError
 from tailorlm.models.registry import check_local_model, read_model_meta, resolve_model
+from tailorlm.tasks import get_task
 
 
 @dataclass
@@ -51,12 +52,13 @@ def load_saved_model(path: str | Path, *, allow_pickle: bool = False) -> LoadedM
     folder = _model_folder(folder)
     resolved = check_local_model(folder, allow_pickle=allow_pickle, what="MODEL_DIR")
     meta = read_model_meta(folder)
+    auto_class = get_task(meta.get("task", "classification")).auto_model_class
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
         if resolved.is_adapter:
-            model = _load_adapter(folder, meta, allow_pickle)
+            model = _load_adapter(folder, meta, auto_class, allow_pickle)
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=not allow_pickle)
+            model = auto_class.from_pretrained(folder, use_safetensors=not allow_pickle)
     except (OSError, ValueError) as exc:
         first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise ModelError(f"{folder}: cannot load the saved model ({first})") from None
@@ -64,7 +66,7 @@ def load_saved_model(path: str | Path, *, allow_pickle: bool = False) -> LoadedM
     return LoadedModel(model=model, tokenizer=tokenizer, meta=meta, path=folder)
 
 
-def _load_adapter(folder: Path, meta: dict[str, Any], allow_pickle: bool) -> Any:
+def _load_adapter(folder: Path, meta: dict[str, Any], auto_class: Any, allow_pickle: bool) -> Any:
     from peft import PeftModel
 
     base_name = meta.get("base_model")
@@ -72,7 +74,7 @@ def _load_adapter(folder: Path, meta: dict[str, Any], allow_pickle: bool) -> Any
         raise ModelError(f"{folder}: a LoRA adapter without tailor_model.json; cannot tell its base model")
     base = resolve_model(base_name, allow_pickle=allow_pickle)
     config = AutoConfig.from_pretrained(folder)
-    base_model = AutoModelForSequenceClassification.from_pretrained(
+    base_model = auto_class.from_pretrained(
         base.source, config=config, use_safetensors=not allow_pickle
     )
     return PeftModel.from_pretrained(base_model, folder).merge_and_unload()

@@ -25,7 +25,7 @@ from tailorlm.evaluate.metrics import classification_metrics, softmax
 from tailorlm.models.loading import load_pretrained
 from tailorlm.models.registry import ResolvedModel
 from tailorlm.recipe import Recipe
-from tailorlm.tasks.base import EncodedSplits, Task
+from tailorlm.tasks.base import EncodedSplits, EvalSettings, Task
 
 # Config attributes that hold dropout probabilities, across encoder families.
 _DROPOUT_KEYS = (
@@ -55,7 +55,9 @@ def label_ids(frame: pd.DataFrame, labels: list[str]) -> np.ndarray:
 class ClassificationTask(Task):
     name = "classification"
     peft_task_type = "SEQ_CLS"
+    auto_model_class = AutoModelForSequenceClassification
     default_metric = "f1_macro"
+    greater_is_better = True
 
     # ------------------------------------------------------------------ data
     def prepare_data(self, recipe: Recipe, count_tokens: Callable[[list[str]], list[int]] | None) -> PreparedData:
@@ -112,13 +114,17 @@ class ClassificationTask(Task):
         return softmax(logits.astype(np.float64))
 
     def evaluate(
-        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, frame: pd.DataFrame, labels: list[str],
-        max_length: int, batch_size: int, top_errors: int = 20,
+        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, frame: pd.DataFrame, meta: dict[str, Any],
+        settings: EvalSettings,
     ) -> dict[str, Any]:
-        probs = self.predict_proba(model, tokenizer, list(frame["text"]), max_length, batch_size)
+        labels = list(meta["labels"])
+        probs = self.predict_proba(model, tokenizer, list(frame["text"]), settings.max_length, settings.batch_size)
         y_true = label_ids(frame, labels)
         metrics = classification_metrics(y_true, probs.argmax(axis=1), labels, probs)
-        return {"metrics": metrics, "errors": most_confident_errors(frame, probs, y_true, labels, top_errors)}
+        return {"metrics": metrics, "errors": most_confident_errors(frame, probs, y_true, labels, settings.top_errors)}
+
+    def model_meta(self, data: PreparedData) -> dict[str, Any]:
+        return {"labels": data.labels}
 
     # ------------------------------------------------------------------ baselines
     def baselines(

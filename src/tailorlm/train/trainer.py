@@ -89,7 +89,7 @@ def training_arguments(recipe: Recipe, task: Task, n_train: int, has_validation:
         save_only_model=True,
         load_best_model_at_end=has_validation,
         metric_for_best_model=metric if has_validation else None,
-        greater_is_better=metric not in LOSS_METRICS,
+        greater_is_better=task.greater_is_better if metric == task.default_metric else metric not in LOSS_METRICS,
         logging_strategy="steps",
         logging_steps=max(1, min(50, steps_per_epoch // 5)),
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
