@@ -234,8 +234,8 @@ def metrics_table(rows: dict[str, dict | None], title: str) -> Table:
 
 def comparison_table(metrics: dict) -> Table:
     baseline = metrics.get("baseline") or {}
-    rows = {f"baseline: {name.replace('_', ' ')}": value for name, value in baseline.items()}
-    rows["tuned"] = metrics.get("tuned")
+    rows = {name.replace("_", "-").replace("linear-probe", "linear probe"): value for name, value in baseline.items()}
+    rows["fine-tuned"] = metrics.get("tuned")
     table = metrics_table(rows, title=f"test split ({metrics['tuned']['n']} rows): before vs after fine-tuning")
     best = max((v.get("f1_macro", 0.0) for v in baseline.values() if v), default=None)
     if best is not None:

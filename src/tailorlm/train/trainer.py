@@ -146,6 +146,9 @@ def fit(
         compute_metrics=task.compute_metrics(data) if has_validation else None,
         callbacks=callbacks,
     )
+    # Our rich progress replaces Trainer's tqdm bar and its print-every-log fallback.
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
     started = time.perf_counter()
     trainer.train()
     runtime = time.perf_counter() - started
