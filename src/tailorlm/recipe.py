@@ -36,7 +36,9 @@ class PeftConfig(_Section):
 
 
 class ModelConfig(_Section):
-    name: str = Field("minilm", description="shipped alias (minilm), a local folder, or a hub id")
+    name: str | None = Field(
+        None, description="shipped alias (minilm, smollm2), a local folder, or a hub id; None: the task's default"
+    )
     revision: str | None = None
     peft: PeftConfig = Field(default_factory=PeftConfig)
     trust_remote_code: bool = Field(False, description="run code shipped with a hub model (off: safe)")
@@ -65,13 +67,26 @@ class DataConfig(_Section):
     train: str | None = Field(None, description="training file: csv, tsv, jsonl, json, parquet, txt")
     validation: str | None = None
     test: str | None = None
-    format: Literal["auto", "csv", "tsv", "jsonl", "json", "parquet", "txt"] = "auto"
+    format: Literal["auto", "csv", "tsv", "jsonl", "json", "parquet", "txt", "squad", "conll"] = "auto"
     text_column: str = "text"
     label_column: str = "label"
     labels: list[str] | None = Field(None, description="the label set; inferred from train when empty")
     label_descriptions: dict[str, str] = Field(
         default_factory=dict, description="label -> description used by the zero-shot baseline"
     )
+    # columns of the other tasks (each task reads only its own)
+    prompt_column: str = Field("prompt", description="generation: the instruction or prompt")
+    response_column: str = Field("response", description="generation: the answer the model should give")
+    messages_column: str = Field("messages", description="generation: chat turns [{role, content}, ...]")
+    question_column: str = Field("question", description="qa: the question")
+    context_column: str = Field("context", description="qa: the passage holding the answer")
+    answers_column: str = Field("answers", description="qa: {text: [...], answer_start: [...]}")
+    source_column: str = Field("source", description="translation: text in the source language")
+    target_column: str = Field("target", description="translation: its translation")
+    source_lang: str | None = Field(None, description="translation: source language code, e.g. en")
+    target_lang: str | None = Field(None, description="translation: target language code, e.g. de")
+    tokens_column: str = Field("tokens", description="token-classification: list of words")
+    tags_column: str = Field("tags", description="token-classification: one tag per word (BIO)")
     clean: CleanConfig = Field(default_factory=CleanConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     seed: int = 42
@@ -110,6 +125,37 @@ class TrainingConfig(_Section):
     seed: int = 42
 
 
+class GenerationSettings(_Section):
+    """Decoding for generation and translation (before/after samples, BLEU/chrF, `tailor generate`)."""
+
+    max_new_tokens: int = Field(64, ge=1)
+    num_beams: int = Field(1, ge=1)
+    do_sample: bool = False
+    temperature: float = Field(0.7, gt=0)
+    top_p: float = Field(0.9, gt=0, le=1)
+    samples: int = Field(5, ge=0, description="held-out prompts shown before/after in the report")
+    max_eval_rows: int | None = Field(200, ge=1, description="cap on test rows decoded for BLEU/chrF (slow)")
+
+
+class LanguageModelingConfig(_Section):
+    """Causal-LM fine-tuning (task: generation)."""
+
+    loss_on: Literal["response", "all"] = Field("response", description="response: prompt tokens are masked")
+    packing: bool = Field(False, description="pack several examples into one sequence (no cross-attention)")
+    chat_template: Literal["auto", "none"] = Field(
+        "auto", description="auto: the tokenizer's chat template when it has one, else a plain template"
+    )
+
+
+class QAConfig(_Section):
+    """Extractive question answering (task: qa)."""
+
+    doc_stride: int = Field(128, ge=1, description="overlap between windows of a long context, in tokens")
+    n_best: int = Field(20, ge=1)
+    max_answer_length: int = Field(30, ge=1, description="in tokens")
+    null_threshold: float = Field(0.0, description="SQuAD v2: predict 'no answer' when null score - best > this")
+
+
 class BaselineConfig(_Section):
     zero_shot: bool = True
     linear_probe: bool = True
@@ -123,13 +169,16 @@ class ReportConfig(_Section):
 class Recipe(_Section):
     """A whole run: what to learn, from which data, starting from which model, how, and where to write."""
 
-    task: Literal["classification"] = "classification"
+    task: Literal["classification", "generation", "qa", "translation", "token-classification"] = "classification"
     output_dir: str = "runs/latest"
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     baseline: BaselineConfig = Field(default_factory=BaselineConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    lm: LanguageModelingConfig = Field(default_factory=LanguageModelingConfig)
+    qa: QAConfig = Field(default_factory=QAConfig)
 
     @field_validator("output_dir")
     @classmethod

@@ -88,6 +88,8 @@ def prepare(recipe: Recipe, console: Console, run_dir: RunDir | None = None) -> 
     """Resolve the model's tokenizer, then load, clean and split the data; write the data report and rejects."""
     run_dir = run_dir or RunDir.create(recipe.output_dir)
     task = get_task(recipe.task)
+    if recipe.model.name is None:
+        recipe.model.name = task.default_model
     resolved = resolve_model(recipe.model.name, allow_pickle=recipe.model.allow_pickle)
     tokenizer = load_tokenizer(resolved, recipe.model)
     data = task.prepare_data(recipe, token_counter(tokenizer))
@@ -143,6 +145,8 @@ def run(recipe: Recipe, console: Console | None = None) -> dict[str, Any]:
     """Prepare, measure the baselines, fine-tune, evaluate, save and report. Returns metrics.json's content."""
     console = console or Console(stderr=True)
     run_dir = RunDir.create(recipe.output_dir)
+    if recipe.model.name is None:
+        recipe.model.name = get_task(recipe.task).default_model
     run_dir.write_text("recipe.resolved.yaml", dump_recipe(recipe))
     run_dir.write_json("run_info.json", run_info())
     run_dir.set_status("running")

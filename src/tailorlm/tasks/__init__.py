@@ -1,24 +1,36 @@
-"""Tasks: one small object per kind of problem. The pipeline looks a task up here by the recipe's ``task``."""
+"""Tasks: one small object per kind of problem. The pipeline looks a task up here by the recipe's ``task``.
+
+Modules are imported on first use, so `tailor` starts fast and a task's extra dependencies (sacrebleu, seqeval)
+are only needed by the runs that use it.
+"""
 
 from __future__ import annotations
 
+import importlib
+
 from tailorlm.errors import RecipeError
-from tailorlm.tasks.base import EncodedSplits, Task
+from tailorlm.tasks.base import EncodedSplits, EvalSettings, Task
 
-
-def _classification() -> Task:
-    from tailorlm.tasks.classification import ClassificationTask
-
-    return ClassificationTask()
-
-
-TASKS = {"classification": _classification}
+TASKS: dict[str, str] = {
+    "classification": "tailorlm.tasks.classification:ClassificationTask",
+    "generation": "tailorlm.tasks.generation:GenerationTask",
+    "qa": "tailorlm.tasks.qa:QATask",
+    "translation": "tailorlm.tasks.translation:TranslationTask",
+    "token-classification": "tailorlm.tasks.token_classification:TokenClassificationTask",
+}
 
 
 def get_task(name: str) -> Task:
     if name not in TASKS:
         raise RecipeError(f"task '{name}' is not known; choose one of: {', '.join(TASKS)}")
-    return TASKS[name]()
+    module_name, _, class_name = TASKS[name].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            raise RecipeError(f"task '{name}' is not available in this version of tailorlm") from None
+        raise
+    return getattr(module, class_name)()
 
 
-__all__ = ["TASKS", "EncodedSplits", "Task", "get_task"]
+__all__ = ["TASKS", "EncodedSplits", "EvalSettings", "Task", "get_task"]

@@ -50,6 +50,8 @@ class Task(ABC):
     peft_task_type: str
     #: the transformers Auto class that reloads a saved model of this task
     auto_model_class: Any
+    #: the model used when the recipe names none (a shipped alias, so it works offline)
+    default_model: str = "minilm"
     #: the validation metric that picks the best checkpoint unless the recipe says otherwise
     default_metric: str = "loss"
     #: whether a larger value of ``default_metric`` is better
