@@ -36,7 +36,7 @@ def test_shipped_minilm_fine_tunes_on_the_demo_data(tmp_path: Path) -> None:
             ]
         )
     )
-    code, stdout, stderr = run_cli(["run", str(recipe)])
+    code, _, stderr = run_cli(["run", str(recipe)])
     assert code == 0, stderr
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     tuned, zero_shot = metrics["tuned"], metrics["baseline"]["zero_shot"]

@@ -26,6 +26,7 @@ from transformers import (
     Trainer,
     TrainingArguments,
 )
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from tailorlm.errors import UserError
 from tailorlm.recipe import Recipe
