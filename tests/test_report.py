@@ -261,3 +261,125 @@ def test_report_renders_in_a_real_browser(run_dir: Path, tmp_path: Path) -> None
         assert f'id="{sid}"' in dom, sid
     assert "Fine-tuning raised macro-F1" in dom
     assert "<script>alert(1)</script>" not in dom  # escaped text never became a live element
+
+
+# ------------------------------------------------------------------------------------------ other tasks
+# Generation- and QA-like runs: no classification keys, so the comparison shows the task's flat metrics, the
+# headline names its main metric, and sections without data (confusion, per label) are left out.
+
+GENERATION = Path(__file__).parent / "fixtures" / "run_dir_generation"
+QA = Path(__file__).parent / "fixtures" / "run_dir_qa"
+
+
+def _copy(fixture: Path, tmp_path: Path) -> Path:
+    target = tmp_path / fixture.name
+    shutil.copytree(fixture, target)
+    return target
+
+
+def _nav(html: str) -> list[str]:
+    nav = re.search(r"<nav>(.*?)</nav>", html, flags=re.DOTALL)
+    assert nav
+    return re.findall(r'href="#([^"]+)"', nav.group(1))
+
+
+def test_generation_report_shows_perplexity_lower_is_better(tmp_path: Path) -> None:
+    run = _copy(GENERATION, tmp_path)
+    html, md = _render(run)
+    assert _nav(html) == ["summary", "comparison", "samples", "learning-curves", "errors", "data-quality", "recipe"]
+    for sid in _nav(html):
+        _section_html(html, sid)
+    assert 'id="confusion"' not in html and 'id="per-class"' not in html
+    sentence = ("Fine-tuning lowered Perplexity on the test split from 42.700 (best baseline: pretrained (before "
+                "tuning)) to 9.810 (\u221232.890) (lower is better).")
+    summary = _section_html(html, "summary")
+    assert sentence in summary and 'class="headline up"' in summary  # a drop in perplexity is good news
+    assert md_escape(sentence) in md
+    comparison = _section_html(html, "comparison")
+    assert "<th class=num>Perplexity</th>" in comparison and "<th class=num>Loss</th>" in comparison
+    assert "Accuracy" not in comparison and "Macro F1" not in comparison
+    best = re.findall(r'<td class="num best">([^<]+)</td>', comparison)
+    assert best == ["9.810", "2.283"]  # the lower perplexity and loss win
+    assert "42.700" in comparison and "3.754" in comparison and "50" not in re.findall(r"<th[^>]*>([^<]*)<", comparison)
+    assert "the model before tuning, same prompts and decoding" in comparison
+    assert "Validation Perplexity" in summary and "9.985" in summary
+    samples = _section_html(html, "samples")
+    for text in ("Before tuning", "After tuning", "Reference", "Press the blue button twice and read the number"):
+        assert text in samples
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in samples and "<script>" not in html
+    assert "(empty output)" in samples
+    assert "\\<script\\>" in md and "a novel by \\| a Scottish" in md and "## Before and after" in md
+    assert "confuses labels" not in md and "Results per label" not in md
+
+
+def test_generation_worse_after_tuning_is_said_plainly(tmp_path: Path) -> None:
+    run = _copy(GENERATION, tmp_path)
+    metrics = _metrics(run)
+    metrics["tuned"]["perplexity"] = 50.0
+    _edit_metrics(run, tuned=metrics["tuned"])
+    html, _ = _render(run)
+    summary = _section_html(html, "summary")
+    assert "Fine-tuning raised Perplexity" in summary and "the baseline does better" in summary
+    assert 'class="headline down"' in summary
+
+
+def test_qa_report_headline_errors_and_skipped_baseline(tmp_path: Path) -> None:
+    run = _copy(QA, tmp_path)
+    html, md = _render(run)
+    assert "samples" not in _nav(html) and "per-class" not in _nav(html)
+    sentence = ("Fine-tuning raised F1 on the test split from 0.309 (best baseline: pretrained (before tuning)) to "
+                "0.784 (+0.475).")
+    assert sentence in _section_html(html, "summary") and md_escape(sentence) in md
+    comparison = _section_html(html, "comparison")
+    assert "Exact match" in comparison and "0.637" in comparison and "0.113" in comparison
+    assert "skipped: no &lt;context&gt; column" in comparison
+    errors = _section_html(html, "errors")
+    assert "<h2>Examples to review</h2>" in errors
+    for heading in ("Question", "Context", "Gold answer", "Predicted", "F1"):
+        assert f">{heading}</th>" in errors, heading
+    assert "When is the &lt;b&gt;Warm Hame&lt;/b&gt; credit paid?" in errors and "<b>Warm" not in html
+    assert "paid | each" in errors and "0.400" in errors
+    data = _section_html(html, "data-quality")
+    assert "Question length (tokens)" in data and "target (the translation) was empty" in data
+    assert "answer not in context" in data and "12 answers &lt;start&gt; past" in data
+    assert "When is the \\<b\\>Warm Hame\\</b\\>" in md and "paid \\| each" in md
+    for block in re.split(r"\n\n", md):  # tables stay well formed with the generic columns
+        lines = block.splitlines()
+        if lines and lines[0].startswith("| "):
+            assert len({len(re.findall(r"(?<!\\)\|", line)) for line in lines}) == 1, block
+
+
+def test_token_classification_shows_its_per_entity_table(tmp_path: Path) -> None:
+    run = _copy(QA, tmp_path)
+    per_class = {"METER_ID": {"precision": 0.91, "recall": 0.88, "f1": 0.8947, "support": 40},
+                 "TARIFF": {"precision": 0.7, "recall": 0.75, "f1": 0.7241, "support": 12}}
+    _edit_metrics(run, task="token-classification", errors=[{"tokens": ["my", "Glimmer", "<id>"],
+                                                             "tags": ["O", "B-DEVICE", "B-METER_ID"]}],
+                  tuned={"precision": 0.85, "recall": 0.84, "f1": 0.8449, "n": 52, "per_class": per_class},
+                  baseline={"pretrained": {"precision": 0.1, "recall": 0.2, "f1": 0.1333, "n": 52}})
+    html, md = _render(run)
+    assert "per-class" in _nav(html) and "confusion" not in _nav(html)
+    table = _section_html(html, "per-class")
+    assert "METER_ID" in table and "0.895" in table and ">40<" in table
+    assert "Fine-tuning raised F1 on the test split from 0.133" in html
+    errors = _section_html(html, "errors")
+    assert "my Glimmer &lt;id&gt;" in errors and "O B-DEVICE B-METER_ID" in errors
+    assert "Task</dt><dd>token-classification, 2 labels" in html
+    assert "## Results per label" in md and "METER\\_ID" in md
+
+
+def test_terminal_table_shows_any_tasks_metrics() -> None:
+    from rich.console import Console
+
+    from tailorlm.cli import comparison_table, metrics_table
+
+    console = Console(width=200, record=True)
+    console.print(comparison_table(_metrics(GENERATION)))
+    text = " ".join(console.export_text().split())  # captions wrap to the table's width
+    assert "perplexity" in text and "42.7000" in text and "9.8100" in text and "accuracy" not in text
+    assert "perplexity change over the best baseline: -32.8900 (lower is better)" in text
+    console.print(comparison_table(_metrics(FIXTURE)))
+    assert "macro-F1 gain over the best baseline: +0.2642" in " ".join(console.export_text().split())
+    console.print(metrics_table({"evaluated": {"bleu": 31.5, "chrf": 55.0, "n": 9, "rejected": 1, "file": "x"}}, "t"))
+    text = console.export_text()
+    assert "31.5000" in text and "55.0000" in text and "rejected" not in text

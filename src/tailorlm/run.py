@@ -21,6 +21,7 @@ from rich.console import Console
 
 from tailorlm import __version__
 from tailorlm.data import write_rejects
+from tailorlm.errors import RecipeError
 from tailorlm.models.loading import load_tokenizer
 from tailorlm.models.peft import apply_lora, count_parameters
 from tailorlm.models.registry import ResolvedModel, resolve_model, write_model_meta
@@ -84,12 +85,20 @@ def run_info() -> dict[str, Any]:
     }
 
 
+def fill_model_name(recipe: Recipe, task: Task) -> None:
+    """``model.name`` from the task's default; a task whose ``default_model`` is None needs the recipe to name one."""
+    if recipe.model.name is None:
+        if task.default_model is None:
+            hint = getattr(task, "model_hint", None) or f"task '{task.name}' has no default model; set model.name"
+            raise RecipeError(hint)
+        recipe.model.name = task.default_model
+
+
 def prepare(recipe: Recipe, console: Console, run_dir: RunDir | None = None) -> tuple[Any, Any, ResolvedModel, Task]:
     """Resolve the model's tokenizer, then load, clean and split the data; write the data report and rejects."""
     run_dir = run_dir or RunDir.create(recipe.output_dir)
     task = get_task(recipe.task)
-    if recipe.model.name is None:
-        recipe.model.name = task.default_model
+    fill_model_name(recipe, task)
     resolved = resolve_model(recipe.model.name, allow_pickle=recipe.model.allow_pickle)
     tokenizer = load_tokenizer(resolved, recipe.model)
     data = task.prepare_data(recipe, token_counter(tokenizer))
@@ -144,9 +153,8 @@ def export_merged(adapter_dir: Path, out: Path) -> Path:
 def run(recipe: Recipe, console: Console | None = None) -> dict[str, Any]:
     """Prepare, measure the baselines, fine-tune, evaluate, save and report. Returns metrics.json's content."""
     console = console or Console(stderr=True)
+    fill_model_name(recipe, get_task(recipe.task))
     run_dir = RunDir.create(recipe.output_dir)
-    if recipe.model.name is None:
-        recipe.model.name = get_task(recipe.task).default_model
     run_dir.write_text("recipe.resolved.yaml", dump_recipe(recipe))
     run_dir.write_json("run_info.json", run_info())
     run_dir.set_status("running")

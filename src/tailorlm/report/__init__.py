@@ -31,14 +31,40 @@ METRIC_COLUMNS: list[tuple[str, str]] = [
     ("f1_weighted", "Weighted F1"),
     ("ece", "Calibration error (ECE)"),
 ]
-#: Metrics where a smaller number is the better one (the best-per-column highlight must know).
-LOWER_IS_BETTER = frozenset({"ece"})
+#: Metrics where a smaller number is the better one (the best-per-column highlight and the headline must know).
+LOWER_IS_BETTER = frozenset({"ece", "loss", "perplexity", "ter", "wer", "cer"})
+#: The number a task's headline is about; any other task uses its first flat metric.
+TASK_MAIN_METRIC: dict[str, str] = {
+    "classification": "f1_macro",
+    "generation": "perplexity",
+    "qa": "f1",
+    "translation": "bleu",
+    "token-classification": "f1",
+}
+#: Display names of metrics other tasks report; unknown keys are shown as written, underscores as spaces.
+METRIC_TITLES: dict[str, str] = {
+    "perplexity": "Perplexity",
+    "loss": "Loss",
+    "exact_match": "Exact match",
+    "f1": "F1",
+    "precision": "Precision",
+    "recall": "Recall",
+    "accuracy": "Accuracy",
+    "bleu": "BLEU",
+    "chrf": "chrF",
+    "ter": "TER",
+    "ece": "Calibration error (ECE)",
+}
+#: Numeric keys of a metrics dict that are counts or bookkeeping, not scores to compare.
+NOT_METRICS = frozenset({"n", "support", "rejected", "step", "epoch", "tokens", "n_tokens", "rows", "runtime_s"})
 #: (metrics.json key, display name) of every system the report compares, baselines first.
 SYSTEM_NAMES: list[tuple[str, str]] = [
     ("zero_shot", "Zero-shot"),
     ("linear_probe", "Linear probe"),
     ("tuned", "Fine-tuned"),
 ]
+#: Display names of the baselines other tasks measure (others are shown from their key).
+SYSTEM_TITLES: dict[str, str] = dict(SYSTEM_NAMES) | {"pretrained": "Pretrained (before tuning)"}
 #: The metric the headline and per-class comparison are about.
 HEADLINE_METRIC = "f1_macro"
 
@@ -50,6 +76,15 @@ METRIC_HELP: dict[str, str] = {
     "f1_macro": "balance of precision and recall, averaged so that every label counts equally",
     "f1_weighted": "F1 averaged with each label weighted by how many test texts carry it",
     "ece": "how far the model's stated confidence is from how often it is right (lower is better)",
+    "perplexity": "how surprised the model is by the reference text; lower means it predicts it better",
+    "loss": "average cross-entropy per token of the reference text (lower is better)",
+    "exact_match": "share of answers that match a reference exactly (after normalising case and punctuation)",
+    "f1": "overlap between the predicted and the reference answers or entities (higher is better)",
+    "precision": "of what the model predicted, the share that is right",
+    "recall": "of what it should have found, the share the model found",
+    "bleu": "n-gram overlap between the model's output and the reference, 0-100 (sacrebleu, corpus level)",
+    "chrf": "character n-gram F-score against the reference, 0-100; kinder than BLEU to word-form changes",
+    "ter": "edits needed to turn the output into the reference, per reference word (lower is better)",
 }
 
 #: Plain-language description of each reason a data row was removed.
@@ -64,6 +99,8 @@ REMOVAL_REASONS: dict[str, str] = {
     "near_duplicate": "near-duplicate of another row",
     "conflicting_label": "same text carried different labels",
     "leakage": "text also appears in another split",
+    "malformed_json": "record was not valid JSON",
+    "empty_target": "target (the translation) was empty",
 }
 
 
@@ -93,6 +130,54 @@ class RunReport:
 
     # -------------------------------------------------------------------------------- basic facts
     @property
+    def task(self) -> str:
+        return str(self.metrics.get("task") or "classification")
+
+    @property
+    def is_classification(self) -> bool:
+        """Classification's layout (fixed columns, zero-shot and probe rows, confusion matrix); others are generic."""
+        tuned = self.metrics.get("tuned")
+        return self.task == "classification" or (isinstance(tuned, dict) and HEADLINE_METRIC in tuned)
+
+    @property
+    def metric_columns(self) -> list[tuple[str, str]]:
+        """(key, title) of the comparison: classification's fixed set, else every flat score the systems share."""
+        if self.is_classification:
+            return METRIC_COLUMNS
+        keys = flat_metric_keys(self._raw_systems())
+        main = self.main_metric
+        ordered = [main, *(k for k in keys if k != main)] if main in keys else keys
+        return [(key, metric_name(key)) for key in ordered]
+
+    @property
+    def main_metric(self) -> str:
+        """The headline metric: the task's (bleu, f1, perplexity, ...) when measured, else its first score."""
+        if self.is_classification:
+            return HEADLINE_METRIC
+        wanted = TASK_MAIN_METRIC.get(self.task)
+        keys = flat_metric_keys(self._raw_systems())
+        if wanted in keys or not keys:
+            return wanted or "loss"
+        return keys[0]
+
+    @property
+    def main_title(self) -> str:
+        """The headline metric as prose names it ("macro-F1", "BLEU")."""
+        return "macro-F1" if self.main_metric == HEADLINE_METRIC else metric_name(self.main_metric)
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.main_metric in LOWER_IS_BETTER
+
+    def _raw_systems(self) -> list[Any]:
+        """The tuned metrics first, then each baseline's, as found in metrics.json."""
+        return [self.metrics.get("tuned"), *(self.metrics.get("baseline") or {}).values()]
+
+    def _measured(self, raw: Any) -> bool:
+        columns = METRIC_COLUMNS if self.is_classification else [(k, k) for k in flat_metric_keys([raw])]
+        return _is_measured(raw, columns)
+
+    @property
     def labels(self) -> list[str]:
         """Label order of the confusion matrix; the per-class table's order when ``labels`` is absent."""
         labels = self.metrics.get("labels")
@@ -103,7 +188,7 @@ class RunReport:
     @property
     def tuned(self) -> dict[str, Any] | None:
         tuned = self.metrics.get("tuned")
-        return tuned if _is_measured(tuned) else None
+        return tuned if self._measured(tuned) else None
 
     @property
     def train(self) -> dict[str, Any]:
@@ -121,15 +206,34 @@ class RunReport:
     def errors(self) -> list[dict[str, Any]]:
         return [e for e in self.metrics.get("errors") or [] if isinstance(e, dict)]
 
+    @property
+    def classification_errors(self) -> bool:
+        """Errors shaped like classification's (text, true label, predicted, confidence), or none at all."""
+        return all("text" in e and "label" in e for e in self.errors)
+
+    @property
+    def samples(self) -> list[dict[str, Any]]:
+        """Held-out examples with the model's output before and after tuning (generation, translation, ...)."""
+        return [s for s in self.metrics.get("samples") or [] if isinstance(s, dict)]
+
     # -------------------------------------------------------------------------------- comparison
     @property
     def systems(self) -> list[System]:
         """Every comparison row, including baselines that were disabled or skipped (so readers see why)."""
         baselines = self.metrics.get("baseline") or {}
+        if not isinstance(baselines, dict):
+            baselines = {}
+        if self.is_classification:
+            pairs = [(key, self.metrics.get("tuned") if key == "tuned" else baselines.get(key))
+                     for key, _ in SYSTEM_NAMES]
+        else:
+            pairs = [*((key, raw) for key, raw in baselines.items() if key != "tuned"),
+                     ("tuned", self.metrics.get("tuned"))]
         rows = []
-        for key, name in SYSTEM_NAMES:
-            raw = self.metrics.get("tuned") if key == "tuned" else baselines.get(key)
-            rows.append(System(key, name, raw if _is_measured(raw) else None, _not_measured_note(key, raw)))
+        for key, raw in pairs:
+            measured = self._measured(raw)
+            note = _not_measured_note(key, raw) if not measured else ""
+            rows.append(System(key, system_name(key), raw if measured else None, note))
         return rows
 
     @property
@@ -138,14 +242,16 @@ class RunReport:
 
     @property
     def best_baseline(self) -> System | None:
-        """The baseline with the highest headline metric: the bar fine-tuning has to clear."""
-        scored = [s for s in self.measured_baselines if number(s.metrics, HEADLINE_METRIC) is not None]
-        return max(scored, key=lambda s: number(s.metrics, HEADLINE_METRIC), default=None)  # type: ignore[arg-type,return-value]
+        """The baseline with the best headline metric (highest, or lowest for losses): the bar to clear."""
+        main = self.main_metric
+        scored = [s for s in self.measured_baselines if number(s.metrics, main) is not None]
+        pick = min if self.lower_is_better else max
+        return pick(scored, key=lambda s: number(s.metrics, main), default=None)  # type: ignore[arg-type,return-value]
 
     def best_per_column(self) -> dict[str, str]:
         """metric key -> key of the system with the best value, for highlighting (ties go to the first)."""
         best: dict[str, str] = {}
-        for key, _ in METRIC_COLUMNS:
+        for key, _ in self.metric_columns:
             values = [(s.key, number(s.metrics, key)) for s in self.systems if s.measured]
             values = [(k, v) for k, v in values if v is not None]
             if len(values) < 2:
@@ -156,31 +262,39 @@ class RunReport:
 
     def headline(self) -> str:
         """One sentence a manager can quote: the headline metric before and after fine-tuning."""
-        tuned = number(self.tuned, HEADLINE_METRIC)
+        main, title = self.main_metric, self.main_title
+        tuned = number(self.tuned, main)
         if tuned is None:
             return "The fine-tuned model was not evaluated on a test split, so there is no result to report."
         base = self.best_baseline
         if base is None:
             return (
-                f"The fine-tuned model reached macro-F1 {fmt(tuned)} on the test split; no baseline was "
+                f"The fine-tuned model reached {title} {fmt(tuned)} on the test split; no baseline was "
                 "measured, so this run cannot show how much fine-tuning added."
             )
-        before = number(base.metrics, HEADLINE_METRIC) or 0.0
+        before = number(base.metrics, main) or 0.0
         gain = tuned - before
         where = f"on the test split from {fmt(before)} (best baseline: {base.name.lower()}) to {fmt(tuned)}"
+        worse = ": the baseline does better"
         if gain > 0:
-            return f"Fine-tuning raised macro-F1 {where} ({signed(gain)})."
+            return f"Fine-tuning raised {title} {where} ({signed(gain)}){worse if self.lower_is_better else ''}."
         if gain < 0:
-            return f"Fine-tuning lowered macro-F1 {where} ({signed(gain)}): the baseline does better."
-        return f"Fine-tuning left macro-F1 unchanged {where.replace(' to ', ', still ')}."
+            better = " (lower is better)" if self.lower_is_better else worse
+            return f"Fine-tuning lowered {title} {where} ({signed(gain)}){better}."
+        return f"Fine-tuning left {title} unchanged {where.replace(' to ', ', still ')}."
 
     def gain(self) -> float | None:
         """Tuned minus best baseline on the headline metric, or None when either is missing."""
         base = self.best_baseline
-        tuned = number(self.tuned, HEADLINE_METRIC)
+        tuned = number(self.tuned, self.main_metric)
         if base is None or tuned is None:
             return None
-        return tuned - (number(base.metrics, HEADLINE_METRIC) or 0.0)
+        return tuned - (number(base.metrics, self.main_metric) or 0.0)
+
+    def improvement(self) -> float | None:
+        """The gain signed so that positive always means better (a drop in perplexity is an improvement)."""
+        gain = self.gain()
+        return None if gain is None else (-gain if self.lower_is_better else gain)
 
     def top_confusions(self, k: int = 5) -> list[tuple[str, str, int, int]]:
         """The k biggest off-diagonal cells of the tuned confusion matrix: (true, predicted, n, row total)."""
@@ -267,8 +381,9 @@ def facts(report: RunReport) -> list[tuple[str, str]]:
     best_step = train.get("best_step")
     share = f" ({percent(trainable / total)})" if _finite(trainable) and _finite(total) and total else ""
     epochs = train.get("epochs_run")
+    task = str(report.metrics.get("task", "—"))
     rows = [
-        ("Task", f"{report.metrics.get('task', '—')}, {len(report.labels)} labels"),
+        ("Task", f"{task}, {len(report.labels)} labels" if report.is_classification or report.labels else task),
         ("Model", name),
         ("Method", method),
         ("Texts", data or "—"),
@@ -279,28 +394,31 @@ def facts(report: RunReport) -> list[tuple[str, str]]:
         ("Kept checkpoint", f"step {count(best_step)}" if _finite(best_step) else "the last one"),
     ]
     validation = report.metrics.get("validation") or {}
-    if _finite(validation.get(HEADLINE_METRIC)):
-        rows.append(("Validation macro-F1", fmt(validation[HEADLINE_METRIC])))
+    if _finite(validation.get(report.main_metric)):
+        rows.append((f"Validation {report.main_title}", fmt(validation[report.main_metric])))
+    elif not report.is_classification and _finite(validation.get("loss")):
+        rows.append(("Validation loss", fmt(validation["loss"], 4)))
     return rows
 
 
 def comparison_table(report: RunReport) -> Table:
     """Baselines and the tuned model side by side, the best value of each column marked."""
     best = report.best_per_column()
+    columns = report.metric_columns
     rows = []
     for system in report.systems:
         row = [Cell(system.name, "best" if system.key == "tuned" and system.measured else "")]
-        for key, _ in METRIC_COLUMNS:
+        for key, _ in columns:
             value = number(system.metrics, key)
             style = "best" if best.get(key) == system.key else "" if system.measured else "muted"
             row.append(Cell(fmt(value), style))
         rows.append(row)
-    headers = ["System", *(title for _, title in METRIC_COLUMNS)]
+    headers = ["System", *(title for _, title in columns)]
     notes = [s.note for s in report.systems]
     if any(notes):  # a column of blanks would only add noise when every system was measured
         headers.append("Note")
         rows = [[*row, Cell(note, "muted")] for row, note in zip(rows, notes, strict=True)]
-    return Table(headers, rows, frozenset(range(1, len(METRIC_COLUMNS) + 1)))
+    return Table(headers, rows, frozenset(range(1, len(columns) + 1)))
 
 
 def eval_table(report: RunReport) -> Table:
@@ -342,6 +460,8 @@ def per_class_table(report: RunReport) -> Table:
 
 def errors_table(report: RunReport, max_chars: int = 600) -> Table:
     """The wrong predictions the model was surest of, text shortened for the page."""
+    if not report.classification_errors:
+        return records_table(report.errors, max_chars, numbered=True)
     rows = []
     for i, error in enumerate(report.errors, start=1):
         text = " ".join(str(error.get("text", "")).split())
@@ -353,6 +473,72 @@ def errors_table(report: RunReport, max_chars: int = 600) -> Table:
             Cell(str(error.get("predicted", "—"))), Cell(f"{confidence:.1%}" if _finite(confidence) else "—"),
         ])
     return Table(["#", "Text", "True label", "Predicted", "Confidence"], rows, frozenset({0, 4}))
+
+
+def samples_table(report: RunReport, max_chars: int = 600) -> Table:
+    """Held-out examples: the input, the reference, and the model's output before and after tuning."""
+    return records_table(report.samples, max_chars, numbered=False)
+
+
+#: Headings of the keys samples and errors usually carry; other keys are shown as written.
+RECORD_TITLES: dict[str, str] = {
+    "prompt": "Prompt",
+    "source": "Source",
+    "question": "Question",
+    "context": "Context",
+    "reference": "Reference",
+    "gold": "Gold answer",
+    "before": "Before tuning",
+    "after": "After tuning",
+    "predicted": "Predicted",
+    "tokens": "Tokens",
+    "tags": "Gold tags",
+    "predicted_tags": "Predicted tags",
+}
+
+
+def records_table(records: list[dict[str, Any]], max_chars: int = 600, numbered: bool = True) -> Table:
+    """Any list of flat records as a table: one column per key (in first-seen order), lists joined by spaces."""
+    keys: list[str] = []
+    for record in records:
+        keys += [k for k in record if k not in keys and k != "row"]
+    keys = [k for k in keys if any(record.get(k) is not None for record in records)]
+    numeric = {k for k in keys if all(_finite(r.get(k)) or r.get(k) is None for r in records)}
+    rows = []
+    for i, record in enumerate(records, start=1):
+        row = [Cell(str(i), "muted")] if numbered else []
+        row += [Cell(_record_value(record.get(k), max_chars), "" if record.get(k) not in (None, "") else "muted")
+                for k in keys]
+        rows.append(row)
+    offset = 1 if numbered else 0
+    titles = [RECORD_TITLES.get(k) or METRIC_TITLES.get(k) or k.replace("_", " ").capitalize() for k in keys]
+    headers = (["#"] if numbered else []) + titles
+    numeric_columns = {i + offset for i, k in enumerate(keys) if k in numeric} | ({0} if numbered else set())
+    return Table(headers, rows, frozenset(numeric_columns))
+
+
+def record_text_columns(table: Table) -> frozenset[int]:
+    """Columns of a records table that hold free text (wrapped rather than kept on one line)."""
+    return frozenset(i for i in range(len(table.headers)) if i not in table.numeric)
+
+
+def _record_value(value: Any, max_chars: int) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, str) and not value.strip():
+        return "(empty output)"
+    if isinstance(value, bool):
+        text = "yes" if value else "no"
+    elif _finite(value):
+        text = f"{value:,}" if isinstance(value, int) else fmt(value)
+    elif isinstance(value, (list, tuple)):
+        text = " ".join(str(v) for v in value)
+    elif isinstance(value, dict):
+        text = json.dumps(value, ensure_ascii=False)
+    else:
+        text = str(value)
+    text = " ".join(text.split())
+    return text[: max_chars - 1] + "…" if len(text) > max_chars else text
 
 
 def sources_table(data: dict[str, Any]) -> Table:
@@ -413,15 +599,27 @@ def label_table(data: dict[str, Any]) -> Table:
     return Table(["Label", *splits], rows, frozenset(range(1, len(splits) + 1)))
 
 
-def length_table(data: dict[str, Any]) -> Table:
+def length_table(data: dict[str, Any], key: str = "length") -> Table:
     """Text length per split (min, mean, percentiles, max) in the report's unit."""
     keys = ["min", "mean", "p50", "p95", "p99", "max"]
     rows = []
-    for split, stats in (data.get("length") or {}).items():
+    lengths = data.get(key)
+    for split, stats in (lengths if isinstance(lengths, dict) else {}).items():
         if stats:
             rows.append([Cell(split), *(Cell(_plain(stats.get(k))) for k in keys)])
     headers = ["Split", "Min", "Mean", "Median", "95th pct", "99th pct", "Max"]
     return Table(headers, rows, frozenset(range(1, len(headers))))
+
+
+def other_length_tables(data: dict[str, Any]) -> list[tuple[str, Table]]:
+    """Length tables besides the text's own, e.g. ``target_length`` of translation pairs: (title, table)."""
+    tables = []
+    for key in data:
+        if key.endswith("_length") and isinstance(data[key], dict):
+            table = length_table(data, key)
+            if table:
+                tables.append((key.removesuffix("_length").replace("_", " ").capitalize() + " length", table))
+    return tables
 
 
 def _plain(value: Any) -> str:
@@ -443,8 +641,26 @@ def unknown_labels(data: dict[str, Any]) -> list[str]:
 # ------------------------------------------------------------------------------------------ helpers
 
 
-def _is_measured(raw: Any) -> bool:
-    return isinstance(raw, dict) and "skipped" not in raw and any(k in raw for k, _ in METRIC_COLUMNS)
+def _is_measured(raw: Any, columns: list[tuple[str, str]] = METRIC_COLUMNS) -> bool:
+    return isinstance(raw, dict) and "skipped" not in raw and any(k in raw for k, _ in columns)
+
+
+def flat_metric_keys(systems: list[Any]) -> list[str]:
+    """Keys holding a finite number in any of the metric dicts, in first-seen order, counts left out."""
+    keys: list[str] = []
+    for raw in systems:
+        if isinstance(raw, dict) and "skipped" not in raw:
+            keys += [k for k, v in raw.items() if _finite(v) and k not in NOT_METRICS and k not in keys]
+    return keys
+
+
+def metric_name(key: str) -> str:
+    """A metric key as a column heading: known names spelled properly, others with spaces."""
+    return METRIC_TITLES.get(key) or dict(METRIC_COLUMNS).get(key) or key.replace("_", " ")
+
+
+def system_name(key: str) -> str:
+    return SYSTEM_TITLES.get(key) or key.replace("_", " ").capitalize()
 
 
 def _not_measured_note(key: str, raw: Any) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 #: One colour per system, the same in every chart; the tuned model gets the strongest one.
-SYSTEM_COLOURS = {"zero_shot": "#b6c0cc", "linear_probe": "#7f9cc0", "tuned": "#2454d6"}
+SYSTEM_COLOURS = {"zero_shot": "#b6c0cc", "linear_probe": "#7f9cc0", "pretrained": "#b6c0cc", "tuned": "#2454d6"}
 INK, MUTED, GRID = "#1f2733", "#5b6675", "#e3e7ed"
 TRAIN_COLOUR, EVAL_COLOUR = "#2454d6", "#d9731f"
 METRIC_COLOURS = ["#14915f", "#8a4fd1", "#c23b6b", "#0f8fa8"]
@@ -86,12 +86,23 @@ def comparison_chart(
             bars = ax.bar(x + offset, values, width * 0.92, label=name, color=SYSTEM_COLOURS.get(key, "#999"))
             ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], padding=2, fontsize=7.5, color=MUTED)
         ax.set_xticks(x, [title for _, title in columns])
-        ax.set_ylim(0, 1.12)
-        ax.set_yticks(np.linspace(0, 1, 6))
+        top = _axis_top([float(m.get(col) or 0.0) for _, _, m in systems for col, _ in columns])
+        ax.set_ylim(0, top * 1.12)
+        ax.set_yticks(np.linspace(0, top, 6))
         ax.set_ylabel("score (higher is better)")
         _style_axes(ax)
         ax.legend(loc="upper center", ncols=len(systems), bbox_to_anchor=(0.5, 1.13))
         return to_svg(fig)
+
+
+def _axis_top(values: Sequence[float]) -> float:
+    """1 for shares (classification), 100 for 0-100 scores (BLEU, chrF), else the largest value rounded up."""
+    largest = max([v for v in values if np.isfinite(v)], default=1.0)
+    if largest <= 1.0:
+        return 1.0
+    if largest <= 100.0:
+        return 100.0
+    return float(10 ** np.ceil(np.log10(largest)))
 
 
 def learning_curves_chart(

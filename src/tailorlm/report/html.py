@@ -15,8 +15,7 @@ from importlib import resources
 
 from tailorlm import __version__
 from tailorlm.report import (
-    HEADLINE_METRIC,
-    METRIC_COLUMNS,
+    LOWER_IS_BETTER,
     METRIC_HELP,
     Cell,
     RunReport,
@@ -31,8 +30,11 @@ from tailorlm.report import (
     label_table,
     length_table,
     number,
+    other_length_tables,
     per_class_table,
+    record_text_columns,
     removed_table,
+    samples_table,
     signed,
     sources_table,
     stages_table,
@@ -43,6 +45,7 @@ from tailorlm.report import (
 SECTIONS: list[tuple[str, str, str]] = [
     ("summary", "Summary", "Summary"),
     ("comparison", "Before vs after", "Baselines vs fine-tuned model"),
+    ("samples", "Samples", "Before and after"),
     ("learning-curves", "Training", "Learning curves"),
     ("confusion", "Confusions", "Where the model confuses labels"),
     ("per-class", "Per label", "Results per label"),
@@ -52,11 +55,30 @@ SECTIONS: list[tuple[str, str, str]] = [
 ]
 
 
+def sections_for(report: RunReport) -> list[tuple[str, str, str]]:
+    """The sections this run has data for: classification keeps every section (empty ones say why); other
+    tasks leave out the confusion matrix and per-label results when their metrics have none, and any run
+    without before/after samples leaves that section out."""
+    tuned = report.tuned or {}
+    present = {
+        "samples": bool(report.samples),
+        "confusion": report.is_classification or bool(tuned.get("confusion_matrix")),
+        "per-class": report.is_classification or bool(tuned.get("per_class")),
+    }
+    errors_heading = "Most confident errors" if report.classification_errors else "Examples to review"
+    return [
+        (sid, label, errors_heading if sid == "errors" else heading)
+        for sid, label, heading in SECTIONS
+        if present.get(sid, True)
+    ]
+
+
 def render_html(report: RunReport) -> str:
     """The whole page as one string."""
     builders: dict[str, Callable[[RunReport], str]] = {
         "summary": _summary,
         "comparison": _comparison,
+        "samples": _samples,
         "learning-curves": _learning_curves,
         "confusion": _confusion,
         "per-class": _per_class,
@@ -64,7 +86,8 @@ def render_html(report: RunReport) -> str:
         "data-quality": _data_quality,
         "recipe": _recipe,
     }
-    body = "\n".join(_section(sid, heading, builders[sid](report)) for sid, _, heading in SECTIONS)
+    sections = sections_for(report)
+    body = "\n".join(_section(sid, heading, builders[sid](report)) for sid, _, heading in sections)
     title = f"tailorlm report · {report.run_dir.resolve().name}"
     return f"""<!doctype html>
 <html lang="en">
@@ -80,7 +103,7 @@ def render_html(report: RunReport) -> str:
 <body>
 <header class="top"><div class="top-inner">
 <div class="brand">tailorlm <span>run report</span></div>
-<nav>{"".join(f'<a href="#{sid}">{escape(label)}</a>' for sid, label, _ in SECTIONS)}</nav>
+<nav>{"".join(f'<a href="#{sid}">{escape(label)}</a>' for sid, label, _ in sections)}</nav>
 </div></header>
 <main>
 <h1>{escape(report.run_dir.resolve().name)}</h1>
@@ -166,8 +189,8 @@ def _safe_chart(draw: Callable[[], str | None], alt: str, caption: str = "") -> 
 
 
 def _summary(report: RunReport) -> str:
-    gain = report.gain()
-    tone = "up" if gain and gain > 0 else "down" if gain and gain < 0 else ""
+    better = report.improvement()
+    tone = "up" if better and better > 0 else "down" if better and better < 0 else ""
     parts = [f'<p class="headline {tone}">{escape(report.headline())}</p>', _kpis(report)]
     parts.append('<dl class="facts">' + "".join(
         f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in facts(report)
@@ -176,17 +199,27 @@ def _summary(report: RunReport) -> str:
 
 
 def _kpis(report: RunReport) -> str:
-    """Four big numbers: tuned macro-F1, best baseline, the change, tuned accuracy."""
+    """Four big numbers: the tuned headline metric, the best baseline's, the change, one more tuned score."""
     tuned = report.tuned
     base = report.best_baseline
     gain = report.gain()
+    better = report.improvement()
+    main, title = report.main_metric, report.main_title
+    n = count((tuned or {}).get("n"))
+    if report.is_classification:
+        fourth = (fmt(number(tuned, "accuracy")), f"accuracy on {n} test texts")
+    else:
+        other = next((k for k, _ in report.metric_columns if k != main), None)
+        fourth = ((fmt(number(tuned, other)), f"{dict(report.metric_columns)[other]} after fine-tuning ({n} test rows)")
+                  if other else (n, "test rows"))
     cards: list[tuple[str, str, str]] = [
-        (fmt(number(tuned, HEADLINE_METRIC)), "macro-F1 after fine-tuning", ""),
-        (fmt(number(base.metrics, HEADLINE_METRIC)) if base else "—",
-         f"macro-F1 of the best baseline ({base.name.lower()})" if base else "no baseline measured", ""),
-        (signed(gain) if gain is not None else "—", "change from fine-tuning",
-         "up" if gain and gain > 0 else "down" if gain and gain < 0 else ""),
-        (fmt(number(tuned, "accuracy")), f"accuracy on {count((tuned or {}).get('n'))} test texts", ""),
+        (fmt(number(tuned, main)), f"{title} after fine-tuning", ""),
+        (fmt(number(base.metrics, main)) if base else "—",
+         f"{title} of the best baseline ({base.name.lower()})" if base else "no baseline measured", ""),
+        (signed(gain) if gain is not None else "—",
+         "change from fine-tuning" + (" (lower is better)" if report.lower_is_better else ""),
+         "up" if better and better > 0 else "down" if better and better < 0 else ""),
+        (*fourth, ""),
     ]
     return '<div class="kpis">' + "".join(
         f'<div class="kpi {tone}"><div class="value">{escape(value)}</div>'
@@ -196,13 +229,16 @@ def _kpis(report: RunReport) -> str:
 
 
 def _comparison(report: RunReport) -> str:
-    parts = [_p(
+    lead = (
         "The same test texts scored by two cheap alternatives measured before tuning and by the fine-tuned "
-        "model. The best value in each column is highlighted.", "lead"
-    ), _table(comparison_table(report))]
+        "model. The best value in each column is highlighted." if report.is_classification else
+        "The same test rows scored before tuning and by the fine-tuned model. The best value in each column is "
+        "highlighted (the lowest for losses, perplexity and error rates)."
+    )
+    parts = [_p(lead, "lead"), _table(comparison_table(report))]
     measured = [(s.key, s.name, s.metrics) for s in report.systems if s.measured and s.metrics]
-    columns = [c for c in METRIC_COLUMNS if c[0] != "ece"]
-    if measured:
+    columns = [c for c in report.metric_columns if c[0] not in LOWER_IS_BETTER]
+    if measured and columns:
         parts.append(_safe_chart(lambda: charts.comparison_chart(measured, columns),
                                  "grouped bar chart of the scores of each system"))
     methods = [(s.name, str(s.metrics.get("method"))) for s in report.systems
@@ -213,9 +249,17 @@ def _comparison(report: RunReport) -> str:
         ) + "</ul>")
     parts.append('<dl class="glossary">' + "".join(
         f"<dt>{escape(title)}</dt><dd>{escape(METRIC_HELP.get(key, ''))}</dd>"
-        for key, title in METRIC_COLUMNS
+        for key, title in report.metric_columns
     ) + "</dl>")
     return "\n".join(parts)
+
+
+def _samples(report: RunReport) -> str:
+    table = samples_table(report)
+    return "\n".join([_p(
+        "Held-out test examples with the reference and the model's output before and after fine-tuning, "
+        "decoded with the same settings.", "lead"
+    ), _table(table, text_columns=record_text_columns(table))])
 
 
 def _learning_curves(report: RunReport) -> str:
@@ -279,6 +323,11 @@ def _errors(report: RunReport) -> str:
     table = errors_table(report)
     if not table:
         return _empty("No errors were recorded (the model got every test text right, or top_errors is 0).")
+    if not report.classification_errors:
+        return "\n".join([_p(
+            "Test examples the fine-tuned model got wrong or scored worst on, as the task recorded them: worth "
+            "an expert's look, since some reveal a wrong or ambiguous reference in the data.", "lead"
+        ), _table(table, text_columns=record_text_columns(table))])
     return "\n".join([_p(
         "The wrong predictions the fine-tuned model was most sure of. They are worth an expert's look: "
         "some are model mistakes, others reveal a wrong or ambiguous label in the data.", "lead"
@@ -305,9 +354,11 @@ def _data_quality(report: RunReport) -> str:
     if labels:
         parts += ["<h3>Texts per label</h3>", _table(labels)]
     lengths = length_table(data)
+    unit = escape(str(data.get("length_unit") or "characters"))
     if lengths:
-        unit = escape(str(data.get("length_unit") or "characters"))
         parts += [f"<h3>Text length ({unit})</h3>", _table(lengths)]
+    for title, table in other_length_tables(data):
+        parts += [f"<h3>{escape(title)} ({unit})</h3>", _table(table)]
     return "\n".join(parts)
 
 

@@ -10,7 +10,6 @@ import re
 
 from tailorlm import __version__
 from tailorlm.report import (
-    METRIC_COLUMNS,
     METRIC_HELP,
     Cell,
     RunReport,
@@ -21,8 +20,10 @@ from tailorlm.report import (
     facts,
     label_table,
     length_table,
+    other_length_tables,
     per_class_table,
     removed_table,
+    samples_table,
     sources_table,
     stages_table,
     unknown_labels,
@@ -45,6 +46,7 @@ def render_markdown(report: RunReport) -> str:
         "_All scores are measured on the test split, which neither training nor model selection saw._",
         _summary(report),
         _comparison(report),
+        _samples(report),
         _learning_curves(report),
         _confusion(report),
         _per_class(report),
@@ -91,13 +93,24 @@ def _summary(report: RunReport) -> str:
 def _comparison(report: RunReport) -> str:
     methods = [f"- **{s.name}**: {md_escape(str(s.metrics.get('method')))}" for s in report.systems
                if s.metrics and s.metrics.get("method")]
-    glossary = [f"- **{title}**: {METRIC_HELP.get(key, '')}" for key, title in METRIC_COLUMNS]
+    glossary = [f"- **{md_escape(title)}**: {METRIC_HELP.get(key, '')}" for key, title in report.metric_columns]
     return _section(
         "Baselines vs fine-tuned model",
         "Best value per column in bold.",
         table(comparison_table(report)),
         "\n".join(methods),
         "\n".join(glossary),
+    )
+
+
+def _samples(report: RunReport) -> str:
+    """Before/after examples; absent (no section at all) for runs that record none, e.g. classification."""
+    if not report.samples:
+        return ""
+    return _section(
+        "Before and after",
+        "Held-out test examples: the reference and the model's output before and after fine-tuning.",
+        table(samples_table(report, max_chars=300)),
     )
 
 
@@ -120,6 +133,8 @@ def _learning_curves(report: RunReport) -> str:
 
 def _confusion(report: RunReport) -> str:
     matrix = (report.tuned or {}).get("confusion_matrix")
+    if not matrix and not report.is_classification:
+        return ""  # other tasks have no confusion matrix: no empty section
     if not matrix:
         return _section("Where the model confuses labels", _empty("No confusion matrix in metrics.json."))
     labels = report.labels
@@ -140,6 +155,8 @@ def _confusion(report: RunReport) -> str:
 
 def _per_class(report: RunReport) -> str:
     t = per_class_table(report)
+    if not (report.tuned or {}).get("per_class") and not report.is_classification:
+        return ""
     if not t.rows or not (report.tuned or {}).get("per_class"):
         return _section("Results per label", _empty("No per-label results in metrics.json."))
     return _section("Results per label", table(t))
@@ -147,8 +164,11 @@ def _per_class(report: RunReport) -> str:
 
 def _errors(report: RunReport) -> str:
     t = errors_table(report, max_chars=300)
+    title = "Most confident errors" if report.classification_errors else "Examples to review"
     if not t:
-        return _section("Most confident errors", _empty("No errors were recorded."))
+        return _section(title, _empty("No errors were recorded."))
+    if not report.classification_errors:
+        return _section(title, "Test examples the fine-tuned model got wrong or scored worst on.", table(t))
     return _section(
         "Most confident errors",
         "The wrong predictions the fine-tuned model was most sure of: worth a domain expert's review.",
@@ -170,9 +190,11 @@ def _data_quality(report: RunReport) -> str:
         if t:
             parts.append(f"**{heading}**\n\n{table(t)}")
     lengths = length_table(data)
+    unit = md_escape(str(data.get("length_unit") or "characters"))
     if lengths:
-        unit = md_escape(str(data.get("length_unit") or "characters"))
         parts.append(f"**Text length ({unit})**\n\n{table(lengths)}")
+    for heading, t in other_length_tables(data):
+        parts.append(f"**{md_escape(heading)} ({unit})**\n\n{table(t)}")
     return _section(title, *parts)
 
 
