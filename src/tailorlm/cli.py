@@ -183,6 +183,8 @@ DEMO_GENERATORS: dict[str, tuple[str, str]] = {
     "classification": ("tailorlm.data.demo:generate_demo_dataset", "examples/data/utility"),
     "token-classification": ("tailorlm.data.demo_ner:generate_ner_dataset", "examples/data/utility-ner"),
     "qa": ("tailorlm.data.demo_qa:generate_qa_dataset", "examples/data/utility-qa"),
+    "generation": ("tailorlm.data.demo_gen:generate_generation_demo", "examples/data/generation"),
+    "translation": ("tailorlm.data.demo_mt:generate_demo_mt", "examples/data/scots_mt"),
 }
 
 
