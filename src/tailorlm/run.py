@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from transformers import set_seed
 
 from tailorlm import __version__
 from tailorlm.data import write_rejects
@@ -177,6 +178,8 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer)
     encoded = timer.time("tokenize", lambda: task.encode(recipe, data, tokenizer))
     console.print(f"model: {resolved.name} · max_length {encoded.max_length} tokens")
     # Build (and LoRA-wrap) the model before the baselines, so a bad model setting fails in seconds.
+    # Seed first: a new head's initial weights must be the same for the same recipe.
+    set_seed(recipe.training.seed)
     model = task.build_model(resolved, recipe, data)
     if recipe.model.peft.method == "lora":
         model = apply_lora(model, recipe.model.peft, task.peft_task_type)
