@@ -30,7 +30,7 @@ from tailorlm.data.clean import clean_text, drop_duplicates, reject, split_off
 from tailorlm.data.load import RawTable, detect_format, keys_for, read_table
 from tailorlm.data.prepare import PreparedData
 from tailorlm.data.report import STAGES, length_stats
-from tailorlm.data.split import carve_splits
+from tailorlm.data.split import splits_from_files_or_train
 from tailorlm.errors import DataError
 from tailorlm.recipe import CleanConfig, DataConfig
 
@@ -331,17 +331,13 @@ def prepare_generation_data(
         part.mark("final")
         _require_rows(part)
     warnings: list[str] = []
-    rest, carved_val, carved_test = carve_splits(
+    splits = splits_from_files_or_train(
         train.frame,
-        validation_share=0.0 if "validation" in held_out else cfg.split.validation,
-        test_share=0.0 if "test" in held_out else cfg.split.test,
+        {name: part.frame for name, part in held_out.items()},
+        validation_share=cfg.split.validation, test_share=cfg.split.test,
         seed=cfg.seed, stratify=False, source=train.path, warnings=warnings,
     )
-    frames = {
-        "train": _public(rest),
-        "validation": _public(held_out["validation"].frame if "validation" in held_out else carved_val),
-        "test": _public(held_out["test"].frame if "test" in held_out else carved_test),
-    }
+    frames = {name: _public(frame) for name, frame in splits.items()}
     order = {"train": 0, "validation": 1, "test": 2}
     rejects = sorted((r for p in parts for r in p.rejects), key=lambda r: (order[r["split"]], r["source"], r["row"]))
     report = _report(cfg, parts, held_out, frames, rejects, count_tokens, warnings)

@@ -20,7 +20,7 @@ import pandas as pd
 from tailorlm.data.clean import clean_text
 from tailorlm.data.load import clip, read_table
 from tailorlm.data.report import length_stats
-from tailorlm.data.split import carve_splits
+from tailorlm.data.split import splits_from_files_or_train
 from tailorlm.errors import DataError
 from tailorlm.recipe import DataConfig
 
@@ -257,17 +257,13 @@ def prepare_pairs(cfg: DataConfig, count_tokens: TokenCounter | None = None) -> 
         part.mark("final")
         _require_rows(part)
     warnings: list[str] = []
-    rest, carved_val, carved_test = carve_splits(
+    splits = splits_from_files_or_train(
         train.frame,
-        validation_share=0.0 if "validation" in held_out else cfg.split.validation,
-        test_share=0.0 if "test" in held_out else cfg.split.test,
+        {name: part.frame for name, part in held_out.items()},
+        validation_share=cfg.split.validation, test_share=cfg.split.test,
         seed=cfg.seed, stratify=False, source=train.path, warnings=warnings,
     )
-    frames = {
-        "train": _public(rest),
-        "validation": _public(held_out["validation"].frame if "validation" in held_out else carved_val),
-        "test": _public(held_out["test"].frame if "test" in held_out else carved_test),
-    }
+    frames = {name: _public(frame) for name, frame in splits.items()}
     order = {"train": 0, "validation": 1, "test": 2}
     rejects = sorted((r for p in parts for r in p.rejects), key=lambda r: (order.get(r["split"], 3), r["row"]))
     if len(frames["test"]) < 20:
