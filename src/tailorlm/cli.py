@@ -86,7 +86,8 @@ def prepare(recipe: RecipeArg, set_: SetOption = None) -> None:
     _quiet_libraries()
     data, *_ = prepare_data(loaded, err)
     removed = {k: v for k, v in data.report.get("removed", {}).items() if v}
-    out.print(f"labels: {', '.join(data.labels)}")
+    if data.labels:
+        out.print(f"labels: {', '.join(data.labels)}")
     out.print(f"removed: {removed or 'nothing'}")
     out.print(f"wrote {Path(loaded.output_dir) / 'data_report.json'} and rejects.jsonl")
 
