@@ -49,7 +49,7 @@ class PreparedData:
 
 
 @dataclass
-class _Part:
+class FilePart:
     """One input file on its way through cleaning, with the row count after each stage."""
 
     split: str
@@ -69,7 +69,7 @@ class _Part:
 # ------------------------------------------------------------------------------------------- reading
 
 
-def _read_part(split: str, path: str | Path, cfg: DataConfig, require_label: bool = True) -> _Part:
+def _read_part(split: str, path: str | Path, cfg: DataConfig, require_label: bool = True) -> FilePart:
     raw = read_table(
         path,
         fmt=cfg.format,
@@ -80,7 +80,7 @@ def _read_part(split: str, path: str | Path, cfg: DataConfig, require_label: boo
         max_rows=cfg.max_rows,
     )
     source = str(path)
-    part = _Part(split, source, working_frame(raw, source, cfg.clean), malformed_rejects(raw, split, source))
+    part = FilePart(split, source, working_frame(raw, source, cfg.clean), malformed_rejects(raw, split, source))
     part.stages["read"] = raw.rows_read
     return part
 
@@ -105,13 +105,13 @@ def _reason_summary(rejects: list[dict[str, Any]]) -> str:
     return ", ".join(f"{n} {reason}" for reason, n in counts.most_common())
 
 
-def _reject_order(record: dict[str, Any]) -> tuple[int, str, int]:
+def reject_order(record: dict[str, Any]) -> tuple[int, str, int]:
     """Rejects in file order (train, validation, test), so rejects.jsonl reads alongside the files."""
     order = {"train": 0, "validation": 1, "test": 2}
     return order.get(record["split"], 3), record["source"], record["row"]
 
 
-def _require_rows(part: _Part) -> None:
+def _require_rows(part: FilePart) -> None:
     """A file that loses every row is an error; the message says why they went and shows the first one."""
     if len(part.frame):
         return
@@ -128,7 +128,7 @@ def _require_rows(part: _Part) -> None:
 # ------------------------------------------------------------------------------------------- stages
 
 
-def _clean_train(part: _Part, cfg: DataConfig, given: list[str] | None) -> None:
+def _clean_train(part: FilePart, cfg: DataConfig, given: list[str] | None) -> None:
     clean = cfg.clean
     part.apply(filter_rows(part.frame, clean, "train", True, set(given) if given else None, "data.labels"))
     part.mark("cleaned")
@@ -140,7 +140,7 @@ def _clean_train(part: _Part, cfg: DataConfig, given: list[str] | None) -> None:
     part.mark("deduplicated")
 
 
-def _clean_eval(part: _Part, cfg: DataConfig, labels: set[str], labels_from: str) -> None:
+def _clean_eval(part: FilePart, cfg: DataConfig, labels: set[str], labels_from: str) -> None:
     part.apply(filter_rows(part.frame, cfg.clean, part.split, True, labels, labels_from))
     part.mark("cleaned")
     part.frame = add_fingerprints(part.frame)
@@ -148,7 +148,7 @@ def _clean_eval(part: _Part, cfg: DataConfig, labels: set[str], labels_from: str
     part.mark("deduplicated")
 
 
-def _remove_leakage(train: _Part, held_out: dict[str, _Part], enabled: bool) -> None:
+def _remove_leakage(train: FilePart, held_out: dict[str, FilePart], enabled: bool) -> None:
     """Validation rows also in test leave validation; train rows in either leave train."""
     if enabled:
         if "validation" in held_out and "test" in held_out:
@@ -160,7 +160,7 @@ def _remove_leakage(train: _Part, held_out: dict[str, _Part], enabled: bool) -> 
         part.mark("leakage removed")
 
 
-def _final_labels(train: _Part, held_out: dict[str, _Part], given: list[str] | None) -> list[str]:
+def _final_labels(train: FilePart, held_out: dict[str, FilePart], given: list[str] | None) -> list[str]:
     """The label set; when inferred, a label left with no training rows leaves held-out sets too."""
     if given is not None:
         return given
@@ -180,7 +180,7 @@ def _label_warnings(train_rejects: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def _check_classes(train: _Part) -> None:
+def _check_classes(train: FilePart) -> None:
     present = sorted(set(train.frame["label"]))
     if len(present) < 2:
         raise DataError(
@@ -234,7 +234,7 @@ def prepare_data(
         "test": _public(held_out["test"].frame if "test" in held_out else carved_test),
     }
     parts = [train, *held_out.values()]
-    rejects = sorted((r for part in parts for r in part.rejects), key=_reject_order)
+    rejects = sorted((r for part in parts for r in part.rejects), key=reject_order)
     stages = {
         stage: sum(part.stages[stage] for part in parts)
         for stage in ("read", "cleaned", "deduplicated", "leakage removed", "final")
@@ -271,7 +271,7 @@ def load_labelled_file(
     if require_label:
         part.frame = add_fingerprints(part.frame)
         part.apply(drop_duplicates(part.frame, cfg.clean, split))
-    return _public(part.frame), sorted(part.rejects, key=_reject_order)
+    return _public(part.frame), sorted(part.rejects, key=reject_order)
 
 
 def load_texts(path: str | Path, text_column: str = "text", fmt: str = "auto") -> pd.DataFrame:

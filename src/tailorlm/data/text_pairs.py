@@ -20,7 +20,7 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ import pandas as pd
 
 from tailorlm.data.clean import clean_text, drop_duplicates, reject, split_off
 from tailorlm.data.load import RawTable, detect_format, keys_for, read_table
-from tailorlm.data.prepare import PreparedData
+from tailorlm.data.prepare import FilePart, PreparedData, reject_order
 from tailorlm.data.report import STAGES, length_stats
 from tailorlm.data.split import splits_from_files_or_train
 from tailorlm.errors import DataError
@@ -50,22 +50,10 @@ SPLITS = ("train", "validation", "test")
 
 
 @dataclass
-class _Part:
-    """One input file on its way through cleaning, with the row count after each stage."""
+class _Part(FilePart):
+    """A generation file on its way through cleaning; ``kind`` is "pair", "chat" or "text"."""
 
-    split: str
-    path: str
-    kind: str  # "pair", "chat" or "text"
-    frame: pd.DataFrame
-    rejects: list[dict[str, Any]]
-    stages: dict[str, int] = field(default_factory=dict)
-
-    def apply(self, result: tuple[pd.DataFrame, list[dict[str, Any]]]) -> None:
-        self.frame, dropped = result
-        self.rejects.extend(dropped)
-
-    def mark(self, stage: str) -> None:
-        self.stages[stage] = len(self.frame)
+    kind: str = "pair"
 
 
 # ------------------------------------------------------------------------------------------- cleaning
@@ -191,7 +179,7 @@ def read_generation_file(path: str | Path, cfg: DataConfig, split: str) -> _Part
     frame["label"] = pd.Series([None] * len(frame), dtype=object)
     # the exact-duplicate key: the whole example (context, prompt and response)
     frame["text"] = frame["context"] + "\x1e" + frame["prompt"] + "\x1f" + frame["response"]
-    part = _Part(split, source, kind, frame.astype({"row": "int64"}), rejects)
+    part = _Part(split, source, frame.astype({"row": "int64"}), rejects, kind=kind)
     part.stages["read"] = raw.rows_read
     return part
 
@@ -338,7 +326,6 @@ def prepare_generation_data(
         seed=cfg.seed, stratify=False, source=train.path, warnings=warnings,
     )
     frames = {name: _public(frame) for name, frame in splits.items()}
-    order = {"train": 0, "validation": 1, "test": 2}
-    rejects = sorted((r for p in parts for r in p.rejects), key=lambda r: (order[r["split"]], r["source"], r["row"]))
+    rejects = sorted((r for p in parts for r in p.rejects), key=reject_order)
     report = _report(cfg, parts, held_out, frames, rejects, count_tokens, warnings)
     return PreparedData(frames["train"], frames["validation"], frames["test"], [], rejects, report)

@@ -19,6 +19,7 @@ import pandas as pd
 
 from tailorlm.data.clean import clean_text
 from tailorlm.data.load import clip, read_table
+from tailorlm.data.prepare import FilePart, reject_order
 from tailorlm.data.report import length_stats
 from tailorlm.data.split import splits_from_files_or_train
 from tailorlm.errors import DataError
@@ -52,14 +53,8 @@ class PairData:
 
 
 @dataclass
-class _Part:
-    """One file on its way through cleaning, with its row count after each stage."""
-
-    split: str
-    path: str
-    frame: pd.DataFrame
-    rejects: list[dict[str, Any]]
-    stages: dict[str, int] = field(default_factory=dict)
+class _Part(FilePart):
+    """A file of pairs on its way through cleaning."""
 
     def drop(self, mask: pd.Series, reason: str, detail: str | list[str]) -> None:
         """Move the rows where ``mask`` holds into rejects, each with its reason and detail."""
@@ -71,9 +66,6 @@ class _Part:
             self.rejects.append(pair_reject(self.split, self.path, row["row"], reason, text,
                                             row["raw_src"], row["raw_tgt"]))
         self.frame = self.frame[~mask]
-
-    def mark(self, stage: str) -> None:
-        self.stages[stage] = len(self.frame)
 
 
 def pair_reject(split: str, source: str, row: int, reason: str, detail: str, text: str | None,
@@ -264,8 +256,7 @@ def prepare_pairs(cfg: DataConfig, count_tokens: TokenCounter | None = None) -> 
         seed=cfg.seed, stratify=False, source=train.path, warnings=warnings,
     )
     frames = {name: _public(frame) for name, frame in splits.items()}
-    order = {"train": 0, "validation": 1, "test": 2}
-    rejects = sorted((r for p in parts for r in p.rejects), key=lambda r: (order.get(r["split"], 3), r["row"]))
+    rejects = sorted((r for p in parts for r in p.rejects), key=reject_order)
     if len(frames["test"]) < 20:
         warnings.append(f"only {len(frames['test'])} test pairs: BLEU and chrF on so few sentences are noisy")
     report = pair_report(
