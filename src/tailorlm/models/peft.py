@@ -29,6 +29,7 @@ LORA_TARGETS = {
     "mt5": ["q", "k", "v", "o"],
     "bart": ["q_proj", "k_proj", "v_proj", "out_proj"],
     "marian": ["q_proj", "k_proj", "v_proj", "out_proj"],
+    "encoder-decoder": ["query", "key", "value"],  # BERT2BERT (minilm-seq2seq): self- and cross-attention
 }
 
 

@@ -40,9 +40,16 @@ def _shipped_smollm2() -> Path:
 # --- end generation
 
 
+def _shipped_minilm_seq2seq() -> Path:
+    from tailorlm.models.warmstart import shipped_minilm_seq2seq
+
+    return shipped_minilm_seq2seq()
+
+
 ALIASES = {
     "minilm": _shipped_minilm,
     "smollm2": _shipped_smollm2,  # generation (models/gguf.py)
+    "minilm-seq2seq": _shipped_minilm_seq2seq,  # translation: MiniLM warm-starts encoder and decoder (warmstart.py)
 }
 
 

