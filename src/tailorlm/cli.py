@@ -65,14 +65,76 @@ def _load(recipe: Path | None, overrides: list[str] | None) -> Any:
 # --------------------------------------------------------------------------------------------- commands
 
 
+NumProcessesOption = Annotated[
+    int | None, typer.Option("--num-processes", help="data-parallel processes (training.num_processes)")
+]
+AccelerateConfigOption = Annotated[
+    str | None, typer.Option("--accelerate-config", help="accelerate config: FSDP, DeepSpeed, multi-node")
+]
+
+
+SeedsOption = Annotated[
+    int | None, typer.Option("--seeds", min=1, help="repeat with N seeds; mean ± std and 95% CI (training.seeds)")
+]
+
+
+# --- reliability: --resume and --reproduce (train/resume.py, provenance.py)
+OptionalRecipeArg = Annotated[
+    Path | None, typer.Argument(help="recipe YAML file (not with --reproduce)", show_default=False)
+]
+ResumeOption = Annotated[
+    bool, typer.Option("--resume", help="continue the interrupted run in output_dir (training.resume=always)")
+]
+ReproduceOption = Annotated[
+    Path | None, typer.Option("--reproduce", help="rerun a run directory's resolved recipe into RUN_DIR-reproduce")
+]
+
+
+def _resume_or_reproduce(recipe: Path | None, set_: list[str] | None, resume: bool,
+                         reproduce: Path | None) -> tuple[Path, list[str]]:
+    """The recipe file and overrides a plain `tailor run` would get for --resume / --reproduce."""
+    overrides = list(set_ or [])
+    if reproduce is not None:
+        from tailorlm.provenance import check_reproducible, reproduce_args
+
+        if recipe is not None:
+            raise UserError("--reproduce RUN_DIR reruns that run's recipe; do not pass a recipe file too")
+        recipe, overrides = reproduce_args(reproduce, overrides)
+        for warning in check_reproducible(reproduce, overrides):
+            err.print(f"warning: {escape(warning)}", highlight=False)
+    if recipe is None:
+        raise UserError("tailor run needs a recipe file (tailor run RECIPE.yaml) or --reproduce RUN_DIR")
+    if resume:
+        overrides.append("training.resume=always")
+    return recipe, overrides
+# --- end reliability
+
+
 @app.command()
-def run(recipe: RecipeArg, set_: SetOption = None) -> None:
+def run(recipe: OptionalRecipeArg = None, set_: SetOption = None, num_processes: NumProcessesOption = None,
+        accelerate_config: AccelerateConfigOption = None, resume: ResumeOption = False,
+        reproduce: ReproduceOption = None, seeds: SeedsOption = None) -> None:
     """Prepare the data, measure the baselines, fine-tune, evaluate and write the run directory."""
     from tailorlm.run import run as run_pipeline
+    from tailorlm.train.distributed import is_main_process, launch_overrides, needs_launch, relaunch_run
 
-    loaded = _load(recipe, set_)
+    recipe, set_ = _resume_or_reproduce(recipe, set_, resume, reproduce)
+    overrides = [*(set_ or []), *launch_overrides(num_processes, accelerate_config)]
+    overrides += [f"training.seeds={seeds}"] if seeds else []  # --seeds N: evaluate/seeds.py
+    loaded = _load(recipe, overrides)
+    t = loaded.training
+    if needs_launch(t.num_processes, t.accelerate_config):
+        err.print(f"launching {t.num_processes} processes (training.num_processes; train/distributed.py)")
+        code = relaunch_run(str(recipe), overrides, t.num_processes, t.accelerate_config)
+        if code:
+            sys.exit(code)
+        return
     _quiet_libraries()
-    metrics = run_pipeline(loaded, err)
+    if t.seeds > 1:  # N seeds into output_dir/seed-<s>/, mean ± std and CI at the top (evaluate/seeds.py)
+        from tailorlm.evaluate.seeds import run_seeds as run_pipeline  # type: ignore[assignment]
+    metrics = run_pipeline(loaded, err if is_main_process() else Console(stderr=True, quiet=True))
+    if not is_main_process():
+        return
     out.print(comparison_table(metrics))
     out.print(f"run directory: {loaded.output_dir} (report.html, metrics.json, model/)")
 
@@ -223,6 +285,148 @@ def generate(
 
 
 # --- end generation
+
+
+# --- models and memory estimates (models/estimate.py)
+@app.command()
+def models(
+    estimate_recipe: Annotated[Path | None, typer.Option("--estimate", help="recipe whose memory to estimate")] = None,
+    set_: SetOption = None,
+) -> None:
+    """List the shipped model aliases with their parameters; --estimate RECIPE: the memory a recipe needs."""
+    from tailorlm.models.estimate import alias_parameters
+
+    if estimate_recipe is not None:
+        estimate(estimate_recipe, set_)
+        return
+    _quiet_libraries()
+    table = Table("alias", "parameters", box=None)
+    for alias, count in alias_parameters().items():
+        table.add_row(alias, f"{count / 1e6:,.1f} M" if isinstance(count, int) else count)
+    out.print(table)
+
+
+@app.command()
+def estimate(recipe: RecipeArg, set_: SetOption = None) -> None:
+    """Memory per process for a recipe (weights, gradients, AdamW, activations), from the config: no weights read."""
+    from tailorlm.models.estimate import estimate_recipe
+
+    loaded = _load(recipe, set_)
+    _quiet_libraries()
+    est = estimate_recipe(loaded)
+    s = est.shape
+    out.print(f"{est.model} ({est.family}): {est.parameters:,} parameters; LoRA r={loaded.model.peft.r} on "
+              f"{', '.join(est.lora_targets) or 'nothing'}: {est.lora_trainable:,} trainable")
+    out.print(f"layers {s.layers} · hidden {s.hidden} · heads {s.heads} · vocab {s.vocab} · batch {est.batch} · "
+              f"sequence {est.seq} ({est.seq_note}) · gradient checkpointing {'on' if est.checkpointing else 'off'}")
+    table = Table("setting", "trainable", "weights", "gradients", "AdamW", "activations", "total", box=None)
+    for row in est.rows:
+        table.add_row(row.setting, f"{row.trainable:,}", *(f"{v / 2**30:.2f} GiB" for v in (
+            row.weights, row.gradients, row.optimizer, row.activations, row.total)))
+    out.print(table)
+    out.print("activations ≈ L·s·b·h·(34 + 5·a·s/h) bytes at 16 bit (Korthikanti et al. 2022), ×2 in fp32; "
+              "+ CUDA context and fragmentation: keep 10-20% headroom. Per process; see models/estimate.py.")
+
+
+# --- end models
+
+
+# --- compare runs and experts in the loop (evaluate/compare.py, review.py)
+@app.command()
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="two or more run directories", show_default=False)],
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for compare.md, compare.csv, compare.png")] = Path(
+        "compare"),
+) -> None:
+    """Runs side by side: recipe keys that differ, test metrics, baselines, and whether the gain is significant."""
+    from tailorlm.evaluate.compare import compare as compare_runs
+    from tailorlm.evaluate.compare import rows, verdict_line, write
+
+    comparison = compare_runs(run_dirs)
+    table = Table(title="runs compared (test split)")
+    table.add_column("")
+    for summary in comparison.runs:
+        table.add_column(escape(summary.name), justify="right")
+    for head, cells in rows(comparison):
+        table.add_row(escape(head), *(escape(c) for c in cells))
+    out.print(table)
+    for test in comparison.tests:
+        out.print(escape(verdict_line(test)), highlight=False)
+    paths = write(comparison, out_dir)
+    out.print("wrote " + ", ".join(str(p) for p in paths))
+
+
+@app.command()
+def review(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory (single, --seeds or k-fold)")],
+    out_file: Annotated[Path, typer.Option("--out", help="review CSV to write")] = Path("review.csv"),
+    limit: Annotated[int, typer.Option("--limit", min=1, help="at most this many examples")] = 50,
+    data: Annotated[Path | None, typer.Option("--data", help="score this labelled file instead of the test split")
+                    ] = None,
+) -> None:
+    """Export the examples an expert should check: errors, seed disagreements, least confident predictions."""
+    from tailorlm.review import export_review
+
+    if data is not None:
+        _quiet_libraries()
+    rows = export_review(run_dir, out_file, limit=limit, data=data)
+    errors = sum(1 for r in rows if r["label"] is not None and r["predicted"] != r["label"])
+    out.print(f"wrote {len(rows)} examples to {out_file} ({errors} errors); fill in corrected_label, then "
+              f"`tailor apply-review {out_file} --data TRAIN_FILE`")
+
+
+@app.command("apply-review")
+def apply_review(
+    review_file: Annotated[Path, typer.Argument(help="review CSV with corrected_label filled in")],
+    data: Annotated[Path, typer.Option("--data", help="the data file to correct (csv, tsv, jsonl)")],
+    out_file: Annotated[Path | None, typer.Option("--out", help="new file (default: NAME.v2.csv next to it)")
+                        ] = None,
+    allow_new_labels: Annotated[bool, typer.Option("--allow-new-labels", help="accept labels not in the file")
+                                ] = False,
+    text_column: Annotated[str, typer.Option(help="column holding the text")] = "text",
+    label_column: Annotated[str, typer.Option(help="column holding the label")] = "label",
+) -> None:
+    """Fold an expert's corrections into a new version of the data file, with a changelog; the original stays."""
+    from tailorlm.review import apply_review as apply
+
+    result = apply(review_file, data, out_file, allow_new_labels, text_column, label_column)
+    out.print(f"wrote {result.path}: {len(result.changes)} labels changed, {result.unchanged} already right; "
+              f"changelog {result.changelog}")
+    if result.skipped:
+        out.print(f"skipped {len(result.skipped)} rows of other files (e.g. {escape(result.skipped[0])}); "
+                  "pass that file with --data to correct them")
+
+
+# --- end compare and review
+
+
+# --- tune: hyperparameter search (tune/)
+@app.command()
+def tune(
+    recipe: RecipeArg,
+    method: Annotated[str | None, typer.Option(help="search.method: grid, random or bayes (TPE)")] = None,
+    trials: Annotated[int | None, typer.Option(help="search.trials: trials to finish, resumes included")] = None,
+    metric: Annotated[str | None, typer.Option(help="search.metric: validation metric (default: the task's)")] = None,
+    direction: Annotated[str | None, typer.Option(help="search.direction: maximize or minimize")] = None,
+    pruner: Annotated[str | None, typer.Option(help="search.pruner: median, halving or none")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Search the recipe's search.space with Optuna; re-running the same command resumes the study."""
+    import json as _json
+
+    from tailorlm.tune.study import summary_line
+    from tailorlm.tune.study import tune as run_tune
+
+    flags = {"method": method, "trials": trials, "metric": metric, "direction": direction, "pruner": pruner}
+    overrides = [*(set_ or []), *(f"search.{k}={_json.dumps(v)}" for k, v in flags.items() if v is not None)]
+    loaded = _load(recipe, overrides)
+    _quiet_libraries()
+    result = run_tune(loaded, err)
+    out.print(summary_line(result))
+    out.print(f"trials: {result.counts} · wrote " + ", ".join(str(p) for p in result.files.values()))
+
+
+# --- end tune
 
 
 @app.command()

@@ -13,6 +13,8 @@ class UserError(Exception):
     exit_code = 2
 
     def __init__(self, message: str, *, fix: str | None = None) -> None:
+        # one line whatever it quotes (a column named "\n", a cell with a line break): shown escaped
+        message = message.replace("\r", "\\r").replace("\n", "\\n")
         self.problem = message
         self.fix = fix
         super().__init__(f"{message} (fix: {fix})" if fix else message)

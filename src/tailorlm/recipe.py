@@ -121,8 +121,46 @@ class TrainingConfig(_Section):
         "auto", description="auto: bf16 on GPUs that support it, fp32 on CPU"
     )
     num_workers: int = Field(0, ge=0)
+    # --- speed and scale (docs/architecture.md "Speed"; train/distributed.py)
+    torch_compile: Literal["off", "auto", "on"] = Field(
+        "auto", description="torch.compile the model; auto: on CUDA GPUs only (compile time outweighs it on CPU)"
+    )
+    gradient_checkpointing: bool = Field(False, description="recompute activations: less memory, ~30% slower steps")
+    auto_batch_size: bool = Field(
+        False, description="GPU: halve the per-device batch and retry on out-of-memory (Trainer's auto_find_batch_size)"
+    )
+    optimizer: Literal["auto", "adamw", "adamw_fused"] = Field(
+        "auto", description="auto: torch's fused AdamW where the installed torch has it, else plain AdamW"
+    )
+    num_processes: int = Field(
+        1, ge=1, description="data-parallel processes; >1 relaunches through accelerate (GPU) or torchrun (CPU, gloo)"
+    )
+    accelerate_config: str | None = Field(
+        None, description="accelerate config file (FSDP, DeepSpeed, multi-node) passed to `accelerate launch`"
+    )
+    # --- end speed and scale
+    # --- reliability (train/resume.py, docs/architecture.md "Reliability")
+    resume: Literal["auto", "never", "always"] = Field(
+        "auto", description="auto: continue an interrupted run of the same recipe from its last checkpoint; "
+        "always: fail when there is none (tailor run --resume); never: start afresh"
+    )
+    save_steps: int | None = Field(
+        None, ge=1, description="checkpoint every N optimizer steps; None: at each evaluation (every epoch/N)"
+    )
+    # --- end reliability
     save_total_limit: int = Field(1, ge=1)
     seed: int = 42
+    # --- seeds and regularisation (evaluate/seeds.py, train/optim.py)
+    seeds: int = Field(1, ge=1, description="repeat the run with seeds seed, seed+1, ...: mean ± std and CI "
+                       "(tailor run --seeds N); each run in output_dir/seed-<s>/")
+    attention_dropout: float | None = Field(
+        None, ge=0.0, lt=1.0, description="attention-probability dropout (after training.dropout); None keeps it"
+    )
+    layer_lr_decay: float = Field(
+        1.0, gt=0.0, le=1.0, description="layer-wise LR decay: each lower layer gets this times the LR of the "
+        "one above (embeddings lowest, head full LR); 1.0: off"
+    )
+    # --- end seeds and regularisation
 
 
 class GenerationSettings(_Section):
@@ -166,6 +204,59 @@ class ReportConfig(_Section):
     top_errors: int = Field(20, ge=0, description="most confident errors listed for expert review")
 
 
+# --- tune and cross-validation (tailorlm/tune/)
+class ParamSpec(_Section):
+    """One searched recipe key: a distribution, and for grid search a finite list of values."""
+
+    type: Literal["loguniform", "uniform", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    step: float | None = Field(None, gt=0, description="uniform/int: spacing of the values tried")
+    choices: list[Any] | None = Field(None, description="categorical: the values to choose from")
+    grid: list[Any] | None = Field(None, description="grid search: the values of a numeric key to try")
+
+    @model_validator(mode="after")
+    def _complete(self) -> ParamSpec:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical spec needs a non-empty 'choices' list")
+            return self
+        if self.low is None or self.high is None or self.low >= self.high:
+            raise ValueError(f"a {self.type} spec needs 'low' < 'high'")
+        if self.type == "loguniform" and self.low <= 0:
+            raise ValueError("a loguniform spec needs 'low' > 0")
+        return self
+
+
+class SearchConfig(_Section):
+    """`tailor tune`: which recipe keys to search, how, and for how many trials (Optuna)."""
+
+    method: Literal["grid", "random", "bayes"] = Field("bayes", description="bayes: Optuna's TPE sampler")
+    trials: int = Field(20, ge=1, description="trials to finish (complete or pruned), resumes included")
+    metric: str | None = Field(None, description="validation metric to optimise; None: the task's (f1_macro, ...)")
+    direction: Literal["maximize", "minimize"] | None = Field(None, description="None: from the metric")
+    pruner: Literal["median", "halving", "none"] = Field("median", description="stop poor trials early")
+    space: dict[str, ParamSpec] = Field(default_factory=dict, description="dotted recipe key -> distribution")
+    baselines: bool = Field(False, description="also measure the baselines in every trial (slower)")
+
+
+class ValidationConfig(_Section):
+    """k-fold cross-validation of `tailor run` (classification)."""
+
+    kfold: int | None = Field(None, ge=0, description="number of folds; 0 or None: one train/validation split")
+    stratified: bool = Field(True, description="keep each label's share the same in every fold")
+
+    @field_validator("kfold")
+    @classmethod
+    def _not_one(cls, value: int | None) -> int | None:
+        if value == 1:
+            raise ValueError("must be 0 (off) or at least 2")
+        return value
+
+
+# --- end tune and cross-validation
+
+
 class Recipe(_Section):
     """A whole run: what to learn, from which data, starting from which model, how, and where to write."""
 
@@ -179,6 +270,8 @@ class Recipe(_Section):
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     lm: LanguageModelingConfig = Field(default_factory=LanguageModelingConfig)
     qa: QAConfig = Field(default_factory=QAConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
 
     @field_validator("output_dir")
     @classmethod

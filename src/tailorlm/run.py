@@ -23,13 +23,18 @@ from transformers import set_seed
 from tailorlm import __version__
 from tailorlm.data import write_rejects
 from tailorlm.errors import RecipeError
+from tailorlm.evaluate.predictions import pop_predictions, record_predictions
 from tailorlm.models.loading import load_tokenizer
 from tailorlm.models.peft import apply_lora, count_parameters
 from tailorlm.models.registry import ResolvedModel, resolve_model, write_model_meta
+from tailorlm.provenance import data_files
 from tailorlm.recipe import Recipe, dump_recipe
 from tailorlm.rundir import RunDir, replace_dir
+from tailorlm.safety import check_output_dir, sigterm_as_interrupt
 from tailorlm.tasks import Task, get_task
 from tailorlm.tasks.base import EvalSettings
+from tailorlm.train import resume
+from tailorlm.train.distributed import WorkerRunDir, is_main_process, wait_for_all
 
 
 @dataclass
@@ -151,30 +156,58 @@ def export_merged(adapter_dir: Path, out: Path) -> Path:
     return out
 
 
-def run(recipe: Recipe, console: Console | None = None) -> dict[str, Any]:
-    """Prepare, measure the baselines, fine-tune, evaluate, save and report. Returns metrics.json's content."""
+def run(recipe: Recipe, console: Console | None = None, extra_callbacks: list[Any] | None = None,
+        adjust_data: Callable[[Any], Any] | None = None) -> dict[str, Any]:
+    """Prepare, measure the baselines, fine-tune, evaluate, save and report. Returns metrics.json's content.
+
+    ``extra_callbacks`` join the Trainer's (tune's pruning); ``adjust_data`` replaces the prepared splits (a
+    k-fold fold). With ``validation.kfold`` set, the run is k runs, one per fold (tune/cv.py).
+    """
     console = console or Console(stderr=True)
+    if recipe.validation.kfold:
+        from tailorlm.tune.cv import run_cv
+
+        return run_cv(recipe, console, extra_callbacks=extra_callbacks)
     fill_model_name(recipe, get_task(recipe.task))
+    if not is_main_process():  # data parallel: only rank 0 writes the run directory (train/distributed.py)
+        return _run_worker(recipe, extra_callbacks, adjust_data)
+    check_output_dir(recipe)  # no writing over data, /, or home (safety.py)
     run_dir = RunDir.create(recipe.output_dir)
+    run_dir.resume_from = resume.begin(recipe, run_dir, console)  # before the files below are rewritten
     run_dir.write_text("recipe.resolved.yaml", dump_recipe(recipe))
-    run_dir.write_json("run_info.json", run_info())
-    run_dir.set_status("running")
+    run_dir.write_json("run_info.json", run_info() | {"data_files": data_files(recipe)})
+    run_dir.set_status("running", pid=os.getpid(), resumed_from=str(run_dir.resume_from or "") or None)
     timer = Timer()
     try:
-        metrics = _run_stages(recipe, console, run_dir, timer)
+        with sigterm_as_interrupt():  # SIGTERM -> status "interrupted", checkpoints kept for --resume
+            metrics = _run_stages(recipe, console, run_dir, timer, extra_callbacks, adjust_data)
     except BaseException as exc:
-        run_dir.set_status("failed", reason=f"{type(exc).__name__}: {str(exc)[:500]}")
+        resume.record_failure(run_dir, exc)
         raise
-    run_dir.set_status("finished")
+    run_dir.set_status("finished", **({"resumed_from": str(run_dir.resume_from)} if run_dir.resume_from else {}))
     return metrics
 
 
-def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer) -> dict[str, Any]:
+def _run_worker(recipe: Recipe, extra_callbacks: list[Any] | None, adjust_data: Callable[[Any], Any] | None,
+                ) -> dict[str, Any]:
+    """A non-main rank: the same stages, silent, writing nothing to the run directory but shared checkpoints."""
+    run_dir = WorkerRunDir(recipe.output_dir)
+    try:
+        return _run_stages(recipe, Console(stderr=True, quiet=True), run_dir, Timer(), extra_callbacks, adjust_data)
+    finally:
+        run_dir.cleanup()
+
+
+def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer,
+                extra_callbacks: list[Any] | None = None, adjust_data: Callable[[Any], Any] | None = None,
+                ) -> dict[str, Any]:
     from tailorlm.report import render_report
     from tailorlm.train.trainer import fit
 
     started = time.perf_counter()
     data, tokenizer, resolved, task = timer.time("prepare", lambda: prepare(recipe, console, run_dir))
+    if adjust_data is not None:
+        data = adjust_data(data)
     encoded = timer.time("tokenize", lambda: task.encode(recipe, data, tokenizer))
     console.print(f"model: {resolved.name} · max_length {encoded.max_length} tokens")
     # Build (and LoRA-wrap) the model before the baselines, so a bad model setting fails in seconds.
@@ -184,15 +217,20 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer)
     if recipe.model.peft.method == "lora":
         model = apply_lora(model, recipe.model.peft, task.peft_task_type)
     baselines = timer.time(
-        "baselines", lambda: task.baselines(recipe, data, resolved, tokenizer, encoded.max_length)
+        "baselines",
+        lambda: task.baselines(recipe, data, resolved, tokenizer, encoded.max_length) if is_main_process() else {},
     )
     _print_baselines(console, baselines)
     trainable, total = count_parameters(model)
     console.print(f"fine-tuning {trainable:,} of {total:,} parameters ({recipe.model.peft.method})")
     outcome = timer.time(
         "train",
-        lambda: fit(task, model, tokenizer, encoded, data, recipe, run_dir.checkpoints, run_dir.log_history, console),
+        lambda: fit(task, model, tokenizer, encoded, data, recipe, run_dir.checkpoints, run_dir.log_history, console,
+                    extra_callbacks, resume_from=run_dir.resume_from),
     )
+    wait_for_all()
+    if not is_main_process():
+        return {"train": {"global_step": outcome.global_step}}
     meta = task.model_meta(data) | {"task": task.name, "max_length": encoded.max_length}
     settings = EvalSettings(
         max_length=encoded.max_length,
@@ -200,6 +238,7 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer)
         top_errors=recipe.report.top_errors,
     )
     evaluation = timer.time("evaluate", lambda: task.evaluate(model, tokenizer, data.test, meta, settings))
+    predictions = pop_predictions(evaluation, baselines)  # per-example rows: predictions.jsonl
     timer.time("save_model", lambda: save_model(model, tokenizer, run_dir, recipe, resolved, meta))
     shutil.rmtree(run_dir.checkpoints, ignore_errors=True)
     metrics = {
@@ -227,6 +266,7 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer)
     }
     timer.stages["total"] = round(time.perf_counter() - started, 3)
     metrics["timings_s"] = timer.stages
+    record_predictions(run_dir, metrics, predictions)  # + bootstrap CI and paired test vs baseline
     run_dir.write_json("metrics.json", metrics)
     run_dir.write_json("log_history.json", outcome.log_history)
     render_report(run_dir.path)

@@ -63,6 +63,9 @@ def replace_dir(tmp: Path, final: Path) -> None:
 class RunDir:
     """Paths of one run's outputs, and the writes into it."""
 
+    #: the checkpoint an interrupted run continues from (set by run.py via train/resume.py); None: from scratch
+    resume_from: Path | None = None
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 

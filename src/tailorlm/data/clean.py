@@ -272,6 +272,8 @@ def drop_duplicates(
     :func:`drop_conflicts` or kept on purpose when that is switched off.
     """
     rejects: list[dict[str, Any]] = []
+    if frame.empty:  # nothing to compare; an empty frame's columns may have lost their string dtype
+        return frame, rejects
     label = frame["label"].fillna("")
     if cfg.drop_duplicates:
         frame, out = _drop_repeats(frame, frame["text"] + "\x00" + label, split, "duplicate", "duplicate of")

@@ -46,6 +46,9 @@ _DECOMPRESS: dict[str, Callable[[bytes], bytes]] = {
     ".xz": lzma.decompress,
 }
 _SURROGATES = re.compile("[\ud800-\udfff]")
+# The whole file is in memory already, so csv's 131,072-character field limit protects nothing; it only turned a
+# long text into a misleading "quote never closed" error. (Process-wide, like every csv setting.)
+csv.field_size_limit(2**31 - 1)
 REJECT_TEXT_CHARS = 200
 
 

@@ -87,9 +87,9 @@ def _squad_records(value: dict[str, Any]) -> Iterable[dict[str, Any]]:
     """One flat record per question of a SQuAD document; ``row`` counts questions in file order (1-based)."""
     row = 0
     for article in value["data"]:
-        for paragraph in (article.get("paragraphs") or []) if isinstance(article, dict) else []:
+        for paragraph in _list(article, "paragraphs"):
             context = paragraph.get("context") if isinstance(paragraph, dict) else None
-            for qa in (paragraph.get("qas") or []) if isinstance(paragraph, dict) else []:
+            for qa in _list(paragraph, "qas"):
                 row += 1
                 if not isinstance(qa, dict):
                     yield {"row": row, "malformed": f"question {row}: not an object"}
@@ -103,6 +103,12 @@ def _squad_records(value: dict[str, Any]) -> Iterable[dict[str, Any]]:
                         answers = "malformed"
                 yield {"row": row, "id": qa.get("id"), "question": qa.get("question"), "context": context,
                        "answers": answers, "is_impossible": qa.get("is_impossible")}
+
+
+def _list(parent: Any, key: str) -> list[Any]:
+    """``parent[key]`` when it is a list; anything else (a string, a number, missing) holds no records."""
+    value = parent.get(key) if isinstance(parent, dict) else None
+    return value if isinstance(value, list) else []
 
 
 def _flat_answers(value: Any) -> Any:
@@ -144,9 +150,13 @@ def _csv_objects(text: str, path: Path, delimiter: str) -> Iterable[tuple[int, A
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         header = [h.strip() for h in next(reader)]
+        rows = list(reader)
     except StopIteration:
         raise DataError(f"{path}: file is empty; it needs a header row (question, context, answers)") from None
-    for number, fields in enumerate(reader, start=1):
+    except csv.Error as exc:  # e.g. a quote never closed: the rest of the file is one field
+        where = f"{path}: line {reader.line_num}"
+        raise DataError(f"{where}: unreadable CSV ({one_line(exc)}); check the quoting") from None
+    for number, fields in enumerate(rows, start=1):
         if not any(f.strip() for f in fields):
             continue
         if len(fields) != len(header):
@@ -170,7 +180,7 @@ def _parse(path: Path, cfg: DataConfig, split: str) -> tuple[list[dict[str, Any]
     if kind == "json":
         try:
             value = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than Python's json allows
             raise DataError(f"{path}: invalid JSON ({one_line(exc)}); check the quoting and commas") from None
         if _is_squad(value):
             records = list(_squad_records(value))

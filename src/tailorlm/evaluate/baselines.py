@@ -15,6 +15,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 
 from tailorlm.evaluate.metrics import classification_metrics, softmax
+from tailorlm.evaluate.predictions import per_example_labels
 
 # Cosine similarities live in [-1, 1]; a CLIP-like temperature turns them into usable probabilities for ECE.
 ZERO_SHOT_SCALE = 20.0
@@ -32,6 +33,7 @@ def zero_shot(
     similarity = text_embeddings @ label_embeddings.T
     probs = softmax(similarity * ZERO_SHOT_SCALE)
     metrics = classification_metrics(y_true, probs.argmax(axis=1), labels, probs)
+    metrics["per_example"] = per_example_labels(probs, list(labels))  # popped into predictions.jsonl
     metrics["method"] = "cosine similarity between pretrained sentence embeddings of the text and of each label"
     return metrics
 
@@ -56,6 +58,7 @@ def linear_probe(
     probs = np.zeros((len(test_y), len(labels)), dtype=np.float64)
     probs[:, probe.classes_] = probe.predict_proba(test_embeddings)
     metrics = classification_metrics(test_y, probs.argmax(axis=1), labels, probs)
+    metrics["per_example"] = per_example_labels(probs, list(labels))  # popped into predictions.jsonl
     chosen_c = float(np.atleast_1d(probe.C_)[0]) if hasattr(probe, "C_") else probe.C
     metrics["method"] = (
         f"logistic regression (C={chosen_c:g}) on frozen mean-pooled pretrained embeddings of "

@@ -11,11 +11,14 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from tailorlm.errors import ModelError
 from tailorlm.models.registry import ResolvedModel, hub_load_error
 from tailorlm.recipe import ModelConfig
+from tailorlm.safety import check_remote_code
 
 log = logging.getLogger(__name__)
 
 
 def _common_kwargs(resolved: ResolvedModel, cfg: ModelConfig) -> dict[str, Any]:
+    if resolved.is_local:  # a folder shipping its own classes is refused before transformers imports them
+        check_remote_code(resolved.path, resolved.name, cfg.trust_remote_code)
     if cfg.trust_remote_code:
         warnings.warn(
             f"model.trust_remote_code is true: code shipped with '{resolved.name}' will run on this machine",

@@ -64,7 +64,10 @@ SYSTEM_NAMES: list[tuple[str, str]] = [
     ("tuned", "Fine-tuned"),
 ]
 #: Display names of the baselines other tasks measure (others are shown from their key).
-SYSTEM_TITLES: dict[str, str] = dict(SYSTEM_NAMES) | {"pretrained": "Pretrained (before tuning)"}
+SYSTEM_TITLES: dict[str, str] = dict(SYSTEM_NAMES) | {
+    "pretrained": "Pretrained (before tuning)",
+    "copy_source": "Copy the source (no model)",
+}
 #: The metric the headline and per-class comparison are about.
 HEADLINE_METRIC = "f1_macro"
 
@@ -398,6 +401,9 @@ def facts(report: RunReport) -> list[tuple[str, str]]:
         rows.append((f"Validation {report.main_title}", fmt(validation[report.main_metric])))
     elif not report.is_classification and _finite(validation.get("loss")):
         rows.append(("Validation loss", fmt(validation["loss"], 4)))
+    from tailorlm.report.significance import significance_facts
+
+    rows.extend(significance_facts(report.metrics))  # bootstrap CI, paired test, seeds' mean ± std
     return rows
 
 

@@ -17,7 +17,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 #: One colour per system, the same in every chart; the tuned model gets the strongest one.
-SYSTEM_COLOURS = {"zero_shot": "#b6c0cc", "linear_probe": "#7f9cc0", "pretrained": "#b6c0cc", "tuned": "#2454d6"}
+SYSTEM_COLOURS = {"zero_shot": "#b6c0cc", "linear_probe": "#7f9cc0", "pretrained": "#b6c0cc", "copy_source": "#d9cfae",
+                  "tuned": "#2454d6"}
 INK, MUTED, GRID = "#1f2733", "#5b6675", "#e3e7ed"
 TRAIN_COLOUR, EVAL_COLOUR = "#2454d6", "#d9731f"
 METRIC_COLOURS = ["#14915f", "#8a4fd1", "#c23b6b", "#0f8fa8"]

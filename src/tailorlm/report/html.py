@@ -40,11 +40,13 @@ from tailorlm.report import (
     stages_table,
     unknown_labels,
 )
+from tailorlm.report.cv import cv_lead, cv_table, has_cv
 
 #: (section id, navigation label, heading), in page order; the ids are a stable contract for tests and links.
 SECTIONS: list[tuple[str, str, str]] = [
     ("summary", "Summary", "Summary"),
     ("comparison", "Before vs after", "Baselines vs fine-tuned model"),
+    ("cross-validation", "Folds", "Cross-validation"),
     ("samples", "Samples", "Before and after"),
     ("learning-curves", "Training", "Learning curves"),
     ("confusion", "Confusions", "Where the model confuses labels"),
@@ -62,6 +64,7 @@ def sections_for(report: RunReport) -> list[tuple[str, str, str]]:
     tuned = report.tuned or {}
     present = {
         "samples": bool(report.samples),
+        "cross-validation": has_cv(report),
         "confusion": report.is_classification or bool(tuned.get("confusion_matrix")),
         "per-class": report.is_classification or bool(tuned.get("per_class")),
     }
@@ -78,6 +81,7 @@ def render_html(report: RunReport) -> str:
     builders: dict[str, Callable[[RunReport], str]] = {
         "summary": _summary,
         "comparison": _comparison,
+        "cross-validation": lambda r: _p(cv_lead(r), "lead") + _table(cv_table(r)),
         "samples": _samples,
         "learning-curves": _learning_curves,
         "confusion": _confusion,

@@ -46,6 +46,7 @@ def render_markdown(report: RunReport) -> str:
         "_All scores are measured on the test split, which neither training nor model selection saw._",
         _summary(report),
         _comparison(report),
+        _cross_validation(report),
         _samples(report),
         _learning_curves(report),
         _confusion(report),
@@ -101,6 +102,13 @@ def _comparison(report: RunReport) -> str:
         "\n".join(methods),
         "\n".join(glossary),
     )
+
+
+def _cross_validation(report: RunReport) -> str:
+    """Per-fold scores and mean ± std; absent for a run without k-fold (tune/cv.py)."""
+    from tailorlm.report.cv import cv_lead, cv_table, has_cv
+
+    return _section("Cross-validation", md_escape(cv_lead(report)), table(cv_table(report))) if has_cv(report) else ""
 
 
 def _samples(report: RunReport) -> str:

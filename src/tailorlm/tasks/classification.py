@@ -22,6 +22,7 @@ from tailorlm.errors import DataError
 from tailorlm.evaluate.baselines import label_prompt, linear_probe, zero_shot
 from tailorlm.evaluate.inference import forward_sorted, logits_of, mean_pooled
 from tailorlm.evaluate.metrics import classification_metrics, softmax
+from tailorlm.evaluate.predictions import label_rows
 from tailorlm.models.loading import load_pretrained
 from tailorlm.models.registry import ResolvedModel
 from tailorlm.recipe import Recipe
@@ -38,11 +39,25 @@ _DROPOUT_KEYS = (
 )
 
 
-def set_dropout(config: Any, dropout: float | None) -> None:
-    """Apply the recipe's dropout to every dropout attribute this config has (hidden and attention)."""
+def set_dropout(config: Any, dropout: float | None, attention_dropout: float | None = None) -> None:
+    """Apply the recipe's dropout to every dropout attribute this config has (hidden and attention), then
+    ``training.attention_dropout`` to the attention-probability ones alone."""
+    if dropout is not None:
+        for key in _DROPOUT_KEYS:
+            if hasattr(config, key):
+                setattr(config, key, dropout)
+    set_attention_dropout(config, attention_dropout)
+
+
+# Config attributes of dropout on attention probabilities: BERT family, DistilBERT/BART/Llama, GPT-2.
+_ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout", "attn_pdrop", "attn_dropout")
+
+
+def set_attention_dropout(config: Any, dropout: float | None) -> None:
+    """Attention dropout regularises which tokens a head may rely on, separately from hidden dropout."""
     if dropout is None:
         return
-    for key in _DROPOUT_KEYS:
+    for key in _ATTENTION_DROPOUT_KEYS:
         if hasattr(config, key):
             setattr(config, key, dropout)
 
@@ -90,7 +105,7 @@ class ClassificationTask(Task):
             label2id={label: i for i, label in enumerate(labels)},
         )
         config.problem_type = "single_label_classification"
-        set_dropout(config, recipe.training.dropout)
+        set_dropout(config, recipe.training.dropout, recipe.training.attention_dropout)
         return load_pretrained(AutoModelForSequenceClassification, resolved, recipe.model, config=config)
 
     # ------------------------------------------------------------------ metrics
@@ -121,7 +136,8 @@ class ClassificationTask(Task):
         probs = self.predict_proba(model, tokenizer, list(frame["text"]), settings.max_length, settings.batch_size)
         y_true = label_ids(frame, labels)
         metrics = classification_metrics(y_true, probs.argmax(axis=1), labels, probs)
-        return {"metrics": metrics, "errors": most_confident_errors(frame, probs, y_true, labels, settings.top_errors)}
+        return {"metrics": metrics, "errors": most_confident_errors(frame, probs, y_true, labels, settings.top_errors),
+                "predictions": label_rows(frame, probs, labels)}
 
     def model_meta(self, data: PreparedData) -> dict[str, Any]:
         return {"labels": data.labels}

@@ -309,7 +309,7 @@ class GenerationTask(Task):
     # ------------------------------------------------------------------ model
     def build_model(self, resolved: ResolvedModel, recipe: Recipe, data: PreparedData) -> PreTrainedModel:
         config = load_pretrained(AutoConfig, resolved, recipe.model)
-        set_dropout(config, recipe.training.dropout)
+        set_dropout(config, recipe.training.dropout, recipe.training.attention_dropout)
         return load_pretrained(AutoModelForCausalLM, resolved, recipe.model, config=config)
 
     def model_meta(self, data: PreparedData) -> dict[str, Any]:

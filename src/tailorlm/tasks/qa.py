@@ -90,6 +90,21 @@ def squad_metrics(predictions: Sequence[str], golds: Sequence[Sequence[str]]) ->
     return metrics
 
 
+def per_example_scores(predictions: Sequence[str], golds: Sequence[Sequence[str]]) -> list[dict[str, Any]]:
+    """EM and F1 of each answer: what paired tests between systems resample (evaluate/stats.py)."""
+    return [{"predicted": p, "scores": dict(zip(("exact_match", "f1"), best_over_golds(p, g), strict=True))}
+            for p, g in zip(predictions, golds, strict=True)]
+
+
+def qa_rows(frame: pd.DataFrame, predictions: Sequence[str], golds: Sequence[Sequence[str]]) -> list[dict[str, Any]]:
+    """predictions.jsonl rows: the question (as ``text``), its gold answers, the answer and its scores."""
+    from tailorlm.evaluate.predictions import row_identity
+
+    rows = frame.reset_index(drop=True)
+    return [row_identity(rows, i) | {"text": str(rows.at[i, "question"]), "gold": list(golds[i])} | entry
+            for i, entry in enumerate(per_example_scores(predictions, golds))]
+
+
 def _mean(values: np.ndarray) -> float:
     return float(values.mean()) if len(values) else 0.0
 
@@ -338,7 +353,7 @@ class QATask(Task):
         """The encoder with a fresh span head, initialised from ``training.seed``: the Trainer seeds only after the
         model exists, and with a few hundred questions the head's initial weights visibly move the result."""
         config = load_pretrained(AutoConfig, resolved, recipe.model)
-        set_dropout(config, recipe.training.dropout)
+        set_dropout(config, recipe.training.dropout, recipe.training.attention_dropout)
         set_seed(recipe.training.seed)
         return load_pretrained(AutoModelForQuestionAnswering, resolved, recipe.model, config=config)
 
@@ -377,7 +392,8 @@ class QATask(Task):
         predicted = [a.text for a in answers]
         golds = [list(g) for g in frame["answer_texts"]]
         return {"metrics": squad_metrics(predicted, golds),
-                "errors": worst_answers(frame, answers, settings.top_errors)}
+                "errors": worst_answers(frame, answers, settings.top_errors),
+                "predictions": qa_rows(frame, predicted, golds)}  # predictions.jsonl (evaluate/predictions.py)
 
     def load_eval_file(self, path: Any, meta: dict[str, Any], columns: dict[str, str]) -> tuple[pd.DataFrame, list]:
         """``tailor eval --data``: SQuAD JSON or rows with question, context, answers (the text options are
@@ -399,13 +415,15 @@ class QATask(Task):
         if cfg.zero_shot:
             encoder = load_pretrained(AutoModel, resolved, recipe.model)
             predicted = sentence_retrieval(encoder, tokenizer, data.test, max_length, batch_size)
-            result["sentence_retrieval"] = squad_metrics(predicted, golds)
+            result["sentence_retrieval"] = squad_metrics(predicted, golds) | {
+                "per_example": per_example_scores(predicted, golds)}
         if cfg.linear_probe:
             set_seed(recipe.training.seed)  # the same fresh head as the model that will be tuned
             model = load_pretrained(AutoModelForQuestionAnswering, resolved, recipe.model)
             meta = self.model_meta(data)
             answers = self.predict_answers(model, tokenizer, data.test, meta, max_length, batch_size)
-            result["pretrained_head"] = squad_metrics([a.text for a in answers], golds)
+            result["pretrained_head"] = squad_metrics([a.text for a in answers], golds) | {
+                "per_example": per_example_scores([a.text for a in answers], golds)}
         return result
 
 

@@ -328,7 +328,7 @@ class TokenClassificationTask(Task):
             AutoConfig, resolved, recipe.model, num_labels=len(labels), id2label=dict(enumerate(labels)),
             label2id={label: i for i, label in enumerate(labels)},
         )
-        set_dropout(config, recipe.training.dropout)
+        set_dropout(config, recipe.training.dropout, recipe.training.attention_dropout)
         return load_pretrained(AutoModelForTokenClassification, resolved, recipe.model, config=config)
 
     def model_meta(self, data: PreparedData) -> dict[str, Any]:

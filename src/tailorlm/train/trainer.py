@@ -23,15 +23,17 @@ from transformers import (
     EarlyStoppingCallback,
     PreTrainedModel,
     PreTrainedTokenizerBase,
-    Trainer,
     TrainingArguments,
 )
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from tailorlm.errors import UserError
 from tailorlm.recipe import Recipe
 from tailorlm.tasks.base import EncodedSplits, Task
 from tailorlm.train.callbacks import DivergenceGuard, LogHistoryWriter, RichProgressCallback
+from tailorlm.train.distributed import world_size
+from tailorlm.train.optim import optimizer_cls_and_kwargs
+from tailorlm.train.resume import ResumableTrainer, last_checkpoint, save_callbacks, train_guarded
+from tailorlm.train.speed import speed_arguments
 
 LOSS_METRICS = {"loss", "eval_loss", "perplexity"}
 
@@ -59,7 +61,7 @@ def use_bf16(recipe: Recipe) -> bool:
 
 def _steps_per_epoch(n_rows: int, recipe: Recipe) -> int:
     t = recipe.training
-    return max(1, math.ceil(math.ceil(n_rows / t.batch_size) / t.gradient_accumulation))
+    return max(1, math.ceil(math.ceil(n_rows / (t.batch_size * world_size())) / t.gradient_accumulation))
 
 
 def training_arguments(recipe: Recipe, task: Task, n_train: int, has_validation: bool, out: Path) -> TrainingArguments:
@@ -84,10 +86,13 @@ def training_arguments(recipe: Recipe, task: Task, n_train: int, has_validation:
         data_seed=t.seed,
         eval_strategy=evaluating,
         eval_steps=eval_every,
-        save_strategy=evaluating,
-        save_steps=eval_every,
+        # checkpoints at each evaluation, or every training.save_steps without validation (resume needs them);
+        # full checkpoints (optimiser, scheduler, RNG) unless resuming is off (train/resume.py)
+        save_strategy="steps" if has_validation or t.resume != "never" else "no",
+        save_steps=eval_every if has_validation else (t.save_steps or eval_every),
         save_total_limit=t.save_total_limit,
-        save_only_model=True,
+        save_only_model=t.resume == "never",
+        logging_nan_inf_filter=False,  # DivergenceGuard must see a NaN loss, not Trainer's stand-in average
         load_best_model_at_end=has_validation,
         metric_for_best_model=metric if has_validation else None,
         greater_is_better=task.greater_is_better if metric == task.default_metric else metric not in LOSS_METRICS,
@@ -97,20 +102,12 @@ def training_arguments(recipe: Recipe, task: Task, n_train: int, has_validation:
         length_column_name="length",
         bf16=use_bf16(recipe),
         fp16=t.precision == "fp16",
-        optim="adamw_torch_fused" if _fused_adamw_available() else "adamw_torch",
-        dataloader_num_workers=t.num_workers,
-        dataloader_pin_memory=torch.cuda.is_available(),
+        **speed_arguments(t, token_weighted_loss=task.peft_task_type == "CAUSAL_LM"),  # train/speed.py
         use_cpu=not torch.cuda.is_available(),
         report_to=[],
         disable_tqdm=True,
         remove_unused_columns=True,
     )
-
-
-def _fused_adamw_available() -> bool:
-    """torch ≥ 2.4 has a fused AdamW for CPU and CUDA; older ones only for CUDA."""
-    major, minor = (int(x) for x in torch.__version__.split(".")[:2])
-    return (major, minor) >= (2, 4)
 
 
 def fit(
@@ -123,13 +120,20 @@ def fit(
     checkpoints: Path,
     log_path: Path,
     console: Console,
+    extra_callbacks: list[Any] | None = None,
+    resume_from: Path | None = None,
 ) -> TrainOutcome:
-    """Train ``model`` in place; the best validation checkpoint is loaded back at the end."""
+    """Train ``model`` in place; the best validation checkpoint is loaded back at the end.
+
+    ``resume_from``: a complete checkpoint of an interrupted run of the same recipe (train/resume.py).
+    """
     has_validation = encoded.validation is not None and len(encoded.validation) > 0
     args = training_arguments(recipe, task, len(encoded.train), has_validation, checkpoints)
     metric = recipe.training.metric or task.default_metric
     guard = DivergenceGuard()
-    callbacks: list[Any] = [RichProgressCallback(console, metric), guard, LogHistoryWriter(log_path)]
+    callbacks: list[Any] = [*save_callbacks(recipe, has_validation), RichProgressCallback(console, metric), guard,
+                            LogHistoryWriter(log_path)]  # the guard after SaveEvery: it can cancel a NaN save
+    callbacks.extend(extra_callbacks or [])  # e.g. tune's pruning callback (tailorlm/tune/objective.py)
     if has_validation and recipe.training.early_stopping_patience:
         callbacks.append(
             EarlyStoppingCallback(
@@ -137,7 +141,7 @@ def fit(
                 early_stopping_threshold=recipe.training.early_stopping_min_delta,
             )
         )
-    trainer = Trainer(
+    trainer = ResumableTrainer(  # Trainer with a (seed, epoch)-determined batch order (train/resume.py)
         model=model,
         args=args,
         train_dataset=encoded.train,
@@ -146,21 +150,20 @@ def fit(
         processing_class=tokenizer,
         compute_metrics=task.compute_metrics(data) if has_validation else None,
         callbacks=callbacks,
+        # layer-wise LR decay: per-layer param groups, same optimizer class (train/optim.py); None when off
+        optimizer_cls_and_kwargs=optimizer_cls_and_kwargs(model, args, recipe.training.layer_lr_decay),
     )
     # Our rich progress replaces Trainer's tqdm bar and its print-every-log fallback.
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     started = time.perf_counter()
-    trainer.train()
+    train_guarded(trainer, recipe, model, checkpoints, resume_from)  # disk check, resume, OOM -> UserError
     runtime = time.perf_counter() - started
     if guard.diverged_at is not None:
-        raise UserError(
-            f"training diverged: the loss became {guard.value} at step {guard.diverged_at}; lower "
-            "training.learning_rate, use bf16 instead of fp16, or set training.max_grad_norm"
-        )
+        raise guard.error(last_checkpoint(checkpoints))
     state = trainer.state
     planned_steps = state.max_steps
-    samples = state.global_step * recipe.training.batch_size * recipe.training.gradient_accumulation
+    samples = state.global_step * recipe.training.batch_size * recipe.training.gradient_accumulation * world_size()
     tokens = int(sum(encoded.train["length"]) * (state.epoch or 0))
     return TrainOutcome(
         log_history=list(state.log_history),

@@ -1,0 +1,284 @@
+"""The CPU suite: plain Trainer vs tailorlm on MiniLM, plus one row per speed-up, in ~10 minutes on 2 cores.
+
+Datasets (written to a temporary folder, deterministic from the seed):
+
+- ``demo``: the classification demo (``tailor demo-data``): short customer messages, 9 intents;
+- ``longtail``: 4 classes whose keywords recur through filler text; lengths in words are log-normal (log-mean 4.0,
+  log-sd 0.8, clamped 8..400), i.e. a median near 55 words and a tail past 300, as in reviews or support tickets;
+- ``longtail-gen``: prompt/response pairs with log-normal lengths, for packing (a decoder-only model).
+
+Rows: the Trainer a careful user writes (tokenise with truncation at the model limit, DataCollatorWithPadding,
+random batches, the same precision, epochs, learning rate, batch size and seed) against tailorlm's pipeline
+(``tailorlm.run.run``) with its defaults; then tailorlm with one setting flipped per row (the ablations).
+tailorlm trains on exactly the Trainer's rows (``data.split.validation: 0``, the same test file) with its
+baselines off, so both train the same examples for the same steps.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from benchmarks.suites.common import Row, keyword_text, lognormal_lengths, measure, print_table, write_json
+
+KEYWORDS = {
+    "refund": ["refund", "money", "back", "return", "reimburse"],
+    "delivery": ["parcel", "courier", "delivery", "arrived", "tracking"],
+    "account": ["password", "login", "account", "email", "locked"],
+    "praise": ["thanks", "brilliant", "great", "helpful", "lovely"],
+}
+
+
+@dataclass
+class Settings:
+    """The knobs of a CPU run; ``quick`` shrinks everything for a smoke test."""
+
+    n_train: int = 320
+    n_test: int = 160
+    epochs: float = 1.0
+    batch_size: int = 16
+    learning_rate: float = 1e-4
+    seed: int = 42
+    model: str = "minilm"
+    ablations: bool = True
+    packing: bool = True
+    gen_train: int = 160
+    compile: bool = False
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+def longtail_frames(n_train: int, n_test: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Keyword texts of log-normal length (words): learnable in one epoch, with a long tail of long texts."""
+    rng = random.Random(seed)
+    labels = list(KEYWORDS)
+    lengths = lognormal_lengths(n_train + n_test, 4.0, 0.8, 8, 400, seed)
+    rows = [{"text": keyword_text(KEYWORDS[labels[i % len(labels)]], n, rng), "label": labels[i % len(labels)]}
+            for i, n in enumerate(lengths)]
+    rng.shuffle(rows)
+    frame = pd.DataFrame(rows)
+    return frame.iloc[:n_train].reset_index(drop=True), frame.iloc[n_train:].reset_index(drop=True)
+
+
+def demo_frames(n_train: int, n_test: int, seed: int, work: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The classification demo's own train and test files (its test holds phrasings unseen in training)."""
+    from tailorlm.data.demo import generate_demo_dataset
+
+    paths = generate_demo_dataset(work / "demo-src", seed=13)
+    train = pd.read_csv(paths["train"]).sample(n=n_train, random_state=seed).reset_index(drop=True)
+    test = pd.read_csv(paths["test"]).sample(n=n_test, random_state=seed).reset_index(drop=True)
+    return train, test
+
+
+def write_split(train: pd.DataFrame, test: pd.DataFrame, folder: Path) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    train.to_csv(folder / "train.csv", index=False)
+    test.to_csv(folder / "test.csv", index=False)
+    return folder / "train.csv", folder / "test.csv"
+
+
+def generation_files(n_train: int, n_test: int, seed: int, folder: Path) -> tuple[Path, Path]:
+    """Prompt/response pairs, response lengths log-normal in words: what packing is for."""
+    rng = random.Random(seed)
+    lengths = lognormal_lengths(n_train + n_test, 3.6, 0.8, 4, 300, seed + 1)
+    rows = []
+    for i, n in enumerate(lengths):
+        label = list(KEYWORDS)[i % len(KEYWORDS)]
+        rows.append({"prompt": f"Write a {label} note of about {n} words.",
+                     "response": keyword_text(KEYWORDS[label], n, rng)})
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, part in (("train", rows[:n_train]), ("test", rows[n_train:])):
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
+    return folder / "train.jsonl", folder / "test.jsonl"
+
+
+def tiny_decoder(folder: Path) -> Path:
+    """A 4-layer, 256-wide Llama (random init) with SmolLM2's tokenizer: a decoder that trains on 2 cores."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tailorlm.models.loading import load_tokenizer
+    from tailorlm.models.registry import resolve_model
+    from tailorlm.recipe import ModelConfig
+
+    resolved = resolve_model("smollm2")
+    tokenizer = load_tokenizer(resolved, ModelConfig(name="smollm2"))
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=256, intermediate_size=688, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------- the two sides
+
+
+def plain_trainer(dataset: str, train_csv: Path, test_csv: Path, model_path: str, s: Settings, out: Path) -> Row:
+    """transformers' Trainer as its text-classification example sets it up."""
+    from datasets import Dataset
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
+
+    train = pd.read_csv(train_csv, dtype=str, keep_default_na=False)
+    test = pd.read_csv(test_csv, dtype=str, keep_default_na=False)
+    labels = sorted(set(train["label"]))
+    label2id = {label: i for i, label in enumerate(labels)}
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+
+    def encode(frame: pd.DataFrame) -> Dataset:
+        encoded = tokenizer(list(frame["text"]), truncation=True)
+        return Dataset.from_dict(dict(encoded) | {"labels": [label2id[x] for x in frame["label"]]})
+
+    train_ds, test_ds = encode(train), encode(test)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id
+    )
+    args = TrainingArguments(
+        output_dir=str(out / "trainer"), num_train_epochs=s.epochs, learning_rate=s.learning_rate,
+        per_device_train_batch_size=s.batch_size, per_device_eval_batch_size=2 * s.batch_size, seed=s.seed,
+        save_strategy="no", eval_strategy="no", report_to=[], disable_tqdm=True, logging_strategy="no",
+        use_cpu=not torch.cuda.is_available(), bf16=False,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=train_ds, data_collator=DataCollatorWithPadding(tokenizer),
+                      processing_class=tokenizer)
+    started = time.perf_counter()
+    trainer.train()
+    train_s = time.perf_counter() - started
+    predictions = trainer.predict(test_ds).predictions.argmax(axis=1)
+    accuracy = float((predictions == test_ds["labels"]).mean())
+    tokens = sum(len(ids) for ids in train_ds["input_ids"])
+    return Row("transformers.Trainer", "Trainer", dataset, round(train_s, 2), int(len(train_ds) * s.epochs),
+               int(tokens * s.epochs), "accuracy", accuracy)
+
+
+def tailorlm_row(name: str, dataset: str, raw: dict[str, Any], s: Settings, metric: str = "accuracy") -> Row:
+    """One run of tailorlm's real pipeline; throughput from its own metrics.json (training time only)."""
+    from rich.console import Console
+
+    from tailorlm.recipe import recipe_from_dict
+    from tailorlm.run import run
+
+    metrics = run(recipe_from_dict(raw, f"benchmark {name}"), Console(stderr=True, quiet=True))
+    train = metrics["train"]
+    samples = int(metrics["data"]["train"] * s.epochs)
+    tokens = int(train["tokens_per_s"] * train["runtime_s"])
+    value = metrics["tuned"].get(metric)
+    return Row(name, "tailorlm", dataset, train["runtime_s"], samples, tokens, metric, value,
+               extra={"timings_s": metrics["timings_s"], "max_length": metrics["model"]["max_length"]})
+
+
+def classification_recipe(train_csv: Path, test_csv: Path, s: Settings, out: Path, **training: Any) -> dict:
+    return {
+        "task": "classification", "output_dir": str(out), "model": {"name": s.model},
+        "data": {"train": str(train_csv), "test": str(test_csv), "split": {"validation": 0.0}},
+        "training": {"epochs": s.epochs, "learning_rate": s.learning_rate, "batch_size": s.batch_size,
+                     "seed": s.seed, **training},
+        "baseline": {"zero_shot": False, "linear_probe": False},
+        "report": {"top_errors": 0},
+    }
+
+
+#: one setting flipped per row, relative to tailorlm's defaults on this machine. torch.compile is not a row of the
+#: CPU suite: on 2 cores its compilation alone (inductor, a new graph per batch shape) took 467 s against 42 s for
+#: a whole uncompiled run of 2 steps, so ``torch_compile: auto`` is off on CPU; ``--compile`` adds the row anyway.
+ABLATIONS: list[tuple[str, dict[str, Any]]] = [
+    ("no length grouping", {"group_by_length": False}),
+    ("max_length 512 (no p99 cut)", {"max_length": 512}),
+    ("bf16 autocast", {"precision": "bf16"}),
+    ("plain AdamW (not fused)", {"optimizer": "adamw"}),
+    ("gradient checkpointing", {"gradient_checkpointing": True}),
+    ("2 dataloader workers", {"num_workers": 2}),
+]
+
+
+# ---------------------------------------------------------------------------------------------- the suite
+
+
+def classification_rows(dataset: str, train_csv: Path, test_csv: Path, s: Settings, work: Path,
+                        ablations: bool) -> list[Row]:
+    from tailorlm.models.registry import resolve_model
+
+    model_path = resolve_model(s.model).source
+    rows = [
+        measure(lambda: plain_trainer(dataset, train_csv, test_csv, model_path, s, work / dataset)),
+        measure(lambda: tailorlm_row("tailorlm (defaults)", dataset,
+                                     classification_recipe(train_csv, test_csv, s, work / dataset / "t0"), s)),
+    ]
+    if ablations:
+        extra = [("torch.compile", {"torch_compile": "on"})] if s.compile else []
+        for i, (name, change) in enumerate(ABLATIONS + extra, start=1):
+            raw = classification_recipe(train_csv, test_csv, s, work / dataset / f"t{i}", **change)
+            rows.append(measure(lambda raw=raw, name=name: tailorlm_row(f"tailorlm, {name}", dataset, raw, s)))
+    return rows
+
+
+def packing_rows(s: Settings, work: Path) -> list[Row]:
+    """Decoder fine-tune on long-tailed pairs: padded length-grouped batches vs packed rows."""
+    model_dir = tiny_decoder(work / "tiny-decoder")
+    train, test = generation_files(s.gen_train, max(16, s.gen_train // 8), s.seed, work / "gen")
+    rows = []
+    for name, packing in (("tailorlm, padded batches", False), ("tailorlm, packing", True)):
+        raw = {
+            "task": "generation", "output_dir": str(work / f"gen-{packing}"), "model": {"name": str(model_dir)},
+            "data": {"train": str(train), "test": str(test), "split": {"validation": 0.0}},
+            "training": {"epochs": s.epochs, "learning_rate": 1e-3, "batch_size": s.batch_size, "seed": s.seed,
+                         "max_length": 512},
+            "lm": {"packing": packing, "chat_template": "none"},
+            "generation": {"samples": 0, "max_eval_rows": 8},
+        }
+        rows.append(measure(lambda raw=raw, name=name: tailorlm_row(name, "longtail-gen", raw, s, "perplexity")))
+    return rows
+
+
+def run_suite(out: Path, s: Settings) -> dict[str, Any]:
+    from tailorlm.cli import _quiet_libraries
+
+    _quiet_libraries()
+    work = Path(tempfile.mkdtemp(prefix="tailor-bench-cpu-"))
+    print(f"cpu suite: {s}\nwork folder: {work}", flush=True)
+    started = time.perf_counter()
+    longtail = write_split(*longtail_frames(s.n_train, s.n_test, s.seed), work / "longtail")
+    demo = write_split(*demo_frames(s.n_train, s.n_test, s.seed, work), work / "demo")
+    rows = classification_rows("longtail", *longtail, s, work, s.ablations)
+    rows += classification_rows("demo", *demo, s, work, ablations=False)
+    if s.packing:
+        rows += packing_rows(s, work)
+    references = {"longtail": rows[0], "demo": next(r for r in rows if r.dataset == "demo"),
+                  "longtail-gen": next((r for r in rows if r.dataset == "longtail-gen"), rows[0])}
+    table = print_table(rows, references)
+    summary = headline(rows)
+    print(summary["text"], flush=True)
+    write_json(out, "cpu", rows, references, table, {"settings": s.__dict__, "headline": summary,
+                                                      "suite_wall_s": round(time.perf_counter() - started, 1)})
+    return summary
+
+
+def headline(rows: list[Row]) -> dict[str, Any]:
+    """The acceptance figures: tailorlm/Trainer samples/s and the accuracy gap, per classification dataset."""
+    result: dict[str, Any] = {}
+    lines = []
+    for dataset in ("longtail", "demo"):
+        trainer = next(r for r in rows if r.dataset == dataset and r.side == "Trainer")
+        tailor = next(r for r in rows if r.dataset == dataset and r.name == "tailorlm (defaults)")
+        speed = tailor.samples_per_s / trainer.samples_per_s
+        gap = 100 * ((tailor.metric or 0) - (trainer.metric or 0))
+        result[dataset] = {"samples_per_s_ratio": round(speed, 3), "accuracy_points": round(gap, 2)}
+        lines.append(f"{dataset}: tailorlm/Trainer samples/s {speed:.2f}x, accuracy {gap:+.2f} points")
+    result["text"] = "\n".join(lines)
+    return result

@@ -1,0 +1,109 @@
+"""What a run was made from, and running it again: data file hashes, determinism, ``tailor run --reproduce``.
+
+``run_info.json`` (next to ``recipe.resolved.yaml``) records library versions, the git revision and, from here,
+the sha256 of every data file. ``tailor run --reproduce RUN_DIR`` reads the resolved recipe back, points it at a
+new output folder and warns when a data file's content no longer matches its recorded hash: the same recipe
+on different data is a different experiment. On CPU the same recipe and seed give the same metrics.json
+(timings aside); on GPUs some kernels are non-deterministic, so expect small differences there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from tailorlm.errors import UserError
+from tailorlm.recipe import Recipe, load_recipe
+
+DATA_KEYS = ("train", "validation", "test")
+_CHUNK = 1 << 20
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks (data files may be larger than memory)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def data_files(recipe: Recipe) -> dict[str, dict[str, Any]]:
+    """``{"data.train": {"path", "sha256", "bytes"}, ...}`` for the data files the recipe names and that exist."""
+    files: dict[str, dict[str, Any]] = {}
+    for key in DATA_KEYS:
+        name = getattr(recipe.data, key)
+        if not name:
+            continue
+        path = Path(name).expanduser()
+        if path.is_file():
+            files[f"data.{key}"] = {"path": str(path.resolve()), "sha256": sha256_of(path),
+                                    "bytes": path.stat().st_size}
+    return files
+
+
+def changed_data_files(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Recipe keys of data files whose hash differs from (or is missing in) the recorded one."""
+    changed = []
+    for key in sorted(set(stored) | set(current)):
+        old, new = stored.get(key) or {}, current.get(key) or {}
+        if old.get("sha256") != new.get("sha256"):
+            changed.append(key)
+    return changed
+
+
+def make_deterministic(on_gpu: bool) -> None:
+    """Deterministic kernels where they cost little: always on CPU; on GPU the defaults stay (speed).
+
+    ``warn_only`` keeps an op without a deterministic kernel from failing the run.
+    """
+    import torch
+
+    if not on_gpu:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+# ------------------------------------------------------------------------------------------- --reproduce
+
+
+def reproduce_args(run_dir: Path, overrides: list[str] | None) -> tuple[Path, list[str]]:
+    """The recipe file and ``--set`` overrides that rerun ``run_dir``: its resolved recipe, into a new folder.
+
+    The output folder is ``<run_dir>-reproduce`` unless ``--set output_dir=...`` names one; rerunning into the
+    original folder would overwrite the run one wants to compare against, so that is refused.
+    """
+    resolved = run_dir / "recipe.resolved.yaml"
+    if not resolved.is_file():
+        raise UserError(f"{run_dir}: no recipe.resolved.yaml; pass the output_dir of an earlier `tailor run`")
+    extra = list(overrides or [])
+    chosen = [o.partition("=")[2] for o in extra if o.strip().startswith("output_dir=")]
+    target = chosen[-1] if chosen else f"{run_dir.resolve()}-reproduce"
+    if Path(target).expanduser().resolve() == run_dir.resolve():
+        raise UserError(f"{run_dir}: --reproduce writes to a new folder; set --set output_dir=OTHER")
+    return resolved, [*extra, f"output_dir={target}", "training.resume=never"]
+
+
+def check_reproducible(run_dir: Path, overrides: list[str]) -> list[str]:
+    """Warnings for a --reproduce: data files whose content differs from the original run's."""
+    recipe = load_recipe(run_dir / "recipe.resolved.yaml", overrides)
+    return data_drift_warnings(run_dir, recipe)
+
+
+def data_drift_warnings(run_dir: Path, recipe: Recipe) -> list[str]:
+    """One line per data file whose content differs from what the original run recorded."""
+    import json
+
+    info_file = run_dir / "run_info.json"
+    try:
+        stored = json.loads(info_file.read_text(encoding="utf-8")).get("data_files") or {}
+    except (OSError, ValueError):
+        return [f"{info_file}: unreadable or missing; the data cannot be checked against the original run"]
+    if not stored:
+        return [f"{info_file}: records no data hashes (older run); the data cannot be checked"]
+    current = data_files(recipe)
+    return [
+        f"{key} ({(current.get(key) or stored.get(key) or {}).get('path')}) differs from the original run's "
+        "(sha256 changed or file missing): the numbers may differ"
+        for key in changed_data_files(stored, current)
+    ]

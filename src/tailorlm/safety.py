@@ -1,0 +1,190 @@
+"""Guards that turn dangerous or doomed runs into one clear line before any harm or wasted hours.
+
+- **Where a run writes.** Every file a run writes lies inside ``output_dir`` (``RunDir``). The folder must not be
+  the filesystem root or the home directory, and no data file may lie inside it: a run replaces ``model/``,
+  deletes ``checkpoints/`` and rewrites files such as ``metrics.json``, so inputs there could be overwritten.
+- **Code shipped with a model.** A model folder whose config names its own Python classes (``auto_map``) is
+  loaded only with ``model.trust_remote_code: true``; without it the run stops before transformers can import
+  anything from the folder. Weights are safetensors-only unless ``model.allow_pickle`` (models/registry.py).
+- **Disk.** Checkpoints with optimiser state take about three times the model's size each; the free space is
+  checked before training and before saving, not discovered when the disk fills up at hour three.
+- **Memory.** A CUDA out-of-memory error becomes a message listing the recipe keys that reduce memory.
+- **Signals.** SIGTERM (a scheduler stopping the job) is raised as ``KeyboardInterrupt`` so status.json says
+  ``interrupted`` and the checkpoints stay for ``tailor run --resume``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tailorlm.errors import ModelError, RecipeError, UserError
+from tailorlm.recipe import Recipe
+
+GIB = 1024**3
+
+
+# ------------------------------------------------------------------------------------------- output_dir
+
+
+def check_output_dir(recipe: Recipe) -> Path:
+    """The resolved output folder, refused when writing there could destroy something (module docstring)."""
+    out = Path(recipe.output_dir).expanduser().resolve()
+    if out == Path(out.anchor) or out == Path.home().resolve():
+        raise RecipeError(
+            f"output_dir {recipe.output_dir!r} is {'the filesystem root' if out == Path(out.anchor) else 'your home'} "
+            "folder; choose a dedicated folder such as runs/NAME"
+        )
+    for key in ("train", "validation", "test"):
+        name = getattr(recipe.data, key)
+        if not name:
+            continue
+        data = Path(name).expanduser().resolve()
+        if data == out or out in data.parents:
+            raise RecipeError(
+                f"data.{key} ({name}) lies inside output_dir ({recipe.output_dir}); a run rewrites files there, so "
+                "keep data and outputs apart: set output_dir to another folder, e.g. runs/NAME"
+            )
+    return out
+
+
+# ------------------------------------------------------------------------------------------- remote code
+
+
+def _auto_map(folder: Path) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for name in ("config.json", "tokenizer_config.json", "processor_config.json"):
+        try:
+            value = json.loads((folder / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(value, dict) and isinstance(value.get("auto_map"), dict):
+            found.update(value["auto_map"])
+    return found
+
+
+def check_remote_code(folder: Path, source_name: str, trust_remote_code: bool) -> None:
+    """Refuse a local model folder that ships its own classes unless the recipe trusts it.
+
+    Checked here rather than left to transformers so that nothing from the folder is imported, whatever the
+    installed transformers version decides about models whose ``model_type`` it also knows.
+    """
+    if trust_remote_code or not folder.is_dir():
+        return
+    auto_map = _auto_map(folder)
+    if not auto_map:
+        return
+    modules = sorted({str(v).split(".")[0] + ".py" for value in auto_map.values()
+                      for v in (value if isinstance(value, list) else [value]) if v and "--" not in str(v)})
+    shown = ", ".join(modules) or "custom classes"
+    raise ModelError(
+        f"{source_name}: the model ships its own code ({shown}, via auto_map) which is not run by default; "
+        "use a model without custom code, or set model.trust_remote_code=true if you trust its source"
+    )
+
+
+# ------------------------------------------------------------------------------------------- disk
+
+
+def model_bytes(model: Any) -> int:
+    """Bytes of the model's parameters and buffers as stored (dtype sizes respected)."""
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    buffers = sum(b.numel() * b.element_size() for b in model.buffers())
+    return int(params + buffers)
+
+
+def checkpoint_bytes(model: Any, full: bool) -> int:
+    """One checkpoint: weights, plus AdamW's two moments (about 2x the trainable weights) when ``full``."""
+    size = model_bytes(model)
+    if full:
+        trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+        size += 2 * trainable
+    return size
+
+
+def check_free_disk(folder: Path, needed: int, what: str) -> None:
+    """Fail now, with numbers, when ``folder``'s filesystem has less than ``needed`` bytes free (+10%)."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if free < needed * 1.1:
+        raise UserError(
+            f"{folder}: not enough free disk for {what} (needs about {needed / GIB:.2f} GiB, {free / GIB:.2f} GiB "
+            "free); free space, choose another output_dir, or lower training.save_total_limit / set "
+            "training.resume=never (checkpoints without optimiser state)"
+        )
+
+
+def training_disk_need(model: Any, full_checkpoints: bool, keep: int) -> int:
+    """Checkpoints kept at once (``save_total_limit`` + the best one + the one being written) and model/."""
+    return checkpoint_bytes(model, full_checkpoints) * (keep + 2) + model_bytes(model)
+
+
+# ------------------------------------------------------------------------------------------- memory
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    oom = getattr(torch.cuda, "OutOfMemoryError", None)
+    return (oom is not None and isinstance(exc, oom)) or (
+        isinstance(exc, RuntimeError) and "CUDA out of memory" in str(exc)
+    )
+
+
+def out_of_memory_error(recipe: Recipe) -> UserError:
+    t = recipe.training
+    return UserError(
+        f"GPU out of memory with training.batch_size={t.batch_size}; lower it (e.g. --set training.batch_size="
+        f"{max(1, t.batch_size // 2)}) with training.gradient_accumulation={t.gradient_accumulation * 2} to keep the "
+        "effective batch, set training.gradient_checkpointing=true, lower training.max_length, or let "
+        "training.auto_batch_size=true find a batch that fits"
+    )
+
+
+# ------------------------------------------------------------------------------------------- signals
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Inside the block, SIGTERM raises KeyboardInterrupt (so cleanup and status.json run); restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# ------------------------------------------------------------------------------------------- CSV for spreadsheets
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: Any) -> Any:
+    """A cell for a CSV that people open in a spreadsheet: text starting like a formula gets a leading quote.
+
+    (OWASP "CSV injection".) Numbers, including negative ones, stay as they are. tailorlm's own data outputs are
+    JSON Lines (rejects.jsonl, predictions.jsonl), which spreadsheets do not evaluate; CSV exports of user text
+    should pass each cell through here.
+    """
+    if not isinstance(value, str) or not value.startswith(_FORMULA_START):
+        return value
+    try:
+        float(value)
+        return value
+    except ValueError:
+        return "'" + value

@@ -1,0 +1,67 @@
+"""The speed settings of a run: recipe keys → TrainingArguments, with defaults that are right for the device.
+
+Each default is the fastest choice that cannot change the result beyond float noise on the machine it runs on
+(measured per setting in benchmarks/RESULTS.md):
+
+- ``optimizer: auto`` → torch's fused AdamW (one kernel for all parameters) where the installed torch has it;
+- ``torch_compile: auto`` → on for CUDA GPUs, off on CPU, where compiling each new batch shape costs more than a
+  short fine-tune gains;
+- TF32 matmuls on Ampere-or-newer GPUs (fp32 weights, 10-bit mantissa inputs: the PyTorch default for conv);
+- pinned host memory for the data loader on GPUs, persistent workers when ``num_workers > 0``;
+- ``gradient_checkpointing`` is off unless asked: it trades ~30% more compute for activation memory;
+- ``auto_batch_size`` (GPU only) halves the per-device batch on out-of-memory and retries (Trainer's
+  ``auto_find_batch_size``); the global batch then shrinks too, so it is off unless asked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from tailorlm.recipe import TrainingConfig
+
+
+def fused_adamw_available() -> bool:
+    """torch ≥ 2.4 has a fused AdamW for CPU and CUDA; older ones only for CUDA."""
+    major, minor = (int(x) for x in torch.__version__.split("+")[0].split(".")[:2])
+    return (major, minor) >= (2, 4) or torch.cuda.is_available()
+
+
+def optimizer_name(setting: str) -> str:
+    if setting == "adamw_fused" or (setting == "auto" and fused_adamw_available()):
+        return "adamw_torch_fused"
+    return "adamw_torch"
+
+
+def compile_enabled(setting: str) -> bool:
+    return setting == "on" or (setting == "auto" and torch.cuda.is_available())
+
+
+def tf32_supported() -> bool:
+    """TF32 tensor cores exist from Ampere (compute capability 8.0) on."""
+    return torch.cuda.is_available() and torch.cuda.get_device_capability(0)[0] >= 8
+
+
+def speed_arguments(t: TrainingConfig, token_weighted_loss: bool = False) -> dict[str, Any]:
+    """The TrainingArguments that set speed, memory and data-parallel behaviour, from the recipe's training section.
+
+    ``token_weighted_loss``: the model's loss divides by the batch's label count that Trainer passes it (causal
+    LMs). Only then may Trainer average tokens across processes: it multiplies the loss by the process count, and
+    a model that ignores the count (BERT's classifiers average per example) would get N times the loss and the
+    gradient under DDP.
+    """
+    cuda = torch.cuda.is_available()
+    return {
+        "average_tokens_across_devices": token_weighted_loss,
+        "optim": optimizer_name(t.optimizer),
+        "torch_compile": compile_enabled(t.torch_compile),
+        "gradient_checkpointing": t.gradient_checkpointing,
+        # non-reentrant checkpointing also works when the inputs need no grad (frozen embeddings under LoRA)
+        "gradient_checkpointing_kwargs": {"use_reentrant": False} if t.gradient_checkpointing else None,
+        "auto_find_batch_size": t.auto_batch_size and cuda,
+        "tf32": True if tf32_supported() else None,
+        "dataloader_num_workers": t.num_workers,
+        "dataloader_pin_memory": cuda,
+        "dataloader_persistent_workers": t.num_workers > 0,
+    }

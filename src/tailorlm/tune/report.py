@@ -1,0 +1,172 @@
+"""tune_report.html: did the search find anything, which keys mattered, and where to look next.
+
+Drawn with the run report's pieces (stylesheet, tables, SVG charts embedded as data URIs; ``tailorlm.report``),
+so it is one self-contained page like report.html. Three charts: the optimisation history (each trial's score
+and the best so far), one slice per searched key (score against the key's value), and the keys' importances
+(``optuna.importance.get_param_importances``, which needs a few complete trials with varied values).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from html import escape
+from typing import Any
+
+import matplotlib
+import numpy as np
+import optuna
+
+from tailorlm import __version__
+from tailorlm.report import Cell, Table, fmt
+from tailorlm.report.charts import _STYLE, EVAL_COLOUR, MUTED, TRAIN_COLOUR, _figure, _style_axes, short, to_svg
+from tailorlm.report.html import _css, _empty, _p, _safe_chart, _section, _table
+
+STATE_COLOURS = {"complete": TRAIN_COLOUR, "pruned": EVAL_COLOUR, "fail": "#c23b6b"}
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def importances(study: optuna.Study) -> dict[str, float] | None:
+    """Parameter importances, or None when too few complete trials vary the keys for Optuna to tell."""
+    try:
+        with warnings.catch_warnings():  # "importances will be equal" on tiny studies: the chart says enough
+            warnings.simplefilter("ignore")
+            return optuna.importance.get_param_importances(study)
+    except (ValueError, RuntimeError, ZeroDivisionError):
+        return None
+
+
+# ------------------------------------------------------------------------------------------ charts
+
+
+def history_chart(rows: list[dict[str, Any]], maximize: bool) -> str | None:
+    """Each trial's score by trial number (pruned ones at their last score) and the best-so-far line."""
+    points = [r for r in rows if _finite(r["value"]) and r["state"] in STATE_COLOURS]
+    if not points:
+        return None
+    with matplotlib.rc_context(_STYLE):
+        fig = _figure(7.0, 3.2)
+        ax = fig.subplots()
+        for state, colour in STATE_COLOURS.items():
+            mine = [r for r in points if r["state"] == state]
+            if mine:
+                ax.scatter([r["number"] for r in mine], [r["value"] for r in mine], color=colour, s=24,
+                           label=state, zorder=3)
+        complete = [r for r in points if r["state"] == "complete"]
+        if complete:
+            best = (np.maximum if maximize else np.minimum).accumulate([r["value"] for r in complete])
+            ax.step([r["number"] for r in complete], best, where="post", color=MUTED, linewidth=1.4,
+                    label="best so far")
+        ax.set(title="Optimisation history", xlabel="trial", ylabel="validation score")
+        _style_axes(ax, "both")
+        ax.legend(loc="best")
+        return to_svg(fig)
+
+
+def slice_chart(rows: list[dict[str, Any]], keys: list[str], log_keys: set[str]) -> str | None:
+    """One panel per searched key: score against the key's value, complete and pruned trials."""
+    points = [r for r in rows if _finite(r["value"]) and r["state"] in ("complete", "pruned")]
+    if not points or not keys:
+        return None
+    with matplotlib.rc_context(_STYLE):
+        fig = _figure(3.2 * len(keys) + 0.4, 3.0)
+        axes = np.atleast_1d(fig.subplots(1, len(keys), sharey=True))
+        for ax, key in zip(axes, keys, strict=True):
+            values = [r[key] for r in points]
+            numeric = all(_finite(v) for v in values)
+            xs: list[Any] = values if numeric else [str(v) for v in values]
+            colours = [STATE_COLOURS[r["state"]] for r in points]
+            ax.scatter(xs, [r["value"] for r in points], c=colours, s=24, zorder=3)
+            if numeric and key in log_keys:
+                ax.set_xscale("log")
+            ax.set(title=short(key, 30), xlabel="value")
+            _style_axes(ax, "both")
+        axes[0].set_ylabel("validation score")
+        return to_svg(fig)
+
+
+def importance_chart(scores: dict[str, float]) -> str:
+    names = list(scores)[::-1]
+    with matplotlib.rc_context(_STYLE):
+        fig = _figure(7.0, 0.45 * len(names) + 1.2)
+        ax = fig.subplots()
+        bars = ax.barh([short(n, 30) for n in names], [scores[n] for n in names], color=TRAIN_COLOUR)
+        ax.bar_label(bars, labels=[f"{scores[n]:.2f}" for n in names], padding=3, fontsize=8, color=MUTED)
+        ax.set_xlim(0, 1.1)
+        ax.set(title="Parameter importance", xlabel="share of the score's variation explained")
+        _style_axes(ax, "x")
+        return to_svg(fig)
+
+
+# ------------------------------------------------------------------------------------------ page
+
+
+def trials_table(rows: list[dict[str, Any]], keys: list[str], best: int | None) -> Table:
+    body = []
+    for row in rows:
+        style = "best" if row["number"] == best else ""
+        cells = [Cell(str(row["number"]), style), Cell(row["state"], style), Cell(fmt(row["value"], 4), style),
+                 Cell(fmt(row["duration_s"], 1))]
+        cells += [Cell(f"{row[k]:.4g}" if isinstance(row[k], float) else str(row[k])) for k in keys]
+        cells.append(Cell(row["note"], "muted"))
+        body.append(cells)
+    headers = ["Trial", "State", "Score", "Seconds", *keys, "Note"]
+    return Table(headers, body, frozenset({0, 2, 3}))
+
+
+def render_tune_report(study: optuna.Study, rows: list[dict[str, Any]], summary: dict[str, Any],
+                       keys: list[str]) -> str:
+    maximize = summary["direction"] == "maximize"
+    best = summary["best"]
+    log_keys = {k for k, spec in summary["space"].items() if spec.get("type") == "loguniform"}
+    scores = importances(study)
+    sections = [
+        ("summary", "Best trial", _summary_html(summary)),
+        ("history", "Optimisation history",
+         _safe_chart(lambda: history_chart(rows, maximize), "score of each trial and the best so far")),
+        ("slices", "Score by value of each key",
+         _safe_chart(lambda: slice_chart(rows, keys, log_keys), "score against each searched key")),
+        ("importance", "Which keys mattered",
+         _safe_chart(lambda: importance_chart(scores), "importance of each searched key") if scores
+         else _empty("Not enough complete trials with different values to estimate importances.")),
+        ("trials", "All trials", _table(trials_table(rows, keys, best["number"] if best else None))),
+    ]
+    body = "\n".join(_section(sid, heading, html) for sid, heading, html in sections)
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>tailorlm tune report</title>
+<style>
+{_css()}
+</style>
+</head>
+<body>
+<header class="top"><div class="top-inner"><div class="brand">tailorlm <span>tune report</span></div>
+<nav>{"".join(f'<a href="#{sid}">{escape(h)}</a>' for sid, h, _ in sections)}</nav></div></header>
+<main>
+<h1>Hyperparameter search</h1>
+{_p(f"{summary['method']} search, {summary['counts']} trials; objective: validation {summary['metric']} "
+    f"({summary['direction']}). Scores are on the validation split; the test split is for the final run.", "lead")}
+{body}
+</main>
+<footer>Generated by tailorlm {escape(__version__)} on {time.strftime("%Y-%m-%d %H:%M")} from
+{escape(summary['storage'])}.</footer>
+</body>
+</html>
+"""
+
+
+def _summary_html(summary: dict[str, Any]) -> str:
+    best = summary["best"]
+    if not best:
+        return _empty("No trial has completed yet.")
+    facts = [("Trial", str(best["number"])), (f"Validation {summary['metric']}", fmt(best["value"], 4))]
+    facts += [(key, f"{v:.4g}" if isinstance(v, float) else str(v)) for key, v in best["params"].items()]
+    facts += [("Folder", str(best["dir"])), ("Reproduce", "tailor run best_recipe.yaml")]
+    return '<dl class="facts">' + "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in facts) + "</dl>"

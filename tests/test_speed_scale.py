@@ -1,0 +1,156 @@
+"""Issue 5: speed settings, data parallel on 2 CPU processes, memory estimates, and the benchmark's GPU dry run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tailorlm.errors import RecipeError
+from tailorlm.recipe import TrainingConfig, load_recipe
+from tests.conftest import write_recipe
+from tests.helpers import run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _ddp_recipe(tmp_path: Path, model: Path, data: Path, out: str) -> Path:
+    """Dropout 0 and random (not length-grouped) batches: the only differences left are float reduction order."""
+    return write_recipe(tmp_path / f"{out}.yaml", f"""
+task: classification
+output_dir: {tmp_path / out}
+model: {{name: {model}}}
+data:
+  train: {data}
+  split: {{validation: 0.2, test: 0.2}}
+training: {{epochs: 2, batch_size: 16, learning_rate: 5.0e-3, dropout: 0.0, group_by_length: false,
+           early_stopping_patience: null}}
+baseline: {{zero_shot: false, linear_probe: false}}
+""")
+
+
+def _losses(run_dir: Path) -> list[float]:
+    return [e["loss"] for e in json.loads((run_dir / "log_history.json").read_text()) if "loss" in e]
+
+
+@pytest.mark.timeout(300)
+def test_two_cpu_processes_match_one_process(tmp_path: Path, tiny_model_dir: Path, sentiment_csv: Path) -> None:
+    """`tailor run --num-processes 2` (torchrun, gloo) with half the per-device batch trains like one process.
+
+    96 training rows = 6 global batches of 16, so no rank pads its last batch with repeated rows.
+    """
+    from safetensors.torch import load_file
+
+    code, _, stderr = run_cli(["run", str(_ddp_recipe(tmp_path, tiny_model_dir, sentiment_csv, "one"))])
+    assert code == 0, stderr
+    env = os.environ | {"PYTHONPATH": str(ROOT / "src")}
+    env.pop("TAILORLM_LAUNCHED", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "tailorlm", "run", str(_ddp_recipe(tmp_path, tiny_model_dir, sentiment_csv, "two")),
+         "--num-processes", "2", "--set", "training.batch_size=8"],
+        capture_output=True, text=True, env=env, timeout=280, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert _losses(one) == pytest.approx(_losses(two), abs=1e-4)
+    assert _losses(one)[0] != pytest.approx(_losses(one)[-1], abs=1e-3)  # it did learn something
+    weights_one = load_file(one / "model" / "model.safetensors")
+    weights_two = load_file(two / "model" / "model.safetensors")
+    for name, tensor in weights_one.items():
+        torch.testing.assert_close(weights_two[name], tensor, atol=1e-4, rtol=1e-3)
+    # only the main process wrote the run directory: one rejects file, one metrics file, a finished status
+    assert json.loads((two / "status.json").read_text())["status"] == "finished"
+    assert json.loads((two / "metrics.json").read_text())["data"]["train"] == 96
+
+
+def test_launch_commands(tmp_path: Path) -> None:
+    from tailorlm.train.distributed import launch_command, launch_overrides
+
+    cpu = launch_command(["run", "r.yaml"], 2, gpu=False)
+    assert cpu[1:3] == ["-m", "torch.distributed.run"] and "--nproc_per_node" in cpu and cpu[-2:] == ["run", "r.yaml"]
+    config = tmp_path / "fsdp.yaml"
+    config.write_text("distributed_type: FSDP\n")
+    accel = launch_command(["run", "r.yaml"], 4, str(config), gpu=True)
+    assert accel[1:3] == ["-m", "accelerate.commands.launch"] and accel[accel.index("--config_file") + 1] == str(config)
+    with pytest.raises(RecipeError, match="not found"):
+        launch_command(["run", "r.yaml"], 2, str(tmp_path / "missing.yaml"))
+    with pytest.raises(RecipeError, match="GPU"):
+        launch_command(["run", "r.yaml"], torch.cuda.device_count() + 1, gpu=True)
+    assert launch_overrides(2, None) == ["training.num_processes=2"]
+
+
+def test_speed_keys_map_to_training_arguments() -> None:
+    from tailorlm.train.speed import compile_enabled, optimizer_name, speed_arguments
+
+    defaults = speed_arguments(TrainingConfig())
+    assert defaults["torch_compile"] is torch.cuda.is_available()  # auto: GPUs only
+    assert defaults["average_tokens_across_devices"] is False  # per-example losses must not be scaled under DDP
+    assert defaults["gradient_checkpointing"] is False and defaults["auto_find_batch_size"] is False
+    assert compile_enabled("on") and not compile_enabled("off")
+    assert optimizer_name("adamw") == "adamw_torch" and optimizer_name("adamw_fused") == "adamw_torch_fused"
+    on = speed_arguments(TrainingConfig(gradient_checkpointing=True, num_workers=2), token_weighted_loss=True)
+    assert on["gradient_checkpointing_kwargs"] == {"use_reentrant": False}
+    assert on["dataloader_persistent_workers"] and on["average_tokens_across_devices"]
+    with pytest.raises(RecipeError, match="torch_compile"):
+        load_recipe(None, ["training.torch_compile=sometimes"])
+
+
+def test_estimate_counts_parameters_without_loading(tiny_recipe: Path, tiny_model_dir: Path) -> None:
+    """Meta-device counts equal a real model's; LoRA's count equals peft's trainable parameters."""
+    from transformers import AutoModelForSequenceClassification
+
+    from tailorlm.models.estimate import estimate_recipe
+    from tailorlm.models.peft import apply_lora, count_parameters
+
+    recipe = load_recipe(tiny_recipe, ["data.labels=[negative, positive]", "training.max_length=64"])
+    est = estimate_recipe(recipe)
+    real = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
+    assert est.parameters == sum(p.numel() for p in real.parameters())
+    trainable, _ = count_parameters(apply_lora(real, recipe.model.peft, "SEQ_CLS"))
+    assert est.lora_trainable == trainable
+    full_fp32 = est.rows[0]
+    assert full_fp32.setting == "full · fp32" and full_fp32.optimizer == 8 * est.parameters
+    # activations: L·s·b·h·(34 + 5·a·s/h) bytes at 16 bit, twice in fp32
+    s, b, h, a, layers = 64, recipe.training.batch_size, 32, 2, 2
+    assert full_fp32.activations == pytest.approx(2 * layers * s * b * h * (34 + 5 * a * s / h))
+    assert est.rows[1].activations == pytest.approx(full_fp32.activations / 2)
+
+
+def test_cli_estimate_and_models(tiny_recipe: Path) -> None:
+    code, out, err = run_cli(["estimate", str(tiny_recipe)])
+    assert code == 0, err
+    assert "full · fp32" in out and "GiB" in out and "parameters" in out
+    code, out, err = run_cli(["models"])
+    assert code == 0, err
+    assert "minilm" in out and "22.7 M" in out
+
+
+def test_benchmark_gpu_suite_dry_run(tmp_path: Path) -> None:
+    """The GPU suite's configs, data, both sides and MFU on tiny shapes, 2 steps a row, on CPU."""
+    from benchmarks.run import main
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = main(["--suite", "gpu", "--dry-run", "--out", str(tmp_path / "gpu.json")])
+    finally:
+        torch.set_num_threads(threads)
+    payload = json.loads((tmp_path / "gpu.json").read_text())
+    assert result["rows"] == 6 and len(payload["rows"]) == 6
+    assert {r["dataset"] for r in payload["rows"]} == {"qwen2-full", "qwen2-lora", "bert-cls"}
+    assert all(r["real_tokens_per_s"] > 0 and r["metric"] is not None for r in payload["rows"])
+    assert payload["matmul_peak_flops"] > 0 and all(v > 0 for v in payload["mfu"].values())
+
+
+def test_benchmark_lognormal_lengths_are_long_tailed() -> None:
+    from benchmarks.suites.common import lognormal_lengths
+
+    lengths = lognormal_lengths(2000, 5.5, 0.7, 16, 1024, seed=0)
+    assert min(lengths) >= 16 and max(lengths) <= 1024
+    median, p99 = sorted(lengths)[1000], sorted(lengths)[1980]
+    assert 200 < median < 300 and p99 > 3 * median
