@@ -160,7 +160,11 @@ def plan_resume(recipe: Recipe, run_dir: RunDir) -> ResumePlan:
 
 
 def _why_not_resumable(recipe: Recipe, run_dir: RunDir, status: dict[str, Any]) -> str | None:
+    from tailorlm.train.distributed import world_size
+
     state = status.get("status")
+    if world_size() > 1:  # the worker processes do not plan a resume (train/distributed.py): not supported yet
+        return "resuming a multi-process run (training.num_processes > 1) is not supported"
     if state not in RESUMABLE_STATUSES:
         return "no interrupted run here" if state is None else f"the run in it is {state}"
     if last_checkpoint(run_dir.checkpoints) is None:
