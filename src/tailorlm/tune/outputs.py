@@ -68,15 +68,22 @@ def best_recipe_text(recipe: Recipe, params: dict[str, Any], out: Path, header: 
     return header + yaml.safe_dump(raw, sort_keys=False, allow_unicode=True)
 
 
+def write_trials(study: optuna.Study, recipe: Recipe, out: Path) -> list[dict[str, Any]]:
+    """trials.csv, rewritten after every trial so that a killed search still leaves an up-to-date table."""
+    keys = list(recipe.search.space)
+    rows = trial_rows(study, keys)
+    atomic_write_text(out / "trials.csv", rows_csv(rows, keys))
+    return rows
+
+
 def write_outputs(study: optuna.Study, recipe: Recipe, out: Path, metric: str, direction: str) -> dict[str, Path]:
     """Write trials.csv, tune.json, best_recipe.yaml (when a trial completed) and tune_report.html."""
     from tailorlm.tune.report import render_tune_report
     from tailorlm.tune.study import best_trial, counts
 
     keys = list(recipe.search.space)
-    rows = trial_rows(study, keys)
+    rows = write_trials(study, recipe, out)
     files = {"trials": out / "trials.csv", "summary": out / "tune.json"}
-    atomic_write_text(files["trials"], rows_csv(rows, keys))
     best = best_trial(study)
     summary = {
         "method": recipe.search.method, "trials_target": recipe.search.trials, "metric": metric,

@@ -31,6 +31,7 @@ from tailorlm.errors import DataError, RecipeError, UserError
 from tailorlm.recipe import Recipe
 from tailorlm.rundir import RunDir
 from tailorlm.tune.objective import LOSS_LIKE, Objective, TrialFailed
+from tailorlm.tune.outputs import write_trials
 from tailorlm.tune.space import check_space, grid_size, grid_space
 
 STUDY_NAME = "tailor-tune"
@@ -198,6 +199,7 @@ def optimize(study: optuna.Study, objective: Objective, target: int, console: Co
         except KeyboardInterrupt:
             _requeue_last(study)
             raise
+        write_trials(study, objective.base, objective.out)
         last = study.trials[-1]
         if last.state == TrialState.FAIL:
             failures += 1
