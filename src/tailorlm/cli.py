@@ -461,13 +461,13 @@ COLUMNS = [("accuracy", "accuracy"), ("f1_macro", "macro-F1"), ("precision_macro
 
 def metrics_table(rows: dict[str, dict | None], title: str) -> Table:
     """Classification's fixed columns when the rows carry them, otherwise every flat score they have."""
-    from tailorlm.report import flat_metric_keys
+    from tailorlm.report import flat_metric_keys, headline_keys
 
     measured = [m for m in rows.values() if isinstance(m, dict)]
     classic = any("accuracy" in m and "f1_macro" in m for m in measured)
-    columns = COLUMNS if classic else [(k, k) for k in flat_metric_keys(measured)]
+    columns = COLUMNS if classic else [(k, k) for k in headline_keys(flat_metric_keys(measured))]
     table = Table(title=title)
-    table.add_column("model")
+    table.add_column("model", no_wrap=True)
     for _, header in columns:
         table.add_column(header, justify="right")
     for name, metrics in rows.items():

@@ -656,8 +656,18 @@ def flat_metric_keys(systems: list[Any]) -> list[str]:
     keys: list[str] = []
     for raw in systems:
         if isinstance(raw, dict) and "skipped" not in raw:
-            keys += [k for k, v in raw.items() if _finite(v) and k not in NOT_METRICS and k not in keys]
+            keys += [k for k, v in raw.items() if _finite(v) and not _is_count(k) and k not in keys]
     return keys
+
+
+def _is_count(key: str) -> bool:
+    """Row counts and bookkeeping (``n``, ``has_ans_n``, ``step``) are not scores to compare."""
+    return key in NOT_METRICS or key.endswith("_n")
+
+
+def headline_keys(keys: list[str]) -> list[str]:
+    """Keys that are not a breakdown of another key (``has_ans_f1`` breaks down ``f1``): what fits a terminal."""
+    return [k for k in keys if not any(k != other and k.endswith("_" + other) for other in keys)]
 
 
 def metric_name(key: str) -> str:
