@@ -11,6 +11,13 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two pytest workers on CI's two cores: one torch thread each, no oversubscription.
+    # Subprocesses the tests start (the real CLI, the DDP pair) inherit the setting.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
 
 POSITIVE = ["great", "lovely", "quick", "helpful", "friendly", "excellent", "smooth", "clear"]
 NEGATIVE = ["awful", "slow", "rude", "broken", "late", "confusing", "noisy", "expensive"]
