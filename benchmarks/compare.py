@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -28,46 +27,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from benchmarks.suites.common import PeakMemory
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-class PeakRSS:
-    """Peak resident memory (MiB) while a block runs, sampled from /proc (works per phase in one process)."""
-
-    def __init__(self, interval: float = 0.05) -> None:
-        self.interval = interval
-        self.peak = 0
-        self._stop = threading.Event()
-
-    @staticmethod
-    def current() -> int:
-        try:
-            with open("/proc/self/statm") as handle:
-                return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except OSError:
-            import resource
-
-            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.current())
-            time.sleep(self.interval)
-
-    def __enter__(self) -> PeakRSS:
-        self.peak = self.current()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def mib(self) -> float:
-        return round(self.peak / 2**20, 1)
 
 
 def split_csv(data: Path, test_share: float, seed: int, out: Path, max_rows: int | None) -> tuple[Path, Path]:
@@ -192,7 +155,7 @@ def tailorlm_run(train_csv: Path, test_csv: Path, model: str, args: argparse.Nam
 def measure(name: str, fn: Any) -> dict:
     gc.collect()
     torch.manual_seed(0)
-    with PeakRSS() as rss:
+    with PeakMemory() as rss:  # CPU: RSS sampled from /proc
         result = fn()
     result["peak_rss_mib"] = rss.mib
     print(f"[{name}] {json.dumps(result)}", flush=True)

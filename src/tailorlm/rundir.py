@@ -129,3 +129,16 @@ class RunDir:
     def set_status(self, status: str, **extra: Any) -> None:
         payload = {"status": status, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")} | extra
         atomic_write_json(self.status_file, payload)
+
+
+def process_alive(pid: Any) -> bool:
+    """Whether a process with this id (not this one) runs on this machine: the writer of a run or study folder."""
+    if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -18,7 +18,6 @@ kill in the middle of a save costs that checkpoint, never the run.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from tailorlm.errors import UserError
 from tailorlm.recipe import Recipe
-from tailorlm.rundir import RunDir
+from tailorlm.rundir import RunDir, process_alive
 
 RESUMABLE_STATUSES = ("running", "failed", "interrupted")
 WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors", "model.safetensors.index.json")
@@ -114,19 +113,6 @@ def _read_json(path: Path) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _alive(pid: Any) -> bool:
-    """Whether a process with this id runs on this machine (the pid of a run still writing the folder)."""
-    if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _data_changed(run_dir: RunDir, recipe: Recipe) -> list[str]:
     from tailorlm.provenance import changed_data_files, data_files
 
@@ -144,7 +130,7 @@ def plan_resume(recipe: Recipe, run_dir: RunDir) -> ResumePlan:
     if mode == "never":
         return ResumePlan(None, "training.resume is never")
     status = _read_json(run_dir.status_file)
-    if status.get("status") == "running" and _alive(status.get("pid")):
+    if status.get("status") == "running" and process_alive(status.get("pid")):
         raise UserError(
             f"{run_dir.path}: another tailor run (pid {status['pid']}) is still writing to this output_dir; "
             "wait for it, stop it, or choose another output_dir"

@@ -29,7 +29,7 @@ from rich.console import Console
 
 from tailorlm.errors import DataError, RecipeError, UserError
 from tailorlm.recipe import Recipe
-from tailorlm.rundir import RunDir
+from tailorlm.rundir import RunDir, process_alive
 from tailorlm.tune.objective import LOSS_LIKE, Objective, TrialFailed
 from tailorlm.tune.outputs import write_trials
 from tailorlm.tune.space import check_space, grid_size, grid_space
@@ -124,7 +124,7 @@ def study_lock(out: Path) -> Iterator[None]:
             pid = int(lock.read_text().strip() or 0)
         except (OSError, ValueError):
             pid = 0
-        if pid and pid != os.getpid() and _alive(pid):
+        if pid and pid != os.getpid() and process_alive(pid):
             raise UserError(f"{out}: another `tailor tune` (pid {pid}) is running on this study; wait for it, "
                             f"or delete {lock} if that process is gone")
     lock.write_text(str(os.getpid()))
@@ -132,16 +132,6 @@ def study_lock(out: Path) -> Iterator[None]:
         yield
     finally:
         lock.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def open_study(recipe: Recipe, out: Path, metric: str, direction: str) -> optuna.Study:
