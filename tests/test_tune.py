@@ -77,6 +77,7 @@ def test_each_method_writes_trials_and_best_recipe(tmp_path: Path, tiny_model_di
     assert (out / "tune_report.html").read_text().count("data:image/svg+xml;base64") >= 2
     kept = [t for t in trials if (Path(t["dir"]) / "model").exists()]
     assert len(kept) == 1 and kept[0]["number"] == str(summary["best"]["number"])  # only the best keeps weights
+    assert [t["number"] for t in trials if t["weights"] == "kept"] == [kept[0]["number"]]  # the CSV agrees
     assert "best: trial" in stdout
 
 

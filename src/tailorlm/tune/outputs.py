@@ -39,8 +39,10 @@ def trial_rows(study: optuna.Study, keys: list[str]) -> list[dict[str, Any]]:
             "duration_s": round(duration, 2) if duration is not None else None,
         }
         row |= {key: trial.params.get(key) for key in keys}
-        row |= {"dir": trial.user_attrs.get("dir", ""), "weights": trial.user_attrs.get("weights", ""),
-                "note": _note(trial)}
+        folder = trial.user_attrs.get("dir", "")
+        # read from disk: a later best trial deletes the weights an earlier best had kept
+        kept = bool(folder) and (Path(folder) / "model").is_dir()
+        row |= {"dir": folder, "weights": "kept" if kept else "", "note": _note(trial)}
         rows.append(row)
     return rows
 
