@@ -17,7 +17,7 @@ demo: install
 	$(TAILOR) run examples/utility.yaml
 
 test: install
-	$(VENV)/bin/python -m pytest -q -n auto --maxprocesses 4
+	$(VENV)/bin/python -m pytest -q -n auto --maxprocesses 4 --dist worksteal
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
