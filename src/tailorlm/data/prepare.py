@@ -102,7 +102,7 @@ def _public(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _reason_summary(rejects: list[dict[str, Any]]) -> str:
     counts = Counter(r["reason"] for r in rejects)
-    return ", ".join(f"{n} {reason}" for reason, n in counts.most_common())
+    return ", ".join(f"{n} {reason}" for reason, n in counts.most_common()) or "none"
 
 
 def reject_order(record: dict[str, Any]) -> tuple[int, str, int]:
@@ -111,14 +111,14 @@ def reject_order(record: dict[str, Any]) -> tuple[int, str, int]:
     return order.get(record["split"], 3), record["source"], record["row"]
 
 
-def _require_rows(part: FilePart) -> None:
+def require_rows(part: FilePart, unit: str = "rows") -> None:
     """A file that loses every row is an error; the message says why they went and shows the first one."""
     if len(part.frame):
         return
     first = part.rejects[0] if part.rejects else None
     example = f"; first: row {first['row']} {first['reason']} ({first['detail']})" if first else ""
     error = DataError(
-        f"{part.path}: no usable rows after cleaning ({len(part.rejects)} rejected: "
+        f"{part.path}: no usable {unit} after cleaning ({len(part.rejects)} rejected: "
         f"{_reason_summary(part.rejects)}){example}"
     )
     error.rejects = part.rejects  # type: ignore[attr-defined]  # for callers that want to write them anyway
@@ -132,7 +132,7 @@ def _clean_train(part: FilePart, cfg: DataConfig, given: list[str] | None) -> No
     clean = cfg.clean
     part.apply(filter_rows(part.frame, clean, "train", True, set(given) if given else None, "data.labels"))
     part.mark("cleaned")
-    _require_rows(part)
+    require_rows(part)
     part.frame = add_fingerprints(part.frame)
     if clean.drop_conflicting_labels:
         part.apply(drop_conflicts(part.frame, "train"))
@@ -205,17 +205,17 @@ def prepare_data(
     held_out = {name: _read_part(name, getattr(cfg, name), cfg) for name in EVAL_SPLITS if getattr(cfg, name)}
 
     _clean_train(train, cfg, given)
-    _require_rows(train)
+    require_rows(train)
     label_set = set(given) if given is not None else set(train.frame["label"])
     labels_from = "data.labels" if given is not None else "the training labels"
     for part in held_out.values():
         _clean_eval(part, cfg, label_set, labels_from)
     _remove_leakage(train, held_out, cfg.clean.remove_leakage)
-    _require_rows(train)
+    require_rows(train)
     labels = _final_labels(train, held_out, given)
     for part in (train, *held_out.values()):
         part.mark("final")
-        _require_rows(part)
+        require_rows(part)
     _check_classes(train)
 
     warnings = _label_warnings(train.rejects)

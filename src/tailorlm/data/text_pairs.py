@@ -28,7 +28,7 @@ import pandas as pd
 
 from tailorlm.data.clean import clean_text, drop_duplicates, reject, split_off
 from tailorlm.data.load import RawTable, detect_format, keys_for, read_table
-from tailorlm.data.prepare import FilePart, PreparedData, reject_order
+from tailorlm.data.prepare import FilePart, PreparedData, reject_order, require_rows
 from tailorlm.data.report import STAGES, length_stats
 from tailorlm.data.split import splits_from_files_or_train
 from tailorlm.errors import DataError
@@ -240,16 +240,6 @@ def _remove_leakage(train: _Part, held_out: dict[str, _Part], enabled: bool) -> 
         part.mark("leakage removed")
 
 
-def _require_rows(part: _Part) -> None:
-    if len(part.frame):
-        return
-    counts = Counter(r["reason"] for r in part.rejects)
-    summary = ", ".join(f"{n} {reason}" for reason, n in counts.most_common()) or "none"
-    first = part.rejects[0] if part.rejects else None
-    example = f"; first: row {first['row']} {first['reason']} ({first['detail']})" if first else ""
-    raise DataError(f"{part.path}: no usable rows after cleaning ({len(part.rejects)} rejected: {summary}){example}")
-
-
 def _public(frame: pd.DataFrame) -> pd.DataFrame:
     """The columns the task sees; ``text`` becomes a readable "prompt + response" for lengths and reports."""
     frame = frame.copy()
@@ -312,12 +302,12 @@ def prepare_generation_data(
     parts = [train, *held_out.values()]
     for part in parts:
         _filter(part, cfg.clean)
-        _require_rows(part)
+        require_rows(part)
         _dedupe(part, cfg.clean)
     _remove_leakage(train, held_out, cfg.clean.remove_leakage)
     for part in parts:
         part.mark("final")
-        _require_rows(part)
+        require_rows(part)
     warnings: list[str] = []
     splits = splits_from_files_or_train(
         train.frame,

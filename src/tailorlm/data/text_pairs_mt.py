@@ -19,7 +19,7 @@ import pandas as pd
 
 from tailorlm.data.clean import clean_text
 from tailorlm.data.load import clip, read_table
-from tailorlm.data.prepare import FilePart, reject_order
+from tailorlm.data.prepare import FilePart, reject_order, require_rows
 from tailorlm.data.report import length_stats
 from tailorlm.data.split import splits_from_files_or_train
 from tailorlm.errors import DataError
@@ -178,16 +178,6 @@ def remove_leakage(train: _Part, held_out: dict[str, _Part], enabled: bool) -> N
         part.mark("leakage removed")
 
 
-def _require_rows(part: _Part) -> None:
-    if len(part.frame):
-        return
-    reasons = Counter(r["reason"] for r in part.rejects)
-    summary = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
-    first = part.rejects[0] if part.rejects else None
-    example = f"; first: row {first['row']} {first['reason']} ({first['detail']})" if first else ""
-    raise DataError(f"{part.path}: no usable pairs after cleaning ({len(part.rejects)} rejected: {summary}){example}")
-
-
 def _public(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[PAIR_COLUMNS].reset_index(drop=True)
 
@@ -241,13 +231,13 @@ def prepare_pairs(cfg: DataConfig, count_tokens: TokenCounter | None = None) -> 
                 if getattr(cfg, name)}
     for part in (train, *held_out.values()):
         filter_pairs(part, cfg)
-        _require_rows(part)
+        require_rows(part, "pairs")
         dedupe_pairs(part, cfg)
     remove_leakage(train, held_out, cfg.clean.remove_leakage)
     parts = [train, *held_out.values()]
     for part in parts:
         part.mark("final")
-        _require_rows(part)
+        require_rows(part, "pairs")
     warnings: list[str] = []
     splits = splits_from_files_or_train(
         train.frame,
