@@ -19,6 +19,12 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
     torch.set_num_threads(1)
 
+@pytest.fixture(autouse=True, scope="session")
+def _fresh_tokenized_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tokenised splits cached by an earlier test session must never stand in for today's encode code."""
+    os.environ["TAILORLM_TOKENIZED_CACHE"] = str(tmp_path_factory.mktemp("tokenized-cache"))
+
+
 POSITIVE = ["great", "lovely", "quick", "helpful", "friendly", "excellent", "smooth", "clear"]
 NEGATIVE = ["awful", "slow", "rude", "broken", "late", "confusing", "noisy", "expensive"]
 NOUNS = ["service", "engineer", "bill", "app", "meter", "call", "refund", "website"]

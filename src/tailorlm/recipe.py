@@ -91,6 +91,9 @@ class DataConfig(_Section):
     split: SplitConfig = Field(default_factory=SplitConfig)
     seed: int = 42
     max_rows: int | None = Field(None, ge=1, description="use only the first N rows of each file (debugging)")
+    cache_tokenized: bool = Field(
+        True, description="keep tokenised splits in the cache ($TAILORLM_CACHE/tokenized): a rerun skips tokenising"
+    )
 
 
 class TrainingConfig(_Section):

@@ -22,6 +22,7 @@ from transformers import set_seed
 
 from tailorlm import __version__
 from tailorlm.data import write_rejects
+from tailorlm.data.token_cache import encode_with_cache
 from tailorlm.errors import RecipeError
 from tailorlm.evaluate.predictions import pop_predictions, record_predictions
 from tailorlm.models.loading import load_tokenizer
@@ -208,8 +209,9 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer,
     data, tokenizer, resolved, task = timer.time("prepare", lambda: prepare(recipe, console, run_dir))
     if adjust_data is not None:
         data = adjust_data(data)
-    encoded = timer.time("tokenize", lambda: task.encode(recipe, data, tokenizer))
-    console.print(f"model: {resolved.name} · max_length {encoded.max_length} tokens")
+    encoded, cache_status = timer.time("tokenize", lambda: encode_with_cache(task, recipe, data, tokenizer))
+    cached = " (tokenised splits from the cache)" if cache_status == "hit" else ""
+    console.print(f"model: {resolved.name} · max_length {encoded.max_length} tokens{cached}")
     # Build (and LoRA-wrap) the model before the baselines, so a bad model setting fails in seconds.
     # Seed first: a new head's initial weights must be the same for the same recipe.
     set_seed(recipe.training.seed)
@@ -262,7 +264,7 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer,
         },
         **{k: v for k, v in evaluation.items() if k != "metrics"},
         "data": {"train": len(data.train), "validation": len(data.validation), "test": len(data.test),
-                 "rejected": len(data.rejects)},
+                 "rejected": len(data.rejects), "tokenize_cache": cache_status},
     }
     timer.stages["total"] = round(time.perf_counter() - started, 3)
     metrics["timings_s"] = timer.stages

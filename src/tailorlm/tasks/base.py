@@ -65,7 +65,16 @@ class Task(ABC):
 
     @abstractmethod
     def encode(self, recipe: Recipe, data: Any, tokenizer: PreTrainedTokenizerBase) -> EncodedSplits:
-        """Tokenize train and validation for the Trainer."""
+        """Tokenize train and validation for the Trainer.
+
+        Its result may be cached (``data/token_cache.py``) and reused by a later run, so anything else it decides
+        (a decoder's target length, QA's stride) must go in ``EncodedSplits.stats`` and be applied in
+        ``after_encode``, not set on ``data`` or the tokenizer here alone."""
+
+    def after_encode(  # noqa: B027 (optional hook: most tasks decide nothing beyond the tensors)
+        self, recipe: Recipe, data: Any, tokenizer: PreTrainedTokenizerBase, encoded: EncodedSplits
+    ) -> None:
+        """Apply what ``encode`` decided beyond the tensors; runs after a fresh or a cached encoding."""
 
     @abstractmethod
     def collator(self, tokenizer: PreTrainedTokenizerBase) -> Callable:

@@ -301,6 +301,10 @@ class GenerationTask(Task):
         return EncodedSplits(train=_dataset(train), validation=_dataset(validation) if validation else None,
                              max_length=max_length, stats=stats)
 
+    def after_encode(self, recipe: Recipe, data: PreparedData, tokenizer: PreTrainedTokenizerBase,
+                     encoded: EncodedSplits) -> None:
+        self._setup(recipe, tokenizer)  # the collator and evaluation read the prompt format and packing
+
     def collator(self, tokenizer: PreTrainedTokenizerBase) -> Callable:
         if self._recipe is not None and self._recipe.lm.packing:
             return PackedCollator()

@@ -338,12 +338,15 @@ class QATask(Task):
         questions = [*data.train["question"], *data.validation["question"], *data.test["question"]]
         stride = effective_stride(tokenizer, _clip_questions(questions, tokenizer, max(1, max_length // 2)),
                                   max_length, recipe.qa.doc_stride)
-        data.settings["doc_stride"] = stride
         train = encode_windows(data.train, tokenizer, max_length, stride, labels=True)
         validation = encode_windows(data.validation, tokenizer, max_length, stride, labels=True)
         stats = {"doc_stride": stride, "train_windows": len(train), "validation_windows": len(validation)}
         return EncodedSplits(train=windows_dataset(train), validation=windows_dataset(validation) if len(validation)
                              else None, max_length=max_length, stats=stats)
+
+    def after_encode(self, recipe: Recipe, data: QAData, tokenizer: PreTrainedTokenizerBase,
+                     encoded: EncodedSplits) -> None:
+        data.settings["doc_stride"] = encoded.stats["doc_stride"]  # evaluation cuts test contexts the same way
 
     def collator(self, tokenizer: PreTrainedTokenizerBase) -> Callable:
         return DataCollatorWithPadding(tokenizer)

@@ -250,10 +250,14 @@ class TranslationTask(Task):
         setting = recipe.training.max_length
         src_max = _auto_length(setting, [prefix + s for s in data.train["src_text"]], tokenizer, target=False)
         tgt_max = _auto_length(setting, list(data.train["tgt_text"]), tokenizer, target=True)
-        data.meta["target_max_length"] = tgt_max
         train = _tokenize(data.train, tokenizer, prefix, src_max, tgt_max)
         validation = _tokenize(data.validation, tokenizer, prefix, src_max, tgt_max) if len(data.validation) else None
         return EncodedSplits(train, validation, max_length=src_max, stats={"target_max_length": tgt_max})
+
+    def after_encode(self, recipe: Recipe, data: PairData, tokenizer: PreTrainedTokenizerBase,
+                     encoded: EncodedSplits) -> None:
+        set_languages(tokenizer, data.meta)  # generation after training needs the language tokens set
+        data.meta["target_max_length"] = encoded.stats["target_max_length"]
 
     def collator(self, tokenizer: PreTrainedTokenizerBase) -> Callable:
         # labels padded with -100 so padding never counts in the loss; the model shifts them into decoder inputs
