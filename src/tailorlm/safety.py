@@ -188,3 +188,10 @@ def csv_safe(value: Any) -> Any:
         return value
     except ValueError:
         return "'" + value
+
+
+def csv_unsafe(value: str) -> str:
+    """Undo ``csv_safe`` on a cell read back from a CSV tailorlm wrote (the review file comes back filled in)."""
+    if value.startswith("'") and value[1:].startswith(_FORMULA_START) and csv_safe(value[1:]) == value:
+        return value[1:]
+    return value
