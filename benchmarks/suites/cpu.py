@@ -17,6 +17,7 @@ baselines off, so both train the same examples for the same steps.
 from __future__ import annotations
 
 import json
+import os
 import random
 import tempfile
 import time
@@ -145,7 +146,9 @@ def plain_trainer(dataset: str, train_csv: Path, test_csv: Path, model_path: str
         encoded = tokenizer(list(frame["text"]), truncation=True)
         return Dataset.from_dict(dict(encoded) | {"labels": [label2id[x] for x in frame["label"]]})
 
+    tokenize_started = time.perf_counter()
     train_ds, test_ds = encode(train), encode(test)
+    tokenize_s = time.perf_counter() - tokenize_started
     model = AutoModelForSequenceClassification.from_pretrained(
         model_path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id
     )
@@ -164,7 +167,7 @@ def plain_trainer(dataset: str, train_csv: Path, test_csv: Path, model_path: str
     accuracy = float((predictions == test_ds["labels"]).mean())
     tokens = sum(len(ids) for ids in train_ds["input_ids"])
     return Row("transformers.Trainer", "Trainer", dataset, round(train_s, 2), int(len(train_ds) * s.epochs),
-               int(tokens * s.epochs), "accuracy", accuracy)
+               int(tokens * s.epochs), "accuracy", accuracy, extra={"tokenize_s": round(tokenize_s, 3)})
 
 
 def tailorlm_row(name: str, dataset: str, raw: dict[str, Any], s: Settings, metric: str = "accuracy") -> Row:
@@ -180,7 +183,16 @@ def tailorlm_row(name: str, dataset: str, raw: dict[str, Any], s: Settings, metr
     tokens = int(train["tokens_per_s"] * train["runtime_s"])
     value = metrics["tuned"].get(metric)
     return Row(name, "tailorlm", dataset, train["runtime_s"], samples, tokens, metric, value,
-               extra={"timings_s": metrics["timings_s"], "max_length": metrics["model"]["max_length"]})
+               extra={"timings_s": metrics["timings_s"], "max_length": metrics["model"]["max_length"],
+                      "tokenize_s": metrics["timings_s"]["tokenize"],
+                      "tokenize_cache": metrics["data"].get("tokenize_cache", "off")})
+
+
+def tokenize_cell(row: Row) -> str:
+    """Seconds spent tokenising (tailorlm: including its p99 length pass), and whether the cache served it."""
+    seconds = row.extra.get("tokenize_s")
+    cache = row.extra.get("tokenize_cache")
+    return "–" if seconds is None else f"{seconds:.2f}" + (f" ({cache})" if cache else "")
 
 
 def classification_recipe(train_csv: Path, test_csv: Path, s: Settings, out: Path, **training: Any) -> dict:
@@ -251,6 +263,8 @@ def run_suite(out: Path, s: Settings) -> dict[str, Any]:
 
     _quiet_libraries()
     work = Path(tempfile.mkdtemp(prefix="tailor-bench-cpu-"))
+    # a cold tokenisation cache: each suite's first tailorlm row on a dataset tokenises, later rows may hit
+    os.environ["TAILORLM_TOKENIZED_CACHE"] = str(work / "tokenized")
     print(f"cpu suite: {s}\nwork folder: {work}", flush=True)
     started = time.perf_counter()
     longtail = write_split(*longtail_frames(s.n_train, s.n_test, s.seed), work / "longtail")
@@ -261,7 +275,7 @@ def run_suite(out: Path, s: Settings) -> dict[str, Any]:
         rows += packing_rows(s, work)
     references = {"longtail": rows[0], "demo": next(r for r in rows if r.dataset == "demo"),
                   "longtail-gen": next((r for r in rows if r.dataset == "longtail-gen"), rows[0])}
-    table = print_table(rows, references)
+    table = print_table(rows, references, {"tokenize s (cache)": tokenize_cell})
     summary = headline(rows)
     print(summary["text"], flush=True)
     write_json(out, "cpu", rows, references, table, {"settings": s.__dict__, "headline": summary,
