@@ -95,9 +95,10 @@ def _tiny_classifier(tiny_model_dir: Path, **config: float):
 
 
 def test_layer_lr_decay_param_groups(tiny_model_dir: Path, tmp_path: Path) -> None:
-    from transformers import Trainer, TrainingArguments
+    from transformers import TrainingArguments
 
     from tailorlm.train.optim import layer_lr_groups, optimizer_cls_and_kwargs
+    from tailorlm.train.resume import ResumableTrainer
 
     model = _tiny_classifier(tiny_model_dir)
     groups = layer_lr_groups(model, 1e-3, 0.5, 0.01)
@@ -117,9 +118,11 @@ def test_layer_lr_decay_param_groups(tiny_model_dir: Path, tmp_path: Path) -> No
                              report_to=[], optim="adamw_torch_fused")
     spec = optimizer_cls_and_kwargs(model, args, 0.5)
     assert spec is not None and spec[1].get("fused") is True  # the Trainer's own (fused) AdamW
-    trainer = Trainer(model=model, args=args, optimizer_cls_and_kwargs=spec)
-    optimizer = trainer.create_optimizer()
-    assert sorted({g["lr"] for g in optimizer.param_groups}) == pytest.approx([1.25e-4, 2.5e-4, 5e-4, 1e-3])
+    trainer = ResumableTrainer(model=model, args=args, optimizer_cls_and_kwargs=spec)
+    for _ in range(2):  # a rebuild (the batch-size finder's retry) keeps the layer-wise rates
+        trainer.optimizer = None
+        optimizer = trainer.create_optimizer()
+        assert sorted({g["lr"] for g in optimizer.param_groups}) == pytest.approx([1.25e-4, 2.5e-4, 5e-4, 1e-3])
     assert optimizer_cls_and_kwargs(model, args, 1.0) is None  # 1.0: off, the Trainer's default groups
 
 

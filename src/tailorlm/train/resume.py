@@ -200,6 +200,19 @@ class EpochSeededLengthSampler(LengthGroupedSampler):
 class ResumableTrainer(Trainer):
     """Trainer whose length-grouped training order is reproducible from the seed and epoch (see the module)."""
 
+    def create_optimizer(self, model: Any = None) -> Any:
+        """Build from a copy of ``optimizer_cls_and_kwargs``: transformers pops ``params`` out of the dict it is
+        given, so a second build (the batch-size finder retrying after out-of-memory) would silently drop the
+        layer-wise learning rates (train/optim.py) and train every layer at one rate."""
+        spec = self.optimizer_cls_and_kwargs
+        if spec is None or self.optimizer is not None:
+            return super().create_optimizer(model)
+        self.optimizer_cls_and_kwargs = (spec[0], dict(spec[1]))
+        try:
+            return super().create_optimizer(model)
+        finally:
+            self.optimizer_cls_and_kwargs = spec
+
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         if self.args.train_sampling_strategy != "group_by_length" or dataset is None:
