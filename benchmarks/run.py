@@ -28,6 +28,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=240, help="cpu: training rows per dataset")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--compile", action="store_true", help="cpu: add the torch.compile row (slow on CPU)")
+    parser.add_argument("--skip", action="append", default=[],
+                        help="cpu: leave out ablation rows whose name contains this (repeatable), e.g. bf16")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default, one per core)")
     return parser.parse_args(argv)
 
@@ -48,10 +50,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from benchmarks.suites.cpu import run_suite as run_cpu
 
     settings = Settings(n_train=args.rows, n_test=args.rows // 2, seed=args.seed, ablations=not args.no_ablations,
-                        gen_train=max(16, args.rows // 2), compile=args.compile)
+                        gen_train=max(16, args.rows // 2), compile=args.compile, skip=tuple(args.skip))
     if args.quick:
         settings = Settings(n_train=16, n_test=8, batch_size=8, seed=args.seed, ablations=not args.no_ablations,
-                            gen_train=16, compile=args.compile)
+                            gen_train=16, compile=args.compile, skip=tuple(args.skip))
     return run_cpu(args.out or Path(f"benchmarks/out/cpu{'-quick' if args.quick else ''}.json"), settings)
 
 

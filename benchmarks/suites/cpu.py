@@ -53,6 +53,7 @@ class Settings:
     packing: bool = True
     gen_train: int = 160
     compile: bool = False
+    skip: tuple[str, ...] = ()  # ablation rows left out (substrings of their names)
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -235,6 +236,8 @@ def classification_rows(dataset: str, train_csv: Path, test_csv: Path, s: Settin
     if ablations:
         extra = [("torch.compile", {"torch_compile": "on"})] if s.compile else []
         for i, (name, change) in enumerate(ABLATIONS + extra, start=1):
+            if any(part in name for part in s.skip):
+                continue
             raw = classification_recipe(train_csv, test_csv, s, work / dataset / f"t{i}", **change)
             rows.append(measure(lambda raw=raw, name=name: tailorlm_row(f"tailorlm, {name}", dataset, raw, s)))
     return rows
