@@ -189,26 +189,76 @@ def evaluate(
 @app.command()
 def predict(
     model_dir: Annotated[Path, typer.Argument(help="a run directory or its model/ folder")],
-    text: Annotated[list[str] | None, typer.Option("--text", help="a text to classify (repeatable)")] = None,
-    input_file: Annotated[Path | None, typer.Option("--input", help="file of texts (csv, jsonl, txt, ...)")] = None,
+    text: Annotated[list[str] | None, typer.Option(
+        "--text", help="a text to predict for (repeatable); a generation model reads it as the prompt")] = None,
+    input_file: Annotated[Path | None, typer.Option(
+        "--input", help="file of inputs (csv, tsv, jsonl, json, parquet; txt: one text per line)")] = None,
     output: Annotated[Path | None, typer.Option("--output", help="write predictions here (JSONL)")] = None,
-    text_column: Annotated[str, typer.Option(help="column holding the text")] = "text",
+    text_column: Annotated[str | None, typer.Option(
+        help="--input column holding the text (default: the task's field: text, or prompt)")] = None,
+    question: Annotated[str | None, typer.Option("--question", help="qa: the question (with --context)")] = None,
+    context: Annotated[str | None, typer.Option("--context", help="qa: the passage holding the answer")] = None,
 ) -> None:
-    """Label texts with a saved model: the label and each class's probability, per row."""
+    """Predict with a saved model of any task: label, entities, answer, translation or completion, per input.
+
+    File rows that cannot be used are kept in the output as {"row": N, "error": reason}.
+    """
     from tailorlm.serve.predict import predict_rows
 
-    if not text and input_file is None:
-        raise UserError("nothing to predict: pass --text \"...\" or --input FILE")
+    if not text and input_file is None and question is None and context is None:
+        raise UserError("nothing to predict: pass --text \"...\", --question/--context (qa) or --input FILE")
     _quiet_libraries()
-    rows = predict_rows(model_dir, texts=text, input_file=input_file, text_column=text_column)
+    rows = predict_rows(model_dir, texts=text, input_file=input_file, text_column=text_column, question=question,
+                        context=context)
     if output is not None:
         from tailorlm.rundir import atomic_write_text
 
         atomic_write_text(output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-        out.print(f"wrote {len(rows)} predictions to {output}")
+        errors = sum(1 for r in rows if "error" in r)
+        out.print(f"wrote {len(rows)} predictions to {output}" + (f" ({errors} rows with an error)" if errors else ""))
     else:
         for row in rows:
             out.print_json(json.dumps(row, ensure_ascii=False))
+
+
+@app.command()
+def serve(
+    model_dir: Annotated[Path, typer.Argument(help="a run directory or its model/ folder")],
+    host: Annotated[str, typer.Option(help="address to listen on; 0.0.0.0 exposes it to the network")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free port)")] = 8000,
+    max_batch: Annotated[int, typer.Option(min=1, help="most inputs in one POST /predict")] = 64,
+    max_body_bytes: Annotated[int, typer.Option(min=1, help="largest request body accepted")] = 1_048_576,
+) -> None:
+    """Serve a saved model over HTTP: POST /predict, GET /info, GET /health (no authentication: keep it local)."""
+    import logging
+
+    from tailorlm.serve.server import make_server
+
+    _quiet_libraries()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")  # access log, errors
+    server = make_server(model_dir, host, port, max_batch=max_batch, max_body_bytes=max_body_bytes)
+    bound_host, bound_port = server.server_address[:2]
+    err.print(f"serving {escape(str(server.loaded.path))} ({server.loaded.task}) on http://{bound_host}:{bound_port}"
+              " · POST /predict, GET /info, GET /health · Ctrl+C stops", highlight=False)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"warning: listening on {host}: anyone who can reach it can use the model (no authentication)")
+    from tailorlm.safety import sigterm_as_interrupt
+
+    try:
+        with sigterm_as_interrupt():  # `kill PID` stops it as cleanly as Ctrl+C
+            server.serve_forever()
+    except KeyboardInterrupt:
+        err.print("stopped")
+    finally:
+        server.server_close()
+
+
+@app.command()
+def card(run_dir: Annotated[Path, typer.Argument(help="a finished run directory")]) -> None:
+    """Write the model card (model/README.md) again from a run directory's files."""
+    from tailorlm.serve.card import write_model_card
+
+    out.print(f"wrote {write_model_card(run_dir)}")
 
 
 @app.command()

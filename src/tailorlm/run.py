@@ -1,7 +1,7 @@
 """The pipeline: recipe → data → baseline → train → evaluate → run directory.
 
-Every command is one path through this flow: ``prepare`` stops after the data, ``run`` goes all the way, ``eval``
-and ``predict`` start from a saved model. The task object supplies everything task-specific.
+Every command is one path through this flow: ``prepare`` stops after the data, ``run`` goes all the way, ``eval``,
+``predict`` and ``serve`` start from a saved model. The task object supplies everything task-specific.
 """
 
 from __future__ import annotations
@@ -203,6 +203,7 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer,
                 extra_callbacks: list[Any] | None = None, adjust_data: Callable[[Any], Any] | None = None,
                 ) -> dict[str, Any]:
     from tailorlm.report import render_report
+    from tailorlm.serve.card import write_model_card
     from tailorlm.train.trainer import fit
 
     started = time.perf_counter()
@@ -272,6 +273,7 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer,
     run_dir.write_json("metrics.json", metrics)
     run_dir.write_json("log_history.json", outcome.log_history)
     render_report(run_dir.path)
+    write_model_card(run_dir.path)  # model/README.md: needs metrics.json, so it comes last
     return metrics
 
 

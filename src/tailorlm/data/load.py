@@ -277,22 +277,13 @@ def read_delimited(
         )
     text_at = header.index(text_column)
     label_at = header.index(label_column) if label_column in header else None
-    width = len(header)
     rows: list[int] = []
     texts: list[str | None] = []
     labels: list[str | None] = []
     rejects: list[dict[str, Any]] = []
-    for number, (line, fields, detail) in enumerate(records, start=1):
-        if max_rows is not None and number > max_rows:
-            break
-        if fields is not None and len(fields) > width and not any(f.strip() for f in fields[width:]):
-            fields = fields[:width]  # trailing empty cells, as spreadsheets export them
-        if fields is None or len(fields) != width:
-            if fields is not None:
-                detail = f"line {line}: {len(fields)} fields, the header has {width}"
-                detail += "; quote texts that contain the delimiter" if len(fields) > width else ""
-            raw = delimiter.join(fields) if fields is not None else None
-            rejects.append(_malformed(number, "malformed_row", detail, raw))
+    for number, fields, bad in _fitted_rows(records, len(header), delimiter, max_rows):
+        if fields is None:
+            rejects.append(bad)
             continue
         rows.append(number)
         texts.append(fields[text_at])
@@ -300,6 +291,25 @@ def read_delimited(
     if not rows and not rejects:
         raise DataError(f"{path}: has a header but no data rows; add rows below the header")
     return RawTable(_table(rows, texts, labels), rejects)
+
+
+def _fitted_rows(
+    records: Iterable[tuple[int, list[str] | None, str]], width: int, delimiter: str, max_rows: int | None
+) -> Iterable[tuple[int, list[str] | None, dict[str, Any]]]:
+    """(record number, fields, {}) per data record with the header's width, (number, None, reject) otherwise."""
+    for number, (line, fields, detail) in enumerate(records, start=1):
+        if max_rows is not None and number > max_rows:
+            return
+        if fields is not None and len(fields) > width and not any(f.strip() for f in fields[width:]):
+            fields = fields[:width]  # trailing empty cells, as spreadsheets export them
+        if fields is None or len(fields) != width:
+            if fields is not None:
+                detail = f"line {line}: {len(fields)} fields, the header has {width}"
+                detail += "; quote texts that contain the delimiter" if len(fields) > width else ""
+            raw = delimiter.join(fields) if fields is not None else None
+            yield number, None, _malformed(number, "malformed_row", detail, raw)
+            continue
+        yield number, fields, {}
 
 
 # ------------------------------------------------------------------------------------------- json
@@ -352,6 +362,14 @@ def read_jsonl(
     max_rows: int | None,
 ) -> RawTable:
     """JSON Lines: one object per line; any other line is ``malformed_json`` (row = line number)."""
+    objects, rejects = _jsonl_objects(text, path, max_rows)
+    return _from_objects(objects, rejects, path, text_column, label_column, require_label, keys)
+
+
+def _jsonl_objects(
+    text: str, path: Path, max_rows: int | None
+) -> tuple[list[tuple[int, dict[str, Any]]], list[dict[str, Any]]]:
+    """(line number, object) of each JSON Lines record, and a ``malformed_json`` reject for any other line."""
     objects: list[tuple[int, dict[str, Any]]] = []
     rejects: list[dict[str, Any]] = []
     records = 0
@@ -374,7 +392,7 @@ def read_jsonl(
         objects.append((number, value))
     if records == 0:
         raise DataError(f"{path}: file is empty; it needs one JSON object per line")
-    return _from_objects(objects, rejects, path, text_column, label_column, require_label, keys)
+    return objects, rejects
 
 
 def read_json(
@@ -387,6 +405,14 @@ def read_json(
     max_rows: int | None,
 ) -> RawTable:
     """A JSON array of objects, or ``{"data": [...]}``; row = position in the array (1-based)."""
+    objects, rejects = _json_objects(text, path, keys, max_rows)
+    return _from_objects(objects, rejects, path, text_column, label_column, require_label, keys)
+
+
+def _json_objects(
+    text: str, path: Path, keys: Keys, max_rows: int | None
+) -> tuple[list[tuple[int, dict[str, Any]]], list[dict[str, Any]]]:
+    """(position, object) of each item of a JSON array, and a ``malformed_json`` reject for any non-object."""
     if not text.strip():
         raise DataError(f"{path}: file is empty; it needs a JSON array of objects")
     try:
@@ -419,7 +445,7 @@ def read_json(
             rejects.append(
                 _malformed(number, "malformed_json", f"item {number}: {_not_object(item)}", cell(item))
             )
-    return _from_objects(objects, rejects, path, text_column, label_column, require_label, keys)
+    return objects, rejects
 
 
 # ------------------------------------------------------------------------------------------- parquet, txt
@@ -435,14 +461,7 @@ def read_parquet(
     max_rows: int | None,
 ) -> RawTable:
     """Parquet: any column type is turned into strings (ints 0/1 become "0"/"1"); nulls are missing values."""
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(io.BytesIO(data))
-    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for files that are not Parquet
-        raise DataError(
-            f"{path}: not a valid Parquet file ({one_line(exc)}); check the file or set {keys.format}"
-        ) from None
+    table = _parquet_table(data, path, keys)
     check_columns(path, list(table.column_names), text_column, label_column, require_label, keys)
     if max_rows is not None:
         table = table.slice(0, max_rows)
@@ -452,6 +471,17 @@ def read_parquet(
     has_label = label_column in table.column_names
     labels = [cell(v) for v in table.column(label_column).to_pylist()] if has_label else [None] * len(texts)
     return RawTable(_table(list(range(1, len(texts) + 1)), texts, labels))
+
+
+def _parquet_table(data: bytes, path: Path, keys: Keys) -> Any:
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(io.BytesIO(data))
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for files that are not Parquet
+        raise DataError(
+            f"{path}: not a valid Parquet file ({one_line(exc)}); check the file or set {keys.format}"
+        ) from None
 
 
 def read_txt(text: str, path: Path, max_rows: int | None) -> RawTable:
@@ -510,3 +540,61 @@ def read_table(
     if kind == "json":
         return read_json(text, file, text_column, label_column, require_label, keys, max_rows)
     return read_txt(text, file, max_rows)
+
+
+# ------------------------------------------------------------------------------------------- records
+
+
+Record = tuple[int, dict[str, Any]]
+
+
+def read_records(path: str | Path, *, txt_field: str | None = "text", split: str = "predict",
+                 ) -> tuple[list[Record], list[dict[str, Any]]]:
+    """Every record of a file as ``(row, {column: value})``, plus a reject per record that does not parse.
+
+    For inputs made of several fields (a question and its context), where :func:`read_table`'s one text and one
+    label do not fit. Values are as parsed: strings from csv/tsv, any JSON value from json/jsonl (a token list
+    stays a list). A .txt line becomes ``{txt_field: line}``; ``txt_field=None`` refuses .txt files.
+    """
+    file = Path(path)
+    keys = keys_for(split)
+    kind = detect_format(file, "auto", keys)
+    if kind == "txt" and txt_field is None:
+        raise DataError(f"{file}: a .txt file holds one text per line, but each record here needs several "
+                        "fields; use csv, tsv, jsonl, json or parquet with one column per field")
+    data = read_bytes(file, keys)
+    if kind == "parquet":
+        table = _parquet_table(data, file, keys)
+        return list(enumerate(table.to_pylist(), start=1)), []
+    text = decode(data, file)
+    if kind in ("csv", "tsv"):
+        return _delimited_records(text, file, "," if kind == "csv" else "\t")
+    if kind == "jsonl":
+        return _jsonl_objects(text, file, None)
+    if kind == "json":
+        return _json_objects(text, file, keys, None)
+    raw = read_txt(text, file, None).frame
+    return [(int(row), {str(txt_field): line}) for row, line in zip(raw["row"], raw["raw_text"], strict=True)], []
+
+
+def _delimited_records(text: str, path: Path, delimiter: str) -> tuple[list[Record], list[dict[str, Any]]]:
+    records = iter(_csv_records(text, delimiter, path))
+    header_line = next(records, None)
+    if header_line is None:
+        raise DataError(f"{path}: file is empty; it needs a header row naming the columns, then data rows")
+    _, header, detail = header_line
+    if header is None:
+        raise DataError(f"{path}: the header row cannot be parsed ({detail}); fix the first line")
+    header = [name.strip() for name in header]
+    if len(set(header)) < len(header):
+        raise DataError(f"{path}: a column name appears twice in the header ({', '.join(header)}); rename one")
+    objects: list[Record] = []
+    rejects: list[dict[str, Any]] = []
+    for number, fields, bad in _fitted_rows(records, len(header), delimiter, None):
+        if fields is None:
+            rejects.append(bad)
+        else:
+            objects.append((number, dict(zip(header, fields, strict=True))))
+    if not objects and not rejects:
+        raise DataError(f"{path}: has a header but no data rows; add rows below the header")
+    return objects, rejects

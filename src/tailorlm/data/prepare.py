@@ -28,7 +28,7 @@ from tailorlm.data.clean import (
 )
 from tailorlm.data.load import FORMATS, read_table
 from tailorlm.data.report import build_report
-from tailorlm.data.split import carve_splits
+from tailorlm.data.split import carve_splits, splits_from_files_or_train
 from tailorlm.errors import DataError
 from tailorlm.recipe import DataConfig
 
@@ -123,6 +123,27 @@ def require_rows(part: FilePart, unit: str = "rows") -> None:
     )
     error.rejects = part.rejects  # type: ignore[attr-defined]  # for callers that want to write them anyway
     raise error
+
+
+def split_parts(train: FilePart, held_out: dict[str, FilePart], cfg: DataConfig, public: Callable[[pd.DataFrame],
+                pd.DataFrame], unit: str = "rows") -> tuple[dict[str, pd.DataFrame], list[dict[str, Any]], list[str]]:
+    """The last steps of a reader whose rows have no label to stratify by (generation, translation): every file
+    must keep rows, validation and test come from their files or are carved from train, and the rejects of all
+    files are gathered in file order. Returns the public frames, the rejects and the warnings."""
+    parts = [train, *held_out.values()]
+    for part in parts:
+        part.mark("final")
+        require_rows(part, unit)
+    warnings: list[str] = []
+    splits = splits_from_files_or_train(
+        train.frame,
+        {name: part.frame for name, part in held_out.items()},
+        validation_share=cfg.split.validation, test_share=cfg.split.test,
+        seed=cfg.seed, stratify=False, source=train.path, warnings=warnings,
+    )
+    frames = {name: public(frame) for name, frame in splits.items()}
+    rejects = sorted((r for p in parts for r in p.rejects), key=reject_order)
+    return frames, rejects, warnings
 
 
 # ------------------------------------------------------------------------------------------- stages

@@ -28,9 +28,8 @@ import pandas as pd
 
 from tailorlm.data.clean import clean_text, drop_duplicates, reject, split_off
 from tailorlm.data.load import RawTable, detect_format, keys_for, read_table
-from tailorlm.data.prepare import FilePart, PreparedData, reject_order, require_rows
+from tailorlm.data.prepare import FilePart, PreparedData, require_rows, split_parts
 from tailorlm.data.report import STAGES, length_stats
-from tailorlm.data.split import splits_from_files_or_train
 from tailorlm.errors import DataError
 from tailorlm.recipe import CleanConfig, DataConfig
 
@@ -305,17 +304,6 @@ def prepare_generation_data(
         require_rows(part)
         _dedupe(part, cfg.clean)
     _remove_leakage(train, held_out, cfg.clean.remove_leakage)
-    for part in parts:
-        part.mark("final")
-        require_rows(part)
-    warnings: list[str] = []
-    splits = splits_from_files_or_train(
-        train.frame,
-        {name: part.frame for name, part in held_out.items()},
-        validation_share=cfg.split.validation, test_share=cfg.split.test,
-        seed=cfg.seed, stratify=False, source=train.path, warnings=warnings,
-    )
-    frames = {name: _public(frame) for name, frame in splits.items()}
-    rejects = sorted((r for p in parts for r in p.rejects), key=reject_order)
+    frames, rejects, warnings = split_parts(train, held_out, cfg, _public)
     report = _report(cfg, parts, held_out, frames, rejects, count_tokens, warnings)
     return PreparedData(frames["train"], frames["validation"], frames["test"], [], rejects, report)

@@ -19,9 +19,8 @@ import pandas as pd
 
 from tailorlm.data.clean import clean_text
 from tailorlm.data.load import clip, read_table
-from tailorlm.data.prepare import FilePart, reject_order, require_rows
+from tailorlm.data.prepare import FilePart, require_rows, split_parts
 from tailorlm.data.report import length_stats
-from tailorlm.data.split import splits_from_files_or_train
 from tailorlm.errors import DataError
 from tailorlm.recipe import DataConfig
 
@@ -235,18 +234,7 @@ def prepare_pairs(cfg: DataConfig, count_tokens: TokenCounter | None = None) -> 
         dedupe_pairs(part, cfg)
     remove_leakage(train, held_out, cfg.clean.remove_leakage)
     parts = [train, *held_out.values()]
-    for part in parts:
-        part.mark("final")
-        require_rows(part, "pairs")
-    warnings: list[str] = []
-    splits = splits_from_files_or_train(
-        train.frame,
-        {name: part.frame for name, part in held_out.items()},
-        validation_share=cfg.split.validation, test_share=cfg.split.test,
-        seed=cfg.seed, stratify=False, source=train.path, warnings=warnings,
-    )
-    frames = {name: _public(frame) for name, frame in splits.items()}
-    rejects = sorted((r for p in parts for r in p.rejects), key=reject_order)
+    frames, rejects, warnings = split_parts(train, held_out, cfg, _public, "pairs")
     if len(frames["test"]) < 20:
         warnings.append(f"only {len(frames['test'])} test pairs: BLEU and chrF on so few sentences are noisy")
     report = pair_report(

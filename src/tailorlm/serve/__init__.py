@@ -1,1 +1,2 @@
-"""Using a tuned model: predictions for texts and files (and, later, an HTTP server)."""
+"""Using a tuned model: predictions for inputs and files (``predict``), an HTTP server (``server``), and the model
+card written next to the weights (``card``)."""

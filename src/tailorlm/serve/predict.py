@@ -1,56 +1,129 @@
-"""Predictions from a saved model: the label and every class's probability, for texts or a file."""
+"""Predictions from a saved model of any task, for inline inputs or a file; the CLI and the server share them.
+
+Each task says which fields an input needs (``Task.input_fields``) and how to predict (``Task.predict``, which
+reuses the task's evaluation code). This module only checks inputs and reads files: an inline input that cannot
+be used (``--text ""``, a request without ``question``) is a one-line :class:`UserError`, while a bad row of an
+``--input`` file becomes an ``{"row": N, "error": reason, "detail": ...}`` entry, so no row is dropped silently.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tailorlm.errors import UserError
+from tailorlm.errors import DataError, UserError
 from tailorlm.models.saved import LoadedModel, load_saved_model
+from tailorlm.tasks import Task, get_task
+from tailorlm.tasks.base import InputProblem
 
 
-def predict_texts(loaded: LoadedModel, texts: list[str], batch_size: int = 64) -> list[dict[str, Any]]:
-    from tailorlm.tasks.classification import ClassificationTask
+def checked_inputs(task: Task, inputs: list[Any], source: str = "input") -> list[dict[str, Any]]:
+    """Every input normalised for ``task.predict``; the first bad one is a UserError naming it and the fix."""
+    checked = []
+    for number, item in enumerate(inputs, start=1):
+        try:
+            checked.append(task.normalize_input(item))
+        except InputProblem as problem:
+            fields = ", ".join(task.input_fields)
+            where = f"{source} {number}" if len(inputs) > 1 else source
+            raise UserError(f"{where}: {problem.detail} (a {task.name} model needs {fields})",
+                            fix=f"give each input as {task.input_example()}") from None
+    return checked
 
-    labels = loaded.labels
-    probs = ClassificationTask().predict_proba(loaded.model, loaded.tokenizer, texts, loaded.max_length, batch_size)
-    rows = []
-    for text, p in zip(texts, probs, strict=True):
-        best = int(p.argmax())
-        rows.append(
-            {
-                "text": text,
-                "label": labels[best],
-                "confidence": round(float(p[best]), 6),
-                "probabilities": {label: round(float(v), 6) for label, v in zip(labels, p, strict=True)},
-            }
-        )
-    return rows
+
+def predict_inputs(loaded: LoadedModel, inputs: list[Any], source: str = "input") -> list[dict[str, Any]]:
+    """One prediction per input, in order, by the model's task; an input's ``id`` is echoed back when given."""
+    task = get_task(loaded.task)
+    checked = checked_inputs(task, inputs, source)
+    if not checked:
+        return []
+    predictions = task.predict(loaded, checked)
+    return [({"id": item["id"]} if isinstance(item, dict) and "id" in item else {}) | prediction
+            for item, prediction in zip(inputs, predictions, strict=True)]
+
+
+def text_inputs(task: Task, texts: list[str]) -> list[dict[str, str]]:
+    """``--text`` values as inputs of the task's one text field (``prompt`` for generation)."""
+    if len(task.input_fields) != 1:
+        raise UserError(f"--text: a {task.name} model reads {', '.join(task.input_fields)}, not one text",
+                        fix="pass --question \"...\" --context \"...\", or --input FILE with a column per field"
+                        if task.name == "qa" else f"pass --input FILE with columns {', '.join(task.input_fields)}")
+    return [{task.input_fields[0]: text} for text in texts]
+
+
+def predict_file(loaded: LoadedModel, path: Path, text_column: str | None = None) -> list[dict[str, Any]]:
+    """A prediction or an error entry per record of ``path`` (csv, tsv, jsonl, json, parquet, txt), in file order.
+
+    ``text_column`` names the file's column that holds the task's one text field (``text`` or ``prompt``).
+    """
+    from tailorlm.data.load import read_records
+
+    task = get_task(loaded.task)
+    single = task.input_fields[0] if len(task.input_fields) == 1 else None
+    records, rejects = read_records(path, txt_field=single)
+    if text_column and single and text_column != single:
+        records = [(row, _renamed(record, text_column, single)) for row, record in records]
+    _check_columns(path, task, [record for _, record in records], text_column)
+    entries: list[dict[str, Any]] = [{"row": r["row"], "error": r["reason"], "detail": r["detail"]} for r in rejects]
+    good: list[tuple[int, dict[str, Any]]] = []
+    for row, record in records:
+        try:
+            good.append((row, task.normalize_input(record)))
+        except InputProblem as problem:
+            entries.append({"row": row, "error": problem.reason, "detail": problem.detail})
+    if not good:
+        reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(Counter(e["error"] for e in entries).items()))
+        raise DataError(f"{path}: no usable rows ({reasons or 'none'}); every row needs "
+                        f"{', '.join(task.input_fields)}")
+    predictions = task.predict(loaded, [item for _, item in good])
+    entries += [{"row": row} | prediction for (row, _), prediction in zip(good, predictions, strict=True)]
+    return sorted(entries, key=lambda e: e["row"] if isinstance(e.get("row"), int) else 0)
+
+
+def _renamed(record: dict[str, Any], column: str, field: str) -> dict[str, Any]:
+    if column not in record:
+        return record
+    return {k: v for k, v in record.items() if k not in (column, field)} | {field: record[column]}
+
+
+def _check_columns(path: Path, task: Task, records: list[dict[str, Any]], text_column: str | None) -> None:
+    """A field no record has is a file-level mistake (a wrong column name): one line, not an error per row."""
+    present: dict[str, None] = {}
+    for record in records:
+        present.update(dict.fromkeys(map(str, record)))
+    if text_column and records and text_column not in present and task.input_fields[0] not in present:
+        raise DataError(f"{path}: no column '{text_column}' (--text-column); columns present: "
+                        f"{', '.join(list(present)[:20]) or 'none'}; check the name")
+    for name in task.input_fields:
+        keys = [name, *(alias for alias, target in task.input_aliases.items() if target == name)]
+        if records and not any(k in present for k in keys):
+            hint = " or pass --text-column" if len(task.input_fields) == 1 else ""
+            raise DataError(
+                f"{path}: no column '{name}' (a {task.name} model needs {', '.join(task.input_fields)}); columns "
+                f"present: {', '.join(list(present)[:20]) or 'none'}; rename the column{hint}"
+            )
 
 
 def predict_rows(
-    model_dir: Path, texts: list[str] | None = None, input_file: Path | None = None, text_column: str = "text"
+    model_dir: Path, texts: list[str] | None = None, input_file: Path | None = None,
+    text_column: str | None = None, question: str | None = None, context: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Predict for ``--text`` values and/or the rows of ``--input``; file rows keep their row number."""
-    from tailorlm.data import load_labelled_file
-    from tailorlm.recipe import DataConfig
-
+    """``tailor predict``: ``--text`` values, then ``--question/--context``, then the rows of ``--input`` (each
+    with its row number, errors included)."""
     loaded = load_saved_model(model_dir)
+    task = get_task(loaded.task)
     results: list[dict[str, Any]] = []
     if texts:
-        cleaned = [t for t in texts if t.strip()]
-        if len(cleaned) < len(texts):
-            raise UserError("--text: an empty text cannot be classified; pass some words")
-        results.extend(predict_texts(loaded, cleaned))
+        results += predict_inputs(loaded, text_inputs(task, texts), source="--text")
+    if question is not None or context is not None:
+        if "question" not in task.input_fields:
+            raise UserError(f"--question/--context: {model_dir} holds a {task.name} model, not a qa one",
+                            fix="use --text or --input FILE")
+        if question is None or context is None:
+            raise UserError("--question and --context go together: a qa model finds the answer in the context",
+                            fix="pass both")
+        results += predict_inputs(loaded, [{"question": question, "context": context}], source="--question")
     if input_file is not None:
-        cfg = DataConfig(train=str(input_file), text_column=text_column)
-        frame, rejects = load_labelled_file(input_file, cfg, split="predict", require_label=False)
-        if len(frame) == 0:
-            raise UserError(f"{input_file}: no usable texts ({len(rejects)} rows rejected: empty or malformed)")
-        rows = predict_texts(loaded, list(frame["text"]))
-        for row, line in zip(rows, frame["row"], strict=True):
-            row["row"] = int(line)
-        results.extend(rows)
-        for reject in rejects:
-            results.append({"row": reject.get("row"), "error": reject.get("reason"), "detail": reject.get("detail")})
+        results += predict_file(loaded, input_file, text_column)
     return results

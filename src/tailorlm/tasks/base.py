@@ -2,25 +2,45 @@
 
 A task says how to read and validate its data, how to tokenize it, which model class and collator to use, which
 metrics to compute, what baseline to measure before tuning, and how to evaluate and predict after. The pipeline
-(``tailorlm.run``), the trainer and ``tailor eval`` call these methods; adding a task is one new module plus an
-entry in ``tailorlm.tasks.TASKS``.
+(``tailorlm.run``), the trainer and ``tailor eval`` call these methods; ``tailor predict`` and ``tailor serve`` call
+``normalize_input`` and ``predict``. Adding a task is one new module plus an entry in ``tailorlm.tasks.TASKS``.
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from tailorlm.errors import UserError
 from tailorlm.models.registry import ResolvedModel
 from tailorlm.recipe import Recipe
 
+if TYPE_CHECKING:
+    from tailorlm.models.saved import LoadedModel
+
 TokenCounter = Callable[[list[str]], list[int]]
+#: inputs per forward pass in ``predict``: small enough for a CPU, large enough to amortise padding
+PREDICT_BATCH_SIZE = 32
+
+
+class InputProblem(ValueError):
+    """One prediction input cannot be used: ``reason`` is a short code (``missing_question``), ``detail`` says why.
+
+    Not a UserError: a file row with a problem becomes an error entry in the output, while an inline input
+    (``--text``, an HTTP request) turns it into a one-line error; the caller decides.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
 
 
 @dataclass
@@ -56,6 +76,12 @@ class Task(ABC):
     default_metric: str = "loss"
     #: whether a larger value of ``default_metric`` is better
     greater_is_better: bool = False
+    #: the keys every ``predict`` input must have (``tailor predict``, ``tailor serve``); empty: cannot predict
+    input_fields: tuple[str, ...] = ()
+    #: other keys accepted in place of a required one, ``{alias: field}`` (e.g. ``{"source": "text"}``)
+    input_aliases: dict[str, str] = {}  # noqa: RUF012 (read-only class data)
+    #: keys whose value may be a list of strings instead of one string (token-classification's ``tokens``)
+    list_inputs: frozenset[str] = frozenset()
 
     # ------------------------------------------------------------------ data
     @abstractmethod
@@ -117,3 +143,67 @@ class Task(ABC):
 
         cfg = DataConfig(train=str(path), labels=meta.get("labels"), **columns)
         return load_labelled_file(path, cfg, split="eval", require_label=True)
+
+    # ------------------------------------------------------------------ predict
+    def predict(self, loaded: LoadedModel, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One prediction per input (inputs already passed through ``normalize_input``), in input order."""
+        raise self._cannot_predict()
+
+    def _cannot_predict(self) -> UserError:
+        return UserError(f"task '{self.name}' cannot predict yet; use `tailor eval` to score it on a labelled file")
+
+    def input_example(self) -> str:
+        """An input as JSON, for error messages that must show the fix."""
+        return "{" + ", ".join(f'"{name}": "..."' for name in self.input_fields) + "}"
+
+    def normalize_input(self, item: Any) -> dict[str, Any]:
+        """The fields ``predict`` reads, checked: present, not empty, strings (or a string list where allowed).
+
+        Numbers become their text (a CSV cell ``42`` and a JSON ``42`` mean the same); other keys are dropped.
+        Raises :class:`InputProblem` naming the field, so a file row can be reported and a request refused.
+        """
+        if not self.input_fields:
+            raise self._cannot_predict()
+        if not isinstance(item, dict):
+            kind = "an array" if isinstance(item, list) else type(item).__name__
+            raise InputProblem("not_an_object", f"{kind}, not an object like {self.input_example()}")
+        out: dict[str, Any] = {}
+        for name in self.input_fields:
+            keys = [name, *(alias for alias, target in self.input_aliases.items() if target == name)]
+            key = next((k for k in keys if _present(item.get(k))), None)
+            if key is None:
+                shown = " or ".join(f"'{k}'" for k in keys)
+                raise InputProblem(f"missing_{name}", f"no {shown} key")
+            out[key] = self._field_value(name, key, item[key])
+        return out
+
+    def _field_value(self, name: str, key: str, value: Any) -> str | list[str]:
+        if isinstance(value, list) and key in self.list_inputs:
+            if not all(isinstance(v, str) for v in value):
+                raise InputProblem(f"bad_{name}", f"'{key}' must be a list of strings")
+            words = [v.strip() for v in value if v.strip()]
+            if not words:
+                raise InputProblem(f"empty_{name}", f"'{key}' holds no words")
+            return words
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, (int, float)):
+            value = str(int(value)) if float(value).is_integer() else repr(value)
+        if not isinstance(value, str):
+            raise InputProblem(f"bad_{name}", f"'{key}' must be a string, not {type(value).__name__}")
+        if not _visible(value):
+            raise InputProblem(f"empty_{name}", f"'{key}' is empty")
+        return value
+
+
+def _present(value: Any) -> bool:
+    """None and NaN (a missing cell in Parquet or pandas) mean the key is absent."""
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def _visible(text: str) -> bool:
+    """Text that is more than whitespace and invisible characters (what cleaning would reduce to nothing)."""
+    from tailorlm.data.clean import clean_text
+    from tailorlm.recipe import CleanConfig
+
+    return bool(clean_text(text, CleanConfig()).strip())

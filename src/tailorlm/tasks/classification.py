@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -26,7 +26,10 @@ from tailorlm.evaluate.predictions import label_rows
 from tailorlm.models.loading import load_pretrained
 from tailorlm.models.registry import ResolvedModel
 from tailorlm.recipe import Recipe
-from tailorlm.tasks.base import EncodedSplits, EvalSettings, Task
+from tailorlm.tasks.base import PREDICT_BATCH_SIZE, EncodedSplits, EvalSettings, Task
+
+if TYPE_CHECKING:
+    from tailorlm.models.saved import LoadedModel
 
 # Config attributes that hold dropout probabilities, across encoder families.
 _DROPOUT_KEYS = (
@@ -73,6 +76,7 @@ class ClassificationTask(Task):
     auto_model_class = AutoModelForSequenceClassification
     default_metric = "f1_macro"
     greater_is_better = True
+    input_fields = ("text",)
 
     # ------------------------------------------------------------------ data
     def prepare_data(self, recipe: Recipe, count_tokens: Callable[[list[str]], list[int]] | None) -> PreparedData:
@@ -141,6 +145,26 @@ class ClassificationTask(Task):
 
     def model_meta(self, data: PreparedData) -> dict[str, Any]:
         return {"labels": data.labels}
+
+    def predict(self, loaded: LoadedModel, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The label, its probability and every class's, per text; texts are cleaned as training texts were
+        (invisible characters, NFKC, whitespace), so a pasted text gets the prediction its clean twin gets."""
+        from tailorlm.data.clean import clean_text
+        from tailorlm.recipe import CleanConfig
+
+        labels = loaded.labels
+        texts = [clean_text(item["text"], CleanConfig()) for item in inputs]
+        probs = self.predict_proba(loaded.model, loaded.tokenizer, texts, loaded.max_length, PREDICT_BATCH_SIZE)
+        rows = []
+        for text, p in zip(texts, probs, strict=True):
+            best = int(p.argmax())
+            rows.append({
+                "text": text,
+                "label": labels[best],
+                "confidence": round(float(p[best]), 6),
+                "probabilities": {label: round(float(v), 6) for label, v in zip(labels, p, strict=True)},
+            })
+        return rows
 
     # ------------------------------------------------------------------ baselines
     def baselines(

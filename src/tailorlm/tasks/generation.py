@@ -33,7 +33,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -49,6 +49,9 @@ from tailorlm.models.registry import ResolvedModel
 from tailorlm.recipe import DataConfig, GenerationSettings, Recipe
 from tailorlm.tasks.base import EncodedSplits, EvalSettings, Task
 from tailorlm.tasks.classification import model_token_limit, set_dropout
+
+if TYPE_CHECKING:
+    from tailorlm.models.saved import LoadedModel
 
 IGNORE = -100
 PLAIN_TEMPLATE = "### Instruction:\n{prompt}\n\n### Response:\n"
@@ -257,6 +260,7 @@ class GenerationTask(Task):
     default_model = "smollm2"
     default_metric = "loss"
     greater_is_better = False
+    input_fields = ("prompt",)
 
     def __init__(self) -> None:
         # One task object lives through one run: what encode decided and what baselines generated are kept
@@ -376,6 +380,11 @@ class GenerationTask(Task):
         cfg = DataConfig(train=str(path), text_column=columns.get("text_column", "text"))
         return load_generation_file(path, cfg, split="eval")
 
+    def predict(self, loaded: LoadedModel, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A completion per prompt, as ``tailor generate`` writes it: the training format, the saved decoding."""
+        return [{"completion": complete_with(loaded.model, loaded.tokenizer, loaded.meta, item["prompt"])}
+                for item in inputs]
+
 
 # ---------------------------------------------------------------------------------------------- helpers
 
@@ -426,7 +435,16 @@ def complete(name: str | Path, prompt: str, max_new_tokens: int | None = None) -
     if not prompt.strip():
         raise DataError("--prompt is empty; give the instruction or question to answer")
     model, tokenizer, meta = load_generator(name)
+    return complete_with(model, tokenizer, meta, prompt, max_new_tokens)
+
+
+def complete_with(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, meta: dict[str, Any], prompt: str,
+                  max_new_tokens: int | None = None) -> str:
+    """A loaded model's answer to ``prompt`` in its training format (chat or plain), with its saved decoding
+    settings (greedy unless the recipe sampled): shared by ``tailor generate``, ``predict`` and the server."""
     chat = meta.get("prompt_format", "chat" if uses_chat_template(tokenizer) else "plain") == "chat"
     settings = GenerationSettings(**meta.get("generation", {}))
     ids = prompt_ids(tokenizer, Example(prompt.strip(), ""), chat)
-    return generate_text(model, tokenizer, ids, settings, max_new_tokens)
+    room = max(1, model_token_limit(tokenizer) - (max_new_tokens or settings.max_new_tokens))
+    # a prompt longer than the model's window keeps its end, next to the answer (as in training)
+    return generate_text(model, tokenizer, ids[-room:], settings, max_new_tokens)

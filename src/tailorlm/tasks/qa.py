@@ -16,7 +16,7 @@ import string
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -38,8 +38,11 @@ from tailorlm.evaluate.inference import forward_sorted, mean_pooled, model_devic
 from tailorlm.models.loading import load_pretrained
 from tailorlm.models.registry import ResolvedModel
 from tailorlm.recipe import Recipe
-from tailorlm.tasks.base import EncodedSplits, EvalSettings, Task
+from tailorlm.tasks.base import PREDICT_BATCH_SIZE, EncodedSplits, EvalSettings, Task
 from tailorlm.tasks.classification import model_token_limit, set_dropout
+
+if TYPE_CHECKING:
+    from tailorlm.models.saved import LoadedModel
 
 AUTO_MAX_LENGTH = 384  # the SQuAD standard: long enough for most passages in one or two windows
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -319,6 +322,7 @@ class QATask(Task):
     auto_model_class = AutoModelForQuestionAnswering
     default_metric = "f1"
     greater_is_better = True
+    input_fields = ("question", "context")
 
     # ------------------------------------------------------------------ data
     def prepare_data(self, recipe: Recipe, count_tokens: Callable[[list[str]], list[int]] | None) -> QAData:
@@ -397,6 +401,18 @@ class QATask(Task):
         return {"metrics": squad_metrics(predicted, golds),
                 "errors": worst_answers(frame, answers, settings.top_errors),
                 "predictions": qa_rows(frame, predicted, golds)}  # predictions.jsonl (evaluate/predictions.py)
+
+    def predict(self, loaded: LoadedModel, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The answer span of each question in its context, with the saved windowing and no-answer settings.
+
+        ``score`` is the answer's softmax share among the n-best spans (and "no answer" for a SQuAD v2 model);
+        ``start`` is its character offset in the context (None when there is no answer)."""
+        frame = pd.DataFrame({"question": [item["question"] for item in inputs],
+                              "context": [item["context"] for item in inputs]})
+        answers = self.predict_answers(loaded.model, loaded.tokenizer, frame, loaded.meta, loaded.max_length,
+                                       PREDICT_BATCH_SIZE)
+        return [{"answer": a.text, "score": round(a.confidence, 6), "start": a.start if a.text else None,
+                 "no_answer": not a.text} for a in answers]
 
     def load_eval_file(self, path: Any, meta: dict[str, Any], columns: dict[str, str]) -> tuple[pd.DataFrame, list]:
         """``tailor eval --data``: SQuAD JSON or rows with question, context, answers (the text options are

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -32,8 +32,11 @@ from tailorlm.evaluate.inference import model_device, sorted_batches
 from tailorlm.models.loading import load_pretrained
 from tailorlm.models.registry import ResolvedModel
 from tailorlm.recipe import Recipe
-from tailorlm.tasks.base import EncodedSplits, EvalSettings, Task
+from tailorlm.tasks.base import PREDICT_BATCH_SIZE, EncodedSplits, EvalSettings, Task
 from tailorlm.tasks.classification import model_token_limit, set_dropout
+
+if TYPE_CHECKING:
+    from tailorlm.models.saved import LoadedModel
 
 IGNORE = -100
 #: words given to the per-token linear probe at most (logistic regression cost grows with them)
@@ -287,6 +290,14 @@ def token_linear_probe(
     return metrics
 
 
+def _words(item: dict[str, Any]) -> list[str]:
+    """A predict input's words: its ``tokens`` (a list, or a string split on whitespace), else its ``text`` split."""
+    tokens = item.get("tokens")
+    if isinstance(tokens, list):
+        return list(tokens)
+    return str(tokens if tokens is not None else item["text"]).split()
+
+
 def model_tags(model: PreTrainedModel, meta: dict[str, Any]) -> list[str]:
     """The BIO tags in the order of the model's outputs: from tailor_model.json, else the config's id2label."""
     if meta.get("tags"):
@@ -304,6 +315,9 @@ class TokenClassificationTask(Task):
     auto_model_class = AutoModelForTokenClassification
     default_metric = "f1"
     greater_is_better = True
+    input_fields = ("text",)
+    input_aliases = {"tokens": "text"}  # noqa: RUF012
+    list_inputs = frozenset({"tokens"})
 
     # ------------------------------------------------------------------ data
     def prepare_data(self, recipe: Recipe, count_tokens: Callable[[list[str]], list[int]] | None) -> PreparedData:
@@ -361,6 +375,21 @@ class TokenClassificationTask(Task):
                                              settings.batch_size)
         metrics = entity_metrics([list(t) for t in frame["tags"]], predicted)
         return {"metrics": metrics, "errors": sentence_errors(frame, predicted, confidence, settings.top_errors)}
+
+    def predict(self, loaded: LoadedModel, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Tags and entities per sentence: ``tokens`` as given, or ``text`` split on whitespace (the words the tags
+        belong to); an entity spans ``tokens[start_token:end_token]`` (end exclusive, like a Python slice)."""
+        require_fast(loaded.tokenizer)
+        sentences = [_words(item) for item in inputs]
+        labels = model_tags(loaded.model, loaded.meta)
+        tags, confidence = predict_tags(loaded.model, loaded.tokenizer, sentences, labels, loaded.max_length,
+                                        PREDICT_BATCH_SIZE)
+        return [
+            {"tokens": words, "tags": sentence_tags, "confidence": round(conf, 6),
+             "entities": [{"type": e["type"], "text": e["text"], "start_token": e["start"], "end_token": e["end"]}
+                          for e in _describe(words, sentence_tags)]}
+            for words, sentence_tags, conf in zip(sentences, tags, confidence, strict=True)
+        ]
 
     def load_eval_file(self, path: Any, meta: dict[str, Any], columns: dict[str, str]) -> tuple[pd.DataFrame, list]:
         """``tailor eval --data``: CoNLL, or JSONL/JSON with ``tokens``/``tags`` lists (``--text-column`` and

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -28,8 +28,11 @@ from tailorlm.errors import DataError, ModelError, UserError
 from tailorlm.models.loading import load_pretrained
 from tailorlm.models.registry import ResolvedModel, resolve_model
 from tailorlm.recipe import DataConfig, Recipe
-from tailorlm.tasks.base import EncodedSplits, EvalSettings, Task
+from tailorlm.tasks.base import PREDICT_BATCH_SIZE, EncodedSplits, EvalSettings, Task
 from tailorlm.tasks.classification import set_attention_dropout
+
+if TYPE_CHECKING:
+    from tailorlm.models.saved import LoadedModel
 
 #: Families pretrained with a task prefix ("translate English to German: ..."), which they expect at fine-tuning.
 PREFIX_FAMILIES = frozenset({"t5", "mt5", "umt5", "longt5"})
@@ -220,6 +223,8 @@ class TranslationTask(Task):
     model_hint = MODEL_HINT
     default_metric = "loss"
     greater_is_better = False
+    input_fields = ("text",)
+    input_aliases = {"source": "text"}  # noqa: RUF012
 
     def __init__(self) -> None:
         #: the pretrained model's output per source text, from the baseline, for before/after samples
@@ -348,6 +353,16 @@ class TranslationTask(Task):
         ]
         return {"metrics": measured.metrics, "samples": samples, "errors": worst_translations(measured,
                                                                                              settings.top_errors)}
+
+    def predict(self, loaded: LoadedModel, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each text translated as the test split was: the saved prefix, language tokens and decoding settings."""
+        meta = loaded.meta
+        set_languages(loaded.tokenizer, meta)
+        prefix = meta.get("prefix") or ""
+        sources = [prefix + str(item.get("text", item.get("source"))) for item in inputs]
+        outputs = translate(loaded.model, loaded.tokenizer, sources, loaded.max_length, PREDICT_BATCH_SIZE,
+                            meta.get("generation") or {}, _forced_bos(loaded.tokenizer, meta))
+        return [{"translation": out} for out in outputs]
 
     def load_eval_file(self, path: Any, meta: dict[str, Any], columns: dict[str, str]) -> tuple[pd.DataFrame, list]:
         """A file of pairs; the CLI's default text/label column names mean "the columns the model was tuned on"."""

@@ -1,0 +1,310 @@
+"""The model card: ``model/README.md``, a Hugging Face model card written from a finished run directory.
+
+The front matter is what the Hub indexes (library, base model, tags, pipeline tag); the body tells a reader what
+the model does, what it was trained on, how it compares with the baselines on the test split (the same table as
+the run report, built by ``tailorlm.report``, so the two can never disagree), the main training settings, how to
+call it, and what was not tested. It only reads the run directory, so ``tailor card RUN_DIR`` can write it again
+for an old run; the pipeline writes it at the end of ``tailor run``, once ``metrics.json`` exists.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tailorlm.errors import UserError
+from tailorlm.report import RunReport, comparison_table, count, duration, load_run
+from tailorlm.report.markdown import md_escape, table
+from tailorlm.rundir import atomic_write_text
+
+#: the Hub's pipeline tag of each task (what its inference widget and search filter use)
+PIPELINE_TAGS: dict[str, str] = {
+    "classification": "text-classification",
+    "token-classification": "token-classification",
+    "qa": "question-answering",
+    "translation": "translation",
+    "generation": "text-generation",
+}
+#: Hub ids of the shipped aliases (they load from a local package, but came from these repositories)
+ALIAS_HUB_IDS: dict[str, str] = {
+    "minilm": "sentence-transformers/all-MiniLM-L6-v2",
+    "minilm-seq2seq": "sentence-transformers/all-MiniLM-L6-v2",
+    "smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct",
+}
+EXAMPLE_TEXT = "your text here"
+
+
+def write_model_card(run_dir: str | Path) -> Path:
+    """Render the card of ``run_dir`` into its ``model/README.md`` (atomically) and return that path."""
+    run_dir = _run_dir(Path(run_dir))
+    path = run_dir / "model" / "README.md"
+    atomic_write_text(path, render_model_card(run_dir))
+    return path
+
+
+def render_model_card(run_dir: str | Path) -> str:
+    """The whole card as Markdown with YAML front matter."""
+    run_dir = _run_dir(Path(run_dir))
+    report = load_run(run_dir)
+    meta = _model_meta(run_dir / "model")
+    recipe = yaml.safe_load(report.recipe_text or "") or {}
+    card = _Card(run_dir, report, meta, recipe if isinstance(recipe, dict) else {})
+    blocks = [card.front_matter(), card.title(), card.what_it_does(), card.data(), card.results(), card.settings(),
+              card.usage(), card.limitations()]
+    return "\n\n".join(b for b in blocks if b) + "\n"
+
+
+def _run_dir(path: Path) -> Path:
+    """The run directory, also when given its model/ folder; one line when it is not a finished single run."""
+    if path.name == "model" and (path.parent / "metrics.json").exists():
+        path = path.parent
+    if not (path / "metrics.json").is_file():
+        raise UserError(f"{path}: no metrics.json; pass the output_dir of a finished `tailor run`")
+    if not (path / "model").is_dir():
+        raise UserError(f"{path}: no model/ folder; pass a single run's directory (a --seeds or k-fold run keeps "
+                        "each model in seed-<s>/ or folds/fold-<k>/)")
+    return path
+
+
+def _model_meta(folder: Path) -> dict[str, Any]:
+    from tailorlm.models.registry import read_model_meta
+
+    return read_model_meta(folder) or {}
+
+
+def base_model_hub_id(meta: dict[str, Any]) -> str | None:
+    """The base model as a Hub id (an alias's source repository, or the hub id the recipe named); None for a
+    local folder, which the Hub cannot link to."""
+    name = str(meta.get("base_model_name") or "")
+    if name.lower() in ALIAS_HUB_IDS:
+        return ALIAS_HUB_IDS[name.lower()]
+    source = str(meta.get("base_model") or name)
+    if source and not Path(source).expanduser().exists() and not source.startswith(("/", ".", "~")) \
+            and source.count("/") == 1:
+        return source
+    return None
+
+
+class _Card:
+    """The card's sections, each a Markdown block built from the run's files."""
+
+    def __init__(self, run_dir: Path, report: RunReport, meta: dict[str, Any], recipe: dict[str, Any]) -> None:
+        self.run_dir = run_dir
+        self.report = report
+        self.meta = meta
+        self.recipe = recipe
+        self.task = report.task
+        self.is_adapter = (run_dir / "model" / "adapter_config.json").exists()
+        self.hub_id = base_model_hub_id(meta)
+
+    # ------------------------------------------------------------------ header
+    def front_matter(self) -> str:
+        front: dict[str, Any] = {"library_name": "peft" if self.is_adapter else "transformers"}
+        if self.hub_id:
+            front["base_model"] = self.hub_id
+        front["tags"] = ["tailorlm", self.task, *(["lora"] if self.is_adapter else [])]
+        if self.task in PIPELINE_TAGS:
+            front["pipeline_tag"] = PIPELINE_TAGS[self.task]
+        return "---\n" + yaml.safe_dump(front, sort_keys=False, allow_unicode=True) + "---"
+
+    def title(self) -> str:
+        return (f"# {md_escape(self.run_dir.resolve().name)}: a fine-tuned {self.task} model\n\n"
+                f"Fine-tuned with [tailorlm](https://pypi.org/project/tailorlm/) from "
+                f"{self._base_name()}{' as a LoRA adapter' if self.is_adapter else ''}. "
+                f"{md_escape(self.report.headline())}")
+
+    def _base_name(self) -> str:
+        name = str(self.meta.get("base_model_name") or self.report.model.get("name") or "an unknown base model")
+        shown = _code(name)
+        return f"{shown} ([{self.hub_id}](https://huggingface.co/{self.hub_id}))" if self.hub_id and \
+            self.hub_id != name else shown
+
+    # ------------------------------------------------------------------ what and on what
+    def what_it_does(self) -> str:
+        labels = [str(label) for label in self.meta.get("labels") or self.report.metrics.get("labels") or []]
+        shown = ", ".join(_code(label) for label in labels)
+        what = {
+            "classification": f"Labels a text with one of {len(labels)} classes: {shown}.",
+            "token-classification": f"Tags each word of a sentence (BIO tags) to find entities of the types {shown}.",
+            "qa": "Answers a question with a span copied from the context it is given"
+                  + (", or says there is no answer (trained with unanswerable questions)."
+                     if self.meta.get("version_2") else "."),
+            "translation": self._translation_what(),
+            "generation": "Answers a prompt (an instruction or a question) in the style of its training responses; "
+                          f"prompts use the {self._prompt_format()}.",
+        }.get(self.task, f"A {self.task} model.")
+        base = str(self.meta.get("base_model") or self.report.model.get("base") or "")
+        lines = [f"- Base model: {self._base_name()}" + (f", loaded from {_code(base)}" if base and
+                                                          base != self.hub_id else ""),
+                 "- Weights: " + ("a LoRA adapter on the base model (`tailor export` merges it into one model)"
+                                  if self.is_adapter else "the full fine-tuned model (safetensors)")]
+        return _section("What it does", what, "\n".join(lines))
+
+    def _translation_what(self) -> str:
+        source, target = self.meta.get("source_lang"), self.meta.get("target_lang")
+        if source and target:
+            return f"Translates (or rewrites) text from {_code(source)} to {_code(target)}."
+        return "Rewrites a source text into its target form (translation or text-to-text)."
+
+    def _prompt_format(self) -> str:
+        return "tokenizer's chat template" if self.meta.get("prompt_format") == "chat" else \
+            "plain `### Instruction:` / `### Response:` template"
+
+    def data(self) -> str:
+        sizes = self.report.data_sizes
+        rows = [("Train", sizes.get("train")), ("Validation", sizes.get("validation")), ("Test", sizes.get("test")),
+                ("Rejected while cleaning", sizes.get("rejected"))]
+        body = "| Split | Rows |\n|---|---:|\n" + "\n".join(f"| {name} | {count(n)} |" for name, n in rows)
+        return _section("Training data", body,
+                        "Rejected rows (empty, malformed, duplicated, leaking between splits, ...) are listed with "
+                        "their reason in the run's `rejects.jsonl`; the test split was held out from training and "
+                        "from checkpoint selection.")
+
+    def results(self) -> str:
+        n = count(self.report.data_sizes.get("test"))
+        return _section(f"Results on the test split ({n} rows)",
+                        "Each baseline and the fine-tuned model, measured on the same test rows (best value per "
+                        "column in bold):", table(comparison_table(self.report)))
+
+    def settings(self) -> str:
+        training = self.recipe.get("training") or {}
+        peft = (self.recipe.get("model") or {}).get("peft") or {}
+        train = self.report.train
+        setting = training.get("max_length")
+        max_length = f"{count(self.report.model.get('max_length'))} tokens" + (
+            " (auto: the 99th percentile of training lengths)" if setting == "auto" else "")
+        if peft.get("method") == "lora":
+            tuning = f"LoRA, r={peft.get('r')}, alpha={peft.get('alpha')}"
+        else:
+            tuning = "full fine-tuning (every weight)"
+        if train.get("trainable_params") and train.get("total_params"):
+            tuning += f"; {count(train['trainable_params'])} of {count(train['total_params'])} parameters trained"
+        rows = [("Epochs", f"{_plain(training.get('epochs'))} (ran {_plain(train.get('epochs_run'))})"),
+                ("Learning rate", _plain(training.get("learning_rate"))),
+                ("Batch size", _plain(training.get("batch_size"))),
+                ("max_length", max_length),
+                ("Fine-tuning", tuning),
+                ("Seed", _plain(training.get("seed"))),
+                ("Training time", duration(train.get("runtime_s")))]
+        body = "| Setting | Value |\n|---|---|\n" + "\n".join(f"| {k} | {md_escape(v)} |" for k, v in rows)
+        return _section("Training settings", body, "Every setting is in the run's `recipe.resolved.yaml`; "
+                                                   "`tailor run --reproduce RUN_DIR` trains it again.")
+
+    # ------------------------------------------------------------------ use
+    def usage(self) -> str:
+        from tailorlm.tasks import get_task
+
+        task = get_task(self.task)
+        run = str(self.run_dir)
+        if self.task == "qa":
+            cli = f'tailor predict {run} --question "..." --context "..."'
+        else:
+            example = "your question here" if self.task == "generation" else EXAMPLE_TEXT
+            cli = f'tailor predict {run} --text "{example}"' + ("   # the prompt" if self.task == "generation" else "")
+        shell = "\n".join([
+            cli,
+            f"tailor predict {run} --input inputs.jsonl --output predictions.jsonl   # one object per line",
+            f"tailor serve {run} --port 8000",
+            "curl -s localhost:8000/predict -H 'Content-Type: application/json' \\",
+            f"     -d '{{\"inputs\": [{task.input_example()}]}}'",
+        ])
+        return _section(
+            "How to use",
+            f"Each input needs {', '.join(f'`{f}`' for f in task.input_fields)}. With tailorlm:",
+            f"```bash\n{shell}\n```",
+            "With transformers alone:",
+            f"```python\n{self._python()}\n```",
+        )
+
+    def _python(self) -> str:
+        from tailorlm.tasks import get_task
+
+        auto = get_task(self.task).auto_model_class.__name__
+        folder = str(self.run_dir / "model")
+        names = [*(["AutoConfig"] if self.is_adapter else []), auto, "AutoTokenizer",
+                 *(["pipeline"] if self.task in _PIPELINES else [])]
+        lines = [*(["from peft import PeftModel"] if self.is_adapter else []),
+                 f"from transformers import {', '.join(names)}",
+                 "", f'MODEL = "{folder}"  # this folder, or the Hub repository you push it to',
+                 "tokenizer = AutoTokenizer.from_pretrained(MODEL)"]
+        if self.is_adapter:
+            base = self.hub_id or str(self.meta.get("base_model") or "BASE_MODEL")
+            lines += [f'base = {auto}.from_pretrained("{base}", config=AutoConfig.from_pretrained(MODEL))',
+                      "model = PeftModel.from_pretrained(base, MODEL).merge_and_unload()"]
+        else:
+            lines.append(f"model = {auto}.from_pretrained(MODEL)")
+        return "\n".join(lines + self._python_call())
+
+    def _python_call(self) -> list[str]:
+        if self.task in _PIPELINES:
+            kind, call = _PIPELINES[self.task]
+            return [f'predict = pipeline("{kind}", model=model, tokenizer=tokenizer)', f"print(predict({call}))"]
+        max_new = int((self.meta.get("generation") or {}).get("max_new_tokens") or 64)
+        if self.task == "translation":
+            prefix = str(self.meta.get("prefix") or "")
+            return [f'inputs = tokenizer({json.dumps(prefix + EXAMPLE_TEXT)}, return_tensors="pt")',
+                    f"output = model.generate(**inputs, max_new_tokens={max_new})",
+                    "print(tokenizer.decode(output[0], skip_special_tokens=True))"]
+        if self.meta.get("prompt_format") == "chat":
+            prompt = ['messages = [{"role": "user", "content": "your question here"}]',
+                      "prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)",
+                      'inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)']
+        else:
+            prompt = ['prompt = "### Instruction:\\nyour question here\\n\\n### Response:\\n"',
+                      'inputs = tokenizer(prompt, return_tensors="pt")']
+        return [*prompt, f"output = model.generate(**inputs, max_new_tokens={max_new})",
+                'print(tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))']
+
+    def limitations(self) -> str:
+        n = count(self.report.data_sizes.get("test"))
+        points = [
+            f"Evaluated only on this team's own test split: {n} rows held out from the same data as training. "
+            "How it does on other data (other sources, periods, phrasing) is unknown; score a sample of that data "
+            "with `tailor eval RUN_DIR --data FILE` before relying on it.",
+            self._length_note(),
+        ]
+        if self.task in ("classification", "token-classification"):
+            points.append("It can only answer with the labels it was trained on, and its confidence is a model "
+                          "score, not a guarantee (see the calibration error in the run report).")
+        if self.task in ("generation", "translation"):
+            points.append("Generated text can be fluent and wrong; the scores measure closeness to the reference "
+                          "texts, not factual accuracy. Review outputs before they reach users.")
+        return _section("Limitations", "\n".join(f"- {p}" for p in points))
+
+    def _length_note(self) -> str:
+        n = count(self.report.model.get("max_length"))
+        if self.task == "qa":
+            return f"Contexts longer than {n} tokens are read in overlapping windows; the best span of all wins."
+        if self.task == "generation":
+            return (f"It was tuned on examples of up to {n} tokens; a prompt longer than the model's context window "
+                    "keeps only its end.")
+        return f"Inputs longer than {n} tokens are cut: the rest is not read."
+
+
+def _code(text: Any) -> str:
+    """Inline code: Markdown escapes do not work inside backticks, so a backtick in the text becomes a quote."""
+    return "`" + " ".join(str(text).split()).replace("`", "'") + "`"
+
+
+def _plain(value: Any) -> str:
+    """A setting as written in a recipe: 3.0 -> 3, a missing one -> —."""
+    if value is None:
+        return "—"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+#: tasks with a transformers pipeline: (pipeline name, call arguments)
+_PIPELINES: dict[str, tuple[str, str]] = {
+    "classification": ("text-classification", f'"{EXAMPLE_TEXT}"'),
+    "token-classification": ("token-classification", f'"{EXAMPLE_TEXT}"'),
+    "qa": ("question-answering", 'question="...", context="..."'),
+}
+
+
+def _section(title: str, *parts: str) -> str:
+    return "\n\n".join([f"## {title}", *(p for p in parts if p)])
