@@ -25,6 +25,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +45,8 @@ MAX_ENTRIES = 32
 _SPLITS = ("train", "validation", "test")
 #: training keys that decide tokens; every other training key (learning rate, seed, ...) leaves them unchanged
 _TRAINING_KEYS_THAT_TOKENIZE = ("max_length",)
-_RECIPE_SECTIONS_WITHOUT_TOKENS = ("output_dir", "search", "report", "baseline", "validation")
+_RECIPE_SECTIONS_WITHOUT_TOKENS = ("output_dir", "search", "report", "baseline", "validation", "fairness",
+                                   "tracking")
 _DATA_KEYS_WITHOUT_TOKENS = ("train", "validation", "test", "cache_tokenized")
 
 
@@ -167,9 +169,10 @@ def store_entry(encoded: EncodedSplits, folder: Path) -> bool:
     except OSError:
         return False
     try:
-        encoded.train.save_to_disk(str(tmp / "train"))
-        if encoded.validation is not None:
-            encoded.validation.save_to_disk(str(tmp / "validation"))
+        with _no_progress_bars():
+            encoded.train.save_to_disk(str(tmp / "train"))
+            if encoded.validation is not None:
+                encoded.validation.save_to_disk(str(tmp / "validation"))
         meta = {"max_length": encoded.max_length, "stats": encoded.stats,
                 "has_validation": encoded.validation is not None, "created": time.time()}
         (tmp / "meta.json").write_text(json.dumps(meta, default=str), encoding="utf-8")
@@ -195,3 +198,17 @@ def prune(root: Path, keep: int = MAX_ENTRIES) -> None:
 def _touch(folder: Path) -> None:
     with contextlib.suppress(OSError):
         os.utime(folder)
+
+
+@contextlib.contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """Saving is an implementation detail of a run: no "Saving the dataset" bars in the user's terminal."""
+    import datasets
+
+    was_disabled = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
