@@ -23,7 +23,7 @@ lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
 
 bench: install
-	$(VENV)/bin/python -m benchmarks.run --suite cpu
+	$(VENV)/bin/python -m benchmarks.run --suite cpu --skip bf16  # bf16 on CPU: 11x slower, measured once in RESULTS.md
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
