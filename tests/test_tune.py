@@ -78,6 +78,8 @@ def test_each_method_writes_trials_and_best_recipe(tmp_path: Path, tiny_model_di
     kept = [t for t in trials if (Path(t["dir"]) / "model").exists()]
     assert len(kept) == 1 and kept[0]["number"] == str(summary["best"]["number"])  # only the best keeps weights
     assert [t["number"] for t in trials if t["weights"] == "kept"] == [kept[0]["number"]]  # the CSV agrees
+    caches = [json.loads((Path(t["dir"]) / "metrics.json").read_text())["data"]["tokenize_cache"] for t in trials]
+    assert caches[1] == "hit"  # the second trial trains on the tokenised splits of the first (or of an earlier test)
     assert "best: trial" in stdout
 
 
