@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +24,18 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 def _fresh_tokenized_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Tokenised splits cached by an earlier test session must never stand in for today's encode code."""
     os.environ["TAILORLM_TOKENIZED_CACHE"] = str(tmp_path_factory.mktemp("tokenized-cache"))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Tiny matrices on a shared machine: one intra-op thread is faster than two (modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 POSITIVE = ["great", "lovely", "quick", "helpful", "friendly", "excellent", "smooth", "clear"]

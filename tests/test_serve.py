@@ -28,15 +28,7 @@ from tests.helpers import run_cli
 SPECIALS = ["<pad>", "</s>", "<unk>"]  # ids 0, 1, 2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny matrices on a shared machine: one intra-op thread is faster than two."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------------------------------------- helpers

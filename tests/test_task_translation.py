@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -26,15 +25,7 @@ from tests.helpers import run_cli
 SPECIALS = ["<pad>", "</s>", "<unk>"]  # ids 0, 1, 2: pad (also the decoder start), eos, unk
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """The test machine's cores are shared: two threads on tiny matrices are ten times slower than one."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tokenizer() -> object:
