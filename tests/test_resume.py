@@ -28,11 +28,12 @@ from tailorlm.cli import main
 sys.argv = ["tailor", *sys.argv[1:]]
 main()
 """
-TIMINGS = {"timings_s", "runtime_s", "samples_per_s", "tokens_per_s", "path"}
+#: wall times, output paths, and whether the tokenised splits came from the cache (the two runs start together)
+TIMINGS = {"timings_s", "runtime_s", "samples_per_s", "tokens_per_s", "path", "tokenize_cache"}
 
 
 def comparable(value: Any) -> Any:
-    """metrics.json without wall times and output paths: what must match between runs."""
+    """metrics.json without wall times, output paths and cache status: what must match between runs."""
     if isinstance(value, dict):
         return {k: comparable(v) for k, v in value.items() if k not in TIMINGS}
     if isinstance(value, list):

@@ -76,6 +76,9 @@ AccelerateConfigOption = Annotated[
 SeedsOption = Annotated[
     int | None, typer.Option("--seeds", min=1, help="repeat with N seeds; mean ± std and 95% CI (training.seeds)")
 ]
+TrackOption = Annotated[
+    bool, typer.Option("--track", help="log to MLflow (tracking.mlflow=true; store: tracking.uri)")
+]
 
 
 # --- reliability: --resume and --reproduce (train/resume.py, provenance.py)
@@ -113,7 +116,7 @@ def _resume_or_reproduce(recipe: Path | None, set_: list[str] | None, resume: bo
 @app.command()
 def run(recipe: OptionalRecipeArg = None, set_: SetOption = None, num_processes: NumProcessesOption = None,
         accelerate_config: AccelerateConfigOption = None, resume: ResumeOption = False,
-        reproduce: ReproduceOption = None, seeds: SeedsOption = None) -> None:
+        reproduce: ReproduceOption = None, seeds: SeedsOption = None, track: TrackOption = False) -> None:
     """Prepare the data, measure the baselines, fine-tune, evaluate and write the run directory."""
     from tailorlm.run import run as run_pipeline
     from tailorlm.train.distributed import is_main_process, launch_overrides, needs_launch, relaunch_run
@@ -121,6 +124,7 @@ def run(recipe: OptionalRecipeArg = None, set_: SetOption = None, num_processes:
     recipe, set_ = _resume_or_reproduce(recipe, set_, resume, reproduce)
     overrides = [*(set_ or []), *launch_overrides(num_processes, accelerate_config)]
     overrides += [f"training.seeds={seeds}"] if seeds else []  # --seeds N: evaluate/seeds.py
+    overrides += ["tracking.mlflow=true"] if track else []  # --track: track/
     loaded = _load(recipe, overrides)
     t = loaded.training
     if needs_launch(t.num_processes, t.accelerate_config):
@@ -219,6 +223,52 @@ def predict(
     else:
         for row in rows:
             out.print_json(json.dumps(row, ensure_ascii=False))
+
+
+# --- bias audit (fairness/)
+@app.command()
+def audit(
+    model_dir: Annotated[Path, typer.Argument(help="a run directory or its model/ folder (a classifier)")],
+    data: Annotated[Path, typer.Option("--data", help="labelled file (csv, tsv, jsonl, json, parquet)")],
+    group_column: Annotated[str, typer.Option("--group-column", help="column naming each row's group")],
+    counterfactual: Annotated[str, typer.Option(
+        help="swap terms, predict again: gender (built-in English pairs), none, or pairs like he/she,mr/mrs")] = "none",
+    min_group_size: Annotated[int, typer.Option(min=1, help="smaller groups are shown but not compared")] = 10,
+    text_column: Annotated[str, typer.Option(help="column holding the text")] = "text",
+    label_column: Annotated[str, typer.Option(help="column holding the label")] = "label",
+    out_file: Annotated[Path | None, typer.Option("--out", help="write the audit here as JSON")] = None,
+) -> None:
+    """Bias audit of a saved classifier on any labelled file: metrics by group, gaps, counterfactual swaps."""
+    from tailorlm.fairness.pipeline import audit_saved_model, parse_pairs
+
+    pairs = parse_pairs(counterfactual)
+    _quiet_libraries()
+    result = audit_saved_model(model_dir, data, group_column, pairs, min_group_size, text_column, label_column)
+    if result.get("rejected"):
+        reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(result["rejected_reasons"].items()))
+        err.print(f"{data}: {result['rejected']} rows skipped ({reasons})")
+    if "systems" in result:
+        out.print(audit_table(result, title=f"{model_dir} on {data}, by {group_column}"))
+    for line in result.get("summary") or []:
+        out.print(escape(line), highlight=False, soft_wrap=True)
+    if out_file:
+        from tailorlm.rundir import atomic_write_json
+
+        atomic_write_json(out_file, result)
+        out.print(f"wrote {out_file}")
+
+
+def audit_table(result: dict[str, Any], title: str) -> Table:
+    """One row per group: test texts, accuracy and macro-F1; groups too small to compare are marked."""
+    tuned = result["systems"]["tuned"]
+    table = Table("group", "texts", "accuracy", "macro-F1", "note", title=title)
+    rows = [("all groups", tuned["overall"], "")]
+    rows += [(g, s, "too small to compare" if s["too_small"] else "") for g, s in tuned["by_group"].items()]
+    for name, scores, note in rows:
+        table.add_row(escape(name), str(scores["n"]), *(f"{scores[m]:.4f}" if scores[m] is not None else "–"
+                                                         for m in ("accuracy", "f1_macro")), note)
+    return table
+# --- end bias audit
 
 
 @app.command()
@@ -460,6 +510,7 @@ def tune(
     direction: Annotated[str | None, typer.Option(help="search.direction: maximize or minimize")] = None,
     pruner: Annotated[str | None, typer.Option(help="search.pruner: median, halving or none")] = None,
     set_: SetOption = None,
+    track: TrackOption = False,
 ) -> None:
     """Search the recipe's search.space with Optuna; re-running the same command resumes the study."""
     import json as _json
@@ -469,6 +520,7 @@ def tune(
 
     flags = {"method": method, "trials": trials, "metric": metric, "direction": direction, "pruner": pruner}
     overrides = [*(set_ or []), *(f"search.{k}={_json.dumps(v)}" for k, v in flags.items() if v is not None)]
+    overrides += ["tracking.mlflow=true"] if track else []  # --track: the study and each trial in MLflow
     loaded = _load(recipe, overrides)
     _quiet_libraries()
     result = run_tune(loaded, err)

@@ -260,6 +260,100 @@ class ValidationConfig(_Section):
 # --- end tune and cross-validation
 
 
+# --- fairness (tailorlm/fairness/)
+class FairnessConfig(_Section):
+    """Bias audit of a classifier (fairness/): metrics by group, counterfactual term swaps, reweighing."""
+
+    group_column: str | None = Field(
+        None, description="column of the data files naming each row's group (region, age band, customer type); "
+        "empty cells form the group '(missing)'; None: no by-group audit"
+    )
+    counterfactual: list[list[str]] | Literal["gender", "none"] = Field(
+        "none", description="term pairs swapped both ways in the test texts ([[he, she], [mr, mrs]]), or gender: "
+        "the built-in English list; the tuned model predicts again and label flips are reported"
+    )
+    mitigation: Literal["none", "reweight"] = Field(
+        "none", description="reweight: training rows weighted so that group and label look independent "
+        "(Kamiran & Calders 2012 reweighing); needs group_column"
+    )
+    min_group_size: int = Field(10, ge=1, description="groups with fewer test rows are reported, flagged as too "
+                                "small to compare")
+
+    @field_validator("group_column")
+    @classmethod
+    def _column_named(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must name a column of the data files (or be null)")
+        return value
+
+    @field_validator("counterfactual")
+    @classmethod
+    def _two_terms_each(cls, value: list[list[str]] | str) -> list[list[str]] | str:
+        if isinstance(value, str):
+            return value
+        for pair in value:
+            terms = [term.strip() for term in pair]
+            if len(terms) != 2 or not all(terms) or terms[0].lower() == terms[1].lower():
+                raise ValueError(f"each pair must be two different terms, like [he, she] (got {pair})")
+        return [[term.strip() for term in pair] for pair in value]
+
+    @model_validator(mode="after")
+    def _reweight_needs_groups(self) -> FairnessConfig:
+        if self.mitigation == "reweight" and not self.group_column:
+            raise ValueError("fairness.mitigation: reweight needs fairness.group_column (the groups to balance)")
+        return self
+
+    @property
+    def active(self) -> bool:
+        """Whether any audit or mitigation is asked for (a plain run never imports fairlearn)."""
+        return bool(self.group_column) or self.counterfactual not in ("none", [])
+
+
+# --- end fairness
+
+
+# --- domain adaptation (tailorlm/adapt/)
+class AdaptConfig(_Section):
+    """Domain-adaptive continued pretraining (DAPT): the body keeps pretraining on the team's unlabelled text
+    with its own objective (masked-LM for encoders, causal-LM for decoders) before the task is fine-tuned."""
+
+    pretrain: bool = Field(False, description="continue pretraining on domain text before the task fine-tune")
+    text: str | None = Field(
+        None, description="unlabelled domain text: .txt (one document per line) or csv/jsonl/parquet with "
+        "adapt.text_column; the training texts are added; None: the training texts alone (labels unused)"
+    )
+    text_column: str = Field("text", description="column of adapt.text holding the text (csv/jsonl/parquet)")
+    epochs: float = Field(1, gt=0)
+    learning_rate: float = Field(5e-5, gt=0)
+    mlm_probability: float = Field(0.15, gt=0.0, lt=1.0, description="share of tokens masked (encoders)")
+    whole_word_mask: bool = Field(False, description="mask all sub-tokens of a word together (encoders)")
+    max_length: int = Field(256, ge=8, description="token limit of one pretraining text (longer are truncated)")
+    batch_size: int | None = Field(None, ge=1, description="None: training.batch_size")
+    max_rows: int | None = Field(None, ge=1, description="use only the first N rows of adapt.text")
+    holdout: float = Field(
+        0.1, ge=0.0, le=0.5, description="share of the domain text held out to measure perplexity before/after"
+    )
+
+
+# --- end domain adaptation
+
+
+# --- experiment tracking (tailorlm/track/)
+class TrackingConfig(_Section):
+    """Log each finished (or failed) run to MLflow: params, metrics, curves, tags, artifacts (tailor run --track)."""
+
+    mlflow: bool = Field(False, description="log the run to MLflow (needs pip install 'tailorlm[tracking]')")
+    uri: str | None = Field(
+        None, description="sqlite:///PATH or http(s)://server; None: sqlite:///<parent of output_dir>/mlflow.db"
+    )
+    experiment: str | None = Field(None, description="MLflow experiment; None: <task>/<train file stem>")
+    log_model: bool = Field(False, description="also log model/ as an artifact (large)")
+    run_name: str | None = Field(None, description="MLflow run name; None: the output_dir's folder name")
+
+
+# --- end experiment tracking
+
+
 class Recipe(_Section):
     """A whole run: what to learn, from which data, starting from which model, how, and where to write."""
 
@@ -273,8 +367,11 @@ class Recipe(_Section):
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     lm: LanguageModelingConfig = Field(default_factory=LanguageModelingConfig)
     qa: QAConfig = Field(default_factory=QAConfig)
+    fairness: FairnessConfig = Field(default_factory=FairnessConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    adapt: AdaptConfig = Field(default_factory=AdaptConfig)
 
     @field_validator("output_dir")
     @classmethod
@@ -288,6 +385,18 @@ class Recipe(_Section):
         split = self.data.split
         if split.validation + split.test >= 0.9:
             raise ValueError("data.split.validation + data.split.test must leave at least 10% for training")
+        return self
+
+    @model_validator(mode="after")
+    def _adapt_runs_in_one_process(self) -> Recipe:
+        if self.adapt.pretrain and self.training.num_processes > 1:
+            raise ValueError("adapt.pretrain runs in one process; set training.num_processes: 1 (or pretrain apart)")
+        return self
+
+    @model_validator(mode="after")
+    def _fairness_is_for_classification(self) -> Recipe:
+        if self.task != "classification" and (self.fairness.active or self.fairness.mitigation != "none"):
+            raise ValueError(f"the fairness section audits classifiers, not task '{self.task}'; remove it")
         return self
 
 

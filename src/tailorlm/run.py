@@ -21,10 +21,12 @@ from rich.console import Console
 from transformers import set_seed
 
 from tailorlm import __version__
+from tailorlm.adapt import adapt_model
 from tailorlm.data import write_rejects
 from tailorlm.data.token_cache import encode_with_cache
 from tailorlm.errors import RecipeError
 from tailorlm.evaluate.predictions import pop_predictions, record_predictions
+from tailorlm.fairness.pipeline import apply_mitigation, audit_run
 from tailorlm.models.loading import load_tokenizer
 from tailorlm.models.peft import apply_lora, count_parameters
 from tailorlm.models.registry import ResolvedModel, resolve_model, write_model_meta
@@ -34,6 +36,7 @@ from tailorlm.rundir import RunDir, replace_dir
 from tailorlm.safety import check_output_dir, sigterm_as_interrupt
 from tailorlm.tasks import Task, get_task
 from tailorlm.tasks.base import EvalSettings
+from tailorlm.track import start_tracking
 from tailorlm.train import resume
 from tailorlm.train.distributed import WorkerRunDir, is_main_process, wait_for_all
 
@@ -172,6 +175,7 @@ def run(recipe: Recipe, console: Console | None = None, extra_callbacks: list[An
     fill_model_name(recipe, get_task(recipe.task))
     if not is_main_process():  # data parallel: only rank 0 writes the run directory (train/distributed.py)
         return _run_worker(recipe, extra_callbacks, adjust_data)
+    tracker = start_tracking(recipe)  # tracking.mlflow: MLflow installed and tracking.uri usable, or stop now
     check_output_dir(recipe)  # no writing over data, /, or home (safety.py)
     run_dir = RunDir.create(recipe.output_dir)
     run_dir.resume_from = resume.begin(recipe, run_dir, console)  # before the files below are rewritten
@@ -184,8 +188,10 @@ def run(recipe: Recipe, console: Console | None = None, extra_callbacks: list[An
             metrics = _run_stages(recipe, console, run_dir, timer, extra_callbacks, adjust_data)
     except BaseException as exc:
         resume.record_failure(run_dir, exc)
+        tracker.failed(run_dir.path, exc, console)  # a failed run is logged too, with its error
         raise
     run_dir.set_status("finished", **({"resumed_from": str(run_dir.resume_from)} if run_dir.resume_from else {}))
+    tracker.finished(run_dir.path, console)  # after metrics.json and the report: MLflow gets the final files
     return metrics
 
 
@@ -211,12 +217,16 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer,
     if adjust_data is not None:
         data = adjust_data(data)
     encoded, cache_status = timer.time("tokenize", lambda: encode_with_cache(task, recipe, data, tokenizer))
+    mitigation = apply_mitigation(recipe, data, encoded)  # fairness.mitigation: reweight -> a weight column
     cached = " (tokenised splits from the cache)" if cache_status == "hit" else ""
     console.print(f"model: {resolved.name} · max_length {encoded.max_length} tokens{cached}")
     # Build (and LoRA-wrap) the model before the baselines, so a bad model setting fails in seconds.
     # Seed first: a new head's initial weights must be the same for the same recipe.
+    # adapt.pretrain: the body keeps pretraining on domain text first (adapt/); baselines keep the original
+    body, adapted = timer.time("adapt", lambda: adapt_model(recipe, resolved, tokenizer, data, run_dir, console)) \
+        if recipe.adapt.pretrain else (resolved, {})
     set_seed(recipe.training.seed)
-    model = task.build_model(resolved, recipe, data)
+    model = task.build_model(body, recipe, data)
     if recipe.model.peft.method == "lora":
         model = apply_lora(model, recipe.model.peft, task.peft_task_type)
     baselines = timer.time(
@@ -242,7 +252,9 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer,
     )
     evaluation = timer.time("evaluate", lambda: task.evaluate(model, tokenizer, data.test, meta, settings))
     predictions = pop_predictions(evaluation, baselines)  # per-example rows: predictions.jsonl
-    timer.time("save_model", lambda: save_model(model, tokenizer, run_dir, recipe, resolved, meta))
+    fairness = timer.time("fairness", lambda: audit_run(recipe, task, model, tokenizer, data, predictions, settings,
+                                                        mitigation)) if recipe.fairness.active else None  # fairness/
+    timer.time("save_model", lambda: save_model(model, tokenizer, run_dir, recipe, body, meta))
     shutil.rmtree(run_dir.checkpoints, ignore_errors=True)
     metrics = {
         "task": task.name,
@@ -269,6 +281,10 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer,
     }
     timer.stages["total"] = round(time.perf_counter() - started, 3)
     metrics["timings_s"] = timer.stages
+    if fairness:
+        metrics["fairness"] = fairness
+    if adapted:
+        metrics["adapt"] = adapted
     record_predictions(run_dir, metrics, predictions)  # + bootstrap CI and paired test vs baseline
     run_dir.write_json("metrics.json", metrics)
     run_dir.write_json("log_history.json", outcome.log_history)

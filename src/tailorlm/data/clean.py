@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from tailorlm.data.load import RawTable, clip
+from tailorlm.data.load import EXTRA_PREFIX, RawTable, clip
 from tailorlm.recipe import CleanConfig
 
 REASONS = (
@@ -88,7 +88,7 @@ def working_frame(raw: RawTable, source: str, cfg: CleanConfig) -> pd.DataFrame:
     raw_labels = frame["raw_label"].tolist()
     cleaned = {label: clean_label(label) for label in set(raw_labels)}  # few distinct labels: clean each once
     labels = [cleaned[label] for label in raw_labels]
-    return pd.DataFrame(
+    working = pd.DataFrame(
         {
             "text": pd.Series(texts, dtype=object),
             "raw_text": pd.Series(frame["raw_text"].tolist(), dtype=object),
@@ -97,6 +97,9 @@ def working_frame(raw: RawTable, source: str, cfg: CleanConfig) -> pd.DataFrame:
             "row": frame["row"].to_numpy(),
         }
     )
+    for name in (c for c in frame.columns if c.startswith(EXTRA_PREFIX)):  # side columns ride along, untouched
+        working[name] = pd.Series(frame[name].tolist(), dtype=object)
+    return working
 
 
 def add_fingerprints(frame: pd.DataFrame) -> pd.DataFrame:

@@ -19,7 +19,7 @@ import json
 import lzma
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,15 @@ _SURROGATES = re.compile("[\ud800-\udfff]")
 # long text into a misleading "quote never closed" error. (Process-wide, like every csv setting.)
 csv.field_size_limit(2**31 - 1)
 REJECT_TEXT_CHARS = 200
+#: frame columns holding a file's extra (side) columns: carried through cleaning and splitting, never fed to a model
+EXTRA_PREFIX = "extra:"
+#: extra columns to read: {column name in the file: the recipe key or option naming it, for error messages}
+Extras = Mapping[str, str]
+
+
+def extra_column(name: str) -> str:
+    """The frame column that carries the file's column ``name`` (e.g. a fairness group) alongside text and label."""
+    return EXTRA_PREFIX + name
 
 
 @dataclass(frozen=True)
@@ -75,7 +84,7 @@ def keys_for(split: str) -> Keys:
 class RawTable:
     """One file as read: parsed records (raw strings) plus rejects for the records that did not parse."""
 
-    frame: pd.DataFrame  # columns: row (int), raw_text (str | None), raw_label (str | None)
+    frame: pd.DataFrame  # columns: row (int), raw_text (str | None), raw_label (str | None), extra:<name> ...
     rejects: list[dict[str, Any]] = field(
         default_factory=list
     )  # reason, row, detail, text; no split/source yet
@@ -196,23 +205,28 @@ def _column_error(path: Path, wanted: str, present: list[str], key: str) -> Data
 
 
 def check_columns(
-    path: Path, present: list[str], text_column: str, label_column: str, require_label: bool, keys: Keys
+    path: Path, present: list[str], text_column: str, label_column: str, require_label: bool, keys: Keys,
+    extras: Extras | None = None,
 ) -> None:
-    """The text column must exist, and the label column too unless only texts are needed (predict)."""
+    """The text column must exist, the label column too unless only texts are needed (predict), and every extra."""
     if text_column not in present:
         raise _column_error(path, text_column, present, keys.text)
     if require_label and label_column not in present:
         raise _column_error(path, label_column, present, keys.label)
+    for column, key in (extras or {}).items():
+        if column not in present:
+            raise _column_error(path, column, present, key)
 
 
-def _table(rows: list[int], texts: list[str | None], labels: list[str | None]) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "row": pd.Series(rows, dtype="int64"),
-            "raw_text": pd.Series(texts, dtype=object),
-            "raw_label": pd.Series(labels, dtype=object),
-        }
-    )
+def _table(rows: list[int], texts: list[str | None], labels: list[str | None],
+           extras: dict[str, list[str | None]] | None = None) -> pd.DataFrame:
+    columns = {
+        "row": pd.Series(rows, dtype="int64"),
+        "raw_text": pd.Series(texts, dtype=object),
+        "raw_label": pd.Series(labels, dtype=object),
+    }
+    columns |= {extra_column(name): pd.Series(values, dtype=object) for name, values in (extras or {}).items()}
+    return pd.DataFrame(columns)
 
 
 def _malformed(row: int, reason: str, detail: str, text: str | None) -> dict[str, Any]:
@@ -257,6 +271,7 @@ def read_delimited(
     require_label: bool,
     keys: Keys,
     max_rows: int | None,
+    extras: Extras | None = None,
 ) -> RawTable:
     """CSV/TSV: the header names the columns; a record with the wrong field count is ``malformed_row``."""
     records = iter(_csv_records(text, delimiter, path))
@@ -270,16 +285,18 @@ def read_delimited(
     if header is None:
         raise DataError(f"{path}: the header row cannot be parsed ({detail}); fix the first line")
     header = [name.strip() for name in header]
-    check_columns(path, header, text_column, label_column, require_label, keys)
+    check_columns(path, header, text_column, label_column, require_label, keys, extras)
     if header.count(text_column) > 1 or (label_column in header and header.count(label_column) > 1):
         raise DataError(
             f"{path}: a column name appears twice in the header ({', '.join(header)}); rename one"
         )
     text_at = header.index(text_column)
     label_at = header.index(label_column) if label_column in header else None
+    extra_at = {name: header.index(name) for name in extras or {}}
     rows: list[int] = []
     texts: list[str | None] = []
     labels: list[str | None] = []
+    extra_values: dict[str, list[str | None]] = {name: [] for name in extra_at}
     rejects: list[dict[str, Any]] = []
     for number, fields, bad in _fitted_rows(records, len(header), delimiter, max_rows):
         if fields is None:
@@ -288,9 +305,11 @@ def read_delimited(
         rows.append(number)
         texts.append(fields[text_at])
         labels.append(fields[label_at] if label_at is not None else None)
+        for name, at in extra_at.items():
+            extra_values[name].append(fields[at])
     if not rows and not rejects:
         raise DataError(f"{path}: has a header but no data rows; add rows below the header")
-    return RawTable(_table(rows, texts, labels), rejects)
+    return RawTable(_table(rows, texts, labels, extra_values), rejects)
 
 
 def _fitted_rows(
@@ -331,6 +350,7 @@ def _from_objects(
     label_column: str,
     require_label: bool,
     keys: Keys,
+    extras: Extras | None = None,
 ) -> RawTable:
     if not objects:
         first = f" ({rejects[0]['detail']})" if rejects else ""
@@ -338,11 +358,12 @@ def _from_objects(
             f"{path}: holds no JSON objects{first}; expected one object per record, "
             f'like {{"{text_column}": "...", "{label_column}": "..."}}'
         )
-    check_columns(path, _object_columns(objects), text_column, label_column, require_label, keys)
+    check_columns(path, _object_columns(objects), text_column, label_column, require_label, keys, extras)
     rows = [row for row, _ in objects]
     texts = [cell(obj.get(text_column)) for _, obj in objects]
     labels = [cell(obj.get(label_column)) for _, obj in objects]
-    return RawTable(_table(rows, texts, labels), rejects)
+    extra_values = {name: [cell(obj.get(name)) for _, obj in objects] for name in extras or {}}
+    return RawTable(_table(rows, texts, labels, extra_values), rejects)
 
 
 def _not_object(value: Any) -> str:
@@ -360,10 +381,11 @@ def read_jsonl(
     require_label: bool,
     keys: Keys,
     max_rows: int | None,
+    extras: Extras | None = None,
 ) -> RawTable:
     """JSON Lines: one object per line; any other line is ``malformed_json`` (row = line number)."""
     objects, rejects = _jsonl_objects(text, path, max_rows)
-    return _from_objects(objects, rejects, path, text_column, label_column, require_label, keys)
+    return _from_objects(objects, rejects, path, text_column, label_column, require_label, keys, extras)
 
 
 def _jsonl_objects(
@@ -403,10 +425,11 @@ def read_json(
     require_label: bool,
     keys: Keys,
     max_rows: int | None,
+    extras: Extras | None = None,
 ) -> RawTable:
     """A JSON array of objects, or ``{"data": [...]}``; row = position in the array (1-based)."""
     objects, rejects = _json_objects(text, path, keys, max_rows)
-    return _from_objects(objects, rejects, path, text_column, label_column, require_label, keys)
+    return _from_objects(objects, rejects, path, text_column, label_column, require_label, keys, extras)
 
 
 def _json_objects(
@@ -459,10 +482,11 @@ def read_parquet(
     require_label: bool,
     keys: Keys,
     max_rows: int | None,
+    extras: Extras | None = None,
 ) -> RawTable:
     """Parquet: any column type is turned into strings (ints 0/1 become "0"/"1"); nulls are missing values."""
     table = _parquet_table(data, path, keys)
-    check_columns(path, list(table.column_names), text_column, label_column, require_label, keys)
+    check_columns(path, list(table.column_names), text_column, label_column, require_label, keys, extras)
     if max_rows is not None:
         table = table.slice(0, max_rows)
     if table.num_rows == 0:
@@ -470,7 +494,8 @@ def read_parquet(
     texts = [cell(v) for v in table.column(text_column).to_pylist()]
     has_label = label_column in table.column_names
     labels = [cell(v) for v in table.column(label_column).to_pylist()] if has_label else [None] * len(texts)
-    return RawTable(_table(list(range(1, len(texts) + 1)), texts, labels))
+    extra_values = {name: [cell(v) for v in table.column(name).to_pylist()] for name in extras or {}}
+    return RawTable(_table(list(range(1, len(texts) + 1)), texts, labels, extra_values))
 
 
 def _parquet_table(data: bytes, path: Path, keys: Keys) -> Any:
@@ -518,8 +543,13 @@ def read_table(
     require_label: bool = True,
     split: str = "train",
     max_rows: int | None = None,
+    extra_columns: Extras | None = None,
 ) -> RawTable:
-    """Read one file of any supported format into a :class:`RawTable` (no cleaning yet)."""
+    """Read one file of any supported format into a :class:`RawTable` (no cleaning yet).
+
+    ``extra_columns`` ({column: recipe key}) are read as side columns ``extra:<column>`` (e.g. a fairness group):
+    a missing one is a one-line error naming the file, the key and the columns present.
+    """
     file = Path(path)
     keys = keys_for(split)
     kind = detect_format(file, fmt, keys)
@@ -528,17 +558,22 @@ def read_table(
             f"{file}: a .txt file holds texts without labels; use csv, tsv, jsonl, json or parquet "
             f"with a '{label_column}' column"
         )
+    extras = dict(extra_columns or {})
+    if kind == "txt" and extras:
+        column, key = next(iter(extras.items()))
+        raise _column_error(file, column, [], key)
     data = read_bytes(file, keys)
     if kind == "parquet":
-        return read_parquet(data, file, text_column, label_column, require_label, keys, max_rows)
+        return read_parquet(data, file, text_column, label_column, require_label, keys, max_rows, extras)
     text = decode(data, file)
     if kind in ("csv", "tsv"):
         delimiter = "," if kind == "csv" else "\t"
-        return read_delimited(text, file, delimiter, text_column, label_column, require_label, keys, max_rows)
+        return read_delimited(text, file, delimiter, text_column, label_column, require_label, keys, max_rows,
+                              extras)
     if kind == "jsonl":
-        return read_jsonl(text, file, text_column, label_column, require_label, keys, max_rows)
+        return read_jsonl(text, file, text_column, label_column, require_label, keys, max_rows, extras)
     if kind == "json":
-        return read_json(text, file, text_column, label_column, require_label, keys, max_rows)
+        return read_json(text, file, text_column, label_column, require_label, keys, max_rows, extras)
     return read_txt(text, file, max_rows)
 
 

@@ -26,7 +26,7 @@ from tailorlm.data.clean import (
     malformed_rejects,
     working_frame,
 )
-from tailorlm.data.load import FORMATS, read_table
+from tailorlm.data.load import EXTRA_PREFIX, FORMATS, Extras, read_table
 from tailorlm.data.report import build_report
 from tailorlm.data.split import carve_splits, splits_from_files_or_train
 from tailorlm.errors import DataError
@@ -69,7 +69,8 @@ class FilePart:
 # ------------------------------------------------------------------------------------------- reading
 
 
-def _read_part(split: str, path: str | Path, cfg: DataConfig, require_label: bool = True) -> FilePart:
+def _read_part(split: str, path: str | Path, cfg: DataConfig, require_label: bool = True,
+               extra_columns: Extras | None = None) -> FilePart:
     raw = read_table(
         path,
         fmt=cfg.format,
@@ -78,6 +79,7 @@ def _read_part(split: str, path: str | Path, cfg: DataConfig, require_label: boo
         require_label=require_label,
         split=split,
         max_rows=cfg.max_rows,
+        extra_columns=extra_columns,
     )
     source = str(path)
     part = FilePart(split, source, working_frame(raw, source, cfg.clean), malformed_rejects(raw, split, source))
@@ -96,8 +98,8 @@ def _given_labels(cfg: DataConfig) -> list[str] | None:
 
 
 def _public(frame: pd.DataFrame) -> pd.DataFrame:
-    """The columns callers see, index 0..n-1."""
-    return frame[COLUMNS].reset_index(drop=True)
+    """The columns callers see (side columns ``extra:<name>`` included), index 0..n-1."""
+    return frame[COLUMNS + [c for c in frame.columns if c.startswith(EXTRA_PREFIX)]].reset_index(drop=True)
 
 
 def _reason_summary(rejects: list[dict[str, Any]]) -> str:
@@ -214,16 +216,22 @@ def _check_classes(train: FilePart) -> None:
 
 
 def prepare_data(
-    cfg: DataConfig, count_tokens: Callable[[list[str]], list[int]] | None = None
+    cfg: DataConfig, count_tokens: Callable[[list[str]], list[int]] | None = None,
+    extra_columns: Extras | None = None,
 ) -> PreparedData:
-    """Load, clean, de-duplicate, de-leak and split the recipe's data (see the module docstring)."""
+    """Load, clean, de-duplicate, de-leak and split the recipe's data (see the module docstring).
+
+    ``extra_columns`` ({column: recipe key}) are side columns every file must have (a fairness group): they ride
+    along as ``extra:<column>`` through every stage and reach the splits, never the model.
+    """
     if not cfg.train:
         raise DataError(
             "data.train is not set; give the training file in the recipe or with --set data.train=PATH"
         )
     given = _given_labels(cfg)
-    train = _read_part("train", cfg.train, cfg)
-    held_out = {name: _read_part(name, getattr(cfg, name), cfg) for name in EVAL_SPLITS if getattr(cfg, name)}
+    train = _read_part("train", cfg.train, cfg, extra_columns=extra_columns)
+    held_out = {name: _read_part(name, getattr(cfg, name), cfg, extra_columns=extra_columns)
+                for name in EVAL_SPLITS if getattr(cfg, name)}
 
     _clean_train(train, cfg, given)
     require_rows(train)
@@ -275,7 +283,8 @@ def prepare_data(
 
 
 def load_labelled_file(
-    path: str | Path, cfg: DataConfig, split: str = "eval", require_label: bool = True
+    path: str | Path, cfg: DataConfig, split: str = "eval", require_label: bool = True,
+    extra_columns: Extras | None = None,
 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Read and clean one file on its own (``tailor eval --data``, ``tailor predict --input``).
 
@@ -283,7 +292,7 @@ def load_labelled_file(
     duplicates inside the file are dropped, as for a test split. Without it (predict) every row with a usable
     text is kept, duplicates included, since each input row should get its prediction.
     """
-    part = _read_part(split, path, cfg, require_label)
+    part = _read_part(split, path, cfg, require_label, extra_columns)
     given = _given_labels(cfg) if require_label else None
     labels_from = "the model's labels" if split in ("eval", "predict") else "data.labels"
     part.apply(

@@ -26,8 +26,9 @@ from tailorlm.evaluate.predictions import load_runs
 from tailorlm.evaluate.stats import paired_test, same_test_set
 from tailorlm.rundir import atomic_write_text
 
-#: Keys that always differ between runs and say nothing about the method.
-IGNORED_KEYS = frozenset({"output_dir"})
+#: Keys that always differ between runs and say nothing about the method (nor does where a run was logged).
+IGNORED_KEYS = frozenset({"output_dir", "tracking.mlflow", "tracking.uri", "tracking.experiment", "tracking.log_model",
+                          "tracking.run_name"})
 
 
 @dataclass

@@ -24,6 +24,7 @@ from tailorlm.evaluate.predictions import load_runs, main_metric
 from tailorlm.evaluate.stats import significance
 from tailorlm.recipe import Recipe, dump_recipe
 from tailorlm.rundir import RunDir
+from tailorlm.track import start_tracking, tracked_group
 
 
 def seed_recipe(recipe: Recipe, seed: int) -> Recipe:
@@ -41,12 +42,20 @@ def per_seed_dir(recipe: Recipe, seed: int) -> str:
 
 def run_seeds(recipe: Recipe, console: Console | None = None) -> dict[str, Any]:
     """Run the recipe once per seed and write the top-level summary; returns its metrics.json content."""
-    from tailorlm.run import fill_model_name, run
+    from tailorlm.run import fill_model_name
     from tailorlm.tasks import get_task
 
     console = console or Console(stderr=True)
     fill_model_name(recipe, get_task(recipe.task))
+    start_tracking(recipe)  # tracking.mlflow: a bad tracking.uri fails before the first seed trains
     run_dir = RunDir.create(recipe.output_dir)
+    with tracked_group(recipe, run_dir.path, "seeds", console):  # one MLflow parent, a child per seed
+        return _run_seeds(recipe, console, run_dir)
+
+
+def _run_seeds(recipe: Recipe, console: Console, run_dir: RunDir) -> dict[str, Any]:
+    from tailorlm.run import run
+
     run_dir.write_text("recipe.resolved.yaml", dump_recipe(recipe))
     run_dir.set_status("running")
     seeds = [recipe.training.seed + i for i in range(recipe.training.seeds)]

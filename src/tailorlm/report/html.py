@@ -41,6 +41,7 @@ from tailorlm.report import (
     unknown_labels,
 )
 from tailorlm.report.cv import cv_lead, cv_table, has_cv
+from tailorlm.report.fairness import fairness_blocks, has_fairness
 
 #: (section id, navigation label, heading), in page order; the ids are a stable contract for tests and links.
 SECTIONS: list[tuple[str, str, str]] = [
@@ -51,6 +52,7 @@ SECTIONS: list[tuple[str, str, str]] = [
     ("learning-curves", "Training", "Learning curves"),
     ("confusion", "Confusions", "Where the model confuses labels"),
     ("per-class", "Per label", "Results per label"),
+    ("fairness", "Fairness", "Fairness"),
     ("errors", "Errors", "Most confident errors"),
     ("data-quality", "Data", "Data quality"),
     ("recipe", "Recipe", "Recipe"),
@@ -67,6 +69,7 @@ def sections_for(report: RunReport) -> list[tuple[str, str, str]]:
         "cross-validation": has_cv(report),
         "confusion": report.is_classification or bool(tuned.get("confusion_matrix")),
         "per-class": report.is_classification or bool(tuned.get("per_class")),
+        "fairness": has_fairness(report),
     }
     errors_heading = "Most confident errors" if report.classification_errors else "Examples to review"
     return [
@@ -86,6 +89,7 @@ def render_html(report: RunReport) -> str:
         "learning-curves": _learning_curves,
         "confusion": _confusion,
         "per-class": _per_class,
+        "fairness": _fairness,
         "errors": _errors,
         "data-quality": _data_quality,
         "recipe": _recipe,
@@ -320,6 +324,22 @@ def _per_class(report: RunReport) -> str:
         "bar chart of F1 per label",
     ))
     parts.append(_table(per_class_table(report)))
+    return "\n".join(parts)
+
+
+def _fairness(report: RunReport) -> str:
+    """The bias audit (report/fairness.py builds the blocks; the Markdown report draws the same)."""
+    parts = []
+    for kind, value in fairness_blocks(report):
+        if kind == "p":
+            parts.append(_p(value, "lead"))
+        elif kind == "h3":
+            parts.append(f"<h3>{escape(value)}</h3>")
+        elif kind == "list":
+            parts.append('<ul class="plain">' + "".join(f"<li>{escape(s)}</li>" for s in value) + "</ul>")
+        else:
+            text = record_text_columns(value) if value.headers[:1] == ["Text"] else frozenset()
+            parts.append(_table(value, text_columns=text))
     return "\n".join(parts)
 
 

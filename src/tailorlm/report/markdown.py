@@ -51,6 +51,7 @@ def render_markdown(report: RunReport) -> str:
         _learning_curves(report),
         _confusion(report),
         _per_class(report),
+        _fairness(report),
         _errors(report),
         _data_quality(report),
         _recipe(report),
@@ -168,6 +169,25 @@ def _per_class(report: RunReport) -> str:
     if not t.rows or not (report.tuned or {}).get("per_class"):
         return _section("Results per label", _empty("No per-label results in metrics.json."))
     return _section("Results per label", table(t))
+
+
+def _fairness(report: RunReport) -> str:
+    """The bias audit, from the same blocks as the HTML page (report/fairness.py); absent when none was run."""
+    from tailorlm.report.fairness import fairness_blocks, has_fairness
+
+    if not has_fairness(report):
+        return ""
+    parts = []
+    for kind, value in fairness_blocks(report):
+        if kind == "p":
+            parts.append(md_escape(value))
+        elif kind == "h3":
+            parts.append(f"**{md_escape(value)}**")
+        elif kind == "list":
+            parts.append("\n".join(f"- {md_escape(s)}" for s in value))
+        else:
+            parts.append(table(value))
+    return _section("Fairness", *parts)
 
 
 def _errors(report: RunReport) -> str:

@@ -80,7 +80,8 @@ class ClassificationTask(Task):
 
     # ------------------------------------------------------------------ data
     def prepare_data(self, recipe: Recipe, count_tokens: Callable[[list[str]], list[int]] | None) -> PreparedData:
-        data = prepare_data(recipe.data, count_tokens)
+        group = recipe.fairness.group_column  # a side column for the bias audit (fairness/), never a model input
+        data = prepare_data(recipe.data, count_tokens, {group: "fairness.group_column"} if group else None)
         if len(data.test) == 0:
             raise DataError(
                 f"{recipe.data.train}: no test rows (data.test is not set and data.split.test is 0); "

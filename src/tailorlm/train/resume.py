@@ -35,8 +35,11 @@ from tailorlm.rundir import RunDir, process_alive
 RESUMABLE_STATUSES = ("running", "failed", "interrupted")
 WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors", "model.safetensors.index.json")
 STATE_FILES = ("optimizer.pt", "scheduler.pt", "rng_state.pth")
-#: recipe keys that may differ between the interrupted run and its resumption
-IGNORED_KEYS = ("training.resume",)
+#: a column of the encoded training set holding per-example loss weights (fairness reweighing, fairness/)
+WEIGHT_COLUMN = "weight"
+#: recipe keys that may differ between the interrupted run and its resumption (tracking changes no number)
+IGNORED_KEYS = ("training.resume", "tracking.mlflow", "tracking.uri", "tracking.experiment", "tracking.log_model",
+                "tracking.run_name")
 
 
 # ------------------------------------------------------------------------------------------- checkpoints
@@ -197,8 +200,55 @@ class EpochSeededLengthSampler(LengthGroupedSampler):
         return super().__iter__()
 
 
+def weighted_mean_loss(outputs: Any, labels: torch.Tensor, weights: torch.Tensor, label_smoothing: float = 0.0,
+                       ) -> torch.Tensor:
+    """The weighted mean of per-example cross-entropies: sum(w * loss) / sum(w).
+
+    Only a loss with one label per example can be weighted per example; a per-token loss (causal LM, token
+    classification, QA spans) is refused in one line rather than weighted wrongly.
+    """
+    logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+    if logits.dim() != 2 or labels.dim() != 1 or logits.shape[-1] < 2 or logits.shape[0] != labels.shape[0]:
+        raise UserError(
+            f"the training data has a '{WEIGHT_COLUMN}' column (fairness.mitigation: reweight), but this model's "
+            "loss is not one cross-entropy per example; per-example weights work for classification only"
+        )
+    per_example = torch.nn.functional.cross_entropy(
+        logits.float(), labels, reduction="none", label_smoothing=label_smoothing
+    )
+    weights = weights.to(per_example.device, per_example.dtype)
+    return (per_example * weights).sum() / weights.sum().clamp_min(1e-12)
+
+
 class ResumableTrainer(Trainer):
-    """Trainer whose length-grouped training order is reproducible from the seed and epoch (see the module)."""
+    """Trainer whose length-grouped training order is reproducible from the seed and epoch (see the module).
+
+    It also weighs examples when the training set has a ``weight`` column, whatever put it there (fairness
+    reweighing): the trainer stays task-agnostic and the weights reach the loss.
+    """
+
+    def _set_signature_columns_if_needed(self) -> None:
+        """Keep the ``weight`` column past Trainer's removal of columns the model's forward does not take."""
+        super()._set_signature_columns_if_needed()
+        if self._signature_columns is not None and WEIGHT_COLUMN not in self._signature_columns:
+            self._signature_columns.append(WEIGHT_COLUMN)
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        """With per-example weights in the batch, the weighted mean of per-example losses; otherwise Trainer's.
+
+        The weighted loss is a per-batch mean, like the unweighted classification loss it replaces, so everything
+        else (gradient accumulation, logging, early stopping) treats it the same way.
+        """
+        if WEIGHT_COLUMN not in inputs:
+            return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+        inputs = dict(inputs)
+        weights = inputs.pop(WEIGHT_COLUMN)
+        labels = inputs.pop("labels")  # the model must not average the loss itself
+        outputs = model(**inputs)
+        loss = weighted_mean_loss(outputs, labels, weights, self.args.label_smoothing_factor)
+        return (loss, outputs) if return_outputs else loss
 
     def create_optimizer(self, model: Any = None) -> Any:
         """Build from a copy of ``optimizer_cls_and_kwargs``: transformers pops ``params`` out of the dict it is

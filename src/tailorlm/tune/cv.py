@@ -28,6 +28,7 @@ from rich.console import Console
 from tailorlm.errors import DataError, RecipeError
 from tailorlm.recipe import Recipe, dump_recipe, recipe_from_dict
 from tailorlm.rundir import RunDir
+from tailorlm.track import start_tracking, tracked_group
 
 #: tasks whose prepared data is one labelled row per text (what (Stratified)KFold splits)
 KFOLD_TASKS = frozenset({"classification"})
@@ -137,12 +138,14 @@ def run_cv(recipe: Recipe, console: Console, extra_callbacks: list[Any] | None =
 
     k = check_kfold(recipe)
     fill_model_name(recipe, get_task(recipe.task))
+    start_tracking(recipe)  # tracking.mlflow: a bad tracking.uri fails before the first fold trains
     run_dir = RunDir.create(recipe.output_dir)
     run_dir.write_text("recipe.resolved.yaml", dump_recipe(recipe))
     run_dir.write_json("run_info.json", run_info())
     run_dir.set_status("running", folds=k)
     try:
-        metrics = _run_folds(recipe, k, run_dir, console, extra_callbacks, on_fold)
+        with tracked_group(recipe, run_dir.path, "kfold", console):  # tracking: one MLflow parent, a child per fold
+            metrics = _run_folds(recipe, k, run_dir, console, extra_callbacks, on_fold)
     except BaseException as exc:
         run_dir.set_status("failed", reason=f"{type(exc).__name__}: {str(exc)[:500]}")
         raise

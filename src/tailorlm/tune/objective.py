@@ -25,6 +25,7 @@ from transformers import TrainerCallback
 from tailorlm.errors import RecipeError, UserError
 from tailorlm.recipe import Recipe, apply_overrides, recipe_from_dict
 from tailorlm.rundir import RunDir
+from tailorlm.track import note_trial
 from tailorlm.tune.space import overrides, suggest
 
 #: what a trial may leave behind that is large and not needed once it is scored
@@ -130,6 +131,7 @@ class Objective:
             drop_weights(folder)
             raise
         self._keep_if_best(trial, value, folder)
+        note_trial(trial.number, self.metric, value)  # tracking: the objective on the study's and the trial's run
         return value
 
     def _pipeline(self, recipe: Recipe, trial: optuna.Trial) -> dict[str, Any]:

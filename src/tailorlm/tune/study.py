@@ -30,6 +30,7 @@ from rich.console import Console
 from tailorlm.errors import DataError, RecipeError, UserError
 from tailorlm.recipe import Recipe
 from tailorlm.rundir import RunDir, process_alive
+from tailorlm.track import start_tracking, tracked_group
 from tailorlm.tune.objective import LOSS_LIKE, Objective, TrialFailed
 from tailorlm.tune.outputs import write_trials
 from tailorlm.tune.space import check_space, grid_size, grid_space
@@ -231,6 +232,7 @@ def tune(recipe: Recipe, console: Console) -> TuneResult:
     from tailorlm.tune.outputs import write_outputs
 
     check_recipe(recipe)
+    start_tracking(recipe)  # tracking.mlflow: a bad tracking.uri fails before the first trial
     metric, direction = resolve_metric(recipe)
     out = RunDir.create(recipe.output_dir).path
     target, grid = recipe.search.trials, None
@@ -247,10 +249,11 @@ def tune(recipe: Recipe, console: Console) -> TuneResult:
         if done:
             console.print(f"resuming: {done} of {target} trials already finished")
         objective = Objective(recipe, out, metric, direction == "maximize", console)
-        try:
-            optimize(study, objective, target, console, grid)
-        finally:
-            files = write_outputs(study, recipe, out, metric, direction)
+        with tracked_group(recipe, out, "tune", console):  # tracking: the study's MLflow run, a child per trial
+            try:
+                optimize(study, objective, target, console, grid)
+            finally:
+                files = write_outputs(study, recipe, out, metric, direction)
     return TuneResult(out, metric, direction, best_trial(study), counts(study), files)
 
 

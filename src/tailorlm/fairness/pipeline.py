@@ -1,0 +1,167 @@
+"""Where the bias audit meets the rest of tailorlm: two hooks in ``tailor run`` and the ``tailor audit`` command.
+
+- :func:`apply_mitigation` (after tokenising): ``fairness.mitigation: reweight`` adds a ``weight`` column to the
+  encoded training set; the trainer turns any such column into a weighted loss (train/resume.py).
+- :func:`audit_run` (after the test evaluation): the by-group audit of the tuned model and of every baseline that
+  predicted each test row, the counterfactual swaps, the weights used; what metrics.json holds under ``fairness``.
+- :func:`audit_saved_model`: the same audit of a saved classifier on any labelled file (``tailor audit``).
+
+fairlearn is imported only when a recipe or command asks for an audit.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tailorlm.data.load import extra_column
+from tailorlm.errors import DataError, UserError
+from tailorlm.recipe import FairnessConfig, Recipe
+
+
+def _groups(frame: Any, column: str) -> list[str]:
+    from tailorlm.fairness.audit import group_names
+
+    return group_names(frame[extra_column(column)].tolist())
+
+
+def apply_mitigation(recipe: Recipe, data: Any, encoded: Any) -> dict[str, Any] | None:
+    """Reweighing: one weight per training row, as a ``weight`` column of ``encoded.train``; the cells for the report.
+
+    Runs on every rank of a data-parallel run (each needs the column); the weights depend on the data alone.
+    """
+    cfg = recipe.fairness
+    if cfg.mitigation != "reweight" or not cfg.group_column:
+        return None
+    from tailorlm.fairness.reweigh import reweighing
+    from tailorlm.train.resume import WEIGHT_COLUMN
+
+    weights, cells = reweighing(_groups(data.train, cfg.group_column), [str(v) for v in data.train["label"]])
+    if len(weights) != len(encoded.train):
+        raise RuntimeError(f"{len(weights)} weights for {len(encoded.train)} encoded training rows")
+    train = encoded.train
+    if WEIGHT_COLUMN in train.column_names:
+        train = train.remove_columns(WEIGHT_COLUMN)
+    encoded.train = train.add_column(WEIGHT_COLUMN, weights.tolist())
+    return {"method": "reweight", "reference": "Kamiran & Calders 2012, reweighing",
+            "formula": "w(g, y) = n_g * n_y / (n * n_gy)", "group_column": cfg.group_column,
+            "train_rows": len(weights), "cells": cells}
+
+
+def _pairs(cfg: FairnessConfig) -> tuple[list[tuple[str, str]], str]:
+    from tailorlm.fairness.counterfactual import resolve_pairs
+
+    name = cfg.counterfactual if isinstance(cfg.counterfactual, str) else "custom"
+    return resolve_pairs(cfg.counterfactual), name
+
+
+def audit(rows: list[dict[str, Any]], frame: Any, labels: list[str], cfg: FairnessConfig,
+          predict_proba: Any, mitigation: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The fairness result for predictions ``rows`` of ``frame`` (same order): by group, counterfactual, weights.
+
+    ``predict_proba(texts)`` is the model the counterfactual swaps are scored with. Each row gets its ``group``,
+    so predictions.jsonl can be sliced by group later.
+    """
+    from tailorlm.fairness.summary import summarize
+
+    result: dict[str, Any] = {}
+    if cfg.group_column:
+        from tailorlm.fairness.audit import audit_predictions
+
+        groups = _groups(frame, cfg.group_column)
+        for row, group in zip(rows, groups, strict=True):
+            row["group"] = group
+        result |= audit_predictions(rows, groups, labels, cfg.group_column, cfg.min_group_size)
+    pairs, name = _pairs(cfg)
+    if pairs:
+        from tailorlm.fairness.counterfactual import counterfactual_audit
+
+        result["counterfactual"] = counterfactual_audit(list(frame["text"]), predict_proba, labels, pairs, name)
+    if mitigation:
+        result["mitigation"] = mitigation
+    result["summary"] = summarize(result)
+    return result
+
+
+def audit_run(recipe: Recipe, task: Any, model: Any, tokenizer: Any, data: Any,
+              predictions: list[dict[str, Any]] | None, settings: Any, mitigation: dict[str, Any] | None,
+              ) -> dict[str, Any] | None:
+    """metrics.json's ``fairness`` for a finished run, or None when the recipe asks for no audit."""
+    cfg = recipe.fairness
+    if not cfg.active and mitigation is None:
+        return None
+    if not predictions:
+        return {"mitigation": mitigation} if mitigation else None
+
+    def predict_proba(texts: list[str]) -> np.ndarray:
+        return task.predict_proba(model, tokenizer, texts, settings.max_length, settings.batch_size)
+
+    return audit(predictions, data.test, list(data.labels), cfg, predict_proba, mitigation)
+
+
+# ------------------------------------------------------------------------------------------------ tailor audit
+
+
+def parse_pairs(text: str) -> list[list[str]] | str:
+    """``--counterfactual``: ``gender``, ``none``, or pairs written ``he/she,mr/mrs``."""
+    value = text.strip()
+    if value.lower() in ("gender", "none"):
+        return value.lower()
+    pairs = [[term.strip() for term in item.split("/")] for item in value.split(",") if item.strip()]
+    for pair in pairs:
+        if len(pair) != 2:
+            raise UserError(f"--counterfactual {text!r}: write gender, none, or pairs like he/she,mr/mrs")
+    return pairs
+
+
+def _classifier(model_dir: Path) -> Any:
+    """The saved model, refused in one line unless it is a classifier."""
+    from tailorlm.models.registry import read_model_meta
+    from tailorlm.models.saved import _model_folder, load_saved_model
+
+    folder = _model_folder(Path(model_dir))
+    task = read_model_meta(folder).get("task", "classification") if folder.is_dir() else "classification"
+    if task != "classification":
+        raise UserError(f"{model_dir}: holds a {task} model; tailor audit audits classification models")
+    return load_saved_model(model_dir)
+
+
+def audit_saved_model(model_dir: Path, data: Path, group_column: str, counterfactual: list[list[str]] | str = "none",
+                      min_group_size: int = 10, text_column: str = "text", label_column: str = "label",
+                      ) -> dict[str, Any]:
+    """``tailor audit``: predict a labelled file with a saved classifier and audit it by ``group_column``."""
+    from pydantic import ValidationError
+
+    from tailorlm.data import load_labelled_file
+    from tailorlm.recipe import DataConfig
+    from tailorlm.tasks import get_task
+    from tailorlm.tasks.base import EvalSettings
+
+    try:
+        cfg = FairnessConfig(group_column=group_column, counterfactual=counterfactual, min_group_size=min_group_size)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        option = {"group_column": "--group-column", "counterfactual": "--counterfactual"}.get(str(error["loc"][0]), "")
+        raise UserError(f"{option or 'tailor audit'}: {error['msg'].lower()}") from None
+    loaded = _classifier(model_dir)
+    columns = DataConfig(train=str(data), labels=loaded.labels, text_column=text_column, label_column=label_column)
+    frame, rejects = load_labelled_file(data, columns, split="eval", require_label=True,
+                                        extra_columns={group_column: "--group-column"})
+    if len(frame) == 0:
+        raise DataError(f"{data}: no usable rows to audit ({len(rejects)} rejected); see --label-column and the labels "
+                        f"of the model ({', '.join(loaded.labels)})")
+    task = get_task("classification")
+    settings = EvalSettings(loaded.max_length)
+    evaluation = task.evaluate(loaded.model, loaded.tokenizer, frame, loaded.meta, settings)
+
+    def predict_proba(texts: list[str]) -> np.ndarray:
+        return task.predict_proba(  # type: ignore[attr-defined]
+            loaded.model, loaded.tokenizer, texts, settings.max_length, settings.batch_size)
+
+    result = audit(evaluation["predictions"], frame, loaded.labels, cfg, predict_proba)
+    reasons = Counter(str(r.get("reason")) for r in rejects)
+    return {"model": str(loaded.path), "file": str(data), "rejected": len(rejects), "rejected_reasons": dict(reasons),
+            "tuned": {k: v for k, v in evaluation["metrics"].items() if isinstance(v, (int, float))}} | result

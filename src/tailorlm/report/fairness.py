@@ -1,0 +1,145 @@
+"""The report's Fairness section: what metrics.json holds under ``fairness`` (fairness/), as tables and sentences.
+
+Only lays out numbers the audit already computed. Both renderers draw the same blocks, so the HTML page and the
+Markdown twin agree: a block is ``("p", text)``, ``("h3", heading)``, ``("list", [sentences])`` or
+``("table", Table)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tailorlm.report import Cell, RunReport, Table, count, fmt, system_name
+
+Block = tuple[str, Any]
+#: per-label columns shown in the by-group label table (more would not fit a page)
+MAX_LABEL_COLUMNS = 6
+
+
+def has_fairness(report: RunReport) -> bool:
+    return isinstance(report.metrics.get("fairness"), dict) and bool(report.metrics["fairness"])
+
+
+def _points(value: Any) -> str:
+    return f"{value * 100:.1f}" if isinstance(value, (int, float)) else "—"
+
+
+def by_group_table(audit: dict[str, Any]) -> Table:
+    """Each group's size, accuracy and macro-F1 (fine-tuned; the best baseline's macro-F1 beside it)."""
+    tuned = audit["systems"]["tuned"]
+    base = (audit.get("vs_best_baseline") or {}).get("baseline")
+    base_groups = audit["systems"].get(base, {}).get("by_group", {}) if base else {}
+    worst = {m: (tuned["gaps"].get(m) or {}).get("lowest") for m in ("accuracy", "f1_macro")}
+    headers = ["Group", "Test texts", "Accuracy", "Macro-F1"]
+    headers += [f"Macro-F1 {system_name(base).lower()}"] if base else []
+    rows = [[Cell("all groups", "strong"), Cell(count(tuned["overall"]["n"]), "strong"),
+             Cell(fmt(tuned["overall"]["accuracy"]), "strong"), Cell(fmt(tuned["overall"]["f1_macro"]), "strong")]
+            + ([Cell(fmt(audit["systems"][base]["overall"]["f1_macro"]), "strong")] if base else [])]
+    for group, scores in tuned["by_group"].items():
+        style = "muted" if scores["too_small"] else ""
+        row = [Cell(group, style), Cell(count(scores["n"]), style)]
+        row += [Cell(fmt(scores[m]), "down" if worst[m] == group else style) for m in ("accuracy", "f1_macro")]
+        row += [Cell(fmt((base_groups.get(group) or {}).get("f1_macro")), style)] if base else []
+        rows.append(row)
+    numeric = frozenset(range(1, len(headers)))
+    notes = [""] + ["too small to compare" if s["too_small"] else "" for s in tuned["by_group"].values()]
+    if any(notes):
+        headers.append("Note")
+        rows = [[*row, Cell(note, "muted")] for row, note in zip(rows, notes, strict=True)]
+    return Table(headers, rows, numeric)
+
+
+def label_rates_table(audit: dict[str, Any]) -> Table:
+    """Per group and label: the share of texts given the label, and the recall of the label (fine-tuned)."""
+    tuned = audit["systems"]["tuned"]
+    labels = list(tuned["overall"]["selection_rate"])[:MAX_LABEL_COLUMNS]
+    headers = ["Group", *(h for label in labels for h in (f"{label}: share labelled", f"{label}: recall"))]
+    rows = []
+    for group, scores in [("all groups", tuned["overall"]), *tuned["by_group"].items()]:
+        style = "muted" if scores.get("too_small") else ""
+        rows.append([Cell(group, style), *(Cell(fmt(scores[kind][label]), style)
+                                          for label in labels for kind in ("selection_rate", "recall"))])
+    return Table(headers, rows, frozenset(range(1, len(headers))))
+
+
+def gaps_table(audit: dict[str, Any]) -> Table:
+    """For each system and metric: the gap between the best and worst compared group, its interval and ratio."""
+    rows = []
+    for key, system in audit["systems"].items():
+        for metric, title in (("accuracy", "Accuracy"), ("f1_macro", "Macro-F1")):
+            gap = system["gaps"].get(metric)
+            if gap is None:
+                continue
+            ci = gap.get("ci") or {}
+            interval = f"{_points(ci.get('low'))} – {_points(ci.get('high'))}" if ci.get("low") is not None else "—"
+            rows.append([Cell(system_name(key), "strong" if key == "tuned" else ""), Cell(title),
+                         Cell(_points(gap["difference"])), Cell(interval), Cell(fmt(gap.get("ratio"))),
+                         Cell(f"{gap['lowest']} ({fmt(gap['lowest_value'])})"),
+                         Cell(f"{gap['highest']} ({fmt(gap['highest_value'])})")])
+    headers = ["System", "Metric", "Gap (points)", "95% CI (points)", "Ratio worst/best", "Worst group", "Best group"]
+    return Table(headers, rows, frozenset({2, 3, 4}))
+
+
+def parity_table(audit: dict[str, Any]) -> Table:
+    """One-vs-rest demographic-parity and equalized-odds differences per label, fine-tuned model (fairlearn)."""
+    tuned = audit["systems"]["tuned"]
+    parity, odds = tuned["demographic_parity_difference"], tuned["equalized_odds_difference"]
+    rows = [[Cell(label), Cell(fmt(parity.get(label))), Cell(fmt(odds.get(label)))] for label in parity]
+    return Table(["Label (vs the rest)", "Demographic-parity difference", "Equalized-odds difference"], rows,
+                 frozenset({1, 2}))
+
+
+def counterfactual_table(cf: dict[str, Any]) -> Table:
+    """Flip rate and mean probability change per swapped pair, and for all pairs at once."""
+    def row(name: str, stats: dict[str, Any], style: str = "") -> list[Cell]:
+        rate = stats.get("flip_rate")
+        return [Cell(name, style), Cell(count(stats.get("rows", stats.get("rows_swapped"))), style),
+                Cell(count(stats.get("flips")), style), Cell(f"{rate:.1%}" if rate is not None else "—", style),
+                Cell(fmt(stats.get("mean_abs_change")), style)]
+
+    rows = [row("all pairs at once", cf, "strong"), *(row(p["pair"], p) for p in cf.get("by_pair") or [])]
+    return Table(["Swap", "Texts swapped", "Label flips", "Flip rate", "Mean |change| of p(label)"], rows,
+                 frozenset({1, 2, 3, 4}))
+
+
+def flips_table(cf: dict[str, Any], max_chars: int = 300) -> Table:
+    def short(text: str) -> str:
+        text = " ".join(str(text).split())
+        return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
+
+    rows = [[Cell(short(e["text"])), Cell(short(e["swapped"])), Cell(str(e["label"])), Cell(str(e["swapped_label"]))]
+            for e in cf.get("examples") or []]
+    return Table(["Text", "Swapped text", "Label", "Label after the swap"], rows)
+
+
+def mitigation_table(mitigation: dict[str, Any]) -> Table:
+    rows = [[Cell(str(c["group"])), Cell(str(c["label"])), Cell(count(c["rows"])), Cell(f"{c['expected_rows']:.1f}"),
+             Cell(f"{c['weight']:.3f}")] for c in mitigation.get("cells") or []]
+    return Table(["Group", "Label", "Training rows", "Rows if independent", "Weight"], rows, frozenset({2, 3, 4}))
+
+
+def fairness_blocks(report: RunReport) -> list[Block]:
+    """The section's content in order: sentences, by-group tables, gaps, parity, counterfactual, weights."""
+    fair = report.metrics.get("fairness") or {}
+    blocks: list[Block] = [("p", "How the fine-tuned model does for each group of test texts, whether swapping "
+                                 "terms such as he/she changes its answers, and how training was reweighed. Gaps "
+                                 "are best group minus worst group, in points (hundredths); groups below "
+                                 f"{fair.get('min_group_size', 10)} test rows are shown but not compared.")]
+    if fair.get("summary"):
+        blocks.append(("list", [str(s) for s in fair["summary"]]))
+    if "systems" in fair:
+        blocks += [("h3", f"By group ('{fair.get('group_column')}')"), ("table", by_group_table(fair)),
+                   ("h3", "Share labelled and recall, per label"), ("table", label_rates_table(fair))]
+        gaps = gaps_table(fair)
+        blocks += [("h3", "Gaps between groups"), ("table", gaps)] if gaps else []
+        blocks += [("h3", "Parity per label"), ("table", parity_table(fair))]
+    cf = fair.get("counterfactual")
+    if cf:
+        blocks += [("h3", "Counterfactual swaps"), ("table", counterfactual_table(cf))]
+        flips = flips_table(cf)
+        blocks += [("h3", "Texts whose label flipped"), ("table", flips)] if flips else []
+    mitigation = fair.get("mitigation")
+    if mitigation:
+        how = f"{mitigation.get('reference')}: {mitigation.get('formula')}"
+        blocks += [("h3", "Reweighing (training)"), ("p", how), ("table", mitigation_table(mitigation))]
+    return blocks
