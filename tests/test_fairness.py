@@ -273,10 +273,14 @@ def audited_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) 
         "training": {"epochs": 8, "batch_size": 16, "learning_rate": 3e-3, "warmup": 0.0,
                      "early_stopping_patience": None},
         "fairness": {"group_column": "region", "counterfactual": "gender", "mitigation": "reweight",
-                     "min_group_size": 5},
+                     "min_group_size": 5, "max_flip_rate": 0.2},
     }))
     code, _, stderr = run_cli(["run", str(recipe)])
-    assert code == 0, stderr
+    # the model reads the pronoun, so swapping he/she flips most labels: the gate fails the run (exit 3),
+    # after everything was written
+    assert code == 3, stderr
+    [line] = [x for x in stderr.splitlines() if x.startswith("error:")]
+    assert "fairness gate failed: counterfactual flip rate" in line and "fairness.max_flip_rate 0.2" in line
     return work
 
 
@@ -300,8 +304,31 @@ def test_run_writes_the_audit_to_metrics_predictions_and_reports(audited_run: Pa
     assert "## Fairness" in md and "Reweighing (training)" in md
 
 
+def test_gate_checks_gaps_and_flip_rate_and_refuses_to_pass_on_nothing() -> None:
+    from tailorlm.fairness.gate import check_gate
+    from tailorlm.recipe import FairnessConfig
+
+    gap = {"difference": 0.12, "highest": "north", "lowest": "south"}
+    audit = {"systems": {"tuned": {"gaps": {"accuracy": gap, "f1_macro": None}}},
+             "counterfactual": {"flip_rate": 0.01}}
+    assert check_gate(audit, FairnessConfig(group_column="region")) is None  # no limit set: no gate
+    loose = check_gate(audit, FairnessConfig(group_column="region", counterfactual="gender", max_gap=0.2,
+                                             max_flip_rate=0.05))
+    assert loose["passed"] and loose["checked"] == ["accuracy gap", "counterfactual flip rate"]
+    strict = check_gate(audit, FairnessConfig(group_column="region", max_gap=0.1))
+    assert not strict["passed"] and strict["failures"] == [
+        "accuracy gap 0.120 between 'north' and 'south' is above fairness.max_gap 0.1"]
+    with pytest.raises(ValueError, match=r"max_flip_rate needs fairness\.counterfactual"):
+        FairnessConfig(group_column="region", max_flip_rate=0.1)
+    nothing = check_gate({"systems": {"tuned": {"gaps": {}}}}, FairnessConfig(group_column="region", max_gap=0.1))
+    assert not nothing["passed"] and "nothing to check" in nothing["failures"][0]
+
+
 def test_a_model_that_reads_the_pronoun_flips_when_it_is_swapped(audited_run: Path) -> None:
     metrics = json.loads((audited_run / "out" / "metrics.json").read_text())
+    gate = metrics["fairness"]["gate"]
+    assert not gate["passed"] and gate["max_flip_rate"] == 0.2
+    assert "Fairness gate" in (audited_run / "out" / "report.md").read_text()
     assert metrics["tuned"]["accuracy"] >= 0.8  # it learned the pronoun
     cf = metrics["fairness"]["counterfactual"]
     assert cf["rows_swapped"] == 50 and cf["rows_without_terms"] == 0  # every text has he or she
@@ -326,6 +353,7 @@ def test_reweighing_reaches_the_training_loss(audited_run: Path) -> None:
     # before any update) can only differ through the weights
     code, _, stderr = run_cli(["run", str(audited_run / "recipe.yaml"), "--set", f"output_dir={plain}",
                                "--set", "fairness.mitigation=none", "--set", "fairness.counterfactual=none",
+                               "--set", "fairness.max_flip_rate=null",
                                "--set", "training.epochs=1", "--set", "baseline.zero_shot=false",
                                "--set", "baseline.linear_probe=false"])
     assert code == 0, stderr

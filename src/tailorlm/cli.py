@@ -141,6 +141,12 @@ def run(recipe: OptionalRecipeArg = None, set_: SetOption = None, num_processes:
         return
     out.print(comparison_table(metrics))
     out.print(f"run directory: {loaded.output_dir} (report.html, metrics.json, model/)")
+    from tailorlm.fairness.gate import GATE_EXIT_CODE, gate_failure
+
+    failure = gate_failure(metrics)
+    if failure:  # everything is written; the exit status tells a pipeline not to ship this model
+        err.print(f"error: {escape(failure)}", highlight=False)
+        sys.exit(GATE_EXIT_CODE)
 
 
 @app.command()

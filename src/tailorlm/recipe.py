@@ -278,6 +278,14 @@ class FairnessConfig(_Section):
     )
     min_group_size: int = Field(10, ge=1, description="groups with fewer test rows are reported, flagged as too "
                                 "small to compare")
+    max_gap: float | None = Field(
+        None, ge=0.0, le=1.0, description="gate: fail the run (exit 3) when the tuned model's accuracy or macro-F1 "
+        "gap between compared groups is above this (0.05 = 5 points); None: no gate"
+    )
+    max_flip_rate: float | None = Field(
+        None, ge=0.0, le=1.0, description="gate: fail the run (exit 3) when more than this share of test labels "
+        "flip under the counterfactual swaps; None: no gate"
+    )
 
     @field_validator("group_column")
     @classmethod
@@ -301,6 +309,14 @@ class FairnessConfig(_Section):
     def _reweight_needs_groups(self) -> FairnessConfig:
         if self.mitigation == "reweight" and not self.group_column:
             raise ValueError("fairness.mitigation: reweight needs fairness.group_column (the groups to balance)")
+        return self
+
+    @model_validator(mode="after")
+    def _gate_has_something_to_check(self) -> FairnessConfig:
+        if self.max_gap is not None and not self.group_column:
+            raise ValueError("fairness.max_gap needs fairness.group_column (the groups whose gap it bounds)")
+        if self.max_flip_rate is not None and self.counterfactual in ("none", []):
+            raise ValueError("fairness.max_flip_rate needs fairness.counterfactual (gender or term pairs to swap)")
         return self
 
     @property

@@ -99,7 +99,13 @@ def audit_run(recipe: Recipe, task: Any, model: Any, tokenizer: Any, data: Any,
     def predict_proba(texts: list[str]) -> np.ndarray:
         return task.predict_proba(model, tokenizer, texts, settings.max_length, settings.batch_size)
 
-    return audit(predictions, data.test, list(data.labels), cfg, predict_proba, mitigation)
+    from tailorlm.fairness.gate import check_gate
+
+    result = audit(predictions, data.test, list(data.labels), cfg, predict_proba, mitigation)
+    gate = check_gate(result, cfg)
+    if gate is not None:
+        result["gate"] = gate
+    return result
 
 
 # ------------------------------------------------------------------------------------------------ tailor audit

@@ -125,6 +125,11 @@ def fairness_blocks(report: RunReport) -> list[Block]:
                                  "terms such as he/she changes its answers, and how training was reweighed. Gaps "
                                  "are best group minus worst group, in points (hundredths); groups below "
                                  f"{fair.get('min_group_size', 10)} test rows are shown but not compared.")]
+    gate = fair.get("gate")
+    if gate:
+        verdict = "passed" if gate["passed"] else "FAILED: " + "; ".join(gate["failures"])
+        blocks.append(("p", f"Fairness gate (max_gap {gate.get('max_gap')}, max_flip_rate "
+                            f"{gate.get('max_flip_rate')}): {verdict}."))
     if fair.get("summary"):
         blocks.append(("list", [str(s) for s in fair["summary"]]))
     if "systems" in fair:
