@@ -32,14 +32,14 @@ def sha256_of(path: Path) -> str:
 def data_files(recipe: Recipe) -> dict[str, dict[str, Any]]:
     """``{"data.train": {"path", "sha256", "bytes"}, ...}`` for the data files the recipe names and that exist."""
     files: dict[str, dict[str, Any]] = {}
-    for key in DATA_KEYS:
-        name = getattr(recipe.data, key)
+    named = {f"data.{key}": getattr(recipe.data, key) for key in DATA_KEYS}
+    named["adapt.text"] = recipe.adapt.text if recipe.adapt.pretrain else None  # a changed corpus: no resume
+    for key, name in named.items():
         if not name:
             continue
         path = Path(name).expanduser()
         if path.is_file():
-            files[f"data.{key}"] = {"path": str(path.resolve()), "sha256": sha256_of(path),
-                                    "bytes": path.stat().st_size}
+            files[key] = {"path": str(path.resolve()), "sha256": sha256_of(path), "bytes": path.stat().st_size}
     return files
 
 

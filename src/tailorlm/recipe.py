@@ -342,7 +342,9 @@ class AdaptConfig(_Section):
     epochs: float = Field(1, gt=0)
     learning_rate: float = Field(5e-5, gt=0)
     mlm_probability: float = Field(0.15, gt=0.0, lt=1.0, description="share of tokens masked (encoders)")
-    whole_word_mask: bool = Field(False, description="mask all sub-tokens of a word together (encoders)")
+    whole_word_mask: bool = Field(
+        False, description="mask all sub-tokens of a word together, always as [MASK] (encoders, fast tokenizers)"
+    )
     max_length: int = Field(256, ge=8, description="token limit of one pretraining text (longer are truncated)")
     batch_size: int | None = Field(None, ge=1, description="None: training.batch_size")
     max_rows: int | None = Field(None, ge=1, description="use only the first N rows of adapt.text")

@@ -19,8 +19,8 @@ from tailorlm.data.load import read_records
 from tailorlm.errors import DataError
 from tailorlm.recipe import AdaptConfig, CleanConfig, Recipe
 
-#: text-bearing columns of the prepared splits of each task (classification has ``text``; the others their fields)
-TEXT_COLUMNS = ("text", "prompt", "response", "question", "context", "source", "target", "tokens")
+#: text-bearing columns of the prepared splits of the tasks other than classification (which has ``text``)
+TEXT_COLUMNS = ("prompt", "response", "question", "context", "source", "target", "tokens")
 
 
 @dataclass
@@ -42,11 +42,15 @@ def _as_text(value: Any) -> str:
 
 
 def frame_texts(frame: pd.DataFrame) -> list[str]:
-    """One text per row of a prepared split: its ``text`` column, or its text fields joined (other tasks)."""
-    columns = [c for c in TEXT_COLUMNS if c in frame.columns]
-    if "text" in columns:
+    """The texts of a prepared split: its ``text`` column, or each non-empty text field of each row (a QA
+    context shared by many questions then counts once). Generation's ``context`` repeats the prompt as JSON
+    chat turns, so it is left out."""
+    if "text" in frame.columns:
         columns = ["text"]
-    return [" ".join(_as_text(row[c]) for c in columns).strip() for _, row in frame[columns].iterrows()]
+    else:
+        columns = [c for c in TEXT_COLUMNS if c in frame.columns and not (c == "context" and "kind" in frame.columns)]
+    texts = (_as_text(value).strip() for column in columns for value in frame[column])
+    return [text for text in texts if text]
 
 
 def read_domain_file(cfg: AdaptConfig) -> list[str]:

@@ -12,6 +12,7 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,12 +77,24 @@ def objective(resolved: ResolvedModel, recipe: Recipe) -> str:
 
 
 def _collator(tokenizer: PreTrainedTokenizerBase, recipe: Recipe, mode: str, seed: int | None
-              ) -> DataCollatorForLanguageModeling:
+              ) -> Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]]:
     mlm = mode == "mlm"
-    return DataCollatorForLanguageModeling(
+    whole_words = mlm and recipe.adapt.whole_word_mask
+    # BERT's 80/10/10 mask/random/keep split; transformers' whole-word masking supports [MASK] only
+    replace = {"mask_replace_prob": 1.0, "random_replace_prob": 0.0} if whole_words else {}
+    collate = DataCollatorForLanguageModeling(
         tokenizer, mlm=mlm, mlm_probability=recipe.adapt.mlm_probability if mlm else None,
-        whole_word_mask=mlm and recipe.adapt.whole_word_mask, seed=seed,
+        whole_word_mask=whole_words, seed=seed, **replace,
     )
+    return (lambda rows: collate(_pad_offsets(rows))) if whole_words else collate
+
+
+def _pad_offsets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Whole-word masking reads word offsets, which the tokenizer's ``pad`` leaves ragged: pad them to the batch's
+    longest row with (0, 0), the offsets of a special token."""
+    longest = max(len(row["input_ids"]) for row in rows)
+    return [row | {"offset_mapping": [*row["offset_mapping"], *[(0, 0)] * (longest - len(row["input_ids"]))]}
+            for row in rows]
 
 
 def _encode(texts: list[str], tokenizer: PreTrainedTokenizerBase, recipe: Recipe, mode: str) -> Dataset:
@@ -89,8 +102,9 @@ def _encode(texts: list[str], tokenizer: PreTrainedTokenizerBase, recipe: Recipe
     offsets = mode == "mlm" and recipe.adapt.whole_word_mask
     if offsets and not tokenizer.is_fast:
         raise ModelError("adapt.whole_word_mask needs a fast tokenizer (word offsets); set it to false")
-    encoded = tokenizer(texts, truncation=True, max_length=recipe.adapt.max_length,
-                        return_special_tokens_mask=mode == "mlm", return_offsets_mapping=offsets)
+    limit = min(recipe.adapt.max_length, tokenizer.model_max_length)  # never past the model's positions
+    encoded = tokenizer(texts, truncation=True, max_length=limit, return_special_tokens_mask=mode == "mlm",
+                        return_offsets_mapping=offsets)
     return Dataset.from_dict(dict(encoded))
 
 
@@ -130,7 +144,7 @@ def _arguments(recipe: Recipe, out: Path) -> TrainingArguments:
         warmup_steps=t.warmup, max_grad_norm=t.max_grad_norm, seed=t.seed, data_seed=t.seed,
         save_strategy="no", eval_strategy="no", logging_strategy="steps", logging_steps=50,
         bf16=use_bf16(recipe), use_cpu=not torch.cuda.is_available(), report_to=[], disable_tqdm=True,
-        remove_unused_columns=True,
+        remove_unused_columns=False,  # the collator needs special_tokens_mask and offset_mapping, and pops them
     )
 
 
@@ -146,12 +160,14 @@ def _train(model: Any, tokenizer: PreTrainedTokenizerBase, train: Dataset, recip
     return trainer.state.global_step, time.perf_counter() - started
 
 
-def _load_lm(resolved: ResolvedModel, recipe: Recipe, mode: str) -> Any:
-    """The body with its pretraining head; a checkpoint saved without one (a sentence encoder) gets a new head,
-    drawn from the training seed so that the run stays reproducible."""
+def _load_lm(resolved: ResolvedModel, recipe: Recipe, mode: str) -> tuple[Any, bool]:
+    """The body with its pretraining head, and whether that head is new: a checkpoint saved without one (a
+    sentence encoder such as all-MiniLM-L6-v2) gets a head drawn from the training seed, and its "before"
+    perplexity is then that of an untrained head, which the report must say."""
     set_seed(recipe.training.seed)
     factory = AutoModelForMaskedLM if mode == "mlm" else AutoModelForCausalLM
-    return load_pretrained(factory, resolved, recipe.model)
+    model, info = load_pretrained(factory, resolved, recipe.model, output_loading_info=True)
+    return model, bool(info.get("missing_keys"))
 
 
 def _save(model: Any, tokenizer: PreTrainedTokenizerBase, stats: dict[str, Any], final: Path) -> None:
@@ -170,7 +186,7 @@ def _pretrain(recipe: Recipe, resolved: ResolvedModel, tokenizer: PreTrainedToke
     if mode == "mlm" and tokenizer.mask_token is None:
         raise ModelError(f"{resolved.name}: the tokenizer has no mask token, so masked-LM pretraining cannot run; "
                          "set adapt.pretrain: false")
-    model = _load_lm(resolved, recipe, mode)
+    model, new_head = _load_lm(resolved, recipe, mode)
     batch_size = recipe.adapt.batch_size or recipe.training.batch_size
     holdout = _masked_batches(_encode(corpus.holdout, tokenizer, recipe, mode), tokenizer, recipe, mode,
                               batch_size) if corpus.holdout else []
@@ -181,7 +197,8 @@ def _pretrain(recipe: Recipe, resolved: ResolvedModel, tokenizer: PreTrainedToke
     after = perplexity(model, holdout, mode)
     stats = {"objective": "masked-lm" if mode == "mlm" else "causal-lm", "rows": len(corpus.train),
              "holdout_rows": len(corpus.holdout), **corpus.counts, "perplexity_before": before,
-             "perplexity_after": after, "steps": steps, "runtime_s": round(seconds, 3), "base": resolved.name}
+             "perplexity_after": after, "new_head": new_head, "steps": steps, "runtime_s": round(seconds, 3),
+             "base": resolved.name}
     return model, stats
 
 

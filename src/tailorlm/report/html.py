@@ -40,6 +40,7 @@ from tailorlm.report import (
     stages_table,
     unknown_labels,
 )
+from tailorlm.report.adapt import adapt_lead, adapt_table, has_adapt
 from tailorlm.report.cv import cv_lead, cv_table, has_cv
 from tailorlm.report.fairness import fairness_blocks, has_fairness
 
@@ -49,6 +50,7 @@ SECTIONS: list[tuple[str, str, str]] = [
     ("comparison", "Before vs after", "Baselines vs fine-tuned model"),
     ("cross-validation", "Folds", "Cross-validation"),
     ("samples", "Samples", "Before and after"),
+    ("domain-adaptation", "Adaptation", "Domain adaptation"),
     ("learning-curves", "Training", "Learning curves"),
     ("confusion", "Confusions", "Where the model confuses labels"),
     ("per-class", "Per label", "Results per label"),
@@ -67,6 +69,7 @@ def sections_for(report: RunReport) -> list[tuple[str, str, str]]:
     present = {
         "samples": bool(report.samples),
         "cross-validation": has_cv(report),
+        "domain-adaptation": has_adapt(report),
         "confusion": report.is_classification or bool(tuned.get("confusion_matrix")),
         "per-class": report.is_classification or bool(tuned.get("per_class")),
         "fairness": has_fairness(report),
@@ -86,6 +89,7 @@ def render_html(report: RunReport) -> str:
         "comparison": _comparison,
         "cross-validation": lambda r: _p(cv_lead(r), "lead") + _table(cv_table(r)),
         "samples": _samples,
+        "domain-adaptation": lambda r: _p(adapt_lead(r), "lead") + _table(adapt_table(r)),
         "learning-curves": _learning_curves,
         "confusion": _confusion,
         "per-class": _per_class,

@@ -48,6 +48,7 @@ def render_markdown(report: RunReport) -> str:
         _comparison(report),
         _cross_validation(report),
         _samples(report),
+        _adaptation(report),
         _learning_curves(report),
         _confusion(report),
         _per_class(report),
@@ -121,6 +122,15 @@ def _samples(report: RunReport) -> str:
         "Held-out test examples: the reference and the model's output before and after fine-tuning.",
         table(samples_table(report, max_chars=300)),
     )
+
+
+def _adaptation(report: RunReport) -> str:
+    """Domain-adaptive pretraining (adapt/); absent for a run without it."""
+    from tailorlm.report.adapt import adapt_lead, adapt_table, has_adapt
+
+    if not has_adapt(report):
+        return ""
+    return _section("Domain adaptation", md_escape(adapt_lead(report)), table(adapt_table(report)))
 
 
 def _learning_curves(report: RunReport) -> str:
