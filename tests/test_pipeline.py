@@ -97,6 +97,38 @@ def test_eval_and_predict_on_the_saved_model(finished_run: Path, tmp_path: Path)
     assert any(r.get("error") == "empty_text" for r in lines), "the empty line is reported, not dropped silently"
 
 
+def test_temperature_is_fitted_on_validation_saved_and_applied_when_predicting(finished_run: Path) -> None:
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    calibration = metrics["calibration"]
+    meta = json.loads((finished_run / "model" / "tailor_model.json").read_text())
+    assert calibration["validation_rows"] == metrics["data"]["validation"] >= 20
+    assert meta["temperature"] == calibration["temperature"] > 0
+    assert calibration["validation_nll_after"] <= calibration["validation_nll_before"]
+    assert calibration["temperature"] != 1.0 and "ece_uncalibrated" in metrics["tuned"]
+    assert "Confidence calibration" in (finished_run / "report.md").read_text()
+    # a reloaded model applies the same temperature: tailor predict gives the confidence predictions.jsonl holds
+    row = json.loads((finished_run / "predictions.jsonl").read_text().splitlines()[0])
+    code, stdout, stderr = run_cli(["predict", str(finished_run), "--text", row["text"]])
+    assert code == 0, stderr
+    assert json.loads(stdout)["confidence"] == pytest.approx(row["confidence"], abs=1e-4)
+
+
+def test_calibration_temperature_recovers_a_known_scale() -> None:
+    """Logits five times too sharp (log of calibrated probabilities, times 5): the fitted T is close to 5."""
+    import numpy as np
+
+    from tailorlm.evaluate.calibration import fit_temperature, negative_log_likelihood
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet([0.7, 0.7, 0.7], size=4000)
+    y = np.array([rng.choice(3, p=p) for p in probs])
+    logits = 5.0 * np.log(probs)
+    fitted = fit_temperature(logits, y)
+    assert fitted["temperature"] == pytest.approx(5.0, rel=0.1)
+    assert fitted["validation_nll_after"] < fitted["validation_nll_before"]
+    assert negative_log_likelihood(np.log(probs), y) == pytest.approx(fitted["validation_nll_after"], rel=0.02)
+
+
 def test_lora_run_saves_adapter_and_exports_merged(tmp_path: Path, tiny_recipe: Path) -> None:
     out = tmp_path / "lora"
     code, _, stderr = run_cli([

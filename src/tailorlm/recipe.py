@@ -118,6 +118,10 @@ class TrainingConfig(_Section):
     metric: str | None = Field(
         None, description="validation metric that picks the best checkpoint; None: the task's (f1_macro, loss, ...)"
     )
+    calibrate: bool = Field(
+        True, description="classification: fit a softmax temperature on the validation split so confidences match "
+        "accuracy (Guo et al. 2017); labels never change"
+    )
     group_by_length: bool = Field(True, description="batch texts of similar length together: less padding")
     evals_per_epoch: int = Field(1, ge=1)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(

@@ -250,6 +250,8 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer,
         batch_size=recipe.training.eval_batch_size or 2 * recipe.training.batch_size,
         top_errors=recipe.report.top_errors,
     )
+    calibration = timer.time("calibrate", lambda: task.calibrate(model, tokenizer, data, recipe, settings))
+    meta |= calibration.get("meta", {})  # e.g. the softmax temperature, saved in tailor_model.json
     evaluation = timer.time("evaluate", lambda: task.evaluate(model, tokenizer, data.test, meta, settings))
     predictions = pop_predictions(evaluation, baselines)  # per-example rows: predictions.jsonl
     fairness = timer.time("fairness", lambda: audit_run(recipe, task, model, tokenizer, data, predictions, settings,
@@ -263,6 +265,7 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer,
                   "peft": recipe.model.peft.method, "max_length": encoded.max_length},
         "baseline": baselines,
         "tuned": evaluation["metrics"],
+        **({"calibration": calibration["report"]} if calibration.get("report") else {}),
         "validation": _best_validation(outcome.log_history, outcome.best_step),
         "train": {
             "runtime_s": round(outcome.runtime_s, 3),

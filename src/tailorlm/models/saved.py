@@ -63,6 +63,10 @@ def load_saved_model(path: str | Path, *, allow_pickle: bool = False) -> LoadedM
         first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise ModelError(f"{folder}: cannot load the saved model ({first})") from None
     model.eval()
+    if meta.get("temperature"):  # fitted at training time (evaluate/calibration.py); adapters keep it only here
+        from tailorlm.evaluate.calibration import set_temperature
+
+        set_temperature(model, meta["temperature"])
     return LoadedModel(model=model, tokenizer=tokenizer, meta=meta, path=folder)
 
 

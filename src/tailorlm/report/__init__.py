@@ -404,7 +404,24 @@ def facts(report: RunReport) -> list[tuple[str, str]]:
     from tailorlm.report.significance import significance_facts
 
     rows.extend(significance_facts(report.metrics))  # bootstrap CI, paired test, seeds' mean ± std
+    rows.extend(calibration_facts(report.metrics))
     return rows
+
+
+def calibration_facts(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """The fitted softmax temperature and what it did to the test ECE (evaluate/calibration.py)."""
+    calibration = metrics.get("calibration") or {}
+    if calibration.get("skipped"):
+        return [("Confidence calibration", str(calibration["skipped"]))]
+    temperature = calibration.get("temperature")
+    if not _finite(temperature):
+        return []
+    tuned = metrics.get("tuned") or {}
+    text = (f"temperature {temperature:.3g} fitted on {count(calibration.get('validation_rows'))} validation rows "
+            "(labels unchanged)")
+    if _finite(tuned.get("ece_uncalibrated")) and _finite(tuned.get("ece")):
+        text += f"; test ECE {tuned['ece_uncalibrated']:.3f} before, {tuned['ece']:.3f} after"
+    return [("Confidence calibration", text)]
 
 
 def comparison_table(report: RunReport) -> Table:

@@ -111,6 +111,12 @@ class Task(ABC):
     def build_model(self, resolved: ResolvedModel, recipe: Recipe, data: Any) -> PreTrainedModel:
         """The pretrained body with this task's head."""
 
+    def calibrate(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, data: Any, recipe: Recipe,
+                  settings: EvalSettings) -> dict[str, Any]:
+        """After training, before the test evaluation: fit what makes the model's scores honest (classification:
+        a softmax temperature). ``{"meta": saved with the model, "report": metrics.json's calibration}``."""
+        return {}
+
     def model_meta(self, data: Any) -> dict[str, Any]:
         """What a saved model needs besides its weights to be used again (e.g. its label list)."""
         return {}

@@ -20,8 +20,10 @@ from transformers import (
 from tailorlm.data import PreparedData, prepare_data
 from tailorlm.errors import DataError
 from tailorlm.evaluate.baselines import label_prompt, linear_probe, zero_shot
+from tailorlm.evaluate.calibration import MIN_ROWS as MIN_CALIBRATION_ROWS
+from tailorlm.evaluate.calibration import fit_temperature, set_temperature, temperature_of
 from tailorlm.evaluate.inference import forward_sorted, logits_of, mean_pooled
-from tailorlm.evaluate.metrics import classification_metrics, softmax
+from tailorlm.evaluate.metrics import classification_metrics, expected_calibration_error, softmax
 from tailorlm.evaluate.predictions import label_rows
 from tailorlm.models.loading import load_pretrained
 from tailorlm.models.registry import ResolvedModel
@@ -126,21 +128,51 @@ class ClassificationTask(Task):
 
         return compute
 
+    def predict_logits(
+        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int,
+        batch_size: int,
+    ) -> np.ndarray:
+        return forward_sorted(model, tokenizer, texts, max_length, batch_size, logits_of).astype(np.float64)
+
     def predict_proba(
         self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int,
         batch_size: int,
     ) -> np.ndarray:
-        logits = forward_sorted(model, tokenizer, texts, max_length, batch_size, logits_of)
-        return softmax(logits.astype(np.float64))
+        """Class probabilities, divided by the model's fitted temperature (evaluate/calibration.py)."""
+        logits = self.predict_logits(model, tokenizer, texts, max_length, batch_size)
+        return softmax(logits / temperature_of(model))
+
+    def calibrate(
+        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, data: PreparedData, recipe: Recipe,
+        settings: EvalSettings,
+    ) -> dict[str, Any]:
+        """Fit a softmax temperature on the validation split (``training.calibrate``); the labels never change."""
+        if not recipe.training.calibrate:
+            return {}
+        rows = len(data.validation)
+        if rows < MIN_CALIBRATION_ROWS:
+            return {"report": {"temperature": 1.0, "skipped": f"only {rows} validation rows (fewer than "
+                                                              f"{MIN_CALIBRATION_ROWS}); no temperature fitted"}}
+        logits = self.predict_logits(model, tokenizer, list(data.validation["text"]), settings.max_length,
+                                     settings.batch_size)
+        fitted = fit_temperature(logits, label_ids(data.validation, data.labels))
+        set_temperature(model, fitted["temperature"])
+        report = {"method": "temperature scaling on the validation split (Guo et al. 2017)",
+                  "validation_rows": rows, **fitted}
+        return {"meta": {"temperature": fitted["temperature"]}, "report": report}
 
     def evaluate(
         self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, frame: pd.DataFrame, meta: dict[str, Any],
         settings: EvalSettings,
     ) -> dict[str, Any]:
         labels = list(meta["labels"])
-        probs = self.predict_proba(model, tokenizer, list(frame["text"]), settings.max_length, settings.batch_size)
+        logits = self.predict_logits(model, tokenizer, list(frame["text"]), settings.max_length, settings.batch_size)
+        temperature = temperature_of(model)
+        probs = softmax(logits / temperature)
         y_true = label_ids(frame, labels)
         metrics = classification_metrics(y_true, probs.argmax(axis=1), labels, probs)
+        if temperature != 1.0:  # what calibration changed, on rows it never saw
+            metrics["ece_uncalibrated"] = expected_calibration_error(softmax(logits), y_true)
         return {"metrics": metrics, "errors": most_confident_errors(frame, probs, y_true, labels, settings.top_errors),
                 "predictions": label_rows(frame, probs, labels)}
 
