@@ -134,7 +134,7 @@ def save_model(model: Any, tokenizer: Any, run_dir: RunDir, recipe: Recipe, reso
     write_model_meta(
         tmp,
         meta | {
-            "base_model": resolved.source,
+            "base_model": _portable_base(resolved.source, run_dir),
             "base_model_name": resolved.name,
             "peft": recipe.model.peft.method,
             "tailorlm_version": __version__,
@@ -143,6 +143,15 @@ def save_model(model: Any, tokenizer: Any, run_dir: RunDir, recipe: Recipe, reso
     replace_dir(tmp, run_dir.model)
     if is_lora and recipe.model.peft.merge_on_save:
         export_merged(run_dir.model, run_dir.path / "model_merged")
+
+
+def _portable_base(source: str, run_dir: RunDir) -> str:
+    """A base model inside the run directory (``adapted/``) is written relative to ``model/`` ("../adapted"), so
+    a LoRA adapter still finds it after the run directory is moved or copied; anything else stays as resolved."""
+    path = Path(source)
+    if path.is_absolute() and path.resolve().is_relative_to(run_dir.path.resolve()):
+        return os.path.relpath(path.resolve(), run_dir.model.resolve())
+    return source
 
 
 def export_merged(adapter_dir: Path, out: Path) -> Path:

@@ -76,6 +76,9 @@ def _load_adapter(folder: Path, meta: dict[str, Any], auto_class: Any, allow_pic
     base_name = meta.get("base_model")
     if not base_name:
         raise ModelError(f"{folder}: a LoRA adapter without tailor_model.json; cannot tell its base model")
+    beside = folder / base_name
+    if not Path(base_name).is_absolute() and base_name.startswith("..") and beside.is_dir():
+        base_name = str(beside.resolve())  # a base inside the run directory, e.g. adapted/ (run.py _portable_base)
     base = resolve_model(base_name, allow_pickle=allow_pickle)
     config = AutoConfig.from_pretrained(folder)
     base_model = auto_class.from_pretrained(
