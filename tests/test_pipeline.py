@@ -128,6 +128,14 @@ def test_calibration_temperature_recovers_a_known_scale() -> None:
     assert fitted["validation_nll_after"] < fitted["validation_nll_before"]
     assert negative_log_likelihood(np.log(probs), y) == pytest.approx(fitted["validation_nll_after"], rel=0.02)
 
+    # a split the model gets entirely right: no pull to T = 0 (certainty), confidence stays below 1 - 1/(n + 2)
+    separable = np.array([[2.0, 0.0], [0.0, 1.5], [1.8, 0.2], [0.4, 2.4]] * 5)  # right on all 20, unsure of it
+    labels = np.array([0, 1, 0, 1] * 5)
+    sharp = fit_temperature(separable, labels)
+    assert 0.2 < sharp["temperature"] < 1.0  # sharper than the raw logits, far from the bound 1/50
+    scaled = np.exp(separable / sharp["temperature"])
+    assert 0.9 < float((scaled.max(axis=1) / scaled.sum(axis=1)).mean()) < 0.99  # ~ 1 - 1/(20 + 2), not 1
+
 
 def test_lora_run_saves_adapter_and_exports_merged(tmp_path: Path, tiny_recipe: Path) -> None:
     out = tmp_path / "lora"

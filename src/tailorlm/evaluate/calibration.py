@@ -30,17 +30,35 @@ def negative_log_likelihood(logits: np.ndarray, y_true: np.ndarray, temperature:
     return float(-log_probs[np.arange(len(y_true)), np.asarray(y_true, dtype=int)].mean())
 
 
+def smoothed_cross_entropy(logits: np.ndarray, y_true: np.ndarray, temperature: float, epsilon: float) -> float:
+    """Cross-entropy of softmax(logits / T) against targets that keep ``epsilon`` for the other labels."""
+    scaled = np.asarray(logits, dtype=np.float64) / temperature
+    scaled -= scaled.max(axis=1, keepdims=True)
+    log_probs = scaled - np.log(np.exp(scaled).sum(axis=1, keepdims=True))
+    true = log_probs[np.arange(len(y_true)), np.asarray(y_true, dtype=int)]
+    others = (log_probs.sum(axis=1) - true) / max(1, log_probs.shape[1] - 1)
+    return float(-((1.0 - epsilon) * true + epsilon * others).mean())
+
+
 def fit_temperature(logits: np.ndarray, y_true: np.ndarray) -> dict[str, Any]:
-    """The temperature that minimises validation NLL, with the NLL before (T = 1) and after."""
+    """The temperature that minimises validation NLL, with the NLL before (T = 1) and after.
+
+    The fit's targets keep ``1 / (n + 2)`` for the other labels (Laplace's rule of succession): a validation split
+    the model gets entirely right would otherwise pull T to zero, i.e. certainty on every future text, which
+    n correct answers do not justify. With errors in the split this barely moves T.
+    """
     from scipy.optimize import minimize_scalar
 
-    result = minimize_scalar(lambda log_t: negative_log_likelihood(logits, y_true, float(np.exp(log_t))),
-                             bounds=(-_LOG_BOUND, _LOG_BOUND), method="bounded", options={"xatol": 1e-4})
+    epsilon = 1.0 / (len(y_true) + 2)
+    result = minimize_scalar(
+        lambda log_t: smoothed_cross_entropy(logits, y_true, float(np.exp(log_t)), epsilon),
+        bounds=(-_LOG_BOUND, _LOG_BOUND), method="bounded", options={"xatol": 1e-4})
     temperature = float(np.exp(result.x))
     before = negative_log_likelihood(logits, y_true)
+    if smoothed_cross_entropy(logits, y_true, temperature, epsilon) > smoothed_cross_entropy(logits, y_true, 1.0,
+                                                                                              epsilon):
+        temperature = 1.0  # the bounded search missed the basin: T = 1 is inside the bounds and no worse
     after = negative_log_likelihood(logits, y_true, temperature)
-    if after > before:  # the optimiser never does worse than T = 1, which is inside the bounds
-        temperature, after = 1.0, before
     return {"temperature": round(temperature, 6), "validation_nll_before": round(before, 6),
             "validation_nll_after": round(after, 6)}
 
