@@ -398,18 +398,64 @@ def generate(
 def models(
     estimate_recipe: Annotated[Path | None, typer.Option("--estimate", help="recipe whose memory to estimate")] = None,
     set_: SetOption = None,
+    task: Annotated[str | None, typer.Option("--task", help="advise: candidate models for this task")] = None,
+    memory: Annotated[str | None, typer.Option("--memory", help="budget, e.g. 8GiB, 8 GB, 8000M (default: "
+                                                "this machine's RAM, or the GPU's with --device cuda)")] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto")] = "auto",
+    peft: Annotated[str | None, typer.Option("--peft", help="lora or none (default: either may fit)")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="per-device batch for the estimate")] = 16,
+    max_length: Annotated[int, typer.Option("--max-length", help="tokens per example for the estimate")] = 256,
+    as_json: Annotated[bool, typer.Option("--json", help="print the advice as JSON")] = False,
 ) -> None:
-    """List the shipped model aliases with their parameters; --estimate RECIPE: the memory a recipe needs."""
+    """List the shipped model aliases with their parameters; --estimate RECIPE: the memory a recipe needs;
+    --task TASK: candidate models with memory, fit and speed on this hardware, and a recommendation."""
     from tailorlm.models.estimate import alias_parameters
 
     if estimate_recipe is not None:
         estimate(estimate_recipe, set_)
         return
     _quiet_libraries()
+    if task is not None:
+        _advise(task, memory, device, peft, batch_size, max_length, set_, as_json)
+        return
     table = Table("alias", "parameters", box=None)
     for alias, count in alias_parameters().items():
         table.add_row(alias, f"{count / 1e6:,.1f} M" if isinstance(count, int) else count)
     out.print(table)
+
+
+def _advise(task: str, memory: str | None, device: str, peft: str | None, batch: int, seq: int,
+            overrides: list[str] | None, as_json: bool) -> None:
+    """Print models/advisor.py's report: a table, the recommendation and how speed was derived."""
+    from tailorlm.models.advisor import advise
+
+    report = advise(task, memory=memory, device=device, peft=peft, batch=batch, seq=seq, overrides=overrides)
+    if as_json:
+        out.print_json(json.dumps(report.to_json()))
+        return
+    gib = 2**30
+    out.print(f"task {report.task} · {report.device} ({report.precision}) · memory {report.memory_bytes / gib:.1f} "
+              f"GiB ({report.memory_source}) · batch {report.batch_size} · length {report.max_length}",
+              markup=False, highlight=False)
+    out.print("training memory per process in GiB (weights, gradients, AdamW, activations; models/estimate.py) for "
+              "a full and a LoRA fine-tune; * recommended", markup=False, highlight=False)
+    table = Table("", "model", "params", "full", "LoRA", "fits", "tok/s", "offline", box=None, pad_edge=False,
+                  collapse_padding=True)
+    table.columns[1].min_width = max(len(row.name) for row in report.models)  # hub ids stay whole and one line
+    table.columns[5].min_width = len("full+LoRA")
+    for row in report.models:
+        fits = "+".join(m for m, ok in (("full", row.fits_full), ("LoRA", row.fits_lora)) if ok) or "no"
+        speed = f"≤{row.tokens_per_s:,.0f}" if row.tokens_per_s is not None else "—"
+        table.add_row("*" if row.name == report.recommended else "", escape(row.name), f"{row.parameters / 1e6:,.0f}M",
+                      f"{row.full_bytes / gib:.2f}", f"{row.lora_bytes / gib:.2f}", fits, speed, row.offline)
+    out.print(table)
+    for row in report.models:
+        if row.note:
+            out.print(f"  {row.name}: {row.note}", markup=False, highlight=False)
+    out.print(f"recommended: {report.why}", markup=False, highlight=False)
+    out.print(f"rule: {report.rule}", markup=False, highlight=False)
+    out.print(f"speed: an estimate, tokens/s = FLOP/s ÷ (6 × parameters), an upper bound that real training reaches "
+              f"a fraction of; FLOP/s: {report.speed_how}", markup=False, highlight=False)
 
 
 @app.command()

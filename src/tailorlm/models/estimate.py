@@ -59,11 +59,17 @@ def config_shape(config: Any) -> Shape:
 
 
 def meta_model(auto_class: Any, config: Any) -> nn.Module:
-    """The model with its task head, parameters on the meta device (shapes only, no memory, no file read)."""
+    """The model with its task head, parameters on the meta device (shapes only, no memory, no file read).
+
+    Tied weights (a causal LM's head, T5's shared embeddings) are not tied under ``init_empty_weights`` in
+    transformers 5, so they would be counted twice: ``tie_weights`` ties them as ``from_pretrained`` would.
+    """
     from accelerate import init_empty_weights
 
     with init_empty_weights():
-        return auto_class.from_config(config)
+        model = auto_class.from_config(config)
+    model.tie_weights()
+    return model
 
 
 def lora_trainable(model: nn.Module, targets: list[str], r: int, head_names: tuple[str, ...]) -> int:
