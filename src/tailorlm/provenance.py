@@ -33,7 +33,10 @@ def data_files(recipe: Recipe) -> dict[str, dict[str, Any]]:
     """``{"data.train": {"path", "sha256", "bytes"}, ...}`` for the data files the recipe names and that exist."""
     files: dict[str, dict[str, Any]] = {}
     named = {f"data.{key}": getattr(recipe.data, key) for key in DATA_KEYS}
-    named["adapt.text"] = recipe.adapt.text if recipe.adapt.pretrain else None  # a changed corpus: no resume
+    a = recipe.adapt
+    used = a.pretrain or (a.self_train and not a.unlabelled)  # self-training reads adapt.text when no unlabelled
+    named["adapt.text"] = a.text if used else None  # a changed corpus: no resume
+    named["adapt.unlabelled"] = a.unlabelled if a.self_train else None
     for key, name in named.items():
         if not name:
             continue

@@ -351,10 +351,24 @@ class AdaptConfig(_Section):
     )
     max_length: int = Field(256, ge=8, description="token limit of one pretraining text (longer are truncated)")
     batch_size: int | None = Field(None, ge=1, description="None: training.batch_size")
-    max_rows: int | None = Field(None, ge=1, description="use only the first N rows of adapt.text")
+    max_rows: int | None = Field(None, ge=1, description="use only the first N rows of adapt.text / adapt.unlabelled")
     holdout: float = Field(
         0.1, ge=0.0, le=0.5, description="share of the domain text held out to measure perplexity before/after"
     )
+    self_train: bool = Field(
+        False, description="classification: pseudo-label unlabelled text with the tuned model, retrain, keep the "
+        "student only if its validation metric is not worse (adapt/self_train.py)"
+    )
+    unlabelled: str | None = Field(
+        None, description="unlabelled texts to pseudo-label (same formats and adapt.text_column as adapt.text); "
+        "None: adapt.text"
+    )
+    threshold: float = Field(0.9, gt=0.0, le=1.0, description="minimum calibrated confidence of a pseudo-label")
+    max_pseudo: int | None = Field(
+        None, ge=1, description="cap on pseudo-labels per round, highest confidence first, per label at most its "
+        "training share of the cap; None: all above adapt.threshold"
+    )
+    rounds: int = Field(1, ge=1, le=3, description="self-training rounds (the kept model teaches the next)")
 
 
 # --- end domain adaptation
@@ -413,6 +427,21 @@ class Recipe(_Section):
     def _adapt_runs_in_one_process(self) -> Recipe:
         if self.adapt.pretrain and self.training.num_processes > 1:
             raise ValueError("adapt.pretrain runs in one process; set training.num_processes: 1 (or pretrain apart)")
+        return self
+
+    @model_validator(mode="after")
+    def _self_train_is_possible(self) -> Recipe:
+        if not self.adapt.self_train:
+            return self
+        if self.task != "classification":
+            raise ValueError(f"adapt.self_train pseudo-labels classes, not task '{self.task}'; set it to false")
+        if not (self.adapt.unlabelled or self.adapt.text):
+            raise ValueError("adapt.self_train needs unlabelled texts; set adapt.unlabelled (or adapt.text)")
+        if self.training.num_processes > 1:
+            raise ValueError("adapt.self_train runs in one process; set training.num_processes: 1")
+        if self.fairness.mitigation != "none":
+            raise ValueError("adapt.self_train: pseudo-labelled rows have no fairness group; set "
+                             "fairness.mitigation: none")
         return self
 
     @model_validator(mode="after")

@@ -22,6 +22,8 @@ from transformers import set_seed
 
 from tailorlm import __version__
 from tailorlm.adapt import adapt_model
+from tailorlm.adapt.self_train import Context as SelfTrainContext
+from tailorlm.adapt.self_train import Fitted, read_unlabelled, self_train
 from tailorlm.data import write_rejects
 from tailorlm.data.token_cache import encode_with_cache
 from tailorlm.errors import RecipeError
@@ -225,6 +227,7 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer,
     data, tokenizer, resolved, task = timer.time("prepare", lambda: prepare(recipe, console, run_dir))
     if adjust_data is not None:
         data = adjust_data(data)
+    unlabelled = read_unlabelled(recipe, data) if recipe.adapt.self_train else None  # a bad file fails before training
     encoded, cache_status = timer.time("tokenize", lambda: encode_with_cache(task, recipe, data, tokenizer))
     mitigation = apply_mitigation(recipe, data, encoded)  # fairness.mitigation: reweight -> a weight column
     cached = " (tokenised splits from the cache)" if cache_status == "hit" else ""
@@ -262,6 +265,12 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer,
     calibration = timer.time("calibrate", lambda: task.calibrate(model, tokenizer, data, recipe, settings))
     meta |= calibration.get("meta", {})  # e.g. the softmax temperature, saved in tailor_model.json
     evaluation = timer.time("evaluate", lambda: task.evaluate(model, tokenizer, data.test, meta, settings))
+    if unlabelled is not None:  # adapt.self_train: pseudo-label, retrain; the student replaces all only if not worse
+        st = timer.time("self_train", lambda: self_train(task, recipe, Fitted(model, outcome, calibration, evaluation,
+                        meta), SelfTrainContext(body, tokenizer, data, settings, run_dir), unlabelled, console))
+        model, outcome, calibration, evaluation, meta = (st.kept.model, st.kept.outcome, st.kept.calibration,
+                                                         st.kept.evaluation, st.kept.meta)
+        adapted = adapted | {"self_training": st.record}
     predictions = pop_predictions(evaluation, baselines)  # per-example rows: predictions.jsonl
     fairness = timer.time("fairness", lambda: audit_run(recipe, task, model, tokenizer, data, predictions, settings,
                                                         mitigation)) if recipe.fairness.active else None  # fairness/

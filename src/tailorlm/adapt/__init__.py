@@ -2,6 +2,8 @@
 
 ``adapt.pretrain`` (``pretrain.py``, ``corpus.py``): domain-adaptive continued pretraining on unlabelled domain
 text. ``run.py`` calls :func:`adapt_model` once, between preparing the data and building the task model.
+``adapt.self_train`` (``self_train.py``, classification): after the test evaluation, the tuned model pseudo-labels
+unlabelled text and a student retrained on train + pseudo replaces it only if its validation metric is not worse.
 """
 
 from __future__ import annotations

@@ -53,32 +53,35 @@ def frame_texts(frame: pd.DataFrame) -> list[str]:
     return [text for text in texts if text]
 
 
-def read_domain_file(cfg: AdaptConfig) -> list[str]:
-    """The texts of ``adapt.text``, first ``adapt.max_rows`` rows; one-line errors naming the key and the fix."""
-    assert cfg.text is not None
-    path = Path(cfg.text).expanduser()
+def read_domain_file(cfg: AdaptConfig, name: str | None = None, key: str = "adapt.text",
+                     fix: str = "or remove adapt.text to pretrain on the training texts") -> list[str]:
+    """The texts of ``adapt.text`` (or ``name``, read for ``key``: self-training's ``adapt.unlabelled``), first
+    ``adapt.max_rows`` rows; one-line errors naming the key and the fix."""
+    name = name or cfg.text
+    assert name is not None
+    path = Path(name).expanduser()
     if not path.is_file():
         what = "is a folder" if path.is_dir() else "file not found"
-        raise DataError(f"{path}: {what} (adapt.text); give the file of unlabelled domain text "
-                        f"(relative to {Path.cwd()}), or remove adapt.text to pretrain on the training texts")
+        raise DataError(f"{path}: {what} ({key}); give the file of unlabelled domain text "
+                        f"(relative to {Path.cwd()}), {fix}")
     try:
         records, _ = read_records(path, txt_field=cfg.text_column, split="adapt")
     except DataError as exc:
-        raise DataError(f"{str(exc).replace('(--data)', '(adapt.text)')} (adapt.text)") from None
+        raise DataError(f"{str(exc).replace('(--data)', f'({key})')} ({key})") from None
     records = records[: cfg.max_rows] if cfg.max_rows else records
     if records and not any(cfg.text_column in values for _, values in records):
-        present = sorted({key for _, values in records[:50] for key in values})
+        present = sorted({column for _, values in records[:50] for column in values})
         raise DataError(f"{path}: no column '{cfg.text_column}' (adapt.text_column); the file has "
                         f"{', '.join(present[:20]) or 'no columns'}; set adapt.text_column to the text column")
     texts = [_as_text(values.get(cfg.text_column)) for _, values in records]
     if not any(t.strip() for t in texts):
-        raise DataError(f"{path}: holds no text (adapt.text); it needs one document per line (.txt) or a "
+        raise DataError(f"{path}: holds no text ({key}); it needs one document per line (.txt) or a "
                         f"non-empty '{cfg.text_column}' column")
     return texts
 
 
-def _filter(texts: list[str], clean: CleanConfig, held_out: set[str]) -> tuple[list[str], dict[str, int]]:
-    """Clean each text; drop empty ones, exact repeats, and any equal to a validation/test text."""
+def filter_texts(texts: list[str], clean: CleanConfig, held_out: set[str]) -> tuple[list[str], dict[str, int]]:
+    """Clean each text; drop empty ones, exact repeats, and any in ``held_out`` (texts that must not leak)."""
     kept: list[str] = []
     seen: set[str] = set()
     counts = {"dropped_empty": 0, "dropped_duplicate": 0, "dropped_leaking": 0}
@@ -102,7 +105,7 @@ def build_corpus(recipe: Recipe, data: Any) -> Corpus:
     from_file = read_domain_file(cfg) if cfg.text else []
     from_train = frame_texts(data.train)
     held_out = {clean_text(t, recipe.data.clean) for split in (data.validation, data.test) for t in frame_texts(split)}
-    texts, counts = _filter([*from_file, *from_train], recipe.data.clean, held_out)
+    texts, counts = filter_texts([*from_file, *from_train], recipe.data.clean, held_out)
     if not texts:
         source = cfg.text or "the training split"
         raise DataError(f"{source}: no text left to pretrain on after dropping {counts['dropped_leaking']} lines "

@@ -16,8 +16,22 @@ def _pretrain(report: RunReport) -> dict[str, Any]:
     return pretrain if isinstance(pretrain, dict) else {}
 
 
-def has_adapt(report: RunReport) -> bool:
+def _self_training(report: RunReport) -> dict[str, Any]:
+    adapt = report.metrics.get("adapt")
+    entry = adapt.get("self_training") if isinstance(adapt, dict) else None
+    return entry if isinstance(entry, dict) and entry.get("rounds") else {}
+
+
+def has_pretrain(report: RunReport) -> bool:
     return bool(_pretrain(report))
+
+
+def has_self_train(report: RunReport) -> bool:
+    return bool(_self_training(report))
+
+
+def has_adapt(report: RunReport) -> bool:
+    return has_pretrain(report) or has_self_train(report)
 
 
 def adapt_lead(report: RunReport) -> str:
@@ -54,3 +68,35 @@ def adapt_table(report: RunReport) -> Table:
         ("Pretraining time", duration(p.get("runtime_s"))),
     ]
     return Table(["", "Value"], [[Cell(name), Cell(value)] for name, value in rows], frozenset({1}))
+
+
+def self_train_lead(report: RunReport) -> str:
+    """What the teacher labelled, the rule that picks teacher or student, and which one this run kept."""
+    st = _self_training(report)
+    first, last = st["rounds"][0], st["rounds"][-1]
+    return (f"Self-training: the tuned model (the teacher) labelled {count(first.get('candidates'))} unlabelled "
+            f"texts ({count(first.get('dropped_leaking'))} more were dropped as equal to a train, validation or test "
+            f"text); those it gave a calibrated confidence of at least {fmt(first.get('threshold'), 2)} became "
+            f"pseudo-labelled training rows, and a student was trained from the same starting point on both. The "
+            f"student is kept only if its validation {st.get('metric')} is not worse than the teacher's. Round "
+            f"{last.get('round')}: {last.get('reason')}. The tuned results in this report are the kept model's.")
+
+
+def self_train_table(report: RunReport) -> Table:
+    """One row per round: pseudo-labels per label, validation and test main metric of teacher and student."""
+    st = _self_training(report)
+    metric = str(st.get("metric"))
+
+    def score(side: Any, split: str) -> str:
+        return fmt(side.get(split, {}).get(metric), 4) if isinstance(side, dict) else "—"
+
+    rows = []
+    for r in st["rounds"]:
+        labels = ", ".join(f"{k} {count(v)}" for k, v in (r.get("pseudo_labelled") or {}).items())
+        rows.append([Cell(str(r.get("round"))), Cell(count(r.get("pseudo_total"))), Cell(labels),
+                     Cell(score(r.get("teacher"), "validation")), Cell(score(r.get("student"), "validation")),
+                     Cell(score(r.get("teacher"), "test")), Cell(score(r.get("student"), "test")),
+                     Cell(str(r.get("kept")))])
+    headers = ["Round", "Pseudo-labels", "Per label", f"Teacher validation {metric}", f"Student validation {metric}",
+               f"Teacher test {metric}", f"Student test {metric}", "Kept"]
+    return Table(headers, rows, frozenset({1, 3, 4, 5, 6}))

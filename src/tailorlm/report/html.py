@@ -40,7 +40,15 @@ from tailorlm.report import (
     stages_table,
     unknown_labels,
 )
-from tailorlm.report.adapt import adapt_lead, adapt_table, has_adapt
+from tailorlm.report.adapt import (
+    adapt_lead,
+    adapt_table,
+    has_adapt,
+    has_pretrain,
+    has_self_train,
+    self_train_lead,
+    self_train_table,
+)
 from tailorlm.report.cv import cv_lead, cv_table, has_cv
 from tailorlm.report.fairness import fairness_blocks, has_fairness
 
@@ -89,7 +97,7 @@ def render_html(report: RunReport) -> str:
         "comparison": _comparison,
         "cross-validation": lambda r: _p(cv_lead(r), "lead") + _table(cv_table(r)),
         "samples": _samples,
-        "domain-adaptation": lambda r: _p(adapt_lead(r), "lead") + _table(adapt_table(r)),
+        "domain-adaptation": _adaptation,
         "learning-curves": _learning_curves,
         "confusion": _confusion,
         "per-class": _per_class,
@@ -149,6 +157,14 @@ def _sources(report: RunReport) -> str:
 
 def _section(sid: str, heading: str, body: str) -> str:
     return f'<section id="{sid}">\n<h2>{escape(heading)}</h2>\n{body}\n</section>'
+
+
+def _adaptation(r: RunReport) -> str:
+    """Continued pretraining (adapt.pretrain) and self-training (adapt.self_train), each only when it ran."""
+    html = _p(adapt_lead(r), "lead") + _table(adapt_table(r)) if has_pretrain(r) else ""
+    if has_self_train(r):
+        html += "<h3>Self-training</h3>" + _p(self_train_lead(r)) + _table(self_train_table(r))
+    return html
 
 
 def _p(text: str, cls: str = "") -> str:

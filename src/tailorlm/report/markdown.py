@@ -126,11 +126,19 @@ def _samples(report: RunReport) -> str:
 
 def _adaptation(report: RunReport) -> str:
     """Domain-adaptive pretraining (adapt/); absent for a run without it."""
-    from tailorlm.report.adapt import adapt_lead, adapt_table, has_adapt
+    from tailorlm.report.adapt import (
+        adapt_lead,
+        adapt_table,
+        has_pretrain,
+        has_self_train,
+        self_train_lead,
+        self_train_table,
+    )
 
-    if not has_adapt(report):
-        return ""
-    return _section("Domain adaptation", md_escape(adapt_lead(report)), table(adapt_table(report)))
+    parts = [md_escape(adapt_lead(report)), table(adapt_table(report))] if has_pretrain(report) else []
+    if has_self_train(report):  # adapt.self_train (adapt/self_train.py)
+        parts += ["### Self-training", md_escape(self_train_lead(report)), table(self_train_table(report))]
+    return _section("Domain adaptation", *parts) if parts else ""
 
 
 def _learning_curves(report: RunReport) -> str:
