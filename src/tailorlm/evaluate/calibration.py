@@ -22,19 +22,22 @@ _LOG_BOUND = float(np.log(50.0))
 CONFIG_ATTRIBUTE = "tailorlm_temperature"
 
 
-def negative_log_likelihood(logits: np.ndarray, y_true: np.ndarray, temperature: float = 1.0) -> float:
-    """Mean -log p(true label) under softmax(logits / temperature), computed stably in float64."""
+def _log_softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """log softmax(logits / temperature), computed stably in float64."""
     scaled = np.asarray(logits, dtype=np.float64) / temperature
     scaled -= scaled.max(axis=1, keepdims=True)
-    log_probs = scaled - np.log(np.exp(scaled).sum(axis=1, keepdims=True))
+    return scaled - np.log(np.exp(scaled).sum(axis=1, keepdims=True))
+
+
+def negative_log_likelihood(logits: np.ndarray, y_true: np.ndarray, temperature: float = 1.0) -> float:
+    """Mean -log p(true label) under softmax(logits / temperature)."""
+    log_probs = _log_softmax(logits, temperature)
     return float(-log_probs[np.arange(len(y_true)), np.asarray(y_true, dtype=int)].mean())
 
 
 def smoothed_cross_entropy(logits: np.ndarray, y_true: np.ndarray, temperature: float, epsilon: float) -> float:
     """Cross-entropy of softmax(logits / T) against targets that keep ``epsilon`` for the other labels."""
-    scaled = np.asarray(logits, dtype=np.float64) / temperature
-    scaled -= scaled.max(axis=1, keepdims=True)
-    log_probs = scaled - np.log(np.exp(scaled).sum(axis=1, keepdims=True))
+    log_probs = _log_softmax(logits, temperature)
     true = log_probs[np.arange(len(y_true)), np.asarray(y_true, dtype=int)]
     others = (log_probs.sum(axis=1) - true) / max(1, log_probs.shape[1] - 1)
     return float(-((1.0 - epsilon) * true + epsilon * others).mean())
