@@ -11,7 +11,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tailorlm.errors import RecipeError
 
@@ -97,9 +107,18 @@ class DataConfig(_Section):
 
 
 class TrainingConfig(_Section):
-    epochs: float = Field(3, gt=0)
-    learning_rate: float = Field(5e-5, gt=0)
-    batch_size: int = Field(32, ge=1)
+    epochs: PositiveFloat | Literal["auto"] = Field(
+        "auto", description="auto: enough passes for a minimum number of optimizer steps on small sets, fewer on "
+        "large ones (train/auto.py, docs/defaults.md); a number: exactly that"
+    )
+    learning_rate: PositiveFloat | Literal["auto", "find"] = Field(
+        "auto", description="auto: from the model's size, the task and LoRA (train/auto.py); find: a learning-rate "
+        "range test on training batches picks it (tailor lr-find)"
+    )
+    batch_size: PositiveInt | Literal["auto"] = Field(
+        "auto", description="auto: 16 below 2,000 training rows, else 32; micro-batches that fit memory for "
+        "causal LMs (gradient accumulation keeps the effective batch)"
+    )
     eval_batch_size: int | None = Field(None, ge=1, description="defaults to 2 x batch_size")
     max_length: int | Literal["auto"] = Field(
         "auto", description="token limit; auto = the 99th percentile of train lengths, within the model's limit"
@@ -108,7 +127,9 @@ class TrainingConfig(_Section):
     dropout: float | None = Field(
         None, ge=0.0, lt=1.0, description="hidden and attention dropout; None keeps the model's"
     )
-    warmup: float = Field(0.06, ge=0, description="warm-up: a ratio of all steps when < 1, else a step count")
+    warmup: NonNegativeFloat | Literal["auto"] = Field(
+        "auto", description="warm-up: a ratio of all steps when < 1, else a step count; auto: 0.1 of the steps"
+    )
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     gradient_accumulation: int = Field(1, ge=1)
     max_grad_norm: float = Field(1.0, ge=0)
@@ -209,6 +230,14 @@ class BaselineConfig(_Section):
 
 class ReportConfig(_Section):
     top_errors: int = Field(20, ge=0, description="most confident errors listed for expert review")
+    require_gain: bool = Field(
+        False, description="exit 4 (after writing everything) when the tuned model does not beat the best reference "
+        "baseline on the test split (tailor run --require-gain)"
+    )
+    data_curve: bool = Field(
+        False, description="also train on 25% and 50% of the training split and extrapolate the test metric to 2x "
+        "and 4x the labels (tailor run --data-curve): would more labels help?"
+    )
 
 
 # --- tune and cross-validation (tailorlm/tune/)
@@ -245,6 +274,10 @@ class SearchConfig(_Section):
     pruner: Literal["median", "halving", "none"] = Field("median", description="stop poor trials early")
     space: dict[str, ParamSpec] = Field(default_factory=dict, description="dotted recipe key -> distribution")
     baselines: bool = Field(False, description="also measure the baselines in every trial (slower)")
+    budget: str | None = Field(
+        None, description="tailor run --budget 20m: search learning rate, epochs, batch size (and LoRA r) by "
+        "successive halving within this wall time, then train the winner with baselines and the full report"
+    )
 
 
 class ValidationConfig(_Section):
@@ -477,8 +510,14 @@ def _closest_key(key: str) -> str | None:
     return by_leaf[leaf_match[0]] if leaf_match else None
 
 
-def _describe_error(error: dict[str, Any], source: str) -> str:
-    key = ".".join(str(part) for part in error["loc"])
+def _field_path(loc: tuple[Any, ...]) -> str:
+    """The dotted recipe key of an error, without pydantic's union-branch names (``constrained-float``,
+    ``literal['auto']``)."""
+    return ".".join(str(p) for p in loc if not (isinstance(p, str) and ("-" in p or "[" in p)))
+
+
+def _describe_error(error: dict[str, Any], source: str, alternatives: str = "") -> str:
+    key = _field_path(error["loc"])
     if error["type"] == "extra_forbidden":
         suggestion = _closest_key(key)
         hint = f"did you mean '{suggestion}'?" if suggestion else "see `tailor keys` for the valid keys"
@@ -488,15 +527,26 @@ def _describe_error(error: dict[str, Any], source: str) -> str:
     if len(shown) > 60:
         shown = shown[:57] + "..."
     where = f"key '{key}'" if key else "the recipe"
-    return f"{source}: {where} {error['msg'].lower()} (got {shown}); fix the value in the recipe or with --set"
+    return (f"{source}: {where} {error['msg'].lower()}{alternatives} (got {shown}); fix the value in the recipe or "
+            "with --set")
+
+
+def _union_alternatives(errors: list[dict[str, Any]], key: str) -> str:
+    """For a key that accepts a number or a word (``epochs: auto``): the words, so the message names them all."""
+    words = [e["ctx"]["expected"] for e in errors
+             if _field_path(e["loc"]) == key and e["type"] == "literal_error" and "ctx" in e]
+    return f", or {' or '.join(words)}" if words else ""
 
 
 def _validate(raw: dict[str, Any], source: str) -> Recipe:
     try:
         return Recipe.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise RecipeError(_describe_error(first, source)) from None
+        errors = exc.errors()
+        first = next((e for e in errors if e["type"] != "literal_error"), errors[0])
+        others = [e for e in errors if e is not first]
+        alternatives = _union_alternatives(others, _field_path(first["loc"]))
+        raise RecipeError(_describe_error(first, source, alternatives)) from None
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:

@@ -39,8 +39,9 @@ from tailorlm.safety import check_output_dir, sigterm_as_interrupt
 from tailorlm.tasks import Task, get_task
 from tailorlm.tasks.base import EvalSettings
 from tailorlm.track import start_tracking
-from tailorlm.train import resume
+from tailorlm.train import auto, resume
 from tailorlm.train.distributed import WorkerRunDir, is_main_process, wait_for_all
+from tailorlm.train.resume import AUTO_FILE
 
 
 @dataclass
@@ -227,6 +228,7 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer,
     data, tokenizer, resolved, task = timer.time("prepare", lambda: prepare(recipe, console, run_dir))
     if adjust_data is not None:
         data = adjust_data(data)
+    chosen = auto.resolve_data_dependent(recipe, len(data.train))  # training.*: auto -> values (train/auto.py)
     unlabelled = read_unlabelled(recipe, data) if recipe.adapt.self_train else None  # a bad file fails before training
     encoded, cache_status = timer.time("tokenize", lambda: encode_with_cache(task, recipe, data, tokenizer))
     mitigation = apply_mitigation(recipe, data, encoded)  # fairness.mitigation: reweight -> a weight column
@@ -241,6 +243,8 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer,
     model = task.build_model(body, recipe, data)
     if recipe.model.peft.method == "lora":
         model = apply_lora(model, recipe.model.peft, task.peft_task_type)
+    chosen |= auto.resolve_learning_rate(recipe, task.name, auto.body_parameters(model))
+    record_auto_choices(run_dir, recipe, chosen, console)
     baselines = timer.time(
         "baselines",
         lambda: task.baselines(recipe, data, resolved, tokenizer, encoded.max_length) if is_main_process() else {},
@@ -302,6 +306,8 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer,
     }
     timer.stages["total"] = round(time.perf_counter() - started, 3)
     metrics["timings_s"] = timer.stages
+    if chosen:
+        metrics["auto"] = {key: choice.as_dict() for key, choice in chosen.items()}
     if fairness:
         metrics["fairness"] = fairness
     if adapted:
@@ -312,6 +318,18 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer,
     render_report(run_dir.path)
     write_model_card(run_dir.path)  # model/README.md: needs metrics.json, so it comes last
     return metrics
+
+
+def record_auto_choices(run_dir: RunDir, recipe: Recipe, chosen: dict[str, auto.Choice], console: Console) -> None:
+    """Say what ``auto`` picked, and rewrite the resolved recipe with the concrete values (``auto.json`` keeps
+    which keys were automatic, so a resumed run with the same recipe still matches)."""
+    run_dir.write_json(AUTO_FILE, {key: c.as_dict() for key, c in chosen.items()})
+    if not chosen:
+        return
+    console.print("auto: " + " · ".join(f"{key.removeprefix('training.')} {c.value} ({c.reason})"
+                                        for key, c in chosen.items()))
+    header = "".join(f"# {key}: auto -> {c.value}: {c.reason}\n" for key, c in chosen.items())
+    run_dir.write_text("recipe.resolved.yaml", header + dump_recipe(recipe))
 
 
 def _best_validation(log_history: list[dict[str, Any]], best_step: int | None) -> dict[str, float]:

@@ -170,6 +170,7 @@ def estimate_recipe(recipe: Any) -> Estimate:
     from tailorlm.models.registry import resolve_model
     from tailorlm.run import fill_model_name
     from tailorlm.tasks import get_task
+    from tailorlm.train.auto import nominal
 
     task = get_task(recipe.task)
     fill_model_name(recipe, task)
@@ -185,10 +186,10 @@ def estimate_recipe(recipe: Any) -> Estimate:
     shape = config_shape(config)
     seq, note = _sequence_length(recipe, shape)
     checkpointing = recipe.training.gradient_checkpointing
-    rows = memory_rows(total, lora, shape, recipe.training.batch_size, seq, checkpointing,
-                       causal_lm=task.peft_task_type == "CAUSAL_LM")
+    batch = nominal(recipe).training.batch_size  # batch_size: auto needs the data; the estimate uses its stand-in
+    rows = memory_rows(total, lora, shape, batch, seq, checkpointing, causal_lm=task.peft_task_type == "CAUSAL_LM")
     return Estimate(recipe.model.name, getattr(config, "model_type", "?"), total, lora, targets, shape,
-                    recipe.training.batch_size, seq, note, checkpointing, rows)
+                    batch, seq, note, checkpointing, rows)
 
 
 def alias_parameters() -> dict[str, int | str]:

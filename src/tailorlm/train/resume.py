@@ -97,15 +97,27 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {k.rstrip("."): v for k, v in flat.items()}
 
 
-def recipe_differences(stored_yaml: str, recipe: Recipe) -> list[str]:
-    """Dotted keys whose value differs between a stored resolved recipe and ``recipe`` (resume keys ignored)."""
+#: Which training keys a run resolved from ``auto``, with the values and reasons (train/auto.py).
+AUTO_FILE = "auto.json"
+
+
+def recipe_differences(stored_yaml: str, recipe: Recipe, auto_keys: frozenset[str] = frozenset()) -> list[str]:
+    """Dotted keys whose value differs between a stored resolved recipe and ``recipe`` (resume keys ignored).
+
+    ``auto_keys``: keys the stored run resolved from ``auto`` (its ``auto.json``); the stored concrete value matches
+    ``auto`` in ``recipe``, since the same recipe on the same data resolves to the same value.
+    """
     try:
         stored = _flatten(yaml.safe_load(stored_yaml) or {})
     except yaml.YAMLError:
         return ["(unreadable recipe.resolved.yaml)"]
     current = _flatten(recipe.model_dump(mode="json"))
     keys = sorted(set(stored) | set(current))
-    return [k for k in keys if k not in IGNORED_KEYS and stored.get(k) != current.get(k)]
+
+    def same(key: str) -> bool:
+        return stored.get(key) == current.get(key) or (key in auto_keys and current.get(key) in ("auto", "find"))
+
+    return [k for k in keys if k not in IGNORED_KEYS and not same(k)]
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -160,7 +172,8 @@ def _why_not_resumable(recipe: Recipe, run_dir: RunDir, status: dict[str, Any]) 
         return "no complete checkpoint was saved before it stopped"
     if not run_dir.recipe.is_file():
         return "recipe.resolved.yaml is missing"
-    changed = recipe_differences(run_dir.recipe.read_text(encoding="utf-8"), recipe)
+    auto_keys = frozenset(_read_json(run_dir.path / AUTO_FILE))
+    changed = recipe_differences(run_dir.recipe.read_text(encoding="utf-8"), recipe, auto_keys)
     if changed:
         shown = ", ".join(changed[:5]) + (", ..." if len(changed) > 5 else "")
         return f"the recipe differs from the interrupted run's ({shown})"

@@ -1,0 +1,136 @@
+"""Data-aware training defaults: ``training.epochs/learning_rate/batch_size/warmup: auto``.
+
+A user of a fine-tuning tool is rarely an expert in step counts and learning rates, and the textbook defaults
+(3 epochs, 5e-5, batch 32) were tuned for BERT-base on tens of thousands of rows. On a few hundred rows they give
+a few dozen optimizer steps, too few for a new head to learn anything (real CoNLL and SQuAD subsets: a tuned
+model below its linear probe). The policy here fixes the *number of optimizer steps* rather than the number of
+epochs on small sets, and picks the rate from the model's size and LoRA. It is written down, with the grid that
+chose it, in docs/defaults.md; ``benchmarks/auto_grid.py`` reruns that grid.
+
+Everything is resolved before training and recorded: the concrete value and a one-line reason per key go to
+``metrics.json`` (``auto``), ``auto.json`` and the rewritten ``recipe.resolved.yaml``, so a run reproduces
+exactly from its run directory.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from tailorlm.recipe import Recipe
+
+#: Optimizer steps a small training set gets at least (epochs grow until reached, up to ``MAX_EPOCHS``).
+MIN_STEPS = 300
+#: Upper bound on epochs chosen automatically: beyond it a tiny set is memorised, and early stopping decides.
+MAX_EPOCHS = 20
+#: Epochs for a training set big enough that ``MIN_STEPS`` is reached in one pass, by size.
+LARGE_SET_EPOCHS = ((200_000, 1), (50_000, 2), (0, 3))
+#: Batch size by training-set size: small sets get more (noisier, regularising) updates per epoch.
+SMALL_SET_ROWS = 2_000
+#: Full fine-tuning learning rate by trainable parameters of the pretrained body (upper bound exclusive).
+FULL_FT_RATES = ((50e6, 1e-4), (150e6, 5e-5), (400e6, 3e-5), (math.inf, 1e-5))
+#: Tasks whose new heads start from nothing and learn more slowly (span and tag heads): a higher rate.
+HEAD_HEAVY_TASKS = {"qa": 2.0, "token-classification": 3.0}
+#: LoRA trains a few new matrices from zero: the field's usual rates are about ten times full fine-tuning's.
+LORA_FACTOR = 10.0
+LORA_MAX_RATE = 1e-3
+WARMUP_RATIO = 0.1
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One resolved ``auto`` key: the value used and why, in words a reader can check."""
+
+    value: Any
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "reason": self.reason}
+
+
+def is_auto(value: Any) -> bool:
+    return isinstance(value, str) and value in ("auto", "find")
+
+
+def choose_batch_size(n_train: int) -> Choice:
+    if n_train < SMALL_SET_ROWS:
+        return Choice(16, f"{n_train:,} training rows (< {SMALL_SET_ROWS:,}): batch 16 for more updates per epoch")
+    return Choice(32, f"{n_train:,} training rows (>= {SMALL_SET_ROWS:,}): batch 32")
+
+
+def optimizer_steps_per_epoch(n_train: int, batch_size: int, accumulation: int, processes: int = 1) -> int:
+    return max(1, math.ceil(math.ceil(n_train / (batch_size * processes)) / accumulation))
+
+
+def choose_epochs(n_train: int, steps_per_epoch: int) -> Choice:
+    """Enough epochs for ``MIN_STEPS`` optimizer steps on small sets; 3, 2 or 1 epochs as the set grows."""
+    if steps_per_epoch * LARGE_SET_EPOCHS[-1][1] >= MIN_STEPS:
+        epochs = next(e for rows, e in LARGE_SET_EPOCHS if n_train >= rows)
+        return Choice(epochs, f"{n_train:,} rows give {steps_per_epoch} steps per epoch: {epochs} epoch(s) are "
+                              f"at least {MIN_STEPS} optimizer steps")
+    epochs = min(MAX_EPOCHS, math.ceil(MIN_STEPS / steps_per_epoch))
+    capped = f" (capped at {MAX_EPOCHS})" if epochs == MAX_EPOCHS else ""
+    return Choice(epochs, f"{n_train:,} rows give only {steps_per_epoch} steps per epoch: {epochs} epochs{capped} "
+                          f"for about {min(MIN_STEPS, epochs * steps_per_epoch)} optimizer steps; early stopping on "
+                          "validation keeps the best")
+
+
+def choose_learning_rate(task: str, body_params: int, lora: bool) -> Choice:
+    """From the body's size (smaller models take larger steps), the head's kind, and LoRA."""
+    base = next(rate for limit, rate in FULL_FT_RATES if body_params < limit)
+    size = f"{body_params / 1e6:.0f}M-parameter body"
+    factor = HEAD_HEAVY_TASKS.get(task, 1.0)
+    rate, why = base * factor, f"{base:g} for a {size}"
+    if factor != 1.0:
+        why += f", x{factor:g} for {task}'s new head"
+    if lora:
+        rate = min(LORA_MAX_RATE, rate * LORA_FACTOR)
+        why += f", x{LORA_FACTOR:g} for LoRA (max {LORA_MAX_RATE:g})"
+    return Choice(float(f"{rate:.3g}"), why)
+
+
+def resolve_data_dependent(recipe: Recipe, n_train: int, accumulation_hint: int | None = None) -> dict[str, Choice]:
+    """Fill ``batch_size``, ``epochs`` and ``warmup`` when they are ``auto`` (needs the training-set size).
+
+    Called once the data is prepared, before anything reads these keys; mutates ``recipe.training``.
+    """
+    t = recipe.training
+    choices: dict[str, Choice] = {}
+    if is_auto(t.batch_size):
+        choices["training.batch_size"] = choose_batch_size(n_train)
+        t.batch_size = choices["training.batch_size"].value
+    if is_auto(t.epochs):
+        steps = optimizer_steps_per_epoch(n_train, int(t.batch_size), t.gradient_accumulation, t.num_processes)
+        choices["training.epochs"] = choose_epochs(n_train, steps)
+        t.epochs = choices["training.epochs"].value
+    if is_auto(t.warmup):
+        choices["training.warmup"] = Choice(WARMUP_RATIO, f"{WARMUP_RATIO:g} of the optimizer steps")
+        t.warmup = WARMUP_RATIO
+    return choices
+
+
+def resolve_learning_rate(recipe: Recipe, task: str, body_params: int) -> dict[str, Choice]:
+    """Fill ``learning_rate: auto`` from the built model (``find`` is resolved by the LR range test instead)."""
+    if recipe.training.learning_rate != "auto":
+        return {}
+    choice = choose_learning_rate(task, body_params, recipe.model.peft.method == "lora")
+    recipe.training.learning_rate = choice.value
+    return {"training.learning_rate": choice}
+
+
+def nominal(recipe: Recipe) -> Recipe:
+    """A copy with ``auto`` values filled by size-free stand-ins, for commands that have no data yet
+    (``tailor estimate``, the advisor): batch 32, 3 epochs, rate 5e-5, warm-up 0.1."""
+    copy = recipe.model_copy(deep=True)
+    t = copy.training
+    for key, stand_in in (("batch_size", 32), ("epochs", 3), ("learning_rate", 5e-5), ("warmup", WARMUP_RATIO)):
+        if is_auto(getattr(t, key)):
+            setattr(t, key, stand_in)
+    return copy
+
+
+def body_parameters(model: Any) -> int:
+    """Parameters of the pretrained body (the whole model minus a freshly built head is close enough)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return sum(p.numel() for p in base.parameters())
