@@ -79,6 +79,10 @@ SeedsOption = Annotated[
 TrackOption = Annotated[
     bool, typer.Option("--track", help="log to MLflow (tracking.mlflow=true; store: tracking.uri)")
 ]
+RequireGainOption = Annotated[
+    bool, typer.Option("--require-gain", help="exit 4 when the tuned model does not beat the best reference "
+                       "baseline on the test split (report.require_gain=true)")
+]
 
 
 # --- reliability: --resume and --reproduce (train/resume.py, provenance.py)
@@ -116,7 +120,8 @@ def _resume_or_reproduce(recipe: Path | None, set_: list[str] | None, resume: bo
 @app.command()
 def run(recipe: OptionalRecipeArg = None, set_: SetOption = None, num_processes: NumProcessesOption = None,
         accelerate_config: AccelerateConfigOption = None, resume: ResumeOption = False,
-        reproduce: ReproduceOption = None, seeds: SeedsOption = None, track: TrackOption = False) -> None:
+        reproduce: ReproduceOption = None, seeds: SeedsOption = None, track: TrackOption = False,
+        require_gain: RequireGainOption = False) -> None:
     """Prepare the data, measure the baselines, fine-tune, evaluate and write the run directory."""
     from tailorlm.run import run as run_pipeline
     from tailorlm.train.distributed import is_main_process, launch_overrides, needs_launch, relaunch_run
@@ -125,6 +130,7 @@ def run(recipe: OptionalRecipeArg = None, set_: SetOption = None, num_processes:
     overrides = [*(set_ or []), *launch_overrides(num_processes, accelerate_config)]
     overrides += [f"training.seeds={seeds}"] if seeds else []  # --seeds N: evaluate/seeds.py
     overrides += ["tracking.mlflow=true"] if track else []  # --track: track/
+    overrides += ["report.require_gain=true"] if require_gain else []  # --require-gain: evaluate/verdict.py
     loaded = _load(recipe, overrides)
     t = loaded.training
     if needs_launch(t.num_processes, t.accelerate_config):
@@ -139,6 +145,7 @@ def run(recipe: OptionalRecipeArg = None, set_: SetOption = None, num_processes:
     metrics = run_pipeline(loaded, err if is_main_process() else Console(stderr=True, quiet=True))
     if not is_main_process():
         return
+    print_verdict(metrics)
     out.print(comparison_table(metrics))
     out.print(f"run directory: {loaded.output_dir} (report.html, metrics.json, model/)")
     from tailorlm.fairness.gate import GATE_EXIT_CODE, gate_failure
@@ -147,6 +154,24 @@ def run(recipe: OptionalRecipeArg = None, set_: SetOption = None, num_processes:
     if failure:  # everything is written; the exit status tells a pipeline not to ship this model
         err.print(f"error: {escape(failure)}", highlight=False)
         sys.exit(GATE_EXIT_CODE)
+    verdict = metrics.get("verdict") or {}
+    if loaded.report.require_gain and verdict.get("beats_best_reference") is not True:
+        from tailorlm.evaluate.verdict import NO_GAIN_EXIT_CODE
+
+        err.print("error: --require-gain: the fine-tuned model does not beat the best reference baseline on the test "
+                  "split (see the verdict above); everything is written, the model is not fit to ship", highlight=False)
+        sys.exit(NO_GAIN_EXIT_CODE)
+
+
+def print_verdict(metrics: dict) -> None:
+    """The verdict first, in plain words, with what to try when the tuned model lost (evaluate/verdict.py)."""
+    verdict = metrics.get("verdict") or {}
+    if not verdict.get("sentence"):
+        return
+    style = {True: "bold green", False: "bold red"}.get(verdict.get("beats_best_reference"), "bold yellow")
+    out.print(f"[{style}]{escape(verdict['sentence'])}[/]", soft_wrap=True, highlight=False)
+    for tip in verdict.get("advice") or []:
+        out.print(f"  try: {escape(tip)}", soft_wrap=True, highlight=False)
 
 
 @app.command()

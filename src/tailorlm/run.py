@@ -28,6 +28,7 @@ from tailorlm.data import write_rejects
 from tailorlm.data.token_cache import encode_with_cache
 from tailorlm.errors import RecipeError
 from tailorlm.evaluate.predictions import pop_predictions, record_predictions
+from tailorlm.evaluate.verdict import judge
 from tailorlm.fairness.pipeline import apply_mitigation, audit_run
 from tailorlm.models.loading import load_tokenizer
 from tailorlm.models.peft import apply_lora, count_parameters
@@ -313,6 +314,7 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer,
     if adapted:
         metrics["adapt"] = adapted
     record_predictions(run_dir, metrics, predictions)  # + bootstrap CI and paired test vs baseline
+    metrics["verdict"] = judge(metrics, recipe).as_dict()  # tuned vs the best reference baseline, in one sentence
     run_dir.write_json("metrics.json", metrics)
     run_dir.write_json("log_history.json", outcome.log_history)
     render_report(run_dir.path)

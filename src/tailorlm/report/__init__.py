@@ -202,6 +202,12 @@ class RunReport:
         return self.metrics.get("model") or {}
 
     @property
+    def verdict(self) -> dict[str, Any]:
+        """metrics.json's verdict (evaluate/verdict.py): does the tuned model beat the best reference baseline?"""
+        value = self.metrics.get("verdict")
+        return value if isinstance(value, dict) else {}
+
+    @property
     def data_sizes(self) -> dict[str, Any]:
         return self.metrics.get("data") or {}
 

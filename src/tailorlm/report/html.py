@@ -219,11 +219,22 @@ def _safe_chart(draw: Callable[[], str | None], alt: str, caption: str = "") -> 
 def _summary(report: RunReport) -> str:
     better = report.improvement()
     tone = "up" if better and better > 0 else "down" if better and better < 0 else ""
-    parts = [f'<p class="headline {tone}">{escape(report.headline())}</p>', _kpis(report)]
+    parts = [_verdict(report), f'<p class="headline {tone}">{escape(report.headline())}</p>', _kpis(report)]
     parts.append('<dl class="facts">' + "".join(
         f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in facts(report)
     ) + "</dl>")
     return "\n".join(parts)
+
+
+def _verdict(report: RunReport) -> str:
+    """The verdict sentence (evaluate/verdict.py) above everything else, with what to try when the model lost."""
+    verdict = report.verdict
+    if not verdict.get("sentence"):
+        return ""
+    tone = {True: "up", False: "down"}.get(verdict.get("beats_best_reference"), "")
+    tips = "".join(f"<li>{escape(tip)}</li>" for tip in verdict.get("advice") or [])
+    return (f'<p class="headline verdict {tone}"><strong>{escape(verdict["sentence"])}</strong></p>'
+            + (f'<ul class="advice">{tips}</ul>' if tips else ""))
 
 
 def _kpis(report: RunReport) -> str:

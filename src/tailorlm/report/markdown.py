@@ -37,11 +37,21 @@ def md_escape(text: str) -> str:
     return _SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
 
 
+def _verdict(report: RunReport) -> list[str]:
+    """The verdict sentence first (evaluate/verdict.py), then what to try when the tuned model lost."""
+    verdict = report.verdict
+    if not verdict.get("sentence"):
+        return []
+    tips = [f"- try: {md_escape(tip)}" for tip in verdict.get("advice") or []]
+    return [f"**{md_escape(verdict['sentence'])}**", *(["\n".join(tips)] if tips else [])]
+
+
 def render_markdown(report: RunReport) -> str:
     """The whole Markdown report as one string."""
     name = report.run_dir.resolve().name
     blocks = [
         f"# tailorlm run report: {md_escape(name)}",
+        *_verdict(report),
         f"> **{md_escape(report.headline())}**",
         "_All scores are measured on the test split, which neither training nor model selection saw._",
         _summary(report),

@@ -1,0 +1,109 @@
+"""The grid that chose the ``auto`` training defaults (train/auto.py, docs/defaults.md), on real shared data.
+
+Each row is one ``tailor run`` of a scenario (benchmarks/realdata.py: a task at a size a small team has, or the
+whole shared file) under one setting: ``before`` is the defaults before ``auto`` existed (3 epochs, 5e-5, batch
+32, warm-up 0.06), ``auto`` is a recipe that names only the data, and ``lr=...``/``steps=...`` rows vary one thing.
+Printed and appended to a JSON Lines file, with the best *reference* baseline of the same run beside the tuned score.
+
+    python -m benchmarks.auto_grid --scenarios ner-small qa-small --settings before auto "lr=3e-4"
+    python -m benchmarks.auto_grid --list
+
+Settings are ``name`` (before, auto) or ``key=value[,key=value]`` recipe overrides (``training.`` may be left off).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.realdata import build
+
+BEFORE = {"training.epochs": 3, "training.learning_rate": 5e-5, "training.batch_size": 32, "training.warmup": 0.06}
+NAMED = {"before": BEFORE, "auto": {}}
+
+
+def parse_setting(text: str) -> dict[str, Any]:
+    if text in NAMED:
+        return dict(NAMED[text])
+    overrides: dict[str, Any] = {}
+    for part in text.split(","):
+        key, _, value = part.partition("=")
+        key = key if "." in key else f"training.{key}"
+        overrides[key] = _number(value)
+    return overrides
+
+
+def _number(value: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            continue
+    return value
+
+
+def run_one(scenario: Any, setting: str, out: Path, baselines: bool) -> dict[str, Any]:
+    from rich.console import Console
+
+    from tailorlm.evaluate.floors import is_floor
+    from tailorlm.recipe import apply_overrides, recipe_from_dict
+    from tailorlm.report import LOWER_IS_BETTER, TASK_MAIN_METRIC
+    from tailorlm.run import run
+
+    raw = scenario.recipe(out / scenario.name / setting.replace("=", "-").replace(",", "_"))
+    if not baselines:
+        raw["baseline"] = {"zero_shot": False, "linear_probe": False}
+    overrides = [f"{k}={v}" for k, v in parse_setting(setting).items()]
+    recipe = recipe_from_dict(apply_overrides(raw, overrides), f"{scenario.name}:{setting}")
+    started = time.perf_counter()
+    metrics = run(recipe, Console(stderr=True, quiet=True))
+    main = TASK_MAIN_METRIC.get(scenario.task, "loss")
+    pick = min if main in LOWER_IS_BETTER else max
+    refs = {k: v.get(main) for k, v in (metrics.get("baseline") or {}).items()
+            if isinstance(v, dict) and isinstance(v.get(main), int | float) and not is_floor(k, scenario.task)}
+    best = pick(refs, key=refs.__getitem__) if refs else None
+    auto = {k: v["value"] for k, v in (metrics.get("auto") or {}).items()}
+    return {
+        "scenario": scenario.name, "setting": setting, "metric": main,
+        "tuned": (metrics.get("tuned") or {}).get(main),
+        "best_reference": best, "best_reference_value": refs.get(best) if best else None,
+        "baselines": {k: (v or {}).get(main) for k, v in (metrics.get("baseline") or {}).items()
+                      if isinstance(v, dict)},
+        "validation": (metrics.get("validation") or {}).get(main),
+        "steps": (metrics.get("train") or {}).get("global_step"),
+        "epochs_run": (metrics.get("train") or {}).get("epochs_run"),
+        "auto": auto, "train_rows": (metrics.get("data") or {}).get("train"),
+        "wall_s": round(time.perf_counter() - started, 1),
+        "significance": (metrics.get("significance") or {}).get("vs_baseline"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenarios", nargs="*", default=["classification-small", "qa-small", "ner-small"])
+    parser.add_argument("--settings", nargs="*", default=["before", "auto"])
+    parser.add_argument("--data", type=Path, default=Path("/tmp/tailorlm-realdata"))
+    parser.add_argument("--out", type=Path, default=Path("/tmp/tailorlm-auto-grid"))
+    parser.add_argument("--results", type=Path, default=Path("benchmarks/results/auto_grid.jsonl"))
+    parser.add_argument("--no-baselines", action="store_true", help="skip baselines (grid rows after the first)")
+    parser.add_argument("--list", action="store_true")
+    args = parser.parse_args()
+    scenarios = build(args.data)
+    if args.list:
+        print("\n".join(scenarios))
+        return
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    for name in args.scenarios:
+        for setting in args.settings:
+            row = run_one(scenarios[name], setting, args.out, baselines=not args.no_baselines)
+            row["date"] = time.strftime("%Y-%m-%d")
+            print(json.dumps(row), flush=True)
+            with args.results.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
