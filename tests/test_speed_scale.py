@@ -212,8 +212,8 @@ def test_auto_batch_size_shrinks_by_a_tenth_and_reports_the_batch_it_trained_at(
                                                                                 sentiment_csv: Path,
                                                                                 capsys: pytest.CaptureFixture[str],
                                                                                 ) -> None:
-    """training.auto_batch_size=true: 16 → 14 → 12 rows (×0.9, not halved) on any device; metrics say 12, and
-    samples/s counts the batches of 12 actually trained."""
+    """training.auto_batch_size=true: 16 → 14 → 12 rows (×0.9, not halved) on any device (CPU here); metrics and
+    the console say 12; samples/s is the 96 rows of the one epoch over the training time."""
     from tailorlm.run import run as run_pipeline
 
     recipe = load_recipe(_ddp_recipe(tmp_path, tiny_model_dir, sentiment_csv, "auto"),
@@ -226,3 +226,17 @@ def test_auto_batch_size_shrinks_by_a_tenth_and_reports_the_batch_it_trained_at(
     assert train["batch_size"] == 12 and train["global_batch"] == 12
     assert train["global_step"] == 8  # ceil(96 / 12) steps of the batch that fits, one epoch
     assert train["samples_per_s"] == pytest.approx(96 / train["runtime_s"], rel=0.01)
+
+
+def test_auto_batch_size_with_no_batch_that_fits_is_one_line(tmp_path: Path, tiny_model_dir: Path,
+                                                             sentiment_csv: Path) -> None:
+    """Even one row out of memory: accelerate's finder gives up with a bare RuntimeError; the user gets a UserError."""
+    from tailorlm.errors import UserError
+    from tailorlm.run import run as run_pipeline
+
+    recipe = load_recipe(_ddp_recipe(tmp_path, tiny_model_dir, sentiment_csv, "none_fits"),
+                         ["training.auto_batch_size=true", "training.batch_size=4"])
+    memory = BatchTooLargeForMemory(limit=0)
+    with pytest.raises(UserError, match="out of memory at every batch from 4 down to 1 row per device"):
+        run_pipeline(recipe, extra_callbacks=[memory])
+    assert memory.refused == [4, 3, 2, 1]

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from transformers import (
 )
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from tailorlm.errors import UserError
 from tailorlm.recipe import Recipe
 from tailorlm.tasks.base import EncodedSplits, Task
 from tailorlm.train.callbacks import DivergenceGuard, LogHistoryWriter, RichProgressCallback
@@ -159,7 +162,8 @@ def fit(
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     started = time.perf_counter()
-    train_guarded(trainer, recipe, model, checkpoints, resume_from)  # disk check, resume, OOM -> UserError
+    with _no_batch_fits_as_user_error(recipe):
+        train_guarded(trainer, recipe, model, checkpoints, resume_from)  # disk check, resume, OOM -> UserError
     runtime = time.perf_counter() - started
     if guard.diverged_at is not None:
         raise guard.error(last_checkpoint(checkpoints))
@@ -182,6 +186,21 @@ def fit(
         batch_size=batch_size,
         global_batch=global_batch,
     )
+
+
+@contextmanager
+def _no_batch_fits_as_user_error(recipe: Recipe) -> Iterator[None]:
+    """accelerate's batch-size finder ends with a bare RuntimeError when even one row runs out of memory."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if recipe.training.auto_batch_size and "No executable batch size found" in str(exc):
+            raise UserError(
+                f"training.auto_batch_size: out of memory at every batch from {recipe.training.batch_size} down to 1 "
+                "row per device; lower training.max_length, set training.gradient_checkpointing=true, use "
+                "model.peft.method=lora, or pick a smaller model (tailor estimate RECIPE)"
+            ) from None
+        raise
 
 
 def _batch_size_trained(trainer: ResumableTrainer, console: Console) -> int:
