@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from tailorlm.errors import RecipeError
 from tailorlm.recipe import TrainingConfig, load_recipe
@@ -73,8 +74,7 @@ def test_launch_commands(tmp_path: Path) -> None:
 
     cpu = launch_command(["run", "r.yaml"], 2, gpu=False)
     assert cpu[1:3] == ["-m", "torch.distributed.run"] and "--nproc_per_node" in cpu and cpu[-2:] == ["run", "r.yaml"]
-    config = tmp_path / "fsdp.yaml"
-    config.write_text("distributed_type: FSDP\n")
+    config = ROOT / "examples" / "accelerate_multi_gpu.yaml"
     accel = launch_command(["run", "r.yaml"], 4, str(config), gpu=True)
     assert accel[1:3] == ["-m", "accelerate.commands.launch"] and accel[accel.index("--config_file") + 1] == str(config)
     with pytest.raises(RecipeError, match="not found"):
@@ -82,6 +82,40 @@ def test_launch_commands(tmp_path: Path) -> None:
     with pytest.raises(RecipeError, match="GPU"):
         launch_command(["run", "r.yaml"], torch.cuda.device_count() + 1, gpu=True)
     assert launch_overrides(2, None) == ["training.num_processes=2"]
+
+
+@pytest.mark.parametrize("content", [
+    "distributed_type: FSDP\nfsdp_config: {fsdp_version: 2}\n",
+    '{"distributed_type": "DEEPSPEED", "deepspeed_config": {"zero_stage": 3}}',
+    "distributed_type: megatron_lm\n",
+])
+def test_sharded_engines_are_refused_before_anything_runs(tmp_path: Path, tiny_recipe: Path, content: str) -> None:
+    """Rank 0 evaluates and saves alone after training, which sharded weights cannot do: one line, exit 2, no run."""
+    from tailorlm.train.distributed import launch_command
+
+    config = tmp_path / "sharded.yaml"
+    config.write_text(content)
+    with pytest.raises(RecipeError, match="is not supported"):
+        launch_command(["run", "r.yaml"], 2, str(config), gpu=True)
+    output_dir = load_recipe(tiny_recipe).output_dir
+    code, _, err = run_cli(["run", str(tiny_recipe), "--accelerate-config", str(config), "--num-processes", "2"])
+    assert code == 2 and "is not supported (untested" in err and len(err.strip().splitlines()) == 1, err
+    assert not Path(output_dir).exists()
+
+
+def test_sharded_launch_from_outside_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`accelerate launch --use_fsdp -m tailorlm run ...` reaches every rank with ACCELERATE_USE_FSDP set."""
+    from tailorlm.train.distributed import needs_launch
+
+    for variable in ("LOCAL_RANK", "TAILORLM_LAUNCHED", "ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"):
+        monkeypatch.delenv(variable, raising=False)
+    assert needs_launch(1, str(ROOT / "examples" / "accelerate_multi_gpu.yaml")) is True  # the shipped example: DDP
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    with pytest.raises(RecipeError, match="ACCELERATE_USE_FSDP is set by the launcher: FSDP is not supported"):
+        needs_launch(2, None)
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "false")
+    assert needs_launch(2, None) is False  # launched already, data parallel: trains
 
 
 def test_speed_keys_map_to_training_arguments() -> None:
@@ -154,3 +188,55 @@ def test_benchmark_lognormal_lengths_are_long_tailed() -> None:
     assert min(lengths) >= 16 and max(lengths) <= 1024
     median, p99 = sorted(lengths)[1000], sorted(lengths)[1980]
     assert 200 < median < 300 and p99 > 3 * median
+
+
+class BatchTooLargeForMemory(TrainerCallback):
+    """A Trainer callback standing in for a device that cannot fit more than ``limit`` rows a batch: it raises the
+    out-of-memory error torch raises (the message Trainer's batch-size finder recognises) at the first step of any
+    attempt whose per-device batch is larger."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.refused: list[int] = []
+
+    def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                      **kwargs: object) -> None:
+        size = state.train_batch_size or args.per_device_train_batch_size
+        if size > self.limit:
+            self.refused.append(size)
+            raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate 2.00 GiB (batch of {size} rows)")
+
+
+def test_auto_batch_size_shrinks_by_a_tenth_and_reports_the_batch_it_trained_at(tmp_path: Path,
+                                                                                tiny_model_dir: Path,
+                                                                                sentiment_csv: Path,
+                                                                                capsys: pytest.CaptureFixture[str],
+                                                                                ) -> None:
+    """training.auto_batch_size=true: 16 → 14 → 12 rows (×0.9, not halved) on any device (CPU here); metrics and
+    the console say 12; samples/s is the 96 rows of the one epoch over the training time."""
+    from tailorlm.run import run as run_pipeline
+
+    recipe = load_recipe(_ddp_recipe(tmp_path, tiny_model_dir, sentiment_csv, "auto"),
+                         ["training.auto_batch_size=true", "training.epochs=1", "training.calibrate=false"])
+    memory = BatchTooLargeForMemory(limit=12)
+    metrics = run_pipeline(recipe, extra_callbacks=[memory])
+    assert memory.refused == [16, 14]
+    assert "out of memory at batch 16 per device: trained at batch 12" in capsys.readouterr().err
+    train = metrics["train"]
+    assert train["batch_size"] == 12 and train["global_batch"] == 12
+    assert train["global_step"] == 8  # ceil(96 / 12) steps of the batch that fits, one epoch
+    assert train["samples_per_s"] == pytest.approx(96 / train["runtime_s"], rel=0.01)
+
+
+def test_auto_batch_size_with_no_batch_that_fits_is_one_line(tmp_path: Path, tiny_model_dir: Path,
+                                                             sentiment_csv: Path) -> None:
+    """Even one row out of memory: accelerate's finder gives up with a bare RuntimeError; the user gets a UserError."""
+    from tailorlm.errors import UserError
+    from tailorlm.run import run as run_pipeline
+
+    recipe = load_recipe(_ddp_recipe(tmp_path, tiny_model_dir, sentiment_csv, "none_fits"),
+                         ["training.auto_batch_size=true", "training.batch_size=4"])
+    memory = BatchTooLargeForMemory(limit=0)
+    with pytest.raises(UserError, match="out of memory at every batch from 4 down to 1 row per device"):
+        run_pipeline(recipe, extra_callbacks=[memory])
+    assert memory.refused == [4, 3, 2, 1]

@@ -293,6 +293,8 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer,
         "train": {
             "runtime_s": round(outcome.runtime_s, 3),
             "samples_per_s": round(outcome.samples_per_s, 3),
+            "batch_size": outcome.batch_size,  # per device, as trained (training.auto_batch_size may shrink it)
+            "global_batch": outcome.global_batch,
             "tokens_per_s": round(outcome.tokens_seen / outcome.runtime_s, 1) if outcome.runtime_s else 0.0,
             "trainable_params": trainable,
             "total_params": total,

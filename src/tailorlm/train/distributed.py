@@ -3,8 +3,8 @@
 tailorlm has no engine of its own. With ``training.num_processes > 1`` (or an accelerate config file) the
 ``tailor run`` process re-launches the same command under
 
-- ``accelerate launch --multi_gpu --num_processes N`` on CUDA GPUs (or ``--config_file FILE``: FSDP, DeepSpeed,
-  multi-node; see examples/accelerate_fsdp.yaml), or
+- ``accelerate launch --multi_gpu --num_processes N`` on CUDA GPUs (or ``--config_file FILE``: multi-GPU or
+  multi-node data parallel; see examples/accelerate_multi_gpu.yaml), or
 - ``torchrun --standalone --nproc_per_node N`` on CPU. (``accelerate launch --cpu`` starts multi-CPU jobs only
   through mpirun; torchrun needs nothing extra, and transformers' Trainer then joins a gloo process group.)
 
@@ -12,6 +12,10 @@ Every process prepares the same data (deterministic from the recipe) and trains 
 Trainer averages the gradients (DDP). Only the main process writes the run directory: the workers' run directory
 (:class:`WorkerRunDir`) sends its writes to a private scratch folder and they skip baselines, test evaluation and
 saving. The global batch is ``training.batch_size × num_processes × gradient_accumulation``.
+
+Engines that shard the weights across processes (FSDP, DeepSpeed ZeRO, Megatron-LM) are refused in one line
+(:func:`check_unsharded`): rank 0 evaluates and saves alone after training, which needs every parameter whole in
+its own memory, and accelerate enables FSDP only on GPUs, so no test here can exercise a sharded save.
 """
 
 from __future__ import annotations
@@ -50,7 +54,59 @@ def is_launched() -> bool:
     return LAUNCHED_ENV in os.environ or "LOCAL_RANK" in os.environ
 
 
+#: accelerate's ``distributed_type`` values that shard parameters or optimiser state across processes
+SHARDED_ENGINES = {"FSDP": "FSDP", "DEEPSPEED": "DeepSpeed", "MEGATRON_LM": "Megatron-LM"}
+#: what ``accelerate launch --use_fsdp`` / ``--use_deepspeed`` set in the processes it starts
+SHARDED_LAUNCH_VARIABLES = {"ACCELERATE_USE_FSDP": "FSDP", "ACCELERATE_USE_DEEPSPEED": "DeepSpeed",
+                            "ACCELERATE_USE_MEGATRON_LM": "Megatron-LM"}
+
+
+def _unsupported(engine: str, source: str) -> RecipeError:
+    return RecipeError(
+        f"{source}: {engine} is not supported (untested: after training rank 0 evaluates and saves alone, which "
+        "needs unsharded weights); use a data-parallel config (distributed_type: MULTI_GPU, "
+        "examples/accelerate_multi_gpu.yaml) or training.num_processes"
+    )
+
+
+def _distributed_type(config: Path) -> str:
+    """The ``distributed_type`` of an accelerate config file (YAML or JSON, as ``accelerate launch`` reads them)."""
+    import yaml
+
+    try:
+        content = yaml.safe_load(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise RecipeError(f"{config}: not a readable accelerate config ({type(exc).__name__}; "
+                          "training.accelerate_config)") from None
+    if not isinstance(content, dict):
+        raise RecipeError(f"{config}: an accelerate config is a mapping of keys (write one with `accelerate config`;"
+                          " training.accelerate_config)")
+    return str(content.get("distributed_type") or "")
+
+
+def check_unsharded(accelerate_config: str | None) -> None:
+    """Refuse FSDP, DeepSpeed and Megatron-LM, from the config file or from a launcher's environment.
+
+    Both sources matter: ``tailor run --accelerate-config FILE`` reads the file before launching, and a user who
+    starts ``accelerate launch --use_fsdp -m tailorlm run ...`` directly reaches every rank with the variable set.
+    """
+    for variable, engine in SHARDED_LAUNCH_VARIABLES.items():
+        if os.environ.get(variable, "").strip().lower() in {"1", "true", "yes"}:
+            raise _unsupported(engine, f"{variable} is set by the launcher")
+    if accelerate_config is None:
+        return
+    config = Path(accelerate_config)
+    if not config.is_file():
+        raise RecipeError(f"{config}: accelerate config file not found (training.accelerate_config)")
+    engine = SHARDED_ENGINES.get(_distributed_type(config).upper())
+    if engine is not None:
+        raise _unsupported(engine, f"{config} (training.accelerate_config)")
+
+
 def needs_launch(num_processes: int, accelerate_config: str | None) -> bool:
+    """Whether this ``tailor run`` must start the launcher; every run passes here before training, launched or
+    not, so a sharded engine is refused here before any work (:func:`check_unsharded`)."""
+    check_unsharded(accelerate_config)
     return (num_processes > 1 or accelerate_config is not None) and not is_launched()
 
 
@@ -62,10 +118,8 @@ def launch_command(
 
     gpu = torch.cuda.is_available() if gpu is None else gpu
     if accelerate_config is not None:
-        config = Path(accelerate_config)
-        if not config.is_file():
-            raise RecipeError(f"{config}: accelerate config file not found (training.accelerate_config)")
-        head = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config)]
+        check_unsharded(accelerate_config)
+        head = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", accelerate_config]
         if num_processes > 1:
             head += ["--num_processes", str(num_processes)]
         return [*head, "-m", "tailorlm", *cli_args]

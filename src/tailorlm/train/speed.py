@@ -9,8 +9,10 @@ Each default is the fastest choice that cannot change the result beyond float no
 - TF32 matmuls on Ampere-or-newer GPUs (fp32 weights, 10-bit mantissa inputs: the PyTorch default for conv);
 - pinned host memory for the data loader on GPUs, persistent workers when ``num_workers > 0``;
 - ``gradient_checkpointing`` is off unless asked: it trades ~30% more compute for activation memory;
-- ``auto_batch_size`` (GPU only) halves the per-device batch on out-of-memory and retries (Trainer's
-  ``auto_find_batch_size``); the global batch then shrinks too, so it is off unless asked.
+- ``auto_batch_size`` retries training after an out-of-memory error at 0.9× the per-device batch, as often as
+  needed (Trainer's ``auto_find_batch_size``, accelerate's ``find_executable_batch_size``; it recognises CUDA, XPU,
+  MPS and CPU-allocator errors, so it is not limited to GPUs); gradient accumulation stays, so the global batch
+  shrinks too and it is off unless asked. The batch trained at is in metrics.json (``train.batch_size``).
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def speed_arguments(t: TrainingConfig, token_weighted_loss: bool = False) -> dic
         "gradient_checkpointing": t.gradient_checkpointing,
         # non-reentrant checkpointing also works when the inputs need no grad (frozen embeddings under LoRA)
         "gradient_checkpointing_kwargs": {"use_reentrant": False} if t.gradient_checkpointing else None,
-        "auto_find_batch_size": t.auto_batch_size and cuda,
+        "auto_find_batch_size": t.auto_batch_size,
         "tf32": True if tf32_supported() else None,
         "dataloader_num_workers": t.num_workers,
         "dataloader_pin_memory": cuda,

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from transformers import (
 )
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from tailorlm.errors import UserError
 from tailorlm.recipe import Recipe
 from tailorlm.tasks.base import EncodedSplits, Task
 from tailorlm.train.callbacks import DivergenceGuard, LogHistoryWriter, RichProgressCallback
@@ -49,6 +52,8 @@ class TrainOutcome:
     best_metric: float | None
     stopped_early: bool
     tokens_seen: int
+    batch_size: int  # per device, as trained: below the recipe's after training.auto_batch_size shrank it
+    global_batch: int  # batch_size × gradient accumulation × processes
 
 
 def use_bf16(recipe: Recipe) -> bool:
@@ -157,25 +162,60 @@ def fit(
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     started = time.perf_counter()
-    train_guarded(trainer, recipe, model, checkpoints, resume_from)  # disk check, resume, OOM -> UserError
+    with _no_batch_fits_as_user_error(recipe):
+        train_guarded(trainer, recipe, model, checkpoints, resume_from)  # disk check, resume, OOM -> UserError
     runtime = time.perf_counter() - started
     if guard.diverged_at is not None:
         raise guard.error(last_checkpoint(checkpoints))
     state = trainer.state
     planned_steps = state.max_steps
-    samples = state.global_step * recipe.training.batch_size * recipe.training.gradient_accumulation * world_size()
+    batch_size = _batch_size_trained(trainer, console)
+    global_batch = batch_size * args.gradient_accumulation_steps * world_size()
+    samples = min(state.global_step * global_batch, len(encoded.train) * (state.epoch or 0))
     tokens = int(sum(encoded.train["length"]) * (state.epoch or 0))
     return TrainOutcome(
         log_history=list(state.log_history),
         runtime_s=runtime,
-        samples_per_s=min(samples, len(encoded.train) * (state.epoch or 0)) / runtime if runtime else 0.0,
+        samples_per_s=samples / runtime if runtime else 0.0,
         epochs_run=float(state.epoch or 0),
         global_step=state.global_step,
         best_step=_step_of(state.best_model_checkpoint),
         best_metric=state.best_metric,
         stopped_early=state.global_step < planned_steps,
         tokens_seen=tokens,
+        batch_size=batch_size,
+        global_batch=global_batch,
     )
+
+
+@contextmanager
+def _no_batch_fits_as_user_error(recipe: Recipe) -> Iterator[None]:
+    """accelerate's batch-size finder ends with a bare RuntimeError when even one row runs out of memory."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if recipe.training.auto_batch_size and "No executable batch size found" in str(exc):
+            raise UserError(
+                f"training.auto_batch_size: out of memory at every batch from {recipe.training.batch_size} down to 1 "
+                "row per device; lower training.max_length, set training.gradient_checkpointing=true, use "
+                "model.peft.method=lora, or pick a smaller model (tailor estimate RECIPE)"
+            ) from None
+        raise
+
+
+def _batch_size_trained(trainer: ResumableTrainer, console: Console) -> int:
+    """The per-device batch the final training attempt used, said in one line when it is not the one asked for.
+
+    With ``training.auto_batch_size`` Trainer retries an out-of-memory attempt at 0.9× the batch (accelerate's
+    ``find_executable_batch_size``, repeatedly) without raising gradient accumulation, so the global batch shrinks
+    too; samples/s and the report must count the batches actually trained, not the recipe's.
+    """
+    asked = trainer.args.per_device_train_batch_size
+    used = trainer.state.train_batch_size or asked
+    if used != asked:
+        console.print(f"out of memory at batch {asked} per device: trained at batch {used} "
+                      f"(training.auto_batch_size; gradient accumulation unchanged)")
+    return used
 
 
 def _step_of(checkpoint: str | None) -> int | None:
