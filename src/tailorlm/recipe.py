@@ -155,7 +155,8 @@ class TrainingConfig(_Section):
     )
     gradient_checkpointing: bool = Field(False, description="recompute activations: less memory, ~30% slower steps")
     auto_batch_size: bool = Field(
-        False, description="GPU: halve the per-device batch and retry on out-of-memory (Trainer's auto_find_batch_size)"
+        False, description="on out-of-memory, retry at 0.9x the per-device batch until one fits (accelerate's "
+        "find_executable_batch_size through Trainer's auto_find_batch_size); the batch used is in metrics.json"
     )
     optimizer: Literal["auto", "adamw", "adamw_fused"] = Field(
         "auto", description="auto: torch's fused AdamW where the installed torch has it, else plain AdamW"
@@ -164,7 +165,8 @@ class TrainingConfig(_Section):
         1, ge=1, description="data-parallel processes; >1 relaunches through accelerate (GPU) or torchrun (CPU, gloo)"
     )
     accelerate_config: str | None = Field(
-        None, description="accelerate config file (FSDP, DeepSpeed, multi-node) passed to `accelerate launch`"
+        None, description="accelerate config file (multi-GPU or multi-node data parallel) for `accelerate launch`; "
+        "sharded engines (FSDP, DeepSpeed) are refused: rank 0 evaluates and saves alone"
     )
     # --- end speed and scale
     # --- reliability (train/resume.py, docs/architecture.md "Reliability")

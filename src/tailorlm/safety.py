@@ -144,8 +144,8 @@ def out_of_memory_error(recipe: Recipe) -> UserError:
     return UserError(
         f"GPU out of memory with training.batch_size={t.batch_size}; lower it (e.g. --set training.batch_size="
         f"{max(1, t.batch_size // 2)}) with training.gradient_accumulation={t.gradient_accumulation * 2} to keep the "
-        "effective batch, set training.gradient_checkpointing=true, lower training.max_length, or let "
-        "training.auto_batch_size=true find a batch that fits"
+        "effective batch, set training.gradient_checkpointing=true, lower training.max_length"
+        + ("" if t.auto_batch_size else ", or let training.auto_batch_size=true find a batch that fits")
     )
 
 
