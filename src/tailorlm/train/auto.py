@@ -30,8 +30,9 @@ LARGE_SET_EPOCHS = ((200_000, 1), (50_000, 2), (0, 3))
 SMALL_SET_ROWS = 2_000
 #: Full fine-tuning learning rate by trainable parameters of the pretrained body (upper bound exclusive).
 FULL_FT_RATES = ((50e6, 1e-4), (150e6, 5e-5), (400e6, 3e-5), (math.inf, 1e-5))
-#: Tasks whose new heads start from nothing and learn more slowly (span and tag heads): a higher rate.
-HEAD_HEAVY_TASKS = {"qa": 2.0, "token-classification": 3.0}
+#: Tasks whose new parts start from nothing and learn slowly (span and tag heads; a warm-started seq2seq model's
+#: cross-attention): a higher rate.
+HEAD_HEAVY_TASKS = {"qa": 2.0, "token-classification": 3.0, "translation": 2.0}
 #: LoRA trains a few new matrices from zero: the field's usual rates are about ten times full fine-tuning's.
 LORA_FACTOR = 10.0
 LORA_MAX_RATE = 1e-3
