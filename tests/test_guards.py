@@ -1,0 +1,79 @@
+"""Issue 12's guards: no command deletes a user's folder, leak checks fold near-duplicates, saved models are
+cleaned and loaded like the run that made them, and data files are read within bounds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import run_cli
+
+
+@pytest.fixture()
+def lora_adapter(tmp_path: Path, tiny_model_dir: Path) -> Path:
+    """A model/ folder as a LoRA run saves it (adapter, tokenizer, tailor_model.json), without training."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from tailorlm.models.registry import write_model_meta
+
+    folder = tmp_path / "run" / "model"
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
+    model = get_peft_model(base, LoraConfig(r=2, target_modules=["query", "value"], task_type="SEQ_CLS"))
+    model.save_pretrained(folder, safe_serialization=True)
+    model.get_base_model().config.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
+    write_model_meta(folder, {"task": "classification", "labels": ["negative", "positive"],
+                              "base_model": str(tiny_model_dir), "peft": "lora", "max_length": 32})
+    return folder
+
+
+# ------------------------------------------------------------------------------------------- item 1: deletes
+
+
+def test_export_refuses_a_folder_holding_user_files(tmp_path: Path, lora_adapter: Path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.txt").write_text("years of work")
+    code, _, stderr = run_cli(["export", str(lora_adapter), "--out", str(out)])
+    assert code == 2
+    assert len(stderr.strip().splitlines()) == 1 and "tailor_model.json" in stderr
+    assert (out / "thesis.txt").read_text() == "years of work"
+    assert not (tmp_path / ".mine.tmp").exists() and not (tmp_path / ".mine.old").exists()
+
+
+def test_export_replaces_an_earlier_export_but_not_its_own_source(tmp_path: Path, lora_adapter: Path) -> None:
+    out = tmp_path / "merged"
+    for _ in range(2):  # the second export replaces the first: it holds tailor_model.json
+        code, _, stderr = run_cli(["export", str(lora_adapter), "--out", str(out)])
+        assert code == 0, stderr
+    assert (out / "model.safetensors").is_file()
+    code, _, stderr = run_cli(["export", str(lora_adapter), "--out", str(lora_adapter.parent)])
+    assert code == 2 and "model being exported" in stderr
+    assert (lora_adapter / "adapter_config.json").is_file()
+
+
+def test_replace_dir_never_deletes_a_folder_without_its_marker(tmp_path: Path) -> None:
+    from tailorlm.errors import UserError
+    from tailorlm.rundir import replace_dir
+
+    final, tmp = tmp_path / "model", tmp_path / ".model.tmp"
+    final.mkdir()
+    (final / "notes.md").write_text("mine")
+    tmp.mkdir()
+    with pytest.raises(UserError, match="tailorlm did not write"):
+        replace_dir(tmp, final, "tailor_model.json")
+    assert (final / "notes.md").is_file() and not tmp.exists()
+
+
+def test_prepare_and_run_refuse_output_dir_holding_data_or_foreign_model(tmp_path: Path, tiny_recipe: Path,
+                                                                         sentiment_csv: Path) -> None:
+    code, _, stderr = run_cli(["prepare", str(tiny_recipe), "--set", f"output_dir={sentiment_csv.parent}"])
+    assert code == 2 and "lies inside output_dir" in stderr
+    out = tmp_path / "out"
+    (out / "model").mkdir(parents=True)
+    (out / "model" / "weights-i-made.bin").write_text("x")
+    code, _, stderr = run_cli(["prepare", str(tiny_recipe), "--set", f"output_dir={out}"])
+    assert code == 2 and "output_dir/model" in stderr
+    assert (out / "model" / "weights-i-made.bin").is_file()
