@@ -77,3 +77,39 @@ def test_prepare_and_run_refuse_output_dir_holding_data_or_foreign_model(tmp_pat
     code, _, stderr = run_cli(["prepare", str(tiny_recipe), "--set", f"output_dir={out}"])
     assert code == 2 and "output_dir/model" in stderr
     assert (out / "model" / "weights-i-made.bin").is_file()
+
+
+# ------------------------------------------------------------------------------------------- item 2: DAPT leaks
+
+
+def _splits(train: list[str], validation: list[str], test: list[str]) -> object:
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    return SimpleNamespace(**{name: pd.DataFrame({"text": texts}) for name, texts in
+                              (("train", train), ("validation", validation), ("test", test))})
+
+
+def test_pretraining_corpus_drops_near_duplicates_of_test_texts(tmp_path: Path) -> None:
+    from tailorlm.adapt.corpus import build_corpus
+    from tailorlm.recipe import recipe_from_dict
+
+    domain = tmp_path / "domain.txt"
+    domain.write_text("The bill was late!\nthe meter was read\nTHE BILL WAS LATE (2)\n", encoding="utf-8")
+    recipe = recipe_from_dict({"adapt": {"pretrain": True, "text": str(domain), "holdout": 0.0}})
+    corpus = build_corpus(recipe, _splits(["the app was slow"], [], ["the bill was late"]))
+    assert sorted(corpus.train) == ["the app was slow", "the meter was read"]
+    assert corpus.counts["dropped_leaking"] == 2
+
+
+def test_self_training_drops_near_duplicates_of_labelled_texts(tmp_path: Path) -> None:
+    from tailorlm.adapt.self_train import read_unlabelled
+    from tailorlm.recipe import recipe_from_dict
+
+    pool = tmp_path / "pool.txt"
+    pool.write_text("The bill was late!\nthe call was quick\nThe App, was great.\n", encoding="utf-8")
+    recipe = recipe_from_dict({"adapt": {"self_train": True, "unlabelled": str(pool)}})
+    unlabelled = read_unlabelled(recipe, _splits(["the app was great"], ["the meter was read"], ["the bill was late"]))
+    assert unlabelled.texts == ["the call was quick"]
+    assert unlabelled.counts["dropped_leaking"] == 2

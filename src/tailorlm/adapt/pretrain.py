@@ -213,7 +213,7 @@ def continue_pretraining(recipe: Recipe, resolved: ResolvedModel, tokenizer: Pre
     corpus = build_corpus(recipe, data)
     console.print(f"domain adaptation: {'masked' if mode == 'mlm' else 'causal'}-LM pretraining on "
                   f"{len(corpus.train)} texts ({len(corpus.holdout)} held out; "
-                  f"{corpus.counts['dropped_leaking']} dropped as equal to validation/test texts)")
+                  f"{corpus.counts['dropped_leaking']} dropped as near-duplicates of validation/test texts)")
     model, stats = _pretrain(recipe, resolved, tokenizer, corpus, mode, run_dir)
     _save(model, tokenizer, stats, adapted_dir(run_dir))
     console.print(f"domain perplexity on held-out text: {stats['perplexity_before']} -> {stats['perplexity_after']} "
