@@ -113,3 +113,31 @@ def test_self_training_drops_near_duplicates_of_labelled_texts(tmp_path: Path) -
     unlabelled = read_unlabelled(recipe, _splits(["the app was great"], ["the meter was read"], ["the bill was late"]))
     assert unlabelled.texts == ["the call was quick"]
     assert unlabelled.counts["dropped_leaking"] == 2
+
+
+# ------------------------------------------------------------------------------------------- item 3: QA leaks
+
+
+def test_qa_train_questions_about_a_test_passage_are_dropped_and_counted(tmp_path: Path) -> None:
+    import json
+
+    from tailorlm.data.qa import prepare_qa_data
+    from tailorlm.recipe import DataConfig
+
+    passage = "Glenmor restored power in Kinlochbrae by 4pm."
+    other = "The Storm Credit is paid to every household."
+
+    def rows(*items: tuple[str, str, str]) -> str:
+        return "".join(json.dumps({"question": q, "context": c, "answers": {"text": [a], "answer_start": [
+            c.index(a)]}}) + "\n" for q, c, a in items)
+
+    train, test = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
+    train.write_text(rows(("Who restored power?", passage.upper().replace("4PM", "4pm"), "GLENMOR"),
+                          ("Where was power restored?", passage, "Kinlochbrae"),
+                          ("Who is paid?", other, "every household")), encoding="utf-8")
+    test.write_text(rows(("By when was power restored?", passage, "4pm")), encoding="utf-8")
+    data = prepare_qa_data(DataConfig(train=str(train), test=str(test), split={"validation": 0.0}))
+    assert list(data.train["context"]) == [other]
+    leaks = [r for r in data.rejects if r["reason"] == "context_leakage"]
+    assert [r["row"] for r in leaks] == [1, 2] and all("test row 1" in r["detail"] for r in leaks)
+    assert data.report["removed"]["context_leakage"] == 2
