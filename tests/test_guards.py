@@ -141,3 +141,40 @@ def test_qa_train_questions_about_a_test_passage_are_dropped_and_counted(tmp_pat
     leaks = [r for r in data.rejects if r["reason"] == "context_leakage"]
     assert [r["row"] for r in leaks] == [1, 2] and all("test row 1" in r["detail"] for r in leaks)
     assert data.report["removed"]["context_leakage"] == 2
+
+
+# ------------------------------------------------------------------------------------------- item 6: saved code
+
+
+@pytest.fixture()
+def saved_classifier(tmp_path: Path, tiny_model_dir: Path) -> Path:
+    """A model/ folder as a full fine-tune saves it, without training."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from tailorlm.models.registry import write_model_meta
+
+    folder = tmp_path / "saved" / "model"
+    model = AutoModelForSequenceClassification.from_pretrained(
+        tiny_model_dir, num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1})
+    model.save_pretrained(folder, safe_serialization=True)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
+    write_model_meta(folder, {"task": "classification", "labels": ["negative", "positive"], "max_length": 32})
+    return folder
+
+
+def test_saved_model_with_custom_code_is_refused_for_eval_and_predict(tmp_path: Path, saved_classifier: Path) -> None:
+    import json
+
+    marker = tmp_path / "MARKER"
+    config = json.loads((saved_classifier / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForSequenceClassification": "modeling_evil.EvilForSequenceClassification"}
+    (saved_classifier / "config.json").write_text(json.dumps(config))
+    (saved_classifier / "modeling_evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    data = tmp_path / "eval.csv"
+    data.write_text("text,label\nthe bill was late,negative\n")
+    folder = str(saved_classifier)
+    for args in (["eval", folder, "--data", str(data)], ["predict", folder, "--text", "hi"]):
+        code, _, stderr = run_cli(args)
+        assert code == 2, stderr
+        assert "modeling_evil.py" in stderr and "auto_map" in stderr and len(stderr.strip().splitlines()) == 1
+    assert not marker.exists()
