@@ -178,3 +178,57 @@ def test_saved_model_with_custom_code_is_refused_for_eval_and_predict(tmp_path: 
         assert code == 2, stderr
         assert "modeling_evil.py" in stderr and "auto_map" in stderr and len(stderr.strip().splitlines()) == 1
     assert not marker.exists()
+
+
+# ------------------------------------------------------------------------------------------- item 5: skew
+
+
+def test_saved_model_keeps_the_runs_cleaning(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from tailorlm.models.registry import resolve_model
+    from tailorlm.models.saved import load_saved_model
+    from tailorlm.recipe import recipe_from_dict
+    from tailorlm.run import save_model
+    from tailorlm.rundir import RunDir
+
+    recipe = recipe_from_dict({"output_dir": str(tmp_path / "run"), "data": {"clean": {"lowercase": True}}})
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
+    save_model(model, AutoTokenizer.from_pretrained(tiny_model_dir), RunDir.create(recipe.output_dir), recipe,
+               resolve_model(str(tiny_model_dir)), {"task": "classification", "labels": ["a", "b"]})
+    assert load_saved_model(tmp_path / "run").clean.lowercase is True
+
+
+def _lowercasing(folder: Path) -> Path:
+    import json
+
+    meta = json.loads((folder / "tailor_model.json").read_text())
+    (folder / "tailor_model.json").write_text(json.dumps(meta | {"clean": {"lowercase": True}}))
+    return folder
+
+
+def test_predict_eval_and_audit_clean_inputs_like_the_run(tmp_path: Path, saved_classifier: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from tailorlm.fairness.pipeline import audit_saved_model
+    from tailorlm.tasks.classification import ClassificationTask
+
+    folder = str(_lowercasing(saved_classifier))
+    code, stdout, stderr = run_cli(["predict", folder, "--text", "The Bill WAS Late"])
+    assert code == 0, stderr
+    assert json.loads(stdout)["text"] == "the bill was late"
+    data = tmp_path / "eval.csv"
+    data.write_text("text,label,group\nThe Bill WAS Late,negative,a\nThe App Was GREAT,positive,b\n")
+    seen: list[str] = []
+    evaluate = ClassificationTask.evaluate
+
+    def spy(self: ClassificationTask, model: object, tokenizer: object, frame: object, *args: object) -> object:
+        seen.extend(frame["text"])  # type: ignore[index]
+        return evaluate(self, model, tokenizer, frame, *args)
+
+    monkeypatch.setattr(ClassificationTask, "evaluate", spy)
+    code, _, stderr = run_cli(["eval", folder, "--data", str(data)])
+    assert code == 0, stderr
+    audit_saved_model(Path(folder), data, "group", min_group_size=1)
+    assert seen == ["the bill was late", "the app was great"] * 2

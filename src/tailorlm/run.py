@@ -25,6 +25,7 @@ from tailorlm.adapt import adapt_model
 from tailorlm.adapt.self_train import Context as SelfTrainContext
 from tailorlm.adapt.self_train import Fitted, read_unlabelled, self_train
 from tailorlm.data import write_rejects
+from tailorlm.data.clean import CLEAN_META_KEY
 from tailorlm.data.token_cache import encode_with_cache
 from tailorlm.errors import RecipeError
 from tailorlm.evaluate.predictions import pop_predictions, record_predictions
@@ -139,6 +140,7 @@ def save_model(model: Any, tokenizer: Any, run_dir: RunDir, recipe: Recipe, reso
         tmp,
         meta | {
             "base_model": _portable_base(resolved.source, run_dir),
+            CLEAN_META_KEY: recipe.data.clean.model_dump(mode="json"),  # inputs are cleaned the same way later
             "base_model_name": resolved.name,
             "peft": recipe.model.peft.method,
             "tailorlm_version": __version__,

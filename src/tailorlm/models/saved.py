@@ -13,10 +13,11 @@ from typing import Any
 
 from transformers import AutoConfig
 
+from tailorlm.data.clean import saved_cleaning
 from tailorlm.errors import ModelError
 from tailorlm.models.loading import load_pretrained, load_tokenizer
 from tailorlm.models.registry import ResolvedModel, check_local_model, read_model_meta, resolve_model
-from tailorlm.recipe import ModelConfig
+from tailorlm.recipe import CleanConfig, ModelConfig
 from tailorlm.tasks import get_task
 
 
@@ -38,6 +39,11 @@ class LoadedModel:
     @property
     def task(self) -> str:
         return self.meta.get("task", "classification")
+
+    @property
+    def clean(self) -> CleanConfig:
+        """The cleaning the training texts got (``data.clean``, saved in tailor_model.json; defaults if absent)."""
+        return saved_cleaning(self.meta)
 
     @property
     def max_length(self) -> int:
