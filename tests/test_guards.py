@@ -232,3 +232,42 @@ def test_predict_eval_and_audit_clean_inputs_like_the_run(tmp_path: Path, saved_
     assert code == 0, stderr
     audit_saved_model(Path(folder), data, "group", min_group_size=1)
     assert seen == ["the bill was late", "the app was great"] * 2
+
+
+# ------------------------------------------------------------------------------------------- item 15: reads
+
+
+def test_max_rows_reads_only_the_head_of_a_file(tmp_path: Path) -> None:
+    import gzip
+    import json
+
+    from tailorlm.data.load import read_table
+    from tailorlm.errors import DataError
+
+    rows = "".join(json.dumps({"text": f"reading {i} of the meter", "label": "ok"}) + "\n" for i in range(60_000))
+    packed = gzip.compress(rows.encode())
+    path = tmp_path / "big.jsonl.gz"
+    path.write_bytes(packed[: len(packed) // 2])  # a truncated archive: only its head can be decompressed
+    assert list(read_table(path, max_rows=3).frame["raw_text"]) == [f"reading {i} of the meter" for i in range(3)]
+    with pytest.raises(DataError, match="not a valid gz archive"):
+        read_table(path)  # the whole file is needed without max_rows
+    csv = tmp_path / "big.csv"
+    csv.write_text("text,label\n" + "the bill was late,negative\n" * 100_000)
+    assert len(read_table(csv, max_rows=2, max_bytes=1_500_000).frame) == 2  # 2.7 MB file, only the head read
+    with pytest.raises(DataError, match="did you mean 'text'"):
+        read_table(csv, text_column="texts", max_rows=2)
+
+
+def test_files_over_data_max_file_bytes_are_refused_in_one_line(tmp_path: Path, tiny_recipe: Path) -> None:
+    import gzip
+
+    from tailorlm.data.load import read_table
+    from tailorlm.errors import DataError
+
+    code, _, stderr = run_cli(["prepare", str(tiny_recipe), "--set", "data.max_file_bytes=100"])
+    assert code == 2 and len(stderr.strip().splitlines()) == 1
+    assert "is larger than 100 bytes (data.max_file_bytes)" in stderr
+    bomb = tmp_path / "small.csv.gz"
+    bomb.write_bytes(gzip.compress(b"text,label\n" + b"a" * 3_000_000 + b",x\n"))  # 3 KB on disk, 3 MB inside
+    with pytest.raises(DataError, match=r"decompresses to more than 1\.0 MiB"):
+        read_table(bomb, max_bytes=1024**2)

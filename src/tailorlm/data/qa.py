@@ -179,7 +179,7 @@ def _parse(path: Path, cfg: DataConfig, split: str) -> tuple[list[dict[str, Any]
         raise DataError(
             f"{path}: QA data must be SQuAD JSON, JSONL or CSV (got {kind}); convert it or set {keys.format}"
         )
-    text = decode(read_bytes(path, keys), path)
+    text = decode(read_bytes(path, keys, cfg.max_file_bytes), path)
     if not text.strip():
         raise DataError(f"{path}: file is empty; it needs SQuAD JSON or one question per row")
     if kind == "json":
