@@ -101,6 +101,9 @@ class DataConfig(_Section):
     split: SplitConfig = Field(default_factory=SplitConfig)
     seed: int = 42
     max_rows: int | None = Field(None, ge=1, description="use only the first N rows of each file (debugging)")
+    max_file_bytes: int | None = Field(
+        2 * 1024**3, ge=1, description="refuse a data file (or its decompressed stream) over this size; None: no limit"
+    )
     cache_tokenized: bool = Field(
         True, description="keep tokenised splits in the cache ($TAILORLM_CACHE/tokenized): a rerun skips tokenising"
     )

@@ -25,6 +25,7 @@ from tailorlm.adapt import adapt_model
 from tailorlm.adapt.self_train import Context as SelfTrainContext
 from tailorlm.adapt.self_train import Fitted, read_unlabelled, self_train
 from tailorlm.data import write_rejects
+from tailorlm.data.clean import CLEAN_META_KEY
 from tailorlm.data.token_cache import encode_with_cache
 from tailorlm.errors import RecipeError
 from tailorlm.evaluate.predictions import pop_predictions, record_predictions
@@ -32,11 +33,11 @@ from tailorlm.evaluate.verdict import judge
 from tailorlm.fairness.pipeline import apply_mitigation, audit_run
 from tailorlm.models.loading import load_tokenizer
 from tailorlm.models.peft import apply_lora, count_parameters
-from tailorlm.models.registry import ResolvedModel, resolve_model, write_model_meta
+from tailorlm.models.registry import TAILOR_META, ResolvedModel, resolve_model, write_model_meta
 from tailorlm.provenance import data_files
 from tailorlm.recipe import Recipe, dump_recipe
 from tailorlm.rundir import RunDir, replace_dir
-from tailorlm.safety import check_output_dir, sigterm_as_interrupt
+from tailorlm.safety import check_export_dir, check_output_dir, sigterm_as_interrupt
 from tailorlm.tasks import Task, get_task
 from tailorlm.tasks.base import EvalSettings
 from tailorlm.track import start_tracking
@@ -110,7 +111,9 @@ def fill_model_name(recipe: Recipe, task: Task) -> None:
 
 def prepare(recipe: Recipe, console: Console, run_dir: RunDir | None = None) -> tuple[Any, Any, ResolvedModel, Task]:
     """Resolve the model's tokenizer, then load, clean and split the data; write the data report and rejects."""
-    run_dir = run_dir or RunDir.create(recipe.output_dir)
+    if run_dir is None:  # `tailor prepare`: the same output_dir guards as a run (run() checked already)
+        check_output_dir(recipe)
+        run_dir = RunDir.create(recipe.output_dir)
     task = get_task(recipe.task)
     fill_model_name(recipe, task)
     resolved = resolve_model(recipe.model.name, allow_pickle=recipe.model.allow_pickle)
@@ -139,12 +142,13 @@ def save_model(model: Any, tokenizer: Any, run_dir: RunDir, recipe: Recipe, reso
         tmp,
         meta | {
             "base_model": _portable_base(resolved.source, run_dir),
+            CLEAN_META_KEY: recipe.data.clean.model_dump(mode="json"),  # inputs are cleaned the same way later
             "base_model_name": resolved.name,
             "peft": recipe.model.peft.method,
             "tailorlm_version": __version__,
         },
     )
-    replace_dir(tmp, run_dir.model)
+    replace_dir(tmp, run_dir.model, TAILOR_META)
     if is_lora and recipe.model.peft.merge_on_save:
         export_merged(run_dir.model, run_dir.path / "model_merged")
 
@@ -162,6 +166,7 @@ def export_merged(adapter_dir: Path, out: Path) -> Path:
     """Fold a LoRA adapter into its base weights: one plain model folder, no peft needed to serve it."""
     from tailorlm.models.saved import load_saved_model
 
+    check_export_dir(out, adapter_dir)  # before the minutes of merging: never onto a folder of the user's
     loaded = load_saved_model(adapter_dir)
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -169,7 +174,7 @@ def export_merged(adapter_dir: Path, out: Path) -> Path:
     loaded.tokenizer.save_pretrained(tmp)
     meta = dict(loaded.meta) | {"peft": "none", "merged_from_adapter": str(adapter_dir)}
     write_model_meta(tmp, meta)
-    replace_dir(tmp, out)
+    replace_dir(tmp, out, TAILOR_META)
     return out
 
 

@@ -48,9 +48,39 @@ def atomic_write_json(path: Path, payload: Any) -> None:
     atomic_write_text(path, json.dumps(payload, indent=2, ensure_ascii=False, default=_json_default) + "\n")
 
 
-def replace_dir(tmp: Path, final: Path) -> None:
-    """Move a fully written folder into place, replacing an older one."""
+#: written last into adapted/ (adapt/pretrain.py): a folder holding it is complete, and tailorlm's
+ADAPT_STATS = "adapt.json"
+
+
+def check_replaceable(folder: Path, marker: str, what: str) -> None:
+    """Refuse to replace ``folder`` unless it is missing, empty, or one tailorlm wrote (it holds ``marker``).
+
+    Replacing means deleting: a folder without the marker holds someone else's files, which no command may
+    delete, so the user is told to pick another place instead.
+    """
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise UserError(f"{folder}: is a file, not a folder ({what}); choose a new or empty folder")
+    if any(folder.iterdir()) and not (folder / marker).is_file():
+        raise UserError(
+            f"{folder}: holds files tailorlm did not write (no {marker}) and would be replaced ({what}); "
+            "choose a new or empty folder, or move those files away"
+        )
+
+
+def replace_dir(tmp: Path, final: Path, marker: str) -> None:
+    """Move a fully written folder into place, replacing an older one that tailorlm wrote (it holds ``marker``).
+
+    A non-empty ``final`` without ``marker`` is refused (``check_replaceable``) and the temporary folder,
+    which this process made, is removed: nothing of the user's is ever deleted.
+    """
     if final.exists():
+        try:
+            check_replaceable(final, marker, "an output folder")
+        except UserError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         old = final.with_name(f".{final.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         final.rename(old)

@@ -3,6 +3,9 @@
 - **Where a run writes.** Every file a run writes lies inside ``output_dir`` (``RunDir``). The folder must not be
   the filesystem root or the home directory, and no data file may lie inside it: a run replaces ``model/``,
   deletes ``checkpoints/`` and rewrites files such as ``metrics.json``, so inputs there could be overwritten.
+  Folders a run replaces (``model/``, ``model_merged/``, ``adapted/``) or deletes (``checkpoints/``) are refused
+  up front when they hold files tailorlm did not write; ``tailor export --out`` refuses the same way
+  (``check_export_dir``), and ``rundir.replace_dir`` checks again before it replaces anything.
 - **Code shipped with a model.** A model folder whose config names its own Python classes (``auto_map``) is
   loaded only with ``model.trust_remote_code: true``; without it the run stops before transformers can import
   anything from the folder. Weights are safetensors-only unless ``model.allow_pickle`` (models/registry.py).
@@ -25,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from tailorlm.errors import ModelError, RecipeError, UserError
+from tailorlm.models.registry import TAILOR_META
 from tailorlm.recipe import Recipe
+from tailorlm.rundir import ADAPT_STATS, check_replaceable
 
 GIB = 1024**3
 
@@ -33,14 +38,22 @@ GIB = 1024**3
 # ------------------------------------------------------------------------------------------- output_dir
 
 
+def _refuse_root_or_home(out: Path, shown: str, key: str) -> None:
+    if out == Path(out.anchor) or out == Path.home().resolve():
+        raise RecipeError(
+            f"{key} {shown!r} is {'the filesystem root' if out == Path(out.anchor) else 'your home'} "
+            "folder; choose a dedicated folder such as runs/NAME"
+        )
+
+
+#: folders a run replaces or deletes inside output_dir, and the file that marks each as tailorlm's own
+_OWNED_FOLDERS = (("model", TAILOR_META), ("model_merged", TAILOR_META), ("adapted", ADAPT_STATS))
+
+
 def check_output_dir(recipe: Recipe) -> Path:
     """The resolved output folder, refused when writing there could destroy something (module docstring)."""
     out = Path(recipe.output_dir).expanduser().resolve()
-    if out == Path(out.anchor) or out == Path.home().resolve():
-        raise RecipeError(
-            f"output_dir {recipe.output_dir!r} is {'the filesystem root' if out == Path(out.anchor) else 'your home'} "
-            "folder; choose a dedicated folder such as runs/NAME"
-        )
+    _refuse_root_or_home(out, recipe.output_dir, "output_dir")
     for key in ("train", "validation", "test"):
         name = getattr(recipe.data, key)
         if not name:
@@ -51,7 +64,36 @@ def check_output_dir(recipe: Recipe) -> Path:
                 f"data.{key} ({name}) lies inside output_dir ({recipe.output_dir}); a run rewrites files there, so "
                 "keep data and outputs apart: set output_dir to another folder, e.g. runs/NAME"
             )
+    _check_owned_folders(out)
     return out
+
+
+def _check_owned_folders(out: Path) -> None:
+    """A run replaces model/, model_merged/, adapted/ and deletes checkpoints/: refused now, before any work,
+    when one of them holds someone else's files (the run would otherwise delete them after training)."""
+    for name, marker in _OWNED_FOLDERS:
+        check_replaceable(out / name, marker, f"output_dir/{name}, which a run replaces")
+    checkpoints = out / "checkpoints"
+    if checkpoints.is_dir():
+        foreign = [p.name for p in checkpoints.iterdir() if not p.name.startswith(("checkpoint-", "."))]
+        if foreign:
+            raise UserError(
+                f"{checkpoints}: holds files that are not training checkpoints ({', '.join(sorted(foreign)[:3])}) "
+                "and a run deletes this folder; choose another output_dir or move those files away"
+            )
+
+
+def check_export_dir(out: Path, source: Path) -> Path:
+    """Where ``tailor export --out`` may write: not /, home, the model being exported or a folder holding it,
+    and not a non-empty folder other than an earlier export (``tailor_model.json``), since it gets replaced."""
+    resolved = out.expanduser().resolve()
+    _refuse_root_or_home(resolved, str(out), "--out")
+    src = source.expanduser().resolve()
+    if resolved == src or resolved in src.parents:
+        raise UserError(f"--out {out}: is or holds the model being exported ({source}); choose another folder, "
+                        "e.g. --out merged-model")
+    check_replaceable(resolved, TAILOR_META, "--out, which the export replaces")
+    return resolved
 
 
 # ------------------------------------------------------------------------------------------- remote code

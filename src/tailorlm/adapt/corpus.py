@@ -1,20 +1,22 @@
 """The unlabelled domain corpus of continued pretraining: read, cleaned, leak-free, split into train and holdout.
 
-The texts come from ``adapt.text`` (when given) plus the training split's texts (labels unused). A line equal to
-a validation or test text (after the same cleaning the labelled data gets) is dropped and counted: pretraining on
-the test texts would let the model memorise them and inflate every score the report proves.
+The texts come from ``adapt.text`` (when given) plus the training split's texts (labels unused). A line that is a
+near-duplicate of a validation or test text (the same fingerprint as data preparation's leak check, data/clean.py:
+case, accents, punctuation, digits and spacing folded) is dropped and counted: pretraining on the test texts would
+let the model memorise them and inflate every score the report proves.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from tailorlm.data.clean import clean_text
+from tailorlm.data.clean import clean_text, fingerprint
 from tailorlm.data.load import read_records
 from tailorlm.errors import DataError
 from tailorlm.recipe import AdaptConfig, CleanConfig, Recipe
@@ -80,8 +82,14 @@ def read_domain_file(cfg: AdaptConfig, name: str | None = None, key: str = "adap
     return texts
 
 
+def fingerprints(frames: Iterable[pd.DataFrame], clean: CleanConfig) -> set[str]:
+    """The leak-check fingerprints of every text of ``frames`` (prepared splits), as data preparation folds them."""
+    return {fingerprint(clean_text(t, clean)) for frame in frames for t in frame_texts(frame)}
+
+
 def filter_texts(texts: list[str], clean: CleanConfig, held_out: set[str]) -> tuple[list[str], dict[str, int]]:
-    """Clean each text; drop empty ones, exact repeats, and any in ``held_out`` (texts that must not leak)."""
+    """Clean each text; drop empty ones, exact repeats, and any whose fingerprint is in ``held_out`` (texts that
+    must not leak, see :func:`fingerprints`): "The bill was late!" leaks "the bill was late"."""
     kept: list[str] = []
     seen: set[str] = set()
     counts = {"dropped_empty": 0, "dropped_duplicate": 0, "dropped_leaking": 0}
@@ -89,7 +97,7 @@ def filter_texts(texts: list[str], clean: CleanConfig, held_out: set[str]) -> tu
         text = clean_text(raw, clean)
         if not text.strip():
             counts["dropped_empty"] += 1
-        elif text in held_out:
+        elif fingerprint(text) in held_out:
             counts["dropped_leaking"] += 1
         elif text in seen:
             counts["dropped_duplicate"] += 1
@@ -104,12 +112,12 @@ def build_corpus(recipe: Recipe, data: Any) -> Corpus:
     cfg = recipe.adapt
     from_file = read_domain_file(cfg) if cfg.text else []
     from_train = frame_texts(data.train)
-    held_out = {clean_text(t, recipe.data.clean) for split in (data.validation, data.test) for t in frame_texts(split)}
+    held_out = fingerprints((data.validation, data.test), recipe.data.clean)
     texts, counts = filter_texts([*from_file, *from_train], recipe.data.clean, held_out)
     if not texts:
         source = cfg.text or "the training split"
         raise DataError(f"{source}: no text left to pretrain on after dropping {counts['dropped_leaking']} lines "
-                        "equal to validation/test texts (adapt.text); add domain text that is not in the test set")
+                        "matching validation/test texts (adapt.text); add domain text that is not in the test set")
     random.Random(recipe.data.seed).shuffle(texts)
     n_holdout = round(len(texts) * cfg.holdout) if len(texts) > 1 else 0
     n_holdout = max(1, n_holdout) if cfg.holdout > 0 and len(texts) > 1 else n_holdout

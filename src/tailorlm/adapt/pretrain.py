@@ -36,10 +36,10 @@ from tailorlm.errors import ModelError
 from tailorlm.models.loading import load_pretrained
 from tailorlm.models.registry import ResolvedModel, check_local_model
 from tailorlm.recipe import Recipe
-from tailorlm.rundir import RunDir, replace_dir
+from tailorlm.rundir import ADAPT_STATS, RunDir, replace_dir
 
 #: written last into adapted/: a folder holding it is complete (weights, tokenizer and these numbers)
-STATS_FILE = "adapt.json"
+STATS_FILE = ADAPT_STATS
 #: model types that are decoders even when their config does not say ``is_decoder``
 DECODER_TYPES = frozenset({
     "gpt2", "gpt_neo", "gpt_neox", "gptj", "llama", "mistral", "mixtral", "qwen2", "qwen3", "phi", "phi3",
@@ -177,7 +177,7 @@ def _save(model: Any, tokenizer: PreTrainedTokenizerBase, stats: dict[str, Any],
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     (tmp / STATS_FILE).write_text(json.dumps(stats, indent=2), encoding="utf-8")
-    replace_dir(tmp, final)
+    replace_dir(tmp, final, STATS_FILE)
 
 
 def _pretrain(recipe: Recipe, resolved: ResolvedModel, tokenizer: PreTrainedTokenizerBase, corpus: Corpus,
@@ -213,7 +213,7 @@ def continue_pretraining(recipe: Recipe, resolved: ResolvedModel, tokenizer: Pre
     corpus = build_corpus(recipe, data)
     console.print(f"domain adaptation: {'masked' if mode == 'mlm' else 'causal'}-LM pretraining on "
                   f"{len(corpus.train)} texts ({len(corpus.holdout)} held out; "
-                  f"{corpus.counts['dropped_leaking']} dropped as equal to validation/test texts)")
+                  f"{corpus.counts['dropped_leaking']} dropped as near-duplicates of validation/test texts)")
     model, stats = _pretrain(recipe, resolved, tokenizer, corpus, mode, run_dir)
     _save(model, tokenizer, stats, adapted_dir(run_dir))
     console.print(f"domain perplexity on held-out text: {stats['perplexity_before']} -> {stats['perplexity_after']} "

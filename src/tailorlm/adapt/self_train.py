@@ -6,8 +6,9 @@ The tuned model (the teacher) predicts the unlabelled texts; those it is sure of
 ``calibrate`` / ``evaluate`` as the teacher. Pseudo-labels can be wrong in a way that compounds, so the student is
 kept only when its validation main metric is not worse than the teacher's; the test split only reports.
 
-Unlabelled texts equal to any train, validation or test text (after the same cleaning) are dropped and counted: a
-test text pseudo-labelled by the teacher would be trained on, and the test score would no longer prove anything.
+Unlabelled texts that near-duplicate any train, validation or test text (the same fingerprint as data preparation's
+leak check: case, punctuation, digits folded) are dropped and counted: a test text pseudo-labelled by the teacher
+would be trained on, and the test score would no longer prove anything.
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ import pandas as pd
 from rich.console import Console
 from transformers import set_seed
 
-from tailorlm.adapt.corpus import filter_texts, frame_texts, read_domain_file
-from tailorlm.data.clean import clean_text
+from tailorlm.adapt.corpus import filter_texts, fingerprints, read_domain_file
 from tailorlm.errors import DataError
 from tailorlm.models.registry import ResolvedModel
 from tailorlm.recipe import Recipe
@@ -84,12 +84,11 @@ def read_unlabelled(recipe: Recipe, data: Any) -> Unlabelled:
         raise DataError("adapt.self_train needs validation rows to choose between teacher and student; "
                         "set data.validation or data.split.validation > 0")
     raw = read_domain_file(cfg, source, key, fix=f"or set adapt.self_train: false (read for {key})")
-    labelled = {clean_text(t, recipe.data.clean) for split in (data.train, data.validation, data.test)
-                for t in frame_texts(split)}
+    labelled = fingerprints((data.train, data.validation, data.test), recipe.data.clean)
     texts, counts = filter_texts(raw, recipe.data.clean, labelled)
     if not texts:
-        raise DataError(f"{source}: no unlabelled text left after dropping {counts['dropped_leaking']} texts equal "
-                        f"to train/validation/test texts ({key}); give texts that are not labelled already")
+        raise DataError(f"{source}: no unlabelled text left after dropping {counts['dropped_leaking']} texts matching "
+                        f"train/validation/test texts ({key}); give texts that are not labelled already")
     return Unlabelled(source=str(source), texts=texts, counts={"rows": len(raw), **counts})
 
 
@@ -207,7 +206,7 @@ def self_train(task: Task, recipe: Recipe, teacher: Fitted, ctx: Context, unlabe
     metric, greater = _main_metric(recipe, task)
     train_counts = ctx.data.train["label"].value_counts().reindex(labels, fill_value=0).to_numpy()
     console.print(f"self-training: {len(unlabelled.texts)} unlabelled texts from {unlabelled.source} "
-                  f"({unlabelled.counts['dropped_leaking']} dropped as equal to train/validation/test texts)")
+                  f"({unlabelled.counts['dropped_leaking']} dropped as near-duplicates of train/validation/test texts)")
     kept, kept_round, rounds, frames = teacher, None, [], []
     for round_no in range(1, cfg.rounds + 1):
         probs = task.predict_proba(kept.model, ctx.tokenizer, unlabelled.texts, ctx.settings.max_length,

@@ -59,6 +59,31 @@ def clean_text(text: str, cfg: CleanConfig) -> str:
     return text.lower() if cfg.lowercase else text
 
 
+#: tailor_model.json key holding the run's ``data.clean``: inputs of a saved model get the training texts' cleaning
+CLEAN_META_KEY = "clean"
+
+
+def saved_cleaning(meta: dict[str, Any]) -> CleanConfig:
+    """The ``data.clean`` a saved model was trained with (tailor_model.json), so eval, predict, serve and audit
+    clean their inputs as the training texts were: a model trained lower-cased must not be served mixed case.
+
+    Models saved before the key existed get the defaults, which is what they were always given; keys this
+    version does not know (a newer tailorlm saved the model) are ignored.
+    """
+    from pydantic import ValidationError
+
+    from tailorlm.errors import ModelError
+
+    saved = meta.get(CLEAN_META_KEY)
+    if not isinstance(saved, dict):
+        return CleanConfig()
+    try:
+        return CleanConfig(**{k: v for k, v in saved.items() if k in CleanConfig.model_fields})
+    except ValidationError as exc:
+        raise ModelError(f"tailor_model.json: '{CLEAN_META_KEY}' is invalid ({exc.errors()[0]['msg']}); "
+                         "re-save the model with tailor") from None
+
+
 def clean_label(label: str | None) -> str | None:
     """Labels are compared as stripped strings; an empty label is a missing one."""
     if label is None:

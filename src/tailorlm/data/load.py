@@ -5,12 +5,17 @@ Every reader turns a file into a :class:`RawTable`: the raw text and label of ea
 and a reject for every record that could not be parsed. A problem with the file as a whole (missing, not
 UTF-8, a missing column, not Parquet at all) is a one-line :class:`DataError`; a problem with one record only
 rejects that record, so one stray quote does not cost the whole file.
+
+Reads are bounded: a file, or the stream a .gz/.bz2/.xz decompresses to (a small archive can hold gigabytes), is
+refused past ``data.max_file_bytes`` before it fills memory, and with ``data.max_rows`` the line-based formats
+(csv, tsv, jsonl, txt) are streamed: only the lines those rows need are read and decompressed.
 """
 
 from __future__ import annotations
 
 import bz2
 import codecs
+import contextlib
 import csv
 import difflib
 import gzip
@@ -19,14 +24,16 @@ import json
 import lzma
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pandas as pd
 
 from tailorlm.errors import DataError
+from tailorlm.recipe import DataConfig
 
 FORMATS = ("csv", "tsv", "jsonl", "json", "parquet", "txt")
 _EXTENSIONS = {
@@ -40,11 +47,11 @@ _EXTENSIONS = {
     ".pq": "parquet",
     ".txt": "txt",
 }
-_DECOMPRESS: dict[str, Callable[[bytes], bytes]] = {
-    ".gz": gzip.decompress,
-    ".bz2": bz2.decompress,
-    ".xz": lzma.decompress,
-}
+#: decompressing readers by file suffix; each opens its file for reading
+_OPENERS: dict[str, Callable[[Path], IO[bytes]]] = {".gz": gzip.GzipFile, ".bz2": bz2.BZ2File, ".xz": lzma.LZMAFile}
+#: data.max_file_bytes' default: larger files (or decompressed streams) are refused, not read into memory
+DEFAULT_MAX_FILE_BYTES: int | None = DataConfig.model_fields["max_file_bytes"].default
+_CHUNK = 1 << 20
 _SURROGATES = re.compile("[\ud800-\udfff]")
 # The whole file is in memory already, so csv's 131,072-character field limit protects nothing; it only turned a
 # long text into a misleading "quote never closed" error. (Process-wide, like every csv setting.)
@@ -133,7 +140,7 @@ def detect_format(path: Path, fmt: str, keys: Keys) -> str:
     if fmt != "auto":
         return fmt
     suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] in _DECOMPRESS:
+    if suffixes and suffixes[-1] in _OPENERS:
         suffixes = suffixes[:-1]
     ext = suffixes[-1] if suffixes else ""
     if ext in _EXTENSIONS:
@@ -149,28 +156,103 @@ def detect_format(path: Path, fmt: str, keys: Keys) -> str:
     )
 
 
-def read_bytes(path: Path, keys: Keys) -> bytes:
-    """The file's bytes, decompressed when its name ends in .gz/.bz2/.xz."""
+def _size(n: int) -> str:
+    return f"{n / 1024**3:.1f} GiB" if n >= 1024**3 else f"{n / 1024**2:.1f} MiB" if n >= 1024**2 else f"{n:,} bytes"
+
+
+def _too_large(path: Path, limit: int, decompressed: bool) -> DataError:
+    what = "decompresses to more than" if decompressed else "is larger than"
+    return DataError(f"{path}: {what} {_size(limit)} (data.max_file_bytes); raise data.max_file_bytes if the "
+                     "machine has the memory, read fewer rows with data.max_rows, or split the file")
+
+
+class _Bounded(io.RawIOBase):
+    """A file's bytes (decompressed when its name ends in .gz/.bz2/.xz), refused past ``limit``: one line, not
+    a machine out of memory; corrupt archives are one line too."""
+
+    def __init__(self, path: Path, limit: int | None) -> None:
+        super().__init__()
+        self.path, self.limit, self.count = path, limit, 0
+        self.suffix = path.suffix.lower()
+        opener = _OPENERS.get(self.suffix)
+        self.decompressing = opener is not None
+        self.raw: IO[bytes] = opener(path) if opener is not None else open(path, "rb")  # noqa: SIM115
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            n = self.raw.readinto(buffer)  # type: ignore[attr-defined]
+        except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
+            if not self.decompressing:
+                raise DataError(f"{self.path}: cannot be read ({one_line(exc)}); check its permissions") from None
+            raise DataError(f"{self.path}: not a valid {self.suffix[1:]} archive ({one_line(exc)}); "
+                            "re-compress it or decompress it first") from None
+        self.count += n or 0
+        if self.limit is not None and self.count > self.limit:
+            raise _too_large(self.path, self.limit, self.decompressing)
+        return n or 0
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
+
+
+def open_bytes(path: Path, keys: Keys, max_bytes: int | None = DEFAULT_MAX_FILE_BYTES) -> _Bounded:
+    """The file as a bounded binary stream (see :class:`_Bounded`), after the checks that it exists and is a file."""
     if not path.exists():
         raise DataError(f"{path}: file not found ({keys.file}); check the path, relative to {Path.cwd()}")
     if path.is_dir():
         raise DataError(f"{path}: is a folder, not a file ({keys.file}); give the data file itself")
     try:
-        data = path.read_bytes()
+        return _Bounded(path, max_bytes)
     except OSError as exc:
         raise DataError(
             f"{path}: cannot be read ({one_line(exc.strerror or exc)}); check its permissions"
         ) from None
-    decompress = _DECOMPRESS.get(path.suffix.lower())
-    if decompress is None:
-        return data
+
+
+def read_bytes(path: Path, keys: Keys, max_bytes: int | None = DEFAULT_MAX_FILE_BYTES) -> bytes:
+    """The file's bytes, decompressed when its name ends in .gz/.bz2/.xz; refused past ``max_bytes``."""
+    stream = open_bytes(path, keys, max_bytes)
+    with stream:
+        if max_bytes is not None and not stream.decompressing and path.stat().st_size > max_bytes:
+            raise _too_large(path, max_bytes, decompressed=False)  # known before reading a byte
+        chunks = []
+        while chunk := stream.read(_CHUNK):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def open_text(path: Path, keys: Keys, max_bytes: int | None, newline: str) -> IO[str]:
+    """The file as a decoded text stream, for reading only its first rows: UTF-8, or UTF-16 when a BOM says so
+    (as :func:`decode`); an undecodable byte surfaces as ``UnicodeDecodeError`` while reading."""
+    buffered = io.BufferedReader(open_bytes(path, keys, max_bytes), _CHUNK)
+    utf16 = buffered.peek(2)[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+    return io.TextIOWrapper(buffered, encoding="utf-16" if utf16 else "utf-8-sig", newline=newline)
+
+
+def head_lines(path: Path, keys: Keys, max_bytes: int | None, rows: int, count_blank: bool) -> str:
+    """The file's text up to its ``rows``-th line (``count_blank=False``: non-blank line), read lazily."""
+    lines: list[str] = []
+    seen = 0
+    with open_text(path, keys, max_bytes, newline="\n") as stream, _decoding(path):
+        for line in stream:
+            lines.append(line)
+            seen += 1 if count_blank or line.strip() else 0
+            if seen >= rows:
+                break
+    return "".join(lines)
+
+
+@contextlib.contextmanager
+def _decoding(path: Path) -> Iterator[None]:
+    """``UnicodeDecodeError`` while streaming becomes a one-line error, like :func:`decode`'s for a whole file."""
     try:
-        return decompress(data)
-    except Exception as exc:  # gzip/bz2/lzma raise several unrelated types for corrupt input
-        raise DataError(
-            f"{path}: not a valid {path.suffix[1:]} archive ({one_line(exc)}); "
-            "re-compress it or decompress it first"
-        ) from None
+        yield
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not valid UTF-8 ({exc.reason}) in the rows read; re-save the file as UTF-8") from None
 
 
 def decode(data: bytes, path: Path) -> str:
@@ -236,13 +318,15 @@ def _malformed(row: int, reason: str, detail: str, text: str | None) -> dict[str
 # ------------------------------------------------------------------------------------------- csv / tsv
 
 
-def _csv_records(text: str, delimiter: str, path: Path) -> Iterable[tuple[int, list[str] | None, str]]:
+def _csv_records(text: str | IO[str], delimiter: str, path: Path) -> Iterable[tuple[int, list[str] | None, str]]:
     """(first line, fields or None when malformed, detail) per non-blank record, header included.
 
-    A quote opened and never closed swallows the rest of the file; that is a file-level error naming the line,
-    since every later row is lost and rejecting one giant "row" would hide it.
+    ``text`` is the whole file, or a stream (:func:`open_text` with ``newline=""``) read only as far as the
+    records taken. A quote opened and never closed swallows the rest of the file; that is a file-level error
+    naming the line, since every later row is lost and rejecting one giant "row" would hide it.
     """
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    source = io.StringIO(text, newline="") if isinstance(text, str) else text
+    reader = csv.reader(source, delimiter=delimiter, strict=True)
     while True:
         start = reader.line_num + 1
         try:
@@ -263,7 +347,7 @@ def _csv_records(text: str, delimiter: str, path: Path) -> Iterable[tuple[int, l
 
 
 def read_delimited(
-    text: str,
+    text: str | IO[str],
     path: Path,
     delimiter: str,
     text_column: str,
@@ -544,11 +628,13 @@ def read_table(
     split: str = "train",
     max_rows: int | None = None,
     extra_columns: Extras | None = None,
+    max_bytes: int | None = DEFAULT_MAX_FILE_BYTES,
 ) -> RawTable:
     """Read one file of any supported format into a :class:`RawTable` (no cleaning yet).
 
     ``extra_columns`` ({column: recipe key}) are read as side columns ``extra:<column>`` (e.g. a fairness group):
-    a missing one is a one-line error naming the file, the key and the columns present.
+    a missing one is a one-line error naming the file, the key and the columns present. With ``max_rows``,
+    csv/tsv/jsonl/txt are read only as far as those rows; ``max_bytes`` bounds what is read (module docstring).
     """
     file = Path(path)
     keys = keys_for(split)
@@ -562,10 +648,18 @@ def read_table(
     if kind == "txt" and extras:
         column, key = next(iter(extras.items()))
         raise _column_error(file, column, [], key)
-    data = read_bytes(file, keys)
-    if kind == "parquet":
+    if max_rows is not None and kind in ("csv", "tsv"):
+        delimiter = "," if kind == "csv" else "\t"
+        with open_text(file, keys, max_bytes, newline="") as stream, _decoding(file):
+            return read_delimited(stream, file, delimiter, text_column, label_column, require_label, keys,
+                                  max_rows, extras)
+    if max_rows is not None and kind in ("jsonl", "txt"):
+        text = head_lines(file, keys, max_bytes, max_rows, count_blank=kind == "txt")
+    elif kind == "parquet":
+        data = read_bytes(file, keys, max_bytes)
         return read_parquet(data, file, text_column, label_column, require_label, keys, max_rows, extras)
-    text = decode(data, file)
+    else:
+        text = decode(read_bytes(file, keys, max_bytes), file)
     if kind in ("csv", "tsv"):
         delimiter = "," if kind == "csv" else "\t"
         return read_delimited(text, file, delimiter, text_column, label_column, require_label, keys, max_rows,
@@ -584,7 +678,7 @@ Record = tuple[int, dict[str, Any]]
 
 
 def read_records(path: str | Path, *, txt_field: str | None = "text", split: str = "predict",
-                 ) -> tuple[list[Record], list[dict[str, Any]]]:
+                 max_bytes: int | None = DEFAULT_MAX_FILE_BYTES) -> tuple[list[Record], list[dict[str, Any]]]:
     """Every record of a file as ``(row, {column: value})``, plus a reject per record that does not parse.
 
     For inputs made of several fields (a question and its context), where :func:`read_table`'s one text and one
@@ -597,7 +691,7 @@ def read_records(path: str | Path, *, txt_field: str | None = "text", split: str
     if kind == "txt" and txt_field is None:
         raise DataError(f"{file}: a .txt file holds one text per line, but each record here needs several "
                         "fields; use csv, tsv, jsonl, json or parquet with one column per field")
-    data = read_bytes(file, keys)
+    data = read_bytes(file, keys, max_bytes)
     if kind == "parquet":
         table = _parquet_table(data, file, keys)
         return list(enumerate(table.to_pylist(), start=1)), []

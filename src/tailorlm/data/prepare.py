@@ -80,6 +80,7 @@ def _read_part(split: str, path: str | Path, cfg: DataConfig, require_label: boo
         split=split,
         max_rows=cfg.max_rows,
         extra_columns=extra_columns,
+        max_bytes=cfg.max_file_bytes,
     )
     source = str(path)
     part = FilePart(split, source, working_frame(raw, source, cfg.clean), malformed_rejects(raw, split, source))

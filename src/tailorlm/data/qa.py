@@ -6,7 +6,10 @@ cannot be learned from or scored go to ``rejects`` with a reason, exactly as for
 ``rows read = rows kept + rows rejected`` holds for every file.
 
 Why the split is by context: SQuAD-style data asks several questions about one passage. If one of them is in
-train and another in test, the model has already read the test passage, and the test score flatters it.
+train and another in test, the model has already read the test passage, and the test score flatters it. For the
+same reason a train question about a validation or test passage is dropped (``context_leakage``) when the splits
+come from separate files; passages are compared by data/clean.py's near-duplicate fingerprint, so a copy that
+differs in case, spacing or punctuation still counts as the same passage.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 
+from tailorlm.data.clean import fingerprint
 from tailorlm.data.load import clip, decode, detect_format, keys_for, one_line, read_bytes
 from tailorlm.data.report import length_stats
 from tailorlm.errors import DataError
@@ -41,6 +45,7 @@ QA_REASONS = (
     "answer_not_in_context",
     "duplicate",
     "leakage",
+    "context_leakage",
 )
 STAGES = ("read", "validated", "deduplicated", "leakage removed", "final")
 
@@ -174,7 +179,7 @@ def _parse(path: Path, cfg: DataConfig, split: str) -> tuple[list[dict[str, Any]
         raise DataError(
             f"{path}: QA data must be SQuAD JSON, JSONL or CSV (got {kind}); convert it or set {keys.format}"
         )
-    text = decode(read_bytes(path, keys), path)
+    text = decode(read_bytes(path, keys, cfg.max_file_bytes), path)
     if not text.strip():
         raise DataError(f"{path}: file is empty; it needs SQuAD JSON or one question per row")
     if kind == "json":
@@ -330,7 +335,9 @@ def drop_duplicate_questions(frame: pd.DataFrame, split: str) -> tuple[pd.DataFr
 
 
 def drop_leaked(frame: pd.DataFrame, others: dict[str, pd.DataFrame], split: str) -> tuple[pd.DataFrame, list]:
-    """Train rows whose question and context also appear in validation or test leave train."""
+    """Train rows that let the model read a held-out passage leave train: the same question and context
+    (``leakage``), then any other question about a passage whose fingerprint is in validation or test
+    (``context_leakage``)."""
     seen: dict[str, str] = {}
     for name, other in others.items():
         seen.update(dict.fromkeys(_key(other), name))
@@ -338,7 +345,22 @@ def drop_leaked(frame: pd.DataFrame, others: dict[str, pd.DataFrame], split: str
     leaked = keys.isin(seen)
     rejects = [_frame_reject(r, split, "leakage", f"same question and context in {seen[k]}")
                for r, k in zip(frame[leaked].to_dict("records"), keys[leaked], strict=True)]
-    return frame[~leaked], rejects
+    frame = frame[~leaked]
+    passages: dict[str, str] = {}
+    for name, other in others.items():
+        for fp, row in zip(_context_fingerprints(other), other["row"], strict=True):
+            passages.setdefault(fp, f"{name} row {int(row)}")
+    prints = _context_fingerprints(frame)
+    shared = prints.isin(passages)
+    rejects += [_frame_reject(r, split, "context_leakage", f"its context is the passage of {passages[fp]}")
+                for r, fp in zip(frame[shared].to_dict("records"), prints[shared], strict=True)]
+    return frame[~shared], rejects
+
+
+def _context_fingerprints(frame: pd.DataFrame) -> pd.Series:
+    """Each row's passage folded like data/clean.py folds texts for near-duplicates (one fold per passage)."""
+    folded = {context: fingerprint(context) for context in dict.fromkeys(frame["context"])}
+    return frame["context"].map(folded).astype(object)
 
 
 def _frame_reject(row: dict[str, Any], split: str, reason: str, detail: str) -> dict[str, Any]:
@@ -352,9 +374,10 @@ def split_by_context(frame: pd.DataFrame, share: float, seed: int) -> tuple[pd.D
     if share <= 0 or frame.empty:
         return frame, frame.iloc[0:0]
     target = math.ceil(share * len(frame))
-    contexts = list(dict.fromkeys(frame["context"]))
+    passages = _context_fingerprints(frame)  # near-identical copies of a passage stay on one side
+    contexts = list(dict.fromkeys(passages))
     random.Random(seed).shuffle(contexts)
-    sizes = frame["context"].value_counts()
+    sizes = passages.value_counts()
     held: set[str] = set()
     count = 0
     for context in contexts:
@@ -362,7 +385,7 @@ def split_by_context(frame: pd.DataFrame, share: float, seed: int) -> tuple[pd.D
             break
         held.add(context)
         count += int(sizes[context])
-    mask = frame["context"].isin(held)
+    mask = passages.isin(held)
     return frame[~mask], frame[mask]
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from tailorlm.data.clean import reject
-from tailorlm.data.load import Keys, check_columns, decode, one_line, read_bytes
+from tailorlm.data.load import DEFAULT_MAX_FILE_BYTES, Keys, check_columns, decode, one_line, read_bytes
 from tailorlm.data.prepare import PreparedData
 from tailorlm.data.report import length_stats
 from tailorlm.data.split import carve_splits
@@ -229,13 +229,13 @@ def _from_objects(
 
 def read_token_file(
     path: str | Path, *, fmt: str = "auto", tokens_column: str = "tokens", tags_column: str = "tags",
-    split: str = "train", max_rows: int | None = None,
+    split: str = "train", max_rows: int | None = None, max_bytes: int | None = DEFAULT_MAX_FILE_BYTES,
 ) -> TokenTable:
     """Read one tagged file (CoNLL, JSONL, JSON or Parquet) into sentences, with rejects for unparseable ones."""
     file = Path(path)
     keys = keys_for_tokens(split)
     kind = token_format(file, fmt)
-    data = read_bytes(file, keys)
+    data = read_bytes(file, keys, max_bytes)
     if kind == "parquet":
         return _from_objects(_parquet_objects(data, file, max_rows), [], file, tokens_column, tags_column, keys)
     text = decode(data, file)
@@ -341,7 +341,7 @@ class _Part:
 
 def _read_part(split: str, path: str | Path, cfg: DataConfig) -> _Part:
     table = read_token_file(path, fmt=cfg.format, tokens_column=cfg.tokens_column, tags_column=cfg.tags_column,
-                            split=split, max_rows=cfg.max_rows)
+                            split=split, max_rows=cfg.max_rows, max_bytes=cfg.max_file_bytes)
     source = str(path)
     rejects = [reject(split, source, r["row"], r["reason"], r["detail"], r["text"], r["label"]) for r in table.rejects]
     part = _Part(split, source, [], rejects)

@@ -24,6 +24,7 @@ from tailorlm.evaluate.predictions import load_runs, main_metric
 from tailorlm.evaluate.stats import significance
 from tailorlm.recipe import Recipe, dump_recipe
 from tailorlm.rundir import RunDir
+from tailorlm.safety import check_output_dir
 from tailorlm.track import start_tracking, tracked_group
 
 
@@ -48,6 +49,7 @@ def run_seeds(recipe: Recipe, console: Console | None = None) -> dict[str, Any]:
     console = console or Console(stderr=True)
     fill_model_name(recipe, get_task(recipe.task))
     start_tracking(recipe)  # tracking.mlflow: a bad tracking.uri fails before the first seed trains
+    check_output_dir(recipe)  # no writing over data, /, home or folders of the user's (safety.py)
     run_dir = RunDir.create(recipe.output_dir)
     with tracked_group(recipe, run_dir.path, "seeds", console):  # one MLflow parent, a child per seed
         return _run_seeds(recipe, console, run_dir)

@@ -153,7 +153,8 @@ def audit_saved_model(model_dir: Path, data: Path, group_column: str, counterfac
         option = {"group_column": "--group-column", "counterfactual": "--counterfactual"}.get(str(error["loc"][0]), "")
         raise UserError(f"{option or 'tailor audit'}: {error['msg'].lower()}") from None
     loaded = _classifier(model_dir)
-    columns = DataConfig(train=str(data), labels=loaded.labels, text_column=text_column, label_column=label_column)
+    columns = DataConfig(train=str(data), labels=loaded.labels, text_column=text_column, label_column=label_column,
+                         clean=loaded.clean)  # the run's data.clean: the texts as the model was trained on them
     frame, rejects = load_labelled_file(data, columns, split="eval", require_label=True,
                                         extra_columns={group_column: "--group-column"})
     if len(frame) == 0:

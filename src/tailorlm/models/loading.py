@@ -30,8 +30,12 @@ def _common_kwargs(resolved: ResolvedModel, cfg: ModelConfig) -> dict[str, Any]:
     return kwargs
 
 
-def load_pretrained(factory: Any, resolved: ResolvedModel, cfg: ModelConfig, **kwargs: Any) -> Any:
-    """``factory.from_pretrained`` with safe defaults: safetensors unless pickle is allowed, no remote code."""
+def load_pretrained(factory: Any, resolved: ResolvedModel, cfg: ModelConfig, *, what: str = "model.name",
+                    **kwargs: Any) -> Any:
+    """``factory.from_pretrained`` with safe defaults: safetensors unless pickle is allowed, no remote code.
+
+    ``what`` names the setting the model came from in the error (``model.name``, or MODEL_DIR of a saved model).
+    """
     options = _common_kwargs(resolved, cfg) | kwargs
     is_config = factory.__name__.endswith("Config")
     if not is_config and not cfg.allow_pickle:
@@ -42,7 +46,7 @@ def load_pretrained(factory: Any, resolved: ResolvedModel, cfg: ModelConfig, **k
         if not resolved.is_local:
             raise hub_load_error(resolved.name, exc) from None
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModelError(f"{resolved.source}: cannot load the model ({message[:200]}); check model.name") from None
+        raise ModelError(f"{resolved.source}: cannot load the model ({message[:200]}); check {what}") from None
 
 
 def load_tokenizer(resolved: ResolvedModel, cfg: ModelConfig) -> PreTrainedTokenizerBase:

@@ -1,4 +1,9 @@
-"""Reloading a model that tailorlm saved (full weights or a LoRA adapter) for eval, predict and serving."""
+"""Reloading a model that tailorlm saved (full weights or a LoRA adapter) for eval, predict and serving.
+
+Everything is read through models/loading.py, the same safe loader a run uses for ``model.name``: no code shipped
+in the folder (``auto_map``) is imported, and weights are safetensors unless pickle is allowed. A saved folder is
+as untrusted as any downloaded one: it may have been copied from elsewhere or edited.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoConfig, AutoTokenizer
+from transformers import AutoConfig
 
+from tailorlm.data.clean import saved_cleaning
 from tailorlm.errors import ModelError
-from tailorlm.models.registry import check_local_model, read_model_meta, resolve_model
+from tailorlm.models.loading import load_pretrained, load_tokenizer
+from tailorlm.models.registry import ResolvedModel, check_local_model, read_model_meta, resolve_model
+from tailorlm.recipe import CleanConfig, ModelConfig
 from tailorlm.tasks import get_task
 
 
@@ -33,6 +41,11 @@ class LoadedModel:
         return self.meta.get("task", "classification")
 
     @property
+    def clean(self) -> CleanConfig:
+        """The cleaning the training texts got (``data.clean``, saved in tailor_model.json; defaults if absent)."""
+        return saved_cleaning(self.meta)
+
+    @property
     def max_length(self) -> int:
         return int(self.meta.get("max_length") or min(getattr(self.tokenizer, "model_max_length", 512), 512))
 
@@ -53,15 +66,12 @@ def load_saved_model(path: str | Path, *, allow_pickle: bool = False) -> LoadedM
     resolved = check_local_model(folder, allow_pickle=allow_pickle, what="MODEL_DIR")
     meta = read_model_meta(folder)
     auto_class = get_task(meta.get("task", "classification")).auto_model_class
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        if resolved.is_adapter:
-            model = _load_adapter(folder, meta, auto_class, allow_pickle)
-        else:
-            model = auto_class.from_pretrained(folder, use_safetensors=not allow_pickle)
-    except (OSError, ValueError) as exc:
-        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise ModelError(f"{folder}: cannot load the saved model ({first})") from None
+    cfg = ModelConfig(allow_pickle=allow_pickle)  # never trust_remote_code: nothing in the folder is run
+    tokenizer = load_tokenizer(resolved, cfg)  # refuses an auto_map before transformers reads the folder
+    if resolved.is_adapter:
+        model = _load_adapter(resolved, meta, auto_class, cfg)
+    else:
+        model = load_pretrained(auto_class, resolved, cfg, what="MODEL_DIR")
     model.eval()
     if meta.get("temperature"):  # fitted at training time (evaluate/calibration.py); adapters keep it only here
         from tailorlm.evaluate.calibration import set_temperature
@@ -70,18 +80,22 @@ def load_saved_model(path: str | Path, *, allow_pickle: bool = False) -> LoadedM
     return LoadedModel(model=model, tokenizer=tokenizer, meta=meta, path=folder)
 
 
-def _load_adapter(folder: Path, meta: dict[str, Any], auto_class: Any, allow_pickle: bool) -> Any:
+def _load_adapter(adapter: ResolvedModel, meta: dict[str, Any], auto_class: Any, cfg: ModelConfig) -> Any:
+    """The base model (resolved and loaded like ``model.name``) with the adapter merged in."""
     from peft import PeftModel
 
+    folder = adapter.path
     base_name = meta.get("base_model")
     if not base_name:
         raise ModelError(f"{folder}: a LoRA adapter without tailor_model.json; cannot tell its base model")
     beside = folder / base_name
     if not Path(base_name).is_absolute() and base_name.startswith("..") and beside.is_dir():
         base_name = str(beside.resolve())  # a base inside the run directory, e.g. adapted/ (run.py _portable_base)
-    base = resolve_model(base_name, allow_pickle=allow_pickle)
-    config = AutoConfig.from_pretrained(folder)
-    base_model = auto_class.from_pretrained(
-        base.source, config=config, use_safetensors=not allow_pickle
-    )
-    return PeftModel.from_pretrained(base_model, folder).merge_and_unload()
+    base = resolve_model(base_name, allow_pickle=cfg.allow_pickle)
+    config = load_pretrained(AutoConfig, adapter, cfg, what="MODEL_DIR")
+    base_model = load_pretrained(auto_class, base, cfg, config=config, what="the adapter's base_model")
+    try:
+        return PeftModel.from_pretrained(base_model, folder).merge_and_unload()
+    except (OSError, ValueError) as exc:
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise ModelError(f"{folder}: cannot load the saved adapter ({first})") from None

@@ -102,6 +102,7 @@ REMOVAL_REASONS: dict[str, str] = {
     "near_duplicate": "near-duplicate of another row",
     "conflicting_label": "same text carried different labels",
     "leakage": "text also appears in another split",
+    "context_leakage": "a question about a validation or test passage (qa)",
     "malformed_json": "record was not valid JSON",
     "empty_target": "target (the translation) was empty",
 }

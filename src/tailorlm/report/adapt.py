@@ -60,7 +60,7 @@ def adapt_table(report: RunReport) -> Table:
         ("Held-out texts (perplexity)", count(p.get("holdout_rows"))),
         ("Texts from adapt.text", count(p.get("from_file"))),
         ("Texts from the training split", count(p.get("from_train"))),
-        ("Dropped: equal to a validation/test text", count(p.get("dropped_leaking"))),
+        ("Dropped: near-duplicate of a validation/test text", count(p.get("dropped_leaking"))),
         ("Dropped: repeated or empty", count((p.get("dropped_duplicate") or 0) + (p.get("dropped_empty") or 0))),
         ("Perplexity before", fmt(p.get("perplexity_before"), 2)),
         ("Perplexity after", fmt(p.get("perplexity_after"), 2)),
@@ -75,8 +75,8 @@ def self_train_lead(report: RunReport) -> str:
     st = _self_training(report)
     first, last = st["rounds"][0], st["rounds"][-1]
     return (f"Self-training: the tuned model (the teacher) labelled {count(first.get('candidates'))} unlabelled "
-            f"texts ({count(first.get('dropped_leaking'))} more were dropped as equal to a train, validation or test "
-            f"text); those it gave a calibrated confidence of at least {fmt(first.get('threshold'), 2)} became "
+            f"texts ({count(first.get('dropped_leaking'))} more were dropped as near-duplicates of a train, validation "
+            f"or test text); those it gave a calibrated confidence of at least {fmt(first.get('threshold'), 2)} became "
             f"pseudo-labelled training rows, and a student was trained from the same starting point on both. The "
             f"student is kept only if its validation {st.get('metric')} is not worse than the teacher's. Round "
             f"{last.get('round')}: {last.get('reason')}. The tuned results in this report are the kept model's.")

@@ -143,11 +143,13 @@ class Task(ABC):
         """
 
     def load_eval_file(self, path: Any, meta: dict[str, Any], columns: dict[str, str]) -> tuple[pd.DataFrame, list]:
-        """Read a file for ``tailor eval`` (default: a labelled text file validated against the model's labels)."""
+        """Read a file for ``tailor eval`` (default: a labelled text file validated against the model's labels),
+        cleaned with the run's ``data.clean`` as its test split was."""
         from tailorlm.data import load_labelled_file
+        from tailorlm.data.clean import saved_cleaning
         from tailorlm.recipe import DataConfig
 
-        cfg = DataConfig(train=str(path), labels=meta.get("labels"), **columns)
+        cfg = DataConfig(train=str(path), labels=meta.get("labels"), clean=saved_cleaning(meta), **columns)
         return load_labelled_file(path, cfg, split="eval", require_label=True)
 
     # ------------------------------------------------------------------ predict

@@ -181,12 +181,13 @@ class ClassificationTask(Task):
 
     def predict(self, loaded: LoadedModel, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The label, its probability and every class's, per text; texts are cleaned as training texts were
-        (invisible characters, NFKC, whitespace), so a pasted text gets the prediction its clean twin gets."""
+        (the run's ``data.clean``: invisible characters, NFKC, whitespace, lowercase), so a pasted text gets the
+        prediction its clean twin gets."""
         from tailorlm.data.clean import clean_text
-        from tailorlm.recipe import CleanConfig
 
         labels = loaded.labels
-        texts = [clean_text(item["text"], CleanConfig()) for item in inputs]
+        cleaning = loaded.clean
+        texts = [clean_text(item["text"], cleaning) for item in inputs]
         probs = self.predict_proba(loaded.model, loaded.tokenizer, texts, loaded.max_length, PREDICT_BATCH_SIZE)
         rows = []
         for text, p in zip(texts, probs, strict=True):

@@ -355,11 +355,15 @@ class TranslationTask(Task):
                                                                                              settings.top_errors)}
 
     def predict(self, loaded: LoadedModel, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Each text translated as the test split was: the saved prefix, language tokens and decoding settings."""
+        """Each text translated as the test split was: cleaned with the run's ``data.clean``, then the saved
+        prefix, language tokens and decoding settings."""
+        from tailorlm.data.clean import clean_text
+
         meta = loaded.meta
         set_languages(loaded.tokenizer, meta)
         prefix = meta.get("prefix") or ""
-        sources = [prefix + str(item.get("text", item.get("source"))) for item in inputs]
+        cleaning = loaded.clean
+        sources = [prefix + clean_text(str(item.get("text", item.get("source"))), cleaning) for item in inputs]
         outputs = translate(loaded.model, loaded.tokenizer, sources, loaded.max_length, PREDICT_BATCH_SIZE,
                             meta.get("generation") or {}, _forced_bos(loaded.tokenizer, meta))
         return [{"translation": out} for out in outputs]
@@ -368,8 +372,11 @@ class TranslationTask(Task):
         """A file of pairs; the CLI's default text/label column names mean "the columns the model was tuned on"."""
         text_column = columns.get("text_column", "text")
         label_column = columns.get("label_column", "label")
+        from tailorlm.data.clean import saved_cleaning
+
         cfg = DataConfig(
             train=str(path),
+            clean=saved_cleaning(meta),  # the run's data.clean, as its test split was cleaned
             source_column=meta.get("source_column", "source") if text_column == "text" else text_column,
             target_column=meta.get("target_column", "target") if label_column == "label" else label_column,
         )

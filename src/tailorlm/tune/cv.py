@@ -28,6 +28,7 @@ from rich.console import Console
 from tailorlm.errors import DataError, RecipeError
 from tailorlm.recipe import Recipe, dump_recipe, recipe_from_dict
 from tailorlm.rundir import RunDir
+from tailorlm.safety import check_output_dir
 from tailorlm.track import start_tracking, tracked_group
 
 #: tasks whose prepared data is one labelled row per text (what (Stratified)KFold splits)
@@ -139,6 +140,7 @@ def run_cv(recipe: Recipe, console: Console, extra_callbacks: list[Any] | None =
     k = check_kfold(recipe)
     fill_model_name(recipe, get_task(recipe.task))
     start_tracking(recipe)  # tracking.mlflow: a bad tracking.uri fails before the first fold trains
+    check_output_dir(recipe)  # no writing over data, /, home or folders of the user's (safety.py)
     run_dir = RunDir.create(recipe.output_dir)
     run_dir.write_text("recipe.resolved.yaml", dump_recipe(recipe))
     run_dir.write_json("run_info.json", run_info())

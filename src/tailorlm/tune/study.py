@@ -30,6 +30,7 @@ from rich.console import Console
 from tailorlm.errors import DataError, RecipeError, UserError
 from tailorlm.recipe import Recipe
 from tailorlm.rundir import RunDir, process_alive
+from tailorlm.safety import check_output_dir
 from tailorlm.track import start_tracking, tracked_group
 from tailorlm.tune.objective import LOSS_LIKE, Objective, TrialFailed
 from tailorlm.tune.outputs import write_trials
@@ -234,6 +235,7 @@ def tune(recipe: Recipe, console: Console) -> TuneResult:
     check_recipe(recipe)
     start_tracking(recipe)  # tracking.mlflow: a bad tracking.uri fails before the first trial
     metric, direction = resolve_metric(recipe)
+    check_output_dir(recipe)  # no writing over data, /, home or folders of the user's (safety.py)
     out = RunDir.create(recipe.output_dir).path
     target, grid = recipe.search.trials, None
     if recipe.search.method == "grid":
