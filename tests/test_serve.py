@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import re
 import select
 import socket
 import threading
@@ -511,6 +512,45 @@ def test_server_refuses_past_its_queue_at_once(bounded: Any, monkeypatch: pytest
     status, retry_after, reply = results[0]
     assert (status, retry_after) == (503, "1") and "--max-queue" in reply["error"]
     assert sorted(r[0] for r in results) == [200, 200, 503]
+
+
+def _threads_of(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads thread counts from /proc (Linux)")
+def test_tailor_serve_process_keeps_its_threads_within_the_connection_cap(cls_run: Path) -> None:
+    """The real `tailor serve` process with the CLI options: its thread count, read from /proc, grows by at most
+    --max-connections however many slow clients connect, and the one past the cap is answered 503 at once."""
+    import os
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tailorlm", "serve", str(cls_run), "--port", "0", "--max-connections", "2",
+         "--max-queue", "0", "--request-timeout", "3"],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    held: list[socket.socket] = []
+    try:
+        assert process.stderr is not None
+        line = ""
+        for line in process.stderr:  # "serving ... on http://127.0.0.1:PORT · ..."
+            if "serving" in line:
+                break
+        port = int(re.search(r"http://127\.0\.0\.1:(\d+)", line).group(1))  # type: ignore[union-attr]
+        assert _call(f"http://127.0.0.1:{port}/health")[0] == 200
+        idle = _threads_of(process.pid)
+        held = [_hold(port) for _ in range(6)]
+        time.sleep(0.5)
+        assert _threads_of(process.pid) <= idle + 2
+        status, reply, headers = _call(f"http://127.0.0.1:{port}/health")
+        assert status == 503 and headers["Retry-After"] == "1", reply
+    finally:
+        for conn in held:
+            conn.close()
+        process.terminate()
+        process.wait(timeout=20)
 
 
 def test_server_start_fails_in_one_line_for_a_missing_model(tmp_path: Path) -> None:
