@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
+import statistics
 from pathlib import Path
 
 import pandas as pd
@@ -49,7 +51,11 @@ def test_seeds_write_mean_std_and_ci(runs: dict[str, Path]) -> None:
     assert metrics["seeds"]["values"] == [42, 43, 44]
     per_seed = list(metrics["seeds"]["per_seed"].values())
     assert metrics["tuned"]["f1_macro"] == pytest.approx(sum(per_seed) / 3)
-    assert metrics["tuned_std"]["f1_macro"] >= 0
+    seed_tuned = [json.loads((top / f"seed-{s}" / "metrics.json").read_text())["tuned"] for s in (42, 43, 44)]
+    for key in ("f1_macro", "accuracy", "ece"):  # ece differs between seeds even when the labels do not
+        values = [t[key] for t in seed_tuned]
+        assert metrics["tuned"][key] == pytest.approx(statistics.fmean(values)), key
+        assert metrics["tuned_std"][key] == pytest.approx(statistics.stdev(values)), key
     ci = metrics["significance"]["ci"]
     assert ci["low"] <= ci["estimate"] <= ci["high"] and ci["resamples"] == 2000
     assert metrics["significance"]["vs_baseline"]["verdict"].endswith("at 5%")
@@ -81,7 +87,17 @@ def test_compare_prints_differing_keys_and_verdict(runs: dict[str, Path]) -> Non
     assert "training.learning_rate" in stdout and "training.seeds" in stdout
     assert "output_dir" not in stdout
     assert "±" in stdout  # the seeds run shows mean ± std
-    assert "significant at 5%" in stdout  # "significant at 5%" or "not significant at 5%"
+    line = " ".join(stdout.split())  # rich wraps long lines
+    found = re.search(r"seeds vs single \(f1_macro\): difference ([+-]\d\.\d+) \(95% CI ([+-]\d\.\d+) to "
+                      r"([+-]\d\.\d+)\), paired bootstrap p = (\d\.\d+): (not significant|significant) at 5%", line)
+    assert found, line
+    difference, low, high, p_value = (float(found.group(i)) for i in range(1, 5))
+    tuned = {name: json.loads((runs[name] / "metrics.json").read_text())["tuned"] for name in ("seeds", "single")}
+    assert difference == pytest.approx(tuned["seeds"]["f1_macro"] - tuned["single"]["f1_macro"], abs=1e-4)
+    assert low <= difference <= high
+    expected = "significant" if p_value < 0.05 else "not significant"
+    assert found.group(5) == expected, f"p = {p_value} printed as {found.group(5)!r}"
+    assert (p_value < 0.05) == (low > 0 or high < 0), "the verdict and the 95% interval must agree"
     for name in ("compare.md", "compare.csv", "compare.png"):
         assert (out / name).is_file()
     assert "Is the difference real?" in (out / "compare.md").read_text()

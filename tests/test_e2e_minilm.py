@@ -1,7 +1,8 @@
 """The slow end-to-end test: the real shipped MiniLM, the real demo generator, the real `tailor` command.
 
-Small (a few hundred rows, one epoch) so it fits the suite's budget; it checks that a pretrained model really
-learns the localized data: the tuned model beats the zero-shot baseline of the same model.
+Small (a few hundred rows, two epochs) so it fits the suite's budget; it checks that fine-tuning is worth it on the
+localized data: the tuned model beats the linear probe (logistic regression on the same model's frozen features,
+the baseline a careful user would try first), significantly on the paired bootstrap, not merely chance.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ def test_shipped_minilm_fine_tunes_on_the_demo_data(tmp_path: Path) -> None:
                 f"  test: {paths['test']}",
                 "  label_descriptions:",
                 *[f"    {label}: {json.dumps(text)}" for label, text in DEMO_LABEL_DESCRIPTIONS.items()],
-                "training: {epochs: 2, learning_rate: 1.0e-4, batch_size: 16}",
+                # lr 1e-4 (same steps, same time) left it below the probe: macro-F1 0.655 vs 0.772
+                "training: {epochs: 2, learning_rate: 3.0e-4, batch_size: 16}",
             ]
         )
     )
@@ -42,8 +44,11 @@ def test_shipped_minilm_fine_tunes_on_the_demo_data(tmp_path: Path) -> None:
     tuned, zero_shot = metrics["tuned"], metrics["baseline"]["zero_shot"]
     assert metrics["model"]["name"] == "minilm"
     assert metrics["train"]["total_params"] > 22_000_000
-    chance = 1 / len(metrics["labels"])
-    assert tuned["accuracy"] > 2 * chance, tuned["accuracy"]
+    probe = metrics["baseline"]["linear_probe"]
+    # measured (seed 42): tuned macro-F1 0.945, linear probe 0.772, zero-shot 0.404; paired gain CI +0.10 to +0.26
+    assert tuned["f1_macro"] > probe["f1_macro"] + 0.05, (tuned["f1_macro"], probe["f1_macro"])
     assert tuned["f1_macro"] > zero_shot["f1_macro"], (tuned["f1_macro"], zero_shot["f1_macro"])
+    versus = metrics["significance"]["vs_baseline"]
+    assert versus["baseline"] == "linear_probe" and versus["bootstrap"]["low"] > 0, versus
     html = (tmp_path / "run" / "report.html").read_text()
     assert 'id="comparison"' in html and "minilm" in html.lower()

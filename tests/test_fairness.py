@@ -65,12 +65,41 @@ def test_group_metrics_equal_hand_computed_values() -> None:
 
 
 def test_a_group_without_a_label_does_not_fake_an_odds_gap() -> None:
-    """fairlearn counts an undefined true-positive rate as 0; the audit leaves it out."""
+    """fairlearn counts an undefined true-positive rate as 0; the audit leaves such a group out of that label."""
     from tailorlm.fairness.audit import audit_predictions
 
     gold, predicted = ["pos", "neg", "neg", "neg"], ["pos", "neg", "neg", "neg"]
     tuned = audit_predictions(_rows(gold, predicted), ["A", "A", "B", "B"], ["neg", "pos"], "g", 1)["systems"]["tuned"]
-    assert tuned["equalized_odds_difference"] == {"neg": 0.0, "pos": 0.0}  # B has no 'pos' text: no TPR to compare
+    assert tuned["equalized_odds_difference"] == {"neg": None, "pos": None}  # B has no 'pos' text: one group left
+
+
+def test_equalized_odds_is_fairlearns_on_the_groups_that_have_both_rates() -> None:
+    """A seeded 3-label, 3-group example: each label's one-vs-rest equalized odds equals fairlearn's
+    ``equalized_odds_difference`` (on every group where each has the label and the rest; without group C where
+    C has no text of the label, where fairlearn on all rows would invent a gap)."""
+    from fairlearn.metrics import equalized_odds_difference
+
+    from tailorlm.fairness.audit import audit_predictions
+
+    rng = np.random.default_rng(4)
+    labels = ["a", "b", "c"]
+    groups = np.array(["A"] * 30 + ["B"] * 30 + ["C"] * 30, dtype=object)
+    gold = rng.choice(labels, size=90)
+    gold[60:][gold[60:] == "c"] = "a"  # group C has no 'c' text
+    predicted = np.where(rng.random(90) < 0.7, gold, rng.choice(labels, size=90))
+    odds = audit_predictions(_rows(list(gold), list(predicted)), list(groups), labels, "g", 5)["systems"]["tuned"][
+        "equalized_odds_difference"]
+    for label in ("a", "b"):
+        expected = equalized_odds_difference((gold == label).astype(int), (predicted == label).astype(int),
+                                             sensitive_features=groups)
+        assert odds[label] == pytest.approx(expected), label
+    keep = groups != "C"
+    expected_c = equalized_odds_difference((gold[keep] == "c").astype(int), (predicted[keep] == "c").astype(int),
+                                           sensitive_features=groups[keep])
+    assert odds["c"] == pytest.approx(expected_c)
+    everywhere = equalized_odds_difference((gold == "c").astype(int), (predicted == "c").astype(int),
+                                           sensitive_features=groups)
+    assert everywhere > odds["c"] + 0.2, "fairlearn on all rows counts C's missing true-positive rate as 0"
 
 
 def test_tuning_that_widens_the_gap_is_reported_against_the_best_baseline() -> None:

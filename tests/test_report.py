@@ -7,6 +7,7 @@ Each test renders into a copy in ``tmp_path`` so the repository is never written
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -232,6 +233,29 @@ def _browser() -> str | None:
     return next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
 
 
+def require_browser() -> str:
+    """The headless browser, or a skip on a developer machine without one; under CI (``CI=true``, which
+    ``.ci/run`` sets after installing Debian's chromium) a missing browser fails, so the test cannot quietly
+    stop running there."""
+    browser = _browser()
+    if browser is not None:
+        return browser
+    message = "no chromium on PATH: install Debian's chromium to run the rendered-report test"
+    if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
+        pytest.fail(f"{message} (CI=true: .ci/run installs it, so its absence is a CI failure)", pytrace=False)
+    pytest.skip(message)
+
+
+def test_missing_browser_fails_under_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        require_browser()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        require_browser()
+
+
 def _headless(browser: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
     command = [
         browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -242,9 +266,7 @@ def _headless(browser: str, profile: Path, *args: str) -> subprocess.CompletedPr
 
 
 def test_report_renders_in_a_real_browser(run_dir: Path, tmp_path: Path) -> None:
-    browser = _browser()
-    if browser is None:
-        pytest.skip("no chromium on PATH: install Debian's chromium to run the rendered-report test")
+    browser = require_browser()
     import matplotlib.image
 
     html_path, _ = render_report(run_dir)

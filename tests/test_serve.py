@@ -7,8 +7,11 @@ between the CLI, the library and the server are what is checked.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import re
+import select
 import socket
 import threading
 import time
@@ -383,6 +386,171 @@ def test_server_answers_unknown_methods_in_json_and_drops_silent_clients(server:
     finally:
         patient.shutdown()
         patient.server_close()
+
+
+@pytest.fixture()
+def bounded(cls_run: Path) -> Iterator[Any]:
+    """A server with small caps and a short deadline, so the bounds show within a few seconds."""
+    from tailorlm.serve.server import make_server
+
+    srv = make_server(cls_run, "127.0.0.1", 0, max_batch=3, max_body_bytes=2048, request_timeout_s=2.0,
+                      max_connections=3, max_queue=1)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+    thread.join(timeout=10)
+
+
+def _wait_until(condition: Any, timeout_s: float) -> bool:
+    stop = time.monotonic() + timeout_s
+    while time.monotonic() < stop:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def _drip(port: int, head: bytes, every_s: float, give_up_s: float) -> tuple[bytes, float]:
+    """Send ``head``, then one byte every ``every_s`` until the server answers; (the reply up to its close,
+    seconds from connecting to that close). Gives up after ``give_up_s`` (a server that never answers)."""
+    started = time.monotonic()
+    chunks: list[bytes] = []
+    with socket.create_connection(("127.0.0.1", port), timeout=give_up_s) as conn:
+        conn.sendall(head)
+        while time.monotonic() - started < give_up_s:
+            if select.select([conn], [], [], every_s)[0]:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            elif not chunks:
+                with contextlib.suppress(OSError):
+                    conn.sendall(b"a")
+    return b"".join(chunks), time.monotonic() - started
+
+
+@pytest.mark.parametrize(("head", "needle"), [
+    (b"POST /predict HTTP/1.0\r\nX-Slow: ", b"request did not arrive within the 2 s request deadline"),
+    (b"POST /predict HTTP/1.0\r\nContent-Length: 500\r\n\r\n", b"body did not arrive within the 2 s"),
+])
+def test_server_answers_a_drip_fed_request_408_within_its_deadline(bounded: Any, head: bytes,
+                                                                   needle: bytes) -> None:
+    """A byte every 0.25 s never trips a per-read timeout; only a deadline on the whole request stops it."""
+    reply, closed_after = _drip(bounded.server_address[1], head, every_s=0.25, give_up_s=6.0)
+    assert reply.startswith(b"HTTP/1.0 408"), reply
+    assert needle in reply and b"--request-timeout" in reply
+    assert closed_after < 2.0 + 1.5, f"disconnected {closed_after:.1f} s after connecting (deadline 2 s)"
+
+
+def _hold(port: int) -> socket.socket:
+    """A connection whose headers never finish: it holds a handler until the deadline."""
+    conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+    conn.sendall(b"POST /predict HTTP/1.0\r\n")
+    return conn
+
+
+def test_server_refuses_past_its_connection_cap_at_once_and_its_threads_stay_capped(bounded: Any) -> None:
+    port = bounded.server_address[1]
+    base = f"http://127.0.0.1:{port}"
+    threads_before = threading.active_count()
+    held = [_hold(port), _hold(port)]  # cap 3: two slow clients leave room for one normal request
+    try:
+        assert _wait_until(lambda: threading.active_count() >= threads_before + 2, 2.0)
+        status, reply, _ = _call(f"{base}/predict", b'{"text": "the app was lovely"}')
+        assert status == 200 and len(reply["predictions"]) == 1, reply
+        held.append(_hold(port))
+        assert _wait_until(lambda: threading.active_count() >= threads_before + 3, 2.0)
+        started = time.monotonic()
+        status, reply, headers = _call(f"{base}/health")
+        assert status == 503 and headers["Retry-After"] == "1" and "--max-connections" in reply["error"]
+        assert time.monotonic() - started < 1.0, "refused at once, not after the slow clients"
+        held += [_hold(port) for _ in range(5)]
+        time.sleep(0.3)
+        assert threading.active_count() - threads_before <= 3, "one thread per connection, at most the cap"
+        refused = [_raw(port, b"GET /health HTTP/1.0\r\n\r\n") for _ in range(3)]
+        assert all(r.startswith(b"HTTP/1.0 503") for r in refused), refused
+        # the slow clients are dropped at their deadline, and the server answers again
+        assert _wait_until(lambda: _call(f"{base}/health")[0] == 200, 4.0)
+        assert threading.active_count() - threads_before <= 3
+    finally:
+        for conn in held:
+            conn.close()
+
+
+def test_server_refuses_past_its_queue_at_once(bounded: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One request computing, one queued (--max-queue 1): a third is told 503 + Retry-After, not made to wait."""
+    import tailorlm.serve.server as server_module
+
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_model(loaded: Any, inputs: list[Any]) -> list[dict[str, Any]]:
+        entered.set()
+        release.wait(10)
+        return [{"label": "positive"} for _ in inputs]
+
+    monkeypatch.setattr(server_module, "predict_inputs", slow_model)
+    url = f"http://127.0.0.1:{bounded.server_address[1]}/predict"
+    results: list[tuple[int, Any]] = []
+
+    def post() -> None:
+        status, reply, headers = _call(url, b'{"text": "hello"}')
+        results.append((status, headers.get("Retry-After"), reply))
+
+    first = threading.Thread(target=post)
+    first.start()
+    assert entered.wait(5)
+    others = [threading.Thread(target=post) for _ in range(2)]
+    for thread in others:
+        thread.start()
+    refused_in_time = _wait_until(lambda: len(results) == 1, 1.5)
+    release.set()
+    for thread in (first, *others):
+        thread.join(10)
+    assert refused_in_time, "a request past the queue waited instead of being refused"
+    status, retry_after, reply = results[0]
+    assert (status, retry_after) == (503, "1") and "--max-queue" in reply["error"]
+    assert sorted(r[0] for r in results) == [200, 200, 503]
+
+
+def _threads_of(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads thread counts from /proc (Linux)")
+def test_tailor_serve_process_keeps_its_threads_within_the_connection_cap(cls_run: Path) -> None:
+    """The real `tailor serve` process with the CLI options: its thread count, read from /proc, grows by at most
+    --max-connections however many slow clients connect, and the one past the cap is answered 503 at once."""
+    import os
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tailorlm", "serve", str(cls_run), "--port", "0", "--max-connections", "2",
+         "--max-queue", "0", "--request-timeout", "3"],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    held: list[socket.socket] = []
+    try:
+        assert process.stderr is not None
+        line = ""
+        for line in process.stderr:  # "serving ... on http://127.0.0.1:PORT · ..."
+            if "serving" in line:
+                break
+        port = int(re.search(r"http://127\.0\.0\.1:(\d+)", line).group(1))  # type: ignore[union-attr]
+        assert _call(f"http://127.0.0.1:{port}/health")[0] == 200
+        idle = _threads_of(process.pid)
+        held = [_hold(port) for _ in range(6)]
+        time.sleep(0.5)
+        assert _threads_of(process.pid) <= idle + 2
+        status, reply, headers = _call(f"http://127.0.0.1:{port}/health")
+        assert status == 503 and headers["Retry-After"] == "1", reply
+    finally:
+        for conn in held:
+            conn.close()
+        process.terminate()
+        process.wait(timeout=20)
 
 
 def test_server_start_fails_in_one_line_for_a_missing_model(tmp_path: Path) -> None:

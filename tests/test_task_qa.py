@@ -244,9 +244,26 @@ def qa_recipe(work: Path, model: str, data: dict[str, Path], **training: object)
 def tiny_qa_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
     work = tmp_path_factory.mktemp("qa-run")
     paths = generate_qa_dataset(work / "data", seed=1, n_passages=16)
-    code, _, stderr = run_cli(["run", str(qa_recipe(work, str(tiny_model_dir), paths, max_length=96))])
+    code, _, stderr = run_cli(["run", str(qa_recipe(work, str(tiny_model_dir), paths, max_length=96, epochs=2))])
     assert code == 0, stderr
     return work / "out"
+
+
+def test_tuned_qa_model_learned_more_than_an_untrained_control(tiny_qa_run: Path, tmp_path: Path) -> None:
+    """Ranges alone pass for a model that never learned. The same recipe with a learning rate of ~0 (same seed,
+    data and head initialisation) is the control: the tuned span head must have a clearly lower validation loss.
+    Measured: tuned 4.29 against 4.40 for the control (2 epochs of 5 steps on 16 generated passages)."""
+    recipe = yaml.safe_load((tiny_qa_run / "recipe.resolved.yaml").read_text())
+    control = tmp_path / "control.yaml"
+    recipe["output_dir"] = str(tmp_path / "control")
+    recipe["training"]["learning_rate"] = 1e-9
+    recipe["baseline"] = {"zero_shot": False, "linear_probe": False}
+    control.write_text(yaml.safe_dump(recipe))
+    code, _, stderr = run_cli(["run", str(control)])
+    assert code == 0, stderr
+    tuned = json.loads((tiny_qa_run / "metrics.json").read_text())["validation"]["loss"]
+    untrained = json.loads((tmp_path / "control" / "metrics.json").read_text())["validation"]["loss"]
+    assert tuned < untrained - 0.05, f"validation span loss {tuned:.3f}, control that did not learn {untrained:.3f}"
 
 
 def test_tailor_run_qa_writes_the_run_directory(tiny_qa_run: Path) -> None:

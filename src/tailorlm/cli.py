@@ -309,6 +309,12 @@ def serve(
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free port)")] = 8000,
     max_batch: Annotated[int, typer.Option(min=1, help="most inputs in one POST /predict")] = 64,
     max_body_bytes: Annotated[int, typer.Option(min=1, help="largest request body accepted")] = 1_048_576,
+    max_connections: Annotated[int, typer.Option(
+        min=1, help="connections handled at once (one thread each); more get 503 + Retry-After")] = 32,
+    max_queue: Annotated[int, typer.Option(
+        min=0, help="requests waiting for the model behind the one computing; more get 503 + Retry-After")] = 8,
+    request_timeout: Annotated[float, typer.Option(
+        min=0.1, help="seconds a whole request may take (a client still sending then gets 408)")] = 60.0,
 ) -> None:
     """Serve a saved model over HTTP: POST /predict, GET /info, GET /health (no authentication: keep it local)."""
     import logging
@@ -317,7 +323,8 @@ def serve(
 
     _quiet_libraries()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")  # access log, errors
-    server = make_server(model_dir, host, port, max_batch=max_batch, max_body_bytes=max_body_bytes)
+    server = make_server(model_dir, host, port, max_batch=max_batch, max_body_bytes=max_body_bytes,
+                         request_timeout_s=request_timeout, max_connections=max_connections, max_queue=max_queue)
     bound_host, bound_port = server.server_address[:2]
     err.print(f"serving {escape(str(server.loaded.path))} ({server.loaded.task}) on http://{bound_host}:{bound_port}"
               " · POST /predict, GET /info, GET /health · Ctrl+C stops", highlight=False)

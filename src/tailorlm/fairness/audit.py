@@ -8,7 +8,8 @@ and per label the selection rate (share of the group's texts given that label) a
   and worst / best (its ratio), with a percentile-bootstrap 95% interval of the gap over test examples
   (``evaluate/stats.py``: same resamples and seed as the run's other intervals);
 - per label, one-vs-rest: demographic-parity difference (spread of selection rates) and equalized-odds
-  difference (the larger spread of true- and false-positive rates), from ``fairlearn.metrics``;
+  difference (the larger spread of true- and false-positive rates), fairlearn's ``demographic_parity_difference``
+  and ``equalized_odds_difference`` (the latter over the groups that have both rates for the label);
 - whether tuning widened or narrowed each gap against the best baseline (paired bootstrap of the change).
 
 Groups with fewer than ``min_group_size`` test rows are reported but left out of gaps and differences: a group of
@@ -121,33 +122,34 @@ def _scores(row: pd.Series, labels: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def _rate_where(truth_value: int) -> Any:
-    """Share predicted positive among the rows whose one-vs-rest truth is ``truth_value`` (TPR: 1, FPR: 0); NaN
-    when the group has no such row."""
-
-    def rate(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-        rows = np.asarray(y_true) == truth_value
-        return float(np.mean(np.asarray(y_pred)[rows])) if rows.any() else float("nan")
-
-    return rate
+def _odds_comparable(truth: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Rows of the groups that have both a true-positive and a false-positive rate for this one-vs-rest label:
+    at least one text of the label and one of the others."""
+    keep = [g for g in pd.unique(groups) if (truth[groups == g] == 1).any() and (truth[groups == g] == 0).any()]
+    return np.isin(groups, keep)
 
 
-def _defined_spread(values: Iterable[float]) -> float | None:
-    finite = [float(v) for v in values if math.isfinite(float(v))]
-    return max(finite) - min(finite) if len(finite) >= 2 else None
+def _equalized_odds(truth: np.ndarray, predicted: np.ndarray, groups: np.ndarray) -> float | None:
+    """fairlearn's ``equalized_odds_difference`` over the groups where both of its rates are defined; None when
+    fewer than two such groups remain.
+
+    fairlearn scores a rate a group cannot have (no text of the label, or none of the others) as 0, so a group
+    that merely lacks a label would show a gap of up to 1 that is nowhere in the predictions: such a group is left
+    out of that label's comparison rather than compared on made-up rates.
+    """
+    from fairlearn.metrics import equalized_odds_difference
+
+    rows = _odds_comparable(truth, groups)
+    if len(pd.unique(groups[rows])) < 2:
+        return None
+    return _plain(equalized_odds_difference(truth[rows], predicted[rows], sensitive_features=groups[rows]))
 
 
 def _one_vs_rest(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, labels: Sequence[str],
                  ) -> tuple[dict[str, float | None], dict[str, float | None]]:
-    """Demographic-parity and equalized-odds differences of each label against the rest, between groups.
-
-    Demographic parity is fairlearn's ``demographic_parity_difference``. Equalized odds follows fairlearn's
-    definition (the larger of the true- and false-positive-rate spreads, from a ``MetricFrame``), except that a rate
-    a group cannot have (no text of the label, or none of the others) is left out: fairlearn's
-    ``equalized_odds_difference`` counts it as 0 and would report a gap of 1 for a group that merely lacks a label.
-    Where every group has both, the two agree.
-    """
-    from fairlearn.metrics import MetricFrame, demographic_parity_difference
+    """fairlearn's demographic-parity and equalized-odds differences of each label against the rest, between
+    groups (equalized odds over the groups where it is defined, see ``_equalized_odds``)."""
+    from fairlearn.metrics import demographic_parity_difference
 
     parity: dict[str, float | None] = {}
     odds: dict[str, float | None] = {}
@@ -156,10 +158,7 @@ def _one_vs_rest(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, lab
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             parity[label] = _plain(demographic_parity_difference(truth, predicted, sensitive_features=groups))
-            rates = MetricFrame(metrics={"tpr": _rate_where(1), "fpr": _rate_where(0)}, y_true=truth,
-                                y_pred=predicted, sensitive_features=pd.Series(groups, name="group")).by_group
-        spreads = [v for v in (_defined_spread(rates["tpr"]), _defined_spread(rates["fpr"])) if v is not None]
-        odds[label] = max(spreads) if spreads else None
+            odds[label] = _equalized_odds(truth, predicted, groups)
     return parity, odds
 
 

@@ -9,19 +9,33 @@ Hardening, since a model server is often left running: it binds 127.0.0.1 unless
 ``max_body_bytes`` and batches over ``max_batch`` are refused (413) before any model work; a body that is not
 JSON or not the expected shape is a 400 whose ``error`` says what is wrong and how to fix it; unknown paths are
 404 and wrong methods 405; one lock lets a single forward pass run at a time (torch already uses every core, and
-requests interleaving on one model only add memory); every connection has a socket timeout, so a client that
-stops sending cannot hold a thread; and no traceback ever reaches a client: it is logged here, the client gets a
-500 with one line.
+requests interleaving on one model only add memory); and no traceback ever reaches a client: it is logged here, the
+client gets a 500 with one line.
+
+Bounds, so that no client (slow, silent or many) can exhaust the process:
+
+- **connections**: at most ``max_connections`` are handled at once, one thread each; a connection past the cap is
+  answered ``503`` with ``Retry-After`` at once by the accepting thread, which starts no thread for it, so the
+  server's thread count never exceeds the cap (plus its own accept thread);
+- **queue**: at most ``max_queue`` requests wait for the model lock behind the one being computed; one more is a
+  ``503`` with ``Retry-After`` at once, instead of an ever longer line;
+- **deadline**: the whole request (headers, body, the wait for the model, the reply) has ``request_timeout_s``.
+  A per-read socket timeout alone does not bound a request: a client sending one byte every 20 s never trips a
+  30 s read timeout. Every read is therefore given the time left to the deadline; past it the client gets ``408``
+  and the connection is closed. A client silent for ``timeout_s`` is dropped sooner.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import io
 import json
 import logging
 import math
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -38,8 +52,51 @@ log = logging.getLogger("tailorlm.serve")
 ROUTES: dict[str, tuple[str, ...]] = {"/health": ("GET",), "/info": ("GET",), "/predict": ("POST",)}
 #: seconds a connection may stay silent (headers or body) before it is closed
 SOCKET_TIMEOUT_S = 30.0
+#: seconds a whole request may take, from its connection to the last byte of the reply
+REQUEST_TIMEOUT_S = 60.0
+#: connections handled at once (one thread each); more are answered 503 at once
+MAX_CONNECTIONS = 32
+#: requests waiting for the model lock behind the one computing; more are answered 503 at once
+MAX_QUEUE = 8
+#: what a 503 tells the client to wait before trying again, in seconds
+RETRY_AFTER_S = 1
 #: a refused body up to this many bytes is read and dropped, so the client reads the 413 instead of a reset
 DRAIN_LIMIT = 4 * 1_048_576
+#: seconds a connection refused or timed out stays half-closed (read and dropped), so the client reads the
+#: 503/408 instead of a TCP reset caused by bytes it sent after the server stopped reading
+LINGER_S = 1.0
+#: refused connections lingering at once; past this the oldest is closed at once (a flood cannot pile up sockets)
+MAX_LINGERING = 256
+
+
+class DeadlinePassed(Exception):
+    """A request's deadline passed while the server was still reading it (not a TimeoutError on purpose:
+    http.server drops those silently, and a client past the deadline is told 408)."""
+
+
+class DeadlineReader(socket.SocketIO):
+    """A socket reader that gives each read only the time left to the request's deadline.
+
+    The socket timeout is set before every read to the smaller of the per-read timeout and the time left, so a
+    client dripping bytes cannot stretch a request past its deadline however often it sends.
+    """
+
+    def __init__(self, sock: socket.socket, deadline: float, read_timeout_s: float) -> None:
+        super().__init__(sock, "rb")
+        self._deadline = deadline
+        self._read_timeout_s = read_timeout_s
+
+    def readinto(self, buffer: Any) -> int | None:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise DeadlinePassed
+        self._sock.settimeout(min(self._read_timeout_s, left))
+        try:
+            return super().readinto(buffer)
+        except TimeoutError:
+            if time.monotonic() >= self._deadline:
+                raise DeadlinePassed from None
+            raise
 
 
 class PredictServer(ThreadingHTTPServer):
@@ -49,15 +106,88 @@ class PredictServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], loaded: LoadedModel, *, max_batch: int, max_body_bytes: int,
-                 timeout_s: float = SOCKET_TIMEOUT_S) -> None:
+                 timeout_s: float = SOCKET_TIMEOUT_S, request_timeout_s: float = REQUEST_TIMEOUT_S,
+                 max_connections: int = MAX_CONNECTIONS, max_queue: int = MAX_QUEUE) -> None:
         self.loaded = loaded
         self.max_batch = max_batch
         self.max_body_bytes = max_body_bytes
         self.timeout_s = timeout_s
+        self.request_timeout_s = request_timeout_s
         self.model_lock = threading.Lock()
+        self.connection_slots = threading.BoundedSemaphore(max_connections)
+        self.model_admission = threading.BoundedSemaphore(max_queue + 1)  # the one computing and those queued
+        self.request_queue_size = max(5, max_connections)  # listen backlog: let the cap, not the kernel, refuse
         self.info = model_info(loaded)
+        self._lingering: collections.deque[tuple[float, socket.socket]] = collections.deque()
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, PredictHandler)
+
+    # ------------------------------------------------------------------ the connection cap
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Start a handler thread only while a connection slot is free; otherwise 503 from this thread."""
+        if not self.connection_slots.acquire(blocking=False):
+            log.warning("%s: %s", client_address[0], "refused: connection cap reached (--max-connections)")
+            self._refuse_busy(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.connection_slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.connection_slots.release()
+
+    def _refuse_busy(self, request: socket.socket) -> None:
+        """Answer 503 without reading the request, then half-close; never blocks the accept loop."""
+        try:
+            request.setblocking(False)
+            _drop_available(request)
+            request.send(_BUSY_REPLY)  # a few hundred bytes: always fits an empty socket buffer
+            request.shutdown(socket.SHUT_WR)
+        except OSError:
+            request.close()
+            return
+        self._lingering.append((time.monotonic() + LINGER_S, request))
+        while len(self._lingering) > MAX_LINGERING:
+            self._lingering.popleft()[1].close()
+
+    def service_actions(self) -> None:
+        """Close refused connections whose linger time is over (called by serve_forever's loop)."""
+        now = time.monotonic()
+        while self._lingering and self._lingering[0][0] <= now:
+            sock = self._lingering.popleft()[1]
+            with contextlib.suppress(OSError):
+                _drop_available(sock)
+            sock.close()
+
+    def server_close(self) -> None:
+        super().server_close()
+        while self._lingering:
+            self._lingering.popleft()[1].close()
+
+
+def _drop_available(sock: socket.socket) -> None:
+    """Read and drop what a non-blocking socket already holds (bounded), so closing it sends no reset."""
+    with contextlib.suppress(BlockingIOError, InterruptedError):
+        for _ in range(16):
+            if not sock.recv(65536):
+                return
+
+
+def _busy_reply() -> bytes:
+    body = json.dumps({"error": "the server is at its connection cap (--max-connections); retry after "
+                                f"{RETRY_AFTER_S} s"}).encode()
+    head = ("HTTP/1.0 503 Service Unavailable\r\nServer: tailorlm\r\n"
+            "Content-Type: application/json; charset=utf-8\r\n"
+            f"Content-Length: {len(body)}\r\nRetry-After: {RETRY_AFTER_S}\r\nConnection: close\r\n\r\n")
+    return head.encode("ascii") + body
+
+
+_BUSY_REPLY = _busy_reply()
 
 
 class RequestError(Exception):
@@ -76,8 +206,47 @@ class PredictHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"  # one request per connection: no keep-alive state to guard
 
     def setup(self) -> None:
+        self.deadline = time.monotonic() + self.server.request_timeout_s
         self.timeout = self.server.timeout_s  # StreamRequestHandler sets it on the socket
+        self.timed_out = False
         super().setup()
+        self.rfile.close()  # the plain reader: every read goes through the deadline instead
+        self.rfile = io.BufferedReader(DeadlineReader(self.connection, self.deadline, self.server.timeout_s))
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except DeadlinePassed:  # headers still arriving at the deadline (the body's case is a RequestError)
+            self._answer_late()
+        if self.timed_out:
+            self._linger()
+
+    def _answer_late(self) -> None:
+        for name in ("command", "request_version", "requestline"):  # unset when the request line never finished
+            if getattr(self, name, None) is None:
+                setattr(self, name, "")
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self._send(408, {"error": self._late_message("request")})
+            self.wfile.flush()
+
+    def _late_message(self, part: str) -> str:
+        self.timed_out = True
+        return (f"the {part} did not arrive within the {self.server.request_timeout_s:g} s request deadline "
+                "(--request-timeout); send the whole request at once")
+
+    def _linger(self) -> None:
+        """Half-close after a 408 and drop what the client still sends for a moment, so it reads the 408."""
+        with contextlib.suppress(OSError):
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(LINGER_S)
+            stop = time.monotonic() + LINGER_S
+            while time.monotonic() < stop and self.connection.recv(65536):
+                pass
+
+    def _left_s(self) -> float:
+        return self.deadline - time.monotonic()
 
     # ------------------------------------------------------------------ methods
     def do_GET(self) -> None:  # http.server's naming
@@ -155,6 +324,9 @@ class PredictHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise RequestError(408, f"the body did not arrive within {self.server.timeout_s:g} s; send it at once "
                                     "after the headers") from None
+        except DeadlinePassed:
+            self.close_connection = True
+            raise RequestError(408, self._late_message("body")) from None
         if len(body) < length:
             raise RequestError(400, f"the body ended after {len(body)} of {length} bytes; send the whole body")
         return body
@@ -175,11 +347,22 @@ class PredictHandler(BaseHTTPRequestHandler):
             return
 
     def _predict(self, inputs: list[Any]) -> list[dict[str, Any]]:
+        """One forward pass at a time; a full queue, or a wait past the deadline, is a 503 at once."""
+        if not self.server.model_admission.acquire(blocking=False):
+            raise RequestError(503, "the model is busy and its queue is full (--max-queue); retry after "
+                                    f"{RETRY_AFTER_S} s")
         try:
-            with self.server.model_lock:
+            if not self.server.model_lock.acquire(timeout=max(0.0, self._left_s())):
+                raise RequestError(503, "the model stayed busy until this request's deadline (--request-timeout);"
+                                        f" retry after {RETRY_AFTER_S} s")
+            try:
                 return predict_inputs(self.server.loaded, inputs)
+            finally:
+                self.server.model_lock.release()
         except UserError as exc:
             raise RequestError(400, str(exc)) from None
+        finally:
+            self.server.model_admission.release()
 
     # ------------------------------------------------------------------ replies and logs
     def _send(self, status: int, payload: dict[str, Any]) -> None:
@@ -188,12 +371,15 @@ class PredictHandler(BaseHTTPRequestHandler):
         except ValueError:  # NaN or a cycle: strict JSON clients must never get it
             log.exception("%s %s: the reply is not strict JSON", self.command, self.path)
             status, body = 500, json.dumps({"error": "internal error: the reply could not be encoded"}).encode()
+        self.connection.settimeout(max(1.0, min(self.server.timeout_s, self._left_s())))  # the reply is bounded too
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Content-Type-Options", "nosniff")
         if status == 405:
             self.send_header("Allow", getattr(self, "_allow", ""))
+        if status == 503:
+            self.send_header("Retry-After", str(RETRY_AFTER_S))
         if self.close_connection or status >= 400:
             self.send_header("Connection", "close")
         self.end_headers()
@@ -266,7 +452,9 @@ def _run_metrics(model_folder: Path) -> dict[str, Any] | None:
 
 
 def make_server(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, *, max_batch: int = 64,
-                max_body_bytes: int = 1_048_576, timeout_s: float = SOCKET_TIMEOUT_S) -> PredictServer:
+                max_body_bytes: int = 1_048_576, timeout_s: float = SOCKET_TIMEOUT_S,
+                request_timeout_s: float = REQUEST_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS,
+                max_queue: int = MAX_QUEUE) -> PredictServer:
     """Load the model once and bind ``host:port`` (0: a free port); call ``serve_forever()`` on the result.
 
     A missing model folder or a port that cannot be bound is a one-line UserError before anything is served.
@@ -274,7 +462,8 @@ def make_server(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000
     loaded = load_saved_model(model_dir)
     try:
         return PredictServer((host, port), loaded, max_batch=max_batch, max_body_bytes=max_body_bytes,
-                             timeout_s=timeout_s)
+                             timeout_s=min(timeout_s, request_timeout_s), request_timeout_s=request_timeout_s,
+                             max_connections=max_connections, max_queue=max_queue)
     except OSError as exc:
         raise UserError(f"{host}:{port}: cannot listen ({exc.strerror or exc})",
                         fix="pick another --port, or stop the program using it") from None

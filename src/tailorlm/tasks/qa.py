@@ -76,8 +76,12 @@ def f1_score(prediction: str, gold: str) -> float:
 
 
 def best_over_golds(prediction: str, golds: Sequence[str]) -> tuple[float, float]:
-    """(EM, F1) against the closest gold answer; no gold answers means the right answer is "no answer"."""
-    golds = list(golds) or [""]
+    """(EM, F1) against the closest gold answer; no gold answers means the right answer is "no answer".
+
+    As in the official SQuAD v2.0 script, a gold answer that normalises to nothing (``"the"``, ``"."``) is
+    dropped first: kept, it would give an empty prediction full marks on an answerable question.
+    """
+    golds = [g for g in golds if normalize_answer(g)] or [""]
     return max(exact_match(prediction, g) for g in golds), max(f1_score(prediction, g) for g in golds)
 
 
