@@ -319,7 +319,7 @@ def test_tailor_run_lowers_perplexity_and_keeps_samples(tiny_run: Path) -> None:
 def test_tailor_generate_and_eval_on_the_run(tiny_run: Path, demo_dir: Path) -> None:
     code, stdout, stderr = run_cli(["generate", str(tiny_run), "--prompt", "Is my Glimmer broken?",
                                     "--max-new-tokens", "5"])
-    assert code == 0, stderr  # a tiny random model may well answer with nothing but special tokens
+    assert code == 0, stderr  # what it prints is checked on a model trained long enough to say words (below)
     code, stdout, stderr = run_cli(["eval", str(tiny_run), "--data", str(demo_dir / "test.jsonl")])
     assert code == 0, stderr
     assert "perplexity" in stdout
@@ -333,7 +333,7 @@ def test_packed_lora_run(tmp_path: Path, tiny_llama_dir: Path, demo_dir: Path) -
         "task": "generation", "output_dir": str(tmp_path / "out"), "model": {"name": str(tiny_llama_dir),
                                                                               "peft": {"method": "lora"}},
         "data": {"train": str(demo_dir / "train.jsonl"), "test": str(demo_dir / "test.jsonl")},
-        "training": {"epochs": 1, "batch_size": 4, "learning_rate": 5e-3, "max_length": 128},
+        "training": {"epochs": 1, "batch_size": 4, "learning_rate": 3e-2, "max_length": 128, "warmup": 0.0},
         "lm": {"packing": True, "chat_template": "none"}, "generation": {"samples": 1, "max_new_tokens": 4},
     }))
     code, _, stderr = run_cli(["run", str(recipe)])
@@ -341,6 +341,10 @@ def test_packed_lora_run(tmp_path: Path, tiny_llama_dir: Path, demo_dir: Path) -
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["train"]["trainable_params"] < metrics["train"]["total_params"]
     assert json.loads((tmp_path / "out" / "model" / "tailor_model.json").read_text())["prompt_format"] == "plain"
+    # packed training learns: held-out perplexity falls (511.7 -> 483.2 at this seed; unchanged if packing had
+    # masked every label or fed the model nothing)
+    before, after = metrics["baseline"]["pretrained"]["perplexity"], metrics["tuned"]["perplexity"]
+    assert after < 0.97 * before, (before, after)
     assert (tmp_path / "out" / "model" / "adapter_config.json").is_file()
 
 
@@ -393,3 +397,52 @@ def test_real_smollm2_learns_glenmor_answers(smollm2_dir: Path, tmp_path: Path) 
     before, after = metrics["baseline"]["pretrained"]["perplexity"], metrics["tuned"]["perplexity"]
     assert after < 0.8 * before, (before, after)
     assert len(metrics["samples"]) == 2 and all(s["before"] and s["after"] for s in metrics["samples"])
+
+
+# ---------------------------------------------------------------------------------------------- each data format
+
+
+def _format_rows(kind: str, n: int, start: int = 0) -> list[dict]:
+    """n rows in one of the three shapes generation reads, all about the same small domain."""
+    rows = pairs(n, start)
+    if kind == "pair":
+        return rows
+    if kind == "chat":
+        return [{"messages": [{"role": "system", "content": "You are Glenmor support."},
+                              {"role": "user", "content": r["prompt"]},
+                              {"role": "assistant", "content": r["response"]}]} for r in rows]
+    return [{"text": f"The Glimmer in glen {i} is off today, so the crew checks the Heather Saver and the "
+                     f"Cairn Fixed line in glen {i} before noon."} for i in range(start, start + n)]
+
+
+@pytest.mark.parametrize("kind", ["text", "pair", "chat"])
+def test_tailor_run_on_each_data_format(kind: str, tmp_path: Path, tiny_llama_dir: Path) -> None:
+    """`tailor run` through the CLI on plain text, prompt/response and chat files: it trains, lowers held-out
+    perplexity, and shows before/after samples whose prompt and reference are both non-empty (a plain text is
+    continued from its first tokens: prompt + reference is the text)."""
+    train = write_jsonl(tmp_path / "train.jsonl", _format_rows(kind, 24))
+    test = write_jsonl(tmp_path / "test.jsonl", _format_rows(kind, 4, start=100))
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "task": "generation", "output_dir": str(tmp_path / "out"), "model": {"name": str(tiny_llama_dir)},
+        "data": {"train": str(train), "test": str(test), "split": {"validation": 0}},
+        "training": {"epochs": 15, "batch_size": 8, "learning_rate": 1e-2, "warmup": 0.0},
+        "generation": {"samples": 2, "max_new_tokens": 4},
+    }))
+    code, stdout, stderr = run_cli(["run", str(recipe)])
+    assert code == 0, stderr
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["tuned"]["perplexity"] < metrics["baseline"]["pretrained"]["perplexity"]
+    samples = metrics["samples"]
+    assert len(samples) == 2 and all(s["prompt"] and s["reference"] for s in samples)
+    assert all(isinstance(s["before"], str) and isinstance(s["after"], str) for s in samples)
+    if kind == "text":
+        first = _format_rows("text", 1, start=100)[0]["text"]
+        assert first.startswith(samples[0]["prompt"]) and first.endswith(samples[0]["reference"])
+        meta = json.loads((tmp_path / "out" / "model" / "tailor_model.json").read_text())
+        assert meta["data_format"] == "text"
+    prompt = "The Glimmer in glen 7 is" if kind == "text" else pairs(1, start=7)[0]["prompt"]
+    code, stdout, stderr = run_cli(["generate", str(tmp_path / "out"), "--prompt", prompt, "--max-new-tokens", "6"])
+    assert code == 0, stderr
+    # `tailor generate` prints the tuned model's words: it continues a text, it answers a prompt as in training
+    assert stdout.startswith("off today" if kind == "text" else "Aye, g"), stdout
