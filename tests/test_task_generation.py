@@ -186,14 +186,35 @@ def test_rejects_carry_reasons(tmp_path: Path) -> None:
 
 def test_leakage_and_missing_columns(tmp_path: Path) -> None:
     train = write_jsonl(tmp_path / "train.jsonl", pairs(10))
+    shouted = {key: value.upper() for key, value in pairs(1, start=2)[0].items()}  # train row 3, folded the same
     test = write_jsonl(tmp_path / "test.jsonl", [{"prompt": pairs(1)[0]["prompt"], "response": "another answer"},
-                                                  *pairs(3, start=50)])
+                                                  *pairs(3, start=50), shouted])
     data = prepare_generation_data(DataConfig(train=str(train), test=str(test), split={"validation": 0.2}))
     leaks = [r for r in data.rejects if r["reason"] == "leakage"]
-    assert [(r["split"], r["row"]) for r in leaks] == [("train", 1)]
+    # the same example (folded) is leakage; the same prompt with another answer is kept and counted
+    assert [(r["split"], r["row"], r["detail"]) for r in leaks] == [("train", 3, "same example as test row 5")]
+    assert data.report["prompt_overlap"]["test"] == {"rows": 1, "of": 5}
     odd = write_jsonl(tmp_path / "odd.jsonl", [{"question": "q", "answer": "a"}])
     with pytest.raises(DataError, match=r"odd.jsonl: no generation columns.*question, answer.*data.prompt_column"):
         prepare_generation_data(DataConfig(train=str(odd)))
+
+
+def test_templated_prompts_are_kept_and_their_overlap_reported(tmp_path: Path) -> None:
+    """Many rows share one of two instructions: leakage is judged on the whole example, so only the test row that
+    repeats a training example exactly leaves train; the shared prompts are counted in the report instead."""
+    prompts = ["Write a positive review of a kitchen product.", "Summarise the text below."]
+    rows = [{"prompt": prompts[i % 2], "response": f"Answer number {i} about product {i * 3}."} for i in range(40)]
+    test_rows = [{"prompt": prompts[i % 2], "response": f"Held-out answer {i}."} for i in range(9)]
+    test_rows.append(dict(rows[5]))  # the same example as train row 6: that is leakage
+    train = write_jsonl(tmp_path / "train.jsonl", rows)
+    test = write_jsonl(tmp_path / "test.jsonl", test_rows)
+    data = prepare_generation_data(DataConfig(train=str(train), test=str(test), split={"validation": 0.1}))
+    leaks = [(r["split"], r["row"]) for r in data.rejects if r["reason"] == "leakage"]
+    assert leaks == [("train", 6)]
+    assert len(data.train) + len(data.validation) == 39 and len(data.test) == 10
+    overlap = data.report["prompt_overlap"]
+    assert overlap["test"] == {"rows": 10, "of": 10}
+    assert overlap["validation"] == {"rows": len(data.validation), "of": len(data.validation)}
 
 
 def test_demo_generator_is_deterministic_and_holds_out_phrasings(tmp_path: Path, demo_dir: Path) -> None:
