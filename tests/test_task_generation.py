@@ -467,3 +467,35 @@ def test_tailor_run_on_each_data_format(kind: str, tmp_path: Path, tiny_llama_di
     assert code == 0, stderr
     # `tailor generate` prints the tuned model's words: it continues a text, it answers a prompt as in training
     assert stdout.startswith("off today" if kind == "text" else "Aye, g"), stdout
+
+
+def test_a_small_memory_limit_forces_accumulation_in_a_real_run(tmp_path: Path, tiny_llama_dir: Path) -> None:
+    """`tailor run` on plain text with training.memory_limit too small for the batch: micro-batches with the same
+    effective batch, one line on the terminal, the record in metrics.json; far too small: one line, exit 2."""
+    from transformers import AutoModelForCausalLM
+
+    from tailorlm.train.memory_fit import HEADROOM, model_size, training_bytes
+
+    size = model_size(AutoModelForCausalLM.from_pretrained(tiny_llama_dir), causal_lm=True)
+    limit_kb = (training_bytes(size, 4, 32) / HEADROOM + 1000) / 1000  # room for 4 rows of 32 tokens, not for 8
+    assert training_bytes(size, 8, 32) > HEADROOM * limit_kb * 1000
+    rows = [{"text": " ".join(f"glen {i} Glimmer {j} reads off" for j in range(12))} for i in range(24)]
+    base = {"task": "generation", "output_dir": str(tmp_path / "out"), "model": {"name": str(tiny_llama_dir)},
+            "data": {"train": str(write_jsonl(tmp_path / "train.jsonl", rows)), "split": {"validation": 0.0,
+                                                                                          "test": 0.25}},
+            "training": {"epochs": 1, "batch_size": 8, "max_length": 32, "memory_limit": f"{limit_kb:.3f}K"},
+            "generation": {"samples": 1, "max_new_tokens": 2}}
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(base))
+    code, stdout, stderr = run_cli(["run", str(recipe)])
+    assert code == 0, stderr
+    train = json.loads((tmp_path / "out" / "metrics.json").read_text())["train"]
+    assert (train["micro_batch"], train["memory_accumulation"]) == (4, 2)
+    assert "micro-batch 4 × 2 accumulation steps" in train["memory_fit"] and "micro-batch 4" in stdout + stderr
+    assert train["global_step"] == 3  # 18 rows in effective batches of 8: the schedule the recipe asked for
+
+    base["training"]["memory_limit"] = "1K"
+    base["output_dir"] = str(tmp_path / "out2")
+    recipe.write_text(yaml.safe_dump(base))
+    code, _, stderr = run_cli(["run", str(recipe)])
+    assert code == 2 and "training needs about" in stderr and "Traceback" not in stderr

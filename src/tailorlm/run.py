@@ -295,6 +295,7 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer,
             "global_step": outcome.global_step,
             "best_step": outcome.best_step,
             "stopped_early": outcome.stopped_early,
+            **(outcome.memory or {}),  # micro_batch, memory_accumulation, memory_fit (train/memory_fit.py)
         },
         **{k: v for k, v in evaluation.items() if k != "metrics"},
         "data": {"train": len(data.train), "validation": len(data.validation), "test": len(data.test),

@@ -51,6 +51,7 @@ from tailorlm.models.registry import ResolvedModel
 from tailorlm.recipe import DataConfig, GenerationSettings, Recipe
 from tailorlm.tasks.base import EncodedSplits, EvalSettings, Task
 from tailorlm.tasks.classification import model_token_limit, set_dropout
+from tailorlm.train.lm_loss import accepts_logits_to_keep, labelled_token_loss
 
 if TYPE_CHECKING:
     from tailorlm.models.saved import LoadedModel
@@ -228,23 +229,32 @@ def _dataset(rows: list[dict[str, list[int]]]) -> Dataset:
 @torch.no_grad()
 def token_nll(model: PreTrainedModel, encoded: list[dict[str, list[int]]], batch_size: int, pad_token_id: int
               ) -> tuple[float, int]:
-    """(sum of the negative log-likelihood over labelled tokens, their count), batched by sorted length."""
+    """(sum of the negative log-likelihood over labelled tokens, their count), batched by sorted length.
+
+    Only the labelled tokens' logits are computed, and in chunks (train/lm_loss.py), where the model takes
+    ``logits_to_keep``: the batch's fp32 logits over the whole vocabulary are never materialised.
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     collate = CausalLMCollator(pad_token_id)
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
+    selected = accepts_logits_to_keep(model)
     total, count = 0.0, 0
     for start in range(0, len(order), batch_size):
         batch = collate([encoded[i] for i in order[start : start + batch_size]])
         labels = batch.pop("labels").to(device)
-        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float()
-        shifted = labels[:, 1:]
-        loss = torch.nn.functional.cross_entropy(
-            logits[:, :-1].reshape(-1, logits.shape[-1]), shifted.reshape(-1), ignore_index=IGNORE, reduction="sum"
-        )
+        inputs = {k: v.to(device) for k, v in batch.items()}
+        if selected:
+            loss, n, _ = labelled_token_loss(model, inputs, labels)
+        else:
+            logits = model(**inputs).logits.float()
+            shifted = labels[:, 1:]
+            loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
+                                                     shifted.reshape(-1), ignore_index=IGNORE, reduction="sum")
+            n = int((shifted != IGNORE).sum())
         total += float(loss)
-        count += int((shifted != IGNORE).sum())
+        count += n
     model.train(was_training)
     return total, count
 
