@@ -436,13 +436,23 @@ def _format_rows(kind: str, n: int, start: int = 0) -> list[dict]:
                      f"Cairn Fixed line in glen {i} before noon."} for i in range(start, start + n)]
 
 
-@pytest.mark.parametrize("kind", ["text", "pair", "chat"])
+def _format_file(path: Path, kind: str, n: int, start: int = 0) -> Path:
+    """A JSONL file of ``kind`` rows, or for ``txt`` a plain-text file with one text per line."""
+    if kind == "txt":
+        path = path.with_suffix(".txt")
+        path.write_text("".join(r["text"] + "\n" for r in _format_rows("text", n, start)), encoding="utf-8")
+        return path
+    return write_jsonl(path, _format_rows(kind, n, start))
+
+
+@pytest.mark.parametrize("kind", ["text", "txt", "pair", "chat"])
 def test_tailor_run_on_each_data_format(kind: str, tmp_path: Path, tiny_llama_dir: Path) -> None:
-    """`tailor run` through the CLI on plain text, prompt/response and chat files: it trains, lowers held-out
-    perplexity, and shows before/after samples whose prompt and reference are both non-empty (a plain text is
-    continued from its first tokens: prompt + reference is the text)."""
-    train = write_jsonl(tmp_path / "train.jsonl", _format_rows(kind, 24))
-    test = write_jsonl(tmp_path / "test.jsonl", _format_rows(kind, 4, start=100))
+    """`tailor run` through the CLI on plain text (JSONL or .txt), prompt/response and chat files: it trains,
+    lowers held-out perplexity, and shows before/after samples whose prompt and reference are both non-empty (a
+    plain text is continued from its first tokens: prompt + reference is the text)."""
+    train = _format_file(tmp_path / "train.jsonl", kind, 24)
+    test = _format_file(tmp_path / "test.jsonl", kind, 4, start=100)
+    kind = "text" if kind == "txt" else kind
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({
         "task": "generation", "output_dir": str(tmp_path / "out"), "model": {"name": str(tiny_llama_dir)},
