@@ -221,7 +221,7 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer,
                 ) -> dict[str, Any]:
     from tailorlm.report import render_report
     from tailorlm.serve.card import write_model_card
-    from tailorlm.train.trainer import fit
+    from tailorlm.train.trainer import fit, plan_batch
 
     started = time.perf_counter()
     data, tokenizer, resolved, task = timer.time("prepare", lambda: prepare(recipe, console, run_dir))
@@ -241,6 +241,7 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer,
     model = task.build_model(body, recipe, data)
     if recipe.model.peft.method == "lora":
         model = apply_lora(model, recipe.model.peft, task.peft_task_type)
+    plan_batch(recipe, task, model, encoded)  # a step that cannot fit in memory stops here, before the baselines
     baselines = timer.time(
         "baselines",
         lambda: task.baselines(recipe, data, resolved, tokenizer, encoded.max_length) if is_main_process() else {},
