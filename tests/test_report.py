@@ -345,6 +345,23 @@ def test_generation_worse_after_tuning_is_said_plainly(tmp_path: Path) -> None:
     assert 'class="headline down"' in summary
 
 
+def test_shared_prompts_are_reported_in_data_quality(tmp_path: Path) -> None:
+    """Templated prompts are kept (leakage is the whole example) but the report says how many test prompts
+    training also has, for generation (prompts) and translation (source sentences)."""
+    run = _copy(GENERATION, tmp_path)
+    path = run / "data_report.json"
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data |= {"prompt_overlap": {"validation": {"rows": 0, "of": 4}, "test": {"rows": 7, "of": 9}},
+             "source_overlap": {"test": {"rows": 2, "of": 5}}}
+    path.write_text(json.dumps(data))
+    html, md = _render(run)
+    section = _section_html(html, "data-quality")
+    assert "test: 7 of 9 rows have a prompt that training also has" in section
+    assert "test: 2 of 5 rows have a source sentence that training also has" in section
+    assert "validation: 0 of" not in section  # nothing shared, nothing said
+    assert "test: 7 of 9 rows have a prompt that training also has" in md
+
+
 def test_qa_report_headline_errors_and_skipped_baseline(tmp_path: Path) -> None:
     run = _copy(QA, tmp_path)
     html, md = _render(run)

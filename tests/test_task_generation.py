@@ -186,14 +186,35 @@ def test_rejects_carry_reasons(tmp_path: Path) -> None:
 
 def test_leakage_and_missing_columns(tmp_path: Path) -> None:
     train = write_jsonl(tmp_path / "train.jsonl", pairs(10))
+    shouted = {key: value.upper() for key, value in pairs(1, start=2)[0].items()}  # train row 3, folded the same
     test = write_jsonl(tmp_path / "test.jsonl", [{"prompt": pairs(1)[0]["prompt"], "response": "another answer"},
-                                                  *pairs(3, start=50)])
+                                                  *pairs(3, start=50), shouted])
     data = prepare_generation_data(DataConfig(train=str(train), test=str(test), split={"validation": 0.2}))
     leaks = [r for r in data.rejects if r["reason"] == "leakage"]
-    assert [(r["split"], r["row"]) for r in leaks] == [("train", 1)]
+    # the same example (folded) is leakage; the same prompt with another answer is kept and counted
+    assert [(r["split"], r["row"], r["detail"]) for r in leaks] == [("train", 3, "same example as test row 5")]
+    assert data.report["prompt_overlap"]["test"] == {"rows": 1, "of": 5}
     odd = write_jsonl(tmp_path / "odd.jsonl", [{"question": "q", "answer": "a"}])
     with pytest.raises(DataError, match=r"odd.jsonl: no generation columns.*question, answer.*data.prompt_column"):
         prepare_generation_data(DataConfig(train=str(odd)))
+
+
+def test_templated_prompts_are_kept_and_their_overlap_reported(tmp_path: Path) -> None:
+    """Many rows share one of two instructions: leakage is judged on the whole example, so only the test row that
+    repeats a training example exactly leaves train; the shared prompts are counted in the report instead."""
+    prompts = ["Write a positive review of a kitchen product.", "Summarise the text below."]
+    rows = [{"prompt": prompts[i % 2], "response": f"Answer number {i} about product {i * 3}."} for i in range(40)]
+    test_rows = [{"prompt": prompts[i % 2], "response": f"Held-out answer {i}."} for i in range(9)]
+    test_rows.append(dict(rows[5]))  # the same example as train row 6: that is leakage
+    train = write_jsonl(tmp_path / "train.jsonl", rows)
+    test = write_jsonl(tmp_path / "test.jsonl", test_rows)
+    data = prepare_generation_data(DataConfig(train=str(train), test=str(test), split={"validation": 0.1}))
+    leaks = [(r["split"], r["row"]) for r in data.rejects if r["reason"] == "leakage"]
+    assert leaks == [("train", 6)]
+    assert len(data.train) + len(data.validation) == 39 and len(data.test) == 10
+    overlap = data.report["prompt_overlap"]
+    assert overlap["test"] == {"rows": 10, "of": 10}
+    assert overlap["validation"] == {"rows": len(data.validation), "of": len(data.validation)}
 
 
 def test_demo_generator_is_deterministic_and_holds_out_phrasings(tmp_path: Path, demo_dir: Path) -> None:
@@ -319,7 +340,7 @@ def test_tailor_run_lowers_perplexity_and_keeps_samples(tiny_run: Path) -> None:
 def test_tailor_generate_and_eval_on_the_run(tiny_run: Path, demo_dir: Path) -> None:
     code, stdout, stderr = run_cli(["generate", str(tiny_run), "--prompt", "Is my Glimmer broken?",
                                     "--max-new-tokens", "5"])
-    assert code == 0, stderr  # a tiny random model may well answer with nothing but special tokens
+    assert code == 0, stderr  # what it prints is checked on a model trained long enough to say words (below)
     code, stdout, stderr = run_cli(["eval", str(tiny_run), "--data", str(demo_dir / "test.jsonl")])
     assert code == 0, stderr
     assert "perplexity" in stdout
@@ -333,7 +354,7 @@ def test_packed_lora_run(tmp_path: Path, tiny_llama_dir: Path, demo_dir: Path) -
         "task": "generation", "output_dir": str(tmp_path / "out"), "model": {"name": str(tiny_llama_dir),
                                                                               "peft": {"method": "lora"}},
         "data": {"train": str(demo_dir / "train.jsonl"), "test": str(demo_dir / "test.jsonl")},
-        "training": {"epochs": 1, "batch_size": 4, "learning_rate": 5e-3, "max_length": 128},
+        "training": {"epochs": 1, "batch_size": 4, "learning_rate": 3e-2, "max_length": 128, "warmup": 0.0},
         "lm": {"packing": True, "chat_template": "none"}, "generation": {"samples": 1, "max_new_tokens": 4},
     }))
     code, _, stderr = run_cli(["run", str(recipe)])
@@ -341,6 +362,10 @@ def test_packed_lora_run(tmp_path: Path, tiny_llama_dir: Path, demo_dir: Path) -
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["train"]["trainable_params"] < metrics["train"]["total_params"]
     assert json.loads((tmp_path / "out" / "model" / "tailor_model.json").read_text())["prompt_format"] == "plain"
+    # packed training learns: held-out perplexity falls (511.7 -> 483.2 at this seed; unchanged if packing had
+    # masked every label or fed the model nothing)
+    before, after = metrics["baseline"]["pretrained"]["perplexity"], metrics["tuned"]["perplexity"]
+    assert after < 0.97 * before, (before, after)
     assert (tmp_path / "out" / "model" / "adapter_config.json").is_file()
 
 
@@ -393,3 +418,94 @@ def test_real_smollm2_learns_glenmor_answers(smollm2_dir: Path, tmp_path: Path) 
     before, after = metrics["baseline"]["pretrained"]["perplexity"], metrics["tuned"]["perplexity"]
     assert after < 0.8 * before, (before, after)
     assert len(metrics["samples"]) == 2 and all(s["before"] and s["after"] for s in metrics["samples"])
+
+
+# ---------------------------------------------------------------------------------------------- each data format
+
+
+def _format_rows(kind: str, n: int, start: int = 0) -> list[dict]:
+    """n rows in one of the three shapes generation reads, all about the same small domain."""
+    rows = pairs(n, start)
+    if kind == "pair":
+        return rows
+    if kind == "chat":
+        return [{"messages": [{"role": "system", "content": "You are Glenmor support."},
+                              {"role": "user", "content": r["prompt"]},
+                              {"role": "assistant", "content": r["response"]}]} for r in rows]
+    return [{"text": f"The Glimmer in glen {i} is off today, so the crew checks the Heather Saver and the "
+                     f"Cairn Fixed line in glen {i} before noon."} for i in range(start, start + n)]
+
+
+def _format_file(path: Path, kind: str, n: int, start: int = 0) -> Path:
+    """A JSONL file of ``kind`` rows, or for ``txt`` a plain-text file with one text per line."""
+    if kind == "txt":
+        path = path.with_suffix(".txt")
+        path.write_text("".join(r["text"] + "\n" for r in _format_rows("text", n, start)), encoding="utf-8")
+        return path
+    return write_jsonl(path, _format_rows(kind, n, start))
+
+
+@pytest.mark.parametrize("kind", ["text", "txt", "pair", "chat"])
+def test_tailor_run_on_each_data_format(kind: str, tmp_path: Path, tiny_llama_dir: Path) -> None:
+    """`tailor run` through the CLI on plain text (JSONL or .txt), prompt/response and chat files: it trains,
+    lowers held-out perplexity, and shows before/after samples whose prompt and reference are both non-empty (a
+    plain text is continued from its first tokens: prompt + reference is the text)."""
+    train = _format_file(tmp_path / "train.jsonl", kind, 24)
+    test = _format_file(tmp_path / "test.jsonl", kind, 4, start=100)
+    kind = "text" if kind == "txt" else kind
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "task": "generation", "output_dir": str(tmp_path / "out"), "model": {"name": str(tiny_llama_dir)},
+        "data": {"train": str(train), "test": str(test), "split": {"validation": 0}},
+        "training": {"epochs": 15, "batch_size": 8, "learning_rate": 1e-2, "warmup": 0.0},
+        "generation": {"samples": 2, "max_new_tokens": 4},
+    }))
+    code, stdout, stderr = run_cli(["run", str(recipe)])
+    assert code == 0, stderr
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["tuned"]["perplexity"] < metrics["baseline"]["pretrained"]["perplexity"]
+    samples = metrics["samples"]
+    assert len(samples) == 2 and all(s["prompt"] and s["reference"] for s in samples)
+    assert all(isinstance(s["before"], str) and isinstance(s["after"], str) for s in samples)
+    if kind == "text":
+        first = _format_rows("text", 1, start=100)[0]["text"]
+        assert first.startswith(samples[0]["prompt"]) and first.endswith(samples[0]["reference"])
+        meta = json.loads((tmp_path / "out" / "model" / "tailor_model.json").read_text())
+        assert meta["data_format"] == "text"
+    prompt = "The Glimmer in glen 7 is" if kind == "text" else pairs(1, start=7)[0]["prompt"]
+    code, stdout, stderr = run_cli(["generate", str(tmp_path / "out"), "--prompt", prompt, "--max-new-tokens", "6"])
+    assert code == 0, stderr
+    # `tailor generate` prints the tuned model's words: it continues a text, it answers a prompt as in training
+    assert stdout.startswith("off today" if kind == "text" else "Aye, g"), stdout
+
+
+def test_a_small_memory_limit_forces_accumulation_in_a_real_run(tmp_path: Path, tiny_llama_dir: Path) -> None:
+    """`tailor run` on plain text with training.memory_limit too small for the batch: micro-batches with the same
+    effective batch, one line on the terminal, the record in metrics.json; far too small: one line, exit 2."""
+    from transformers import AutoModelForCausalLM
+
+    from tailorlm.train.memory_fit import HEADROOM, model_size, training_bytes
+
+    size = model_size(AutoModelForCausalLM.from_pretrained(tiny_llama_dir), causal_lm=True)
+    limit_kb = (training_bytes(size, 4, 32) / HEADROOM + 1000) / 1000  # room for 4 rows of 32 tokens, not for 8
+    assert training_bytes(size, 8, 32) > HEADROOM * limit_kb * 1000
+    rows = [{"text": " ".join(f"glen {i} Glimmer {j} reads off" for j in range(12))} for i in range(24)]
+    base = {"task": "generation", "output_dir": str(tmp_path / "out"), "model": {"name": str(tiny_llama_dir)},
+            "data": {"train": str(write_jsonl(tmp_path / "train.jsonl", rows)), "split": {"validation": 0.0,
+                                                                                          "test": 0.25}},
+            "training": {"epochs": 1, "batch_size": 8, "max_length": 32, "memory_limit": f"{limit_kb:.3f}K"},
+            "generation": {"samples": 1, "max_new_tokens": 2}}
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(base))
+    code, stdout, stderr = run_cli(["run", str(recipe)])
+    assert code == 0, stderr
+    train = json.loads((tmp_path / "out" / "metrics.json").read_text())["train"]
+    assert (train["micro_batch"], train["memory_accumulation"]) == (4, 2)
+    assert "micro-batch 4 × 2 accumulation steps" in train["memory_fit"] and "micro-batch 4" in stdout + stderr
+    assert train["global_step"] == 3  # 18 rows in effective batches of 8: the schedule the recipe asked for
+
+    base["training"]["memory_limit"] = "1K"
+    base["output_dir"] = str(tmp_path / "out2")
+    recipe.write_text(yaml.safe_dump(base))
+    code, _, stderr = run_cli(["run", str(recipe)])
+    assert code == 2 and "training needs about" in stderr and "Traceback" not in stderr

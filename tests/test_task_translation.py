@@ -160,6 +160,19 @@ def test_pairs_rejects_carry_their_reason_and_counts_add_up(tmp_path: Path) -> N
     assert {"length", "target_length", "stages", "warnings", "sources"} <= set(report)
 
 
+def test_repeated_sources_are_kept_and_their_overlap_reported(tmp_path: Path) -> None:
+    """A source that recurs with another translation is not leakage: only the exact pair is; the shared
+    sources are counted in the data report (source_overlap)."""
+    train = _write(tmp_path / "train.csv", [{"source": "thank ye kindly", "target": f"thank you, visitor {i}"}
+                                            for i in range(20)] + [{"source": "aye", "target": "yes"}])
+    test = _write(tmp_path / "test.csv", [{"source": "thank ye kindly", "target": "many thanks"},
+                                          {"source": "aye", "target": "yes"}, {"source": "naw", "target": "no"}])
+    data = prepare_pairs(DataConfig(train=str(train), test=str(test), split={"validation": 0.0}))
+    leaks = [(r["row"], r["detail"]) for r in data.rejects if r["reason"] == "leakage"]
+    assert leaks == [(21, "same pair as test row 2")]
+    assert len(data.train) == 20 and data.report["source_overlap"]["test"] == {"rows": 1, "of": 3}
+
+
 def test_missing_column_names_the_translation_key(tmp_path: Path) -> None:
     train = _write(tmp_path / "train.csv", [{"src": "aye", "target": "yes"}])
     with pytest.raises(DataError, match=r"no column 'source' \(data\.source_column\).*did you mean 'src'"):

@@ -194,6 +194,13 @@ class TrainingConfig(_Section):
         "one above (embeddings lowest, head full LR); 1.0: off"
     )
     # --- end seeds and regularisation
+    # --- memory fit (train/memory_fit.py)
+    memory_limit: str = Field(
+        "auto", description="memory the training step may plan for: auto = the machine's free memory (GPU or RAM); "
+        "a size such as 8GiB; off = no check. The per-device batch shrinks to fit, gradient accumulation keeps "
+        "the effective batch"
+    )
+    # --- end memory fit
 
 
 class GenerationSettings(_Section):

@@ -228,7 +228,7 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer,
                 ) -> dict[str, Any]:
     from tailorlm.report import render_report
     from tailorlm.serve.card import write_model_card
-    from tailorlm.train.trainer import fit
+    from tailorlm.train.trainer import fit, plan_batch
 
     started = time.perf_counter()
     data, tokenizer, resolved, task = timer.time("prepare", lambda: prepare(recipe, console, run_dir))
@@ -251,6 +251,7 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer,
         model = apply_lora(model, recipe.model.peft, task.peft_task_type)
     chosen |= auto.resolve_learning_rate(recipe, task.name, auto.body_parameters(model))
     record_auto_choices(run_dir, recipe, chosen, console)
+    plan_batch(recipe, task, model, encoded)  # a step that cannot fit in memory stops here, before the baselines
     baselines = timer.time(
         "baselines",
         lambda: task.baselines(recipe, data, resolved, tokenizer, encoded.max_length) if is_main_process() else {},
@@ -307,6 +308,7 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer,
             "global_step": outcome.global_step,
             "best_step": outcome.best_step,
             "stopped_early": outcome.stopped_early,
+            **(outcome.memory or {}),  # micro_batch, memory_accumulation, memory_fit (train/memory_fit.py)
         },
         **{k: v for k, v in evaluation.items() if k != "metrics"},
         "data": {"train": len(data.train), "validation": len(data.validation), "test": len(data.test),

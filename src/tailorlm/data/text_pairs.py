@@ -9,8 +9,14 @@ One file may be any of three shapes, told apart by its columns (first match wins
 
 The readers of :mod:`tailorlm.data.load` do the parsing (so every format, encoding and malformed-row rule is the
 same as for classification); this module adds what generation needs: message validation, cleaning that keeps
-newlines (answers may be lists or code), duplicates keyed on the (prompt, response) pair, leakage keyed on the
-prompt (a held-out question seen in training with any answer would flatter the model), and the data report.
+newlines (answers may be lists or code), duplicates and leakage keyed on the whole example (context, prompt and
+response), and the data report.
+
+Leakage is the whole example, not the prompt: instruction data often shares one prompt ("Summarise the text
+below", "Write a positive review of a kitchen product.") across many rows whose responses differ, and dropping
+every training row whose prompt a test row shares would drop them all. How many held-out prompts training also
+has is *reported* instead (``prompt_overlap`` in the data report, a line in the run report), so a reader knows
+the test measures answers to familiar prompts.
 """
 
 from __future__ import annotations
@@ -214,23 +220,40 @@ def _dedupe(part: _Part, cfg: CleanConfig) -> None:
 
 
 def _leak_keys(frame: pd.DataFrame) -> list[str]:
-    """What must not be shared with a held-out split: the prompt (with its context), or the text itself."""
-    return [fingerprint(c + p) if p else fingerprint(r)
+    """What must not be shared with a held-out split: the whole example (context, prompt and response) folded.
+
+    A plain text has no prompt, so its key is the text itself.
+    """
+    return [fingerprint(c + p) + "\x1f" + fingerprint(r)
             for c, p, r in zip(frame["context"], frame["prompt"], frame["response"], strict=True)]
+
+
+def _prompt_keys(frame: pd.DataFrame) -> list[str]:
+    """The prompt with its context, folded; "" for plain text (it has no prompt to share)."""
+    return [fingerprint(c + p) if p else ""
+            for c, p in zip(frame["context"], frame["prompt"], strict=True)]
+
+
+def prompt_overlap(frames: dict[str, pd.DataFrame]) -> dict[str, dict[str, int]]:
+    """Per held-out split, how many rows have a prompt that training also has (with another response, since
+    identical examples were removed as leakage): reported, not dropped (module docstring)."""
+    in_train = set(_prompt_keys(frames["train"])) - {""}
+    return {name: {"rows": sum(key in in_train for key in _prompt_keys(frames[name])), "of": len(frames[name])}
+            for name in ("validation", "test")}
 
 
 def _drop_seen(part: _Part, others: list[_Part]) -> None:
     seen: dict[str, str] = {}
     for other in others:
         for key, row in zip(_leak_keys(other.frame), other.frame["row"], strict=True):
-            seen.setdefault(key, f"same prompt as {other.split} row {int(row)}")
+            seen.setdefault(key, f"same example as {other.split} row {int(row)}")
     keys = pd.Series(_leak_keys(part.frame), index=part.frame.index, dtype=object)
     part.apply(split_off(part.frame, keys.isin(seen.keys()), part.split, "leakage",
                          lambda rows: [seen[k] for k in keys[rows.index]]))
 
 
 def _remove_leakage(train: _Part, held_out: dict[str, _Part], enabled: bool) -> None:
-    """Validation prompts also in test leave validation; train prompts in either leave train."""
+    """Validation examples also in test leave validation; train examples in either leave train."""
     if enabled:
         if "validation" in held_out and "test" in held_out:
             _drop_seen(held_out["validation"], [held_out["test"]])
@@ -274,6 +297,7 @@ def _report(
         "stages": [{"stage": stage, "rows": sum(p.stages[stage] for p in parts)} for stage in STAGES],
         "length_unit": "tokens" if count_tokens else "words",
         "length": lengths,
+        "prompt_overlap": prompt_overlap(frames),
         "warnings": warnings,
     }
 

@@ -4,6 +4,10 @@ The same order as for labelled texts (``tailorlm.data.prepare``): per-row checks
 leakage between files, then carving validation/test from train. Files are read by ``tailorlm.data.load`` (every
 format it knows), with the source column in the text slot and the target column in the label slot. Frames use
 ``src_text``/``tgt_text`` for the texts because ``source`` already names the file each row came from.
+
+Leakage is judged on the whole pair (source and target): a source that recurs with another translation (a
+greeting, a UI string, a templated sentence) is legitimate variety, and dropping it from training would empty
+templated data. How many held-out sources training also has is reported (``source_overlap``), not dropped.
 """
 
 from __future__ import annotations
@@ -165,16 +169,24 @@ def _drop_repeats(part: _Part, key: pd.Series, reason: str, what: str) -> None:
 
 
 def remove_leakage(train: _Part, held_out: dict[str, _Part], enabled: bool) -> None:
-    """A source seen in training and scored again in validation/test would flatter the model: it leaves train."""
+    """A pair (source and target, folded) seen in training and scored again in validation/test would flatter the
+    model: it leaves train. A shared source alone is reported (:func:`source_overlap`), not dropped."""
     if enabled and held_out:
         seen: dict[str, str] = {}
         for name, part in held_out.items():
-            for fp, row in zip(part.frame["src_fp"], part.frame["row"], strict=True):
-                seen.setdefault(fp, f"same source as {name} row {int(row)}")
-        mask = train.frame["src_fp"].isin(seen.keys())
-        train.drop(mask, "leakage", [seen[fp] for fp in train.frame["src_fp"][mask]])
+            for fp, row in zip(part.frame["fp"], part.frame["row"], strict=True):
+                seen.setdefault(fp, f"same pair as {name} row {int(row)}")
+        mask = train.frame["fp"].isin(seen.keys())
+        train.drop(mask, "leakage", [seen[fp] for fp in train.frame["fp"][mask]])
     for part in (train, *held_out.values()):
         part.mark("leakage removed")
+
+
+def source_overlap(frames: dict[str, pd.DataFrame]) -> dict[str, dict[str, int]]:
+    """Per held-out split, how many rows have a source sentence that training also has (with another target)."""
+    in_train = {pair_fingerprint(s) for s in frames["train"]["src_text"]}
+    return {name: {"rows": sum(pair_fingerprint(s) in in_train for s in frames[name]["src_text"]),
+                   "of": len(frames[name])} for name in ("validation", "test")}
 
 
 def _public(frame: pd.DataFrame) -> pd.DataFrame:
@@ -201,6 +213,7 @@ def pair_report(parts: list[_Part], frames: dict[str, pd.DataFrame], sources: di
         "length_unit": "tokens" if count_tokens else "words",
         "length": _lengths(frames, "src_text", count_tokens),
         "target_length": _lengths(frames, "tgt_text", count_tokens),
+        "source_overlap": source_overlap(frames),
         "warnings": warnings,
     }
 

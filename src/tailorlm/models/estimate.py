@@ -12,7 +12,8 @@ for the task's head and, for LoRA, for the adapters. Memory per training process
   with gradient checkpointing only each layer's input is kept, ``L · s · b · h · 2`` (or 4) bytes, plus one
   layer's full activations during its recomputation. LoRA still back-propagates through every layer, so its
   activations are the same as a full fine-tune's;
-- logits of a causal LM: ``b · s · V`` floats twice (logits and their gradient, fp32 for the loss).
+- logits of a causal LM: ``b · s · V`` fp32 floats three times (the logits, the log-softmax the loss keeps for
+  backward, and the logits' gradient): :data:`LOGIT_COPIES`.
 
 These are estimates of the dominant terms: the CUDA context (~0.5 GiB), allocator fragmentation and temporary
 buffers come on top, so leave 10-20% headroom.
@@ -26,6 +27,8 @@ from typing import Any
 from torch import nn
 
 GIB = 2**30
+#: fp32 copies of a causal LM's full-vocabulary logits alive at the peak of a training step (module docstring)
+LOGIT_COPIES = 3
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,7 @@ def activation_bytes(shape: Shape, batch: int, seq: int, bytes_per_value: int, c
     per_layer = s * b * h * (34 + 5 * a * s / max(h, 1)) * scale
     total = (n_layers * s * b * h * bytes_per_value + per_layer) if checkpointing else n_layers * per_layer
     if causal_lm:
-        total += 2 * b * s * shape.vocab * 4
+        total += LOGIT_COPIES * b * s * shape.vocab * 4
     return total
 
 

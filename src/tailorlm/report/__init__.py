@@ -659,6 +659,19 @@ def _plain(value: Any) -> str:
     return f"{int(value):,}" if float(value).is_integer() else f"{value:,.1f}"
 
 
+def input_overlap(data: dict[str, Any]) -> list[str]:
+    """Held-out prompts (generation) or sources (translation) that training also has, with another answer: kept,
+    since leakage is judged on whole examples, but a reader should know the test asks familiar questions."""
+    lines = []
+    for key, what in (("prompt_overlap", "prompt"), ("source_overlap", "source sentence")):
+        for split, found in (data.get(key) or {}).items():
+            rows, total = (found or {}).get("rows", 0), (found or {}).get("of", 0)
+            if rows:
+                lines.append(f"{split}: {count(rows)} of {count(total)} rows have a {what} that training also has "
+                             "(with a different answer; kept, since only whole examples count as leakage)")
+    return lines
+
+
 def unknown_labels(data: dict[str, Any]) -> list[str]:
     """Sentences about labels seen in validation/test that training never had (those rows were dropped)."""
     lines = []

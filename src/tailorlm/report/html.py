@@ -27,6 +27,7 @@ from tailorlm.report import (
     eval_table,
     facts,
     fmt,
+    input_overlap,
     label_table,
     length_table,
     number,
@@ -394,7 +395,7 @@ def _data_quality(report: RunReport) -> str:
     if not data:
         return _empty("No data report (data_report.json) in this run directory.")
     parts: list[str] = []
-    warnings = [str(w) for w in data.get("warnings") or []] + unknown_labels(data)
+    warnings = [str(w) for w in data.get("warnings") or []] + unknown_labels(data) + input_overlap(data)
     if warnings:
         parts.append('<div class="callout"><strong>Warnings</strong><ul>' + "".join(
             f"<li>{escape(w)}</li>" for w in warnings

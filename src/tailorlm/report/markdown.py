@@ -18,6 +18,7 @@ from tailorlm.report import (
     errors_table,
     eval_table,
     facts,
+    input_overlap,
     label_table,
     length_table,
     other_length_tables,
@@ -237,7 +238,7 @@ def _data_quality(report: RunReport) -> str:
     title = "Data quality"
     if not data:
         return _section(title, _empty("No data report (data_report.json) in this run directory."))
-    warnings = [str(w) for w in data.get("warnings") or []] + unknown_labels(data)
+    warnings = [str(w) for w in data.get("warnings") or []] + unknown_labels(data) + input_overlap(data)
     parts = ["**Warnings**\n\n" + "\n".join(f"- {md_escape(w)}" for w in warnings)] if warnings else []
     parts += [f"**Sources**\n\n{table(sources_table(data))}"]
     blocks = [("Rows after each stage", stages_table(data)), ("Rows removed, by reason", removed_table(data)),

@@ -12,7 +12,9 @@ the prompt, the assistant turn the response; earlier chat turns are context), ot
     {response}<eos>
 
 The prompt part and the response part are tokenized separately and concatenated, so the prompt ids seen in
-training are exactly the ids a generation starts from. Plain text has no prompt: all its tokens are learned.
+training are exactly the ids a generation starts from. Plain text has no prompt: all its tokens are learned, and
+its before/after samples continue a held-out text: the first :data:`TEXT_PROMPT_TOKENS` tokens (at most half of
+it) are the prompt, the rest is the reference (:func:`sample_prompt`).
 
 Loss: on the response tokens only (``lm.loss_on: response``; prompt labels are -100), or on every token
 (``all``). Perplexity on the test split (exp of the mean loss over response tokens) is measured by one function
@@ -49,11 +51,14 @@ from tailorlm.models.registry import ResolvedModel
 from tailorlm.recipe import DataConfig, GenerationSettings, Recipe
 from tailorlm.tasks.base import EncodedSplits, EvalSettings, Task
 from tailorlm.tasks.classification import model_token_limit, set_dropout
+from tailorlm.train.lm_loss import accepts_logits_to_keep, labelled_token_loss
 
 if TYPE_CHECKING:
     from tailorlm.models.saved import LoadedModel
 
 IGNORE = -100
+#: how many leading tokens of a held-out plain text a before/after sample continues (at most half the text)
+TEXT_PROMPT_TOKENS = 32
 PLAIN_TEMPLATE = "### Instruction:\n{prompt}\n\n### Response:\n"
 _PLAIN_ROLES = {"system": "### System:\n", "user": "### Instruction:\n", "assistant": "### Response:\n"}
 
@@ -106,6 +111,34 @@ def prompt_ids(tokenizer: PreTrainedTokenizerBase, example: Example, chat: bool)
     """Token ids of the prompt part; the plain template adds the tokenizer's own BOS, the chat template has it."""
     text = prompt_text(tokenizer, example, chat)
     return list(tokenizer(text, add_special_tokens=not chat or example.kind == "text")["input_ids"])
+
+
+@dataclass(frozen=True)
+class SamplePrompt:
+    """What a before/after sample starts from (``ids``), shown as ``prompt``, and the text it should produce."""
+
+    ids: list[int]
+    prompt: str
+    reference: str
+
+
+def sample_prompt(tokenizer: PreTrainedTokenizerBase, example: Example, chat: bool) -> SamplePrompt:
+    """A prompt/response or chat row is answered; a plain text (no prompt) is continued from its first tokens.
+
+    Plain text: the first :data:`TEXT_PROMPT_TOKENS` tokens, or half the text when shorter, so that the model
+    always has something to continue and the reference is never empty.
+    """
+    if example.kind != "text":
+        return SamplePrompt(prompt_ids(tokenizer, example, chat), example.prompt, example.response)
+    ids = list(tokenizer(example.response, add_special_tokens=True)["input_ids"])
+    special = set(tokenizer.all_special_ids)
+    content = [i for i, token in enumerate(ids) if token not in special]
+    if not content:  # nothing but special tokens: start from them, there is nothing to show
+        return SamplePrompt(ids or [_pad_id(tokenizer)], "", example.response)
+    keep = min(TEXT_PROMPT_TOKENS, max(1, len(content) // 2))
+    cut = content[keep - 1] + 1
+    return SamplePrompt(ids[:cut], tokenizer.decode(ids[:cut], skip_special_tokens=True),
+                        tokenizer.decode(ids[cut:], skip_special_tokens=True).strip())
 
 
 def encode_example(
@@ -196,23 +229,32 @@ def _dataset(rows: list[dict[str, list[int]]]) -> Dataset:
 @torch.no_grad()
 def token_nll(model: PreTrainedModel, encoded: list[dict[str, list[int]]], batch_size: int, pad_token_id: int
               ) -> tuple[float, int]:
-    """(sum of the negative log-likelihood over labelled tokens, their count), batched by sorted length."""
+    """(sum of the negative log-likelihood over labelled tokens, their count), batched by sorted length.
+
+    Only the labelled tokens' logits are computed, and in chunks (train/lm_loss.py), where the model takes
+    ``logits_to_keep``: the batch's fp32 logits over the whole vocabulary are never materialised.
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     collate = CausalLMCollator(pad_token_id)
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
+    selected = accepts_logits_to_keep(model)
     total, count = 0.0, 0
     for start in range(0, len(order), batch_size):
         batch = collate([encoded[i] for i in order[start : start + batch_size]])
         labels = batch.pop("labels").to(device)
-        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float()
-        shifted = labels[:, 1:]
-        loss = torch.nn.functional.cross_entropy(
-            logits[:, :-1].reshape(-1, logits.shape[-1]), shifted.reshape(-1), ignore_index=IGNORE, reduction="sum"
-        )
+        inputs = {k: v.to(device) for k, v in batch.items()}
+        if selected:
+            loss, n, _ = labelled_token_loss(model, inputs, labels)
+        else:
+            logits = model(**inputs).logits.float()
+            shifted = labels[:, 1:]
+            loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
+                                                     shifted.reshape(-1), ignore_index=IGNORE, reduction="sum")
+            n = int((shifted != IGNORE).sum())
         total += float(loss)
-        count += int((shifted != IGNORE).sum())
+        count += n
     model.train(was_training)
     return total, count
 
@@ -322,8 +364,11 @@ class GenerationTask(Task):
 
     def model_meta(self, data: PreparedData) -> dict[str, Any]:
         recipe = self._recipe
+        kinds = set(data.train["kind"]) if "kind" in data.train else set()
         return {
             "prompt_format": "chat" if self._chat else "plain",
+            # a model taught plain text continues a prompt as text (tailor generate), it was never taught a template
+            "data_format": kinds.pop() if len(kinds) == 1 else "pair",
             "generation": (recipe.generation if recipe else GenerationSettings()).model_dump(),
         }
 
@@ -342,9 +387,10 @@ class GenerationTask(Task):
         return [encode_example(tokenizer, ex, chat, "response", max_length) for ex in examples_of(frame)]
 
     def _samples(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, frame: pd.DataFrame,
-                 chat: bool, settings: GenerationSettings) -> list[str]:
-        rows = examples_of(frame.head(settings.samples))
-        return [generate_text(model, tokenizer, prompt_ids(tokenizer, ex, chat), settings) for ex in rows]
+                 chat: bool, settings: GenerationSettings) -> tuple[list[SamplePrompt], list[str]]:
+        """The first ``generation.samples`` held-out rows: what each starts from, and the model's completion."""
+        prompts = [sample_prompt(tokenizer, ex, chat) for ex in examples_of(frame.head(settings.samples))]
+        return prompts, [generate_text(model, tokenizer, p.ids, settings) for p in prompts]
 
     def baselines(
         self, recipe: Recipe, data: PreparedData, resolved: ResolvedModel, tokenizer: PreTrainedTokenizerBase,
@@ -356,7 +402,7 @@ class GenerationTask(Task):
         batch_size = recipe.training.eval_batch_size or 2 * recipe.training.batch_size
         encoded = self._encode_eval(tokenizer, data.test, chat, max_length)
         metrics = perplexity(model, encoded, batch_size, _pad_id(tokenizer))
-        self._before_samples = self._samples(model, tokenizer, data.test, chat, recipe.generation)
+        _, self._before_samples = self._samples(model, tokenizer, data.test, chat, recipe.generation)
         del model
         return {"pretrained": metrics}
 
@@ -368,11 +414,11 @@ class GenerationTask(Task):
         encoded = self._encode_eval(tokenizer, frame, chat, settings.max_length)
         metrics = perplexity(model, encoded, settings.batch_size, _pad_id(tokenizer))
         decoding = self._settings(meta)
-        after = self._samples(model, tokenizer, frame, chat, decoding)
+        prompts, after = self._samples(model, tokenizer, frame, chat, decoding)
         before = self._before_samples or [None] * len(after)
         samples = [
-            {"prompt": p, "reference": r, "before": b, "after": a}
-            for p, r, b, a in zip(frame["prompt"], frame["response"], before, after, strict=False)
+            {"prompt": p.prompt, "reference": p.reference, "before": b, "after": a}
+            for p, b, a in zip(prompts, before, after, strict=False)
         ]
         return {"metrics": metrics, "samples": samples}
 
@@ -444,7 +490,10 @@ def complete_with(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, me
     settings (greedy unless the recipe sampled): shared by ``tailor generate``, ``predict`` and the server."""
     chat = meta.get("prompt_format", "chat" if uses_chat_template(tokenizer) else "plain") == "chat"
     settings = GenerationSettings(**meta.get("generation", {}))
-    ids = prompt_ids(tokenizer, Example(prompt.strip(), ""), chat)
+    if meta.get("data_format") == "text":  # continued pre-training: the prompt is the start of a text
+        ids = list(tokenizer(prompt.strip(), add_special_tokens=True)["input_ids"])
+    else:
+        ids = prompt_ids(tokenizer, Example(prompt.strip(), ""), chat)
     room = max(1, model_token_limit(tokenizer) - (max_new_tokens or settings.max_new_tokens))
     # a prompt longer than the model's window keeps its end, next to the answer (as in training)
     return generate_text(model, tokenizer, ids[-room:], settings, max_new_tokens)

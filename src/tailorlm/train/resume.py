@@ -253,6 +253,8 @@ class ResumableTrainer(Trainer):
         The weighted loss is a per-batch mean, like the unweighted classification loss it replaces, so everything
         else (gradient accumulation, logging, early stopping) treats it the same way.
         """
+        if WEIGHT_COLUMN not in inputs and self.selected_logits_loss and "labels" in inputs:
+            return self._labelled_token_loss(model, inputs, return_outputs, num_items_in_batch)
         if WEIGHT_COLUMN not in inputs:
             return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)
@@ -261,6 +263,26 @@ class ResumableTrainer(Trainer):
         labels = inputs.pop("labels")  # the model must not average the loss itself
         outputs = model(**inputs)
         loss = weighted_mean_loss(outputs, labels, weights, self.args.label_smoothing_factor)
+        return (loss, outputs) if return_outputs else loss
+
+    #: causal LM: the loss from the labelled tokens' logits only (train/lm_loss.py); set by train/trainer.py
+    selected_logits_loss: bool = False
+
+    def _labelled_token_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool,
+                             num_items_in_batch: Any) -> Any:
+        """Trainer's causal-LM loss, the same numbers (mean over labelled tokens, or over the accumulated batch's
+        ``num_items_in_batch`` as the model would), without the full batch × length × vocabulary logits."""
+        from tailorlm.train.lm_loss import labelled_token_loss
+
+        inputs = dict(inputs)
+        labels = inputs.pop("labels")
+        total, count, outputs = labelled_token_loss(model, inputs, labels, self.args.label_smoothing_factor)
+        if self.model_accepts_loss_kwargs and num_items_in_batch is not None:
+            loss = total / torch.as_tensor(num_items_in_batch, device=total.device).clamp_min(1)
+            if self.args.average_tokens_across_devices:
+                loss = loss * self.accelerator.num_processes
+        else:
+            loss = total / max(count, 1)
         return (loss, outputs) if return_outputs else loss
 
     def create_optimizer(self, model: Any = None) -> Any:

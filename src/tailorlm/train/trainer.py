@@ -6,7 +6,9 @@ single source of truth. Choices that differ from Trainer's defaults, and why:
   dynamic padding wastes little compute;
 - validation at each epoch (or more often), keeping the best checkpoint by the task's metric, with early stopping;
 - fused AdamW where the installed torch has it for the device;
-- only the model is checkpointed (no optimiser state) because the best weights are what the run keeps.
+- only the model is checkpointed (no optimiser state) because the best weights are what the run keeps;
+- the per-device batch is the largest divisor of ``training.batch_size`` whose step fits in the machine's free
+  memory, with gradient accumulation keeping the effective batch (train/memory_fit.py), said in one line.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from tailorlm.recipe import Recipe
 from tailorlm.tasks.base import EncodedSplits, Task
 from tailorlm.train.callbacks import DivergenceGuard, LogHistoryWriter, RichProgressCallback
 from tailorlm.train.distributed import world_size
+from tailorlm.train.lm_loss import accepts_logits_to_keep
+from tailorlm.train.memory_fit import BatchFit, fit_micro_batch, memory_budget, model_size
 from tailorlm.train.optim import optimizer_cls_and_kwargs
 from tailorlm.train.resume import ResumableTrainer, last_checkpoint, save_callbacks, train_guarded
 from tailorlm.train.speed import speed_arguments
@@ -54,6 +58,7 @@ class TrainOutcome:
     tokens_seen: int
     batch_size: int  # per device, as trained: below the recipe's after training.auto_batch_size shrank it
     global_batch: int  # batch_size × gradient accumulation × processes
+    memory: dict[str, Any] | None = None
 
 
 def use_bf16(recipe: Recipe) -> bool:
@@ -69,8 +74,14 @@ def _steps_per_epoch(n_rows: int, recipe: Recipe) -> int:
     return max(1, math.ceil(math.ceil(n_rows / (t.batch_size * world_size())) / t.gradient_accumulation))
 
 
-def training_arguments(recipe: Recipe, task: Task, n_train: int, has_validation: bool, out: Path) -> TrainingArguments:
+def training_arguments(recipe: Recipe, task: Task, n_train: int, has_validation: bool, out: Path,
+                       batch_fit: BatchFit | None = None) -> TrainingArguments:
+    """``batch_fit``: the memory plan (train/memory_fit.py); the effective batch is the recipe's either way."""
     t = recipe.training
+    micro, accumulation = (batch_fit.micro_batch, batch_fit.accumulation) if batch_fit else (t.batch_size, 1)
+    eval_batch = t.eval_batch_size or 2 * t.batch_size
+    if batch_fit is not None:
+        eval_batch = min(eval_batch, batch_fit.eval_batch)
     steps_per_epoch = _steps_per_epoch(n_train, recipe)
     eval_every = max(1, steps_per_epoch // t.evals_per_epoch)
     metric = t.metric or task.default_metric
@@ -79,9 +90,9 @@ def training_arguments(recipe: Recipe, task: Task, n_train: int, has_validation:
         output_dir=str(out),
         num_train_epochs=t.epochs,
         learning_rate=t.learning_rate,
-        per_device_train_batch_size=t.batch_size,
-        per_device_eval_batch_size=t.eval_batch_size or 2 * t.batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation,
+        per_device_train_batch_size=micro,
+        per_device_eval_batch_size=eval_batch,
+        gradient_accumulation_steps=t.gradient_accumulation * accumulation,
         weight_decay=t.weight_decay,
         warmup_steps=t.warmup,
         lr_scheduler_type=t.lr_scheduler,
@@ -133,7 +144,10 @@ def fit(
     ``resume_from``: a complete checkpoint of an interrupted run of the same recipe (train/resume.py).
     """
     has_validation = encoded.validation is not None and len(encoded.validation) > 0
-    args = training_arguments(recipe, task, len(encoded.train), has_validation, checkpoints)
+    batch_fit = plan_batch(recipe, task, model, encoded)
+    if batch_fit.reduced:
+        console.print(f"memory: {batch_fit.reason}")
+    args = training_arguments(recipe, task, len(encoded.train), has_validation, checkpoints, batch_fit)
     metric = recipe.training.metric or task.default_metric
     guard = DivergenceGuard()
     callbacks: list[Any] = [*save_callbacks(recipe, has_validation), RichProgressCallback(console, metric), guard,
@@ -158,6 +172,8 @@ def fit(
         # layer-wise LR decay: per-layer param groups, same optimizer class (train/optim.py); None when off
         optimizer_cls_and_kwargs=optimizer_cls_and_kwargs(model, args, recipe.training.layer_lr_decay),
     )
+    # causal LM: the loss from the labelled tokens' logits only, never the whole batch's (train/lm_loss.py)
+    trainer.selected_logits_loss = task.peft_task_type == "CAUSAL_LM" and accepts_logits_to_keep(model)
     # Our rich progress replaces Trainer's tqdm bar and its print-every-log fallback.
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
@@ -185,6 +201,7 @@ def fit(
         tokens_seen=tokens,
         batch_size=batch_size,
         global_batch=global_batch,
+        memory=batch_fit.record(),
     )
 
 
@@ -216,6 +233,25 @@ def _batch_size_trained(trainer: ResumableTrainer, console: Console) -> int:
         console.print(f"out of memory at batch {asked} per device: trained at batch {used} "
                       f"(training.auto_batch_size; gradient accumulation unchanged)")
     return used
+
+
+def plan_batch(recipe: Recipe, task: Task, model: PreTrainedModel, encoded: EncodedSplits) -> BatchFit:
+    """The per-device batch that fits this machine (train/memory_fit.py) for the longest training row.
+
+    Data-parallel processes on one CPU share its RAM, so each plans for its share.
+    """
+    t = recipe.training
+    on_gpu = torch.cuda.is_available()
+    available, source = memory_budget(t.memory_limit, on_gpu)
+    if available is not None and not on_gpu:
+        available //= world_size()
+    lengths = encoded.train["length"] if "length" in encoded.train.column_names else []
+    longest = max(lengths) if len(lengths) else encoded.max_length
+    packed = bool(encoded.stats.get("packing"))  # a packed batch is one row of micro-batch × max_length tokens
+    size = model_size(model, causal_lm=task.peft_task_type == "CAUSAL_LM")
+    return fit_micro_batch(size, t.batch_size, int(encoded.max_length if packed else longest), available,
+                           eval_batch_size=t.eval_batch_size, bytes_per_value=2 if use_bf16(recipe) else 4,
+                           checkpointing=t.gradient_checkpointing, source=source)
 
 
 def _step_of(checkpoint: str | None) -> int | None:
