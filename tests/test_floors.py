@@ -77,6 +77,10 @@ def test_only_floors_measured_means_no_gain_is_tested() -> None:
     assert result is not None and "vs_baseline" not in result
     assert "only floors were measured" in result["no_reference"]
     assert result["ci"]["estimate"] == 0.8
+    from tailorlm.report.significance import significance_facts
+
+    facts = dict(significance_facts({"significance": result}))
+    assert facts["Gain vs best baseline"].startswith("not tested: only floors were measured")
 
 
 # ------------------------------------------------------------------------------------------ report, compare, terminal
