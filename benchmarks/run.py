@@ -4,9 +4,10 @@
     python -m benchmarks.run --suite gpu                       # Qwen2-0.5B-shaped LM (full, LoRA), BERT-base classifier
     python -m benchmarks.run --suite gpu --dry-run             # tiny shapes, 2 steps per row, any device (a smoke test)
     python -m benchmarks.run --suite cpu --quick               # tiny CPU run of every row (a smoke test)
+    python -m benchmarks.run --suite cpu --no-ablations --no-packing --rows 160 --threads 1   # Trainer rows vs tailorlm
 
 Prints a Markdown table (wall time, samples/s, real non-padding tokens/s, peak memory, final metric, ratio to the
-Trainer row) and writes JSON to ``--out``. Every figure is measured in this run; nothing is copied in.
+fastest Trainer row, MFU) and writes JSON to ``--out``. Every figure is measured in this run; nothing is copied in.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dry-run", action="store_true", help="gpu: tiny shapes, 2 steps a row, on any device")
     parser.add_argument("--quick", action="store_true", help="cpu: a few rows of data, every row (smoke test)")
     parser.add_argument("--no-ablations", action="store_true", help="cpu: only Trainer vs tailorlm")
+    parser.add_argument("--no-packing", action="store_true", help="cpu: leave out the decoder packing rows")
     parser.add_argument("--rows", type=int, default=240, help="cpu: training rows per dataset")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--compile", action="store_true", help="cpu: add the torch.compile row (slow on CPU)")
@@ -50,10 +52,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from benchmarks.suites.cpu import run_suite as run_cpu
 
     settings = Settings(n_train=args.rows, n_test=args.rows // 2, seed=args.seed, ablations=not args.no_ablations,
-                        gen_train=max(16, args.rows // 2), compile=args.compile, skip=tuple(args.skip))
+                        gen_train=max(16, args.rows // 2), compile=args.compile, skip=tuple(args.skip),
+                        packing=not args.no_packing)
     if args.quick:
         settings = Settings(n_train=16, n_test=8, batch_size=8, seed=args.seed, ablations=not args.no_ablations,
-                            gen_train=16, compile=args.compile, skip=tuple(args.skip))
+                            gen_train=16, compile=args.compile, skip=tuple(args.skip), packing=not args.no_packing,
+                            matmul_n=256, matmul_iters=2)
     return run_cpu(args.out or Path(f"benchmarks/out/cpu{'-quick' if args.quick else ''}.json"), settings)
 
 

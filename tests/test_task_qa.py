@@ -272,9 +272,22 @@ def test_tailor_run_qa_writes_the_run_directory(tiny_qa_run: Path) -> None:
         assert (tiny_qa_run / name).is_file(), name
     metrics = json.loads((tiny_qa_run / "metrics.json").read_text())
     assert metrics["task"] == "qa"
-    assert set(metrics["baseline"]) == {"sentence_retrieval", "pretrained_head"}
+    assert set(metrics["baseline"]) == {"sentence_retrieval", "pretrained_head", "span_probe"}
     for part in (*metrics["baseline"].values(), metrics["tuned"]):
         assert 0.0 <= part["exact_match"] <= 1.0 and 0.0 <= part["f1"] <= 1.0 and part["n"] > 0
+    # floors are marked and never the bar; the span probe (a reference) is what the paired test is against
+    assert {k: v["floor"] for k, v in metrics["baseline"].items()} == {
+        "sentence_retrieval": True, "pretrained_head": True, "span_probe": False}
+    assert "linear start/end head" in metrics["baseline"]["span_probe"]["method"]
+    vs = metrics["significance"]["vs_baseline"]
+    assert vs["baseline"] == "span_probe" and vs["baseline_value"] == pytest.approx(
+        metrics["baseline"]["span_probe"]["f1"])
+    rows = [json.loads(line) for line in (tiny_qa_run / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == metrics["data"]["test"] and all("f1" in r["baselines"]["span_probe"]["scores"] for r in rows)
+    assert np.mean([r["baselines"]["span_probe"]["scores"]["f1"] for r in rows]) == pytest.approx(
+        metrics["baseline"]["span_probe"]["f1"])
+    html = (tiny_qa_run / "report.html").read_text(encoding="utf-8")
+    assert "Pretrained head (floor)" in html and "Sentence retrieval (floor)" in html and "Span probe<" in html
     assert "f1" in metrics["validation"] and "exact_match" in metrics["validation"]
     assert metrics["errors"] and {"text", "label", "predicted", "f1"} <= set(metrics["errors"][0])
     meta = json.loads((tiny_qa_run / "model" / "tailor_model.json").read_text())
@@ -322,4 +335,5 @@ def test_minilm_tuned_beats_the_untrained_head(tmp_path: Path) -> None:
     untrained, retrieval, tuned = (metrics["baseline"]["pretrained_head"], metrics["baseline"]["sentence_retrieval"],
                                    metrics["tuned"])
     assert tuned["f1"] > untrained["f1"] + 0.15 and tuned["f1"] > retrieval["f1"] + 0.1
+    assert metrics["baseline"]["span_probe"]["f1"] > untrained["f1"]  # a fitted head beats a random one
     assert tuned["exact_match"] > untrained["exact_match"] + 0.1

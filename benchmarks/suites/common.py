@@ -137,14 +137,82 @@ def measure(fn: Callable[[], Row]) -> Row:
     """Run one row with its peak memory; seeds reset so that every row starts from the same state."""
     torch.manual_seed(0)
     with PeakMemory() as memory:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         row = fn()
         row.wall_s = round(time.perf_counter() - started, 2)
+        # CPU seconds of the whole row (load, tokenise, train, evaluate): on a machine shared with other jobs this
+        # moves far less than wall time, which counts the time the process waited for a core
+        row.extra["row_cpu_s"] = round(time.process_time() - cpu_started, 2)
+    cpu = row.extra.get("train_cpu_s")
+    if cpu:
+        row.extra["cpu_samples_per_s"] = round(row.samples / cpu, 3)
+        row.extra["cpu_tokens_per_s"] = round(row.real_tokens / cpu, 1)
     row.peak_mib = memory.mib
     print(f"  {row.dataset:<12} {row.name:<34} {row.train_s:7.1f} s  {row.samples_per_s:7.2f} samples/s  "
           f"{row.tokens_per_s:8.0f} tok/s  {row.metric_name} {fmt(row.metric)}  peak {row.peak_mib:,.0f} MiB",
           flush=True)
     return row
+
+
+def matmul_peak_flops(n: int, iters: int, dtype: torch.dtype = torch.float32,
+                      clock: Callable[[], float] = time.perf_counter) -> float:
+    """Achievable matmul FLOP/s here and now: a square ``n``-matmul in a loop after a warm-up, on the GPU when there is
+    one, else on the CPU with torch's current thread count (what the training rows use). Measured in the same run as
+    the rows, under the same load, so that MFU says how much of what this machine can do a row used.
+    ``clock=time.process_time`` gives FLOPs per CPU second: on a CPU shared with other jobs, the peak per second the
+    process actually ran (compare it with ``TrainClock``'s CPU seconds)."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    if device == "cuda":
+        torch.cuda.synchronize()
+    started = clock()
+    for _ in range(iters):
+        a @ b
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return 2 * n**3 * iters / (clock() - started)
+
+
+class TrainClock:
+    """A Trainer callback that records the process CPU seconds of training alone (``on_train_begin`` to
+    ``on_train_end``). With one torch thread, CPU seconds are compute: unlike wall time they do not grow when other
+    jobs take the cores, so throughput per CPU second compares rows measured under different load."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.cpu_s = 0.0
+
+    def callback(self) -> Any:
+        from transformers import TrainerCallback
+
+        clock = self
+
+        class _Clock(TrainerCallback):
+            def on_train_begin(self, *args: Any, **kwargs: Any) -> None:
+                clock.started = time.process_time()
+
+            def on_train_end(self, *args: Any, **kwargs: Any) -> None:
+                clock.cpu_s = time.process_time() - clock.started
+
+        return _Clock()
+
+
+def matmul_parameters(model: torch.nn.Module) -> int:
+    """Weights that take part in a matmul for every token: those of ``nn.Linear`` layers (a tied LM head counts, being
+    a Linear; an input embedding does not: a lookup costs no FLOPs). MiniLM has 22.7 M parameters, of which 11.7 M
+    are its embedding table: counting them would double its MFU."""
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+
+def mfu(tokens_per_s: float, parameters: int, peak_flops: float) -> float:
+    """Model FLOPs utilisation: 6 × matmul parameters × real (non-padding) tokens/s ÷ the measured matmul peak.
+
+    6 = forward (2) + backward (4) FLOPs per parameter per token; attention's sequence-length term is left out
+    (small at these lengths), and padding tokens are not useful work, so a row that pads wastes MFU."""
+    return 6 * parameters * tokens_per_s / peak_flops if peak_flops else 0.0
 
 
 def fmt(value: float | None, pattern: str = "{:.4f}") -> str:

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from benchmarks.suites.common import Row, lognormal_lengths, measure, print_table, write_json
+from benchmarks.suites.common import matmul_peak_flops as common_matmul_peak
 
 
 @dataclass(frozen=True)
@@ -144,19 +145,7 @@ def with_lora(model: Any, r: int) -> Any:
 
 def matmul_peak_flops(n: int, iters: int) -> float:
     """Achievable bf16 matmul FLOP/s on this device: a big square matmul in a loop (after a warm-up)."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    for _ in range(3):
-        a @ b
-    if device == "cuda":
-        torch.cuda.synchronize()
-    started = time.perf_counter()
-    for _ in range(iters):
-        a @ b
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return 2 * n**3 * iters / (time.perf_counter() - started)
+    return common_matmul_peak(n, iters, torch.bfloat16)
 
 
 def mfu(row: Row, parameters: int, peak: float) -> float:

@@ -665,28 +665,41 @@ def metrics_table(rows: dict[str, dict | None], title: str) -> Table:
 
 
 def comparison_table(metrics: dict) -> Table:
-    """Baselines and the tuned model on the test split; the caption gives the change in the task's main metric."""
+    """Baselines and the tuned model on the test split; floors are marked, and the caption gives the change in the
+    task's main metric over the best *reference* baseline (never over a floor: evaluate/floors.py)."""
+    from tailorlm.evaluate.floors import is_floor
     from tailorlm.report import LOWER_IS_BETTER, TASK_MAIN_METRIC
 
     baseline = metrics.get("baseline") or {}
     tuned = metrics.get("tuned") or {}
-    rows = {name.replace("_", "-").replace("linear-probe", "linear probe"): value for name, value in baseline.items()}
+    task = str(metrics.get("task"))
+    floors = {name for name, value in baseline.items() if is_floor(name, task, value)}
+    rows = {_row_name(name) + (" (floor)" if name in floors else ""): value for name, value in baseline.items()}
     rows["fine-tuned"] = tuned
     n = tuned.get("n", "?")
     n = int(n) if isinstance(n, float) and n.is_integer() else n
     table = metrics_table(rows, title=f"test split ({n} rows): before vs after fine-tuning")
-    main = "f1_macro" if "f1_macro" in tuned else TASK_MAIN_METRIC.get(str(metrics.get("task")), "loss")
-    if main == "f1_macro":
-        best = max((v.get("f1_macro", 0.0) for v in baseline.values() if v), default=None)
-        if best is not None:
-            table.caption = f"macro-F1 gain over the best baseline: {tuned['f1_macro'] - best:+.4f}"
+    main = "f1_macro" if "f1_macro" in tuned else TASK_MAIN_METRIC.get(task, "loss")
+    measured = {name: v[main] for name, v in baseline.items()
+                if isinstance(v, dict) and isinstance(v.get(main), (int, float))}
+    scores = [value for name, value in measured.items() if name not in floors]
+    if not isinstance(tuned.get(main), (int, float)):
         return table
-    scores = [v[main] for v in baseline.values() if isinstance(v, dict) and isinstance(v.get(main), (int, float))]
-    if scores and isinstance(tuned.get(main), (int, float)):
-        lower = main in LOWER_IS_BETTER
+    title = "macro-F1" if main == "f1_macro" else main
+    lower = main in LOWER_IS_BETTER
+    if scores:
         change = tuned[main] - (min(scores) if lower else max(scores))
-        table.caption = f"{main} change over the best baseline: {change:+.4f}" + (" (lower is better)" if lower else "")
+        word = "gain" if main == "f1_macro" else "change"
+        suffix = " (lower is better)" if lower else ""
+        table.caption = f"{title} {word} over the best baseline: {change:+.4f}{suffix}"
+    elif measured:
+        table.caption = (f"only floors were measured ({', '.join(_row_name(n) for n in measured)}): lower bounds, "
+                         "so no gain over a real baseline is claimed")
     return table
+
+
+def _row_name(name: str) -> str:
+    return name.replace("_", "-").replace("linear-probe", "linear probe")
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ from tailorlm.data import write_rejects
 from tailorlm.data.clean import CLEAN_META_KEY
 from tailorlm.data.token_cache import encode_with_cache
 from tailorlm.errors import RecipeError
+from tailorlm.evaluate.floors import mark_floors
 from tailorlm.evaluate.predictions import pop_predictions, record_predictions
 from tailorlm.evaluate.verdict import judge
 from tailorlm.fairness.pipeline import apply_mitigation, audit_run
@@ -283,6 +284,7 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer,
                                                          st.kept.evaluation, st.kept.meta)
         adapted = adapted | {"self_training": st.record}
     predictions = pop_predictions(evaluation, baselines)  # per-example rows: predictions.jsonl
+    mark_floors(baselines, task.name)  # baseline.<key>.floor: lower bounds, never the bar to clear (evaluate/floors.py)
     fairness = timer.time("fairness", lambda: audit_run(recipe, task, model, tokenizer, data, predictions, settings,
                                                         mitigation)) if recipe.fairness.active else None  # fairness/
     timer.time("save_model", lambda: save_model(model, tokenizer, run_dir, recipe, body, meta))

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from tailorlm.errors import UserError
+from tailorlm.evaluate.floors import is_floor
 from tailorlm.evaluate.predictions import load_runs
 from tailorlm.evaluate.stats import paired_test, same_test_set
 from tailorlm.rundir import atomic_write_text
@@ -156,11 +157,14 @@ def value_text(summary: RunSummary, key: str) -> str:
 
 
 def _best_baseline(summary: RunSummary) -> str:
+    """The best *reference* baseline's main metric; floors (evaluate/floors.py) are never the bar."""
     main = summary.main
-    scored = {k: v.get(main) for k, v in (summary.metrics.get("baseline") or {}).items()
-              if isinstance(v, dict) and isinstance(v.get(main), (int, float))}
+    task = str(summary.metrics.get("task"))
+    measured = {k: v for k, v in (summary.metrics.get("baseline") or {}).items()
+                if isinstance(v, dict) and isinstance(v.get(main), (int, float))}
+    scored = {k: v[main] for k, v in measured.items() if not is_floor(k, task, v)}
     if not scored:
-        return "—"
+        return "— (only floors measured)" if measured else "—"
     from tailorlm.report import LOWER_IS_BETTER
 
     best = (min if main in LOWER_IS_BETTER else max)(scored, key=scored.__getitem__)

@@ -83,14 +83,16 @@ def main_metric(rows: list[dict[str, Any]], task: str) -> str:
 
 
 def record_predictions(run_dir: Any, metrics: dict[str, Any], rows: list[dict[str, Any]] | None) -> None:
-    """Write predictions.jsonl and put the bootstrap CI and the paired test vs the best baseline in ``metrics``."""
+    """Write predictions.jsonl and put the bootstrap CI and the paired test vs the best reference baseline (not a
+    floor) in ``metrics``."""
     if not rows:
         return
     write_jsonl(Path(run_dir.path) / FILE, rows)
     from tailorlm.report import LOWER_IS_BETTER
 
     metric = main_metric(rows, str(metrics.get("task")))
-    result = significance([rows], metric, metrics.get("labels") or [], metric not in LOWER_IS_BETTER)
+    result = significance([rows], metric, metrics.get("labels") or [], metric not in LOWER_IS_BETTER,
+                          task=str(metrics.get("task")), baselines=metrics.get("baseline") or {})
     if result is not None:
         metrics["significance"] = result
 

@@ -125,7 +125,8 @@ def summarise(top: Path, seeds: list[int], per_seed: list[dict[str, Any]]) -> di
         "data": first.get("data") or {},
     }
     if runs and metric and len(runs) == len(seeds):
-        stats = significance(runs, metric, first.get("labels") or [], metric not in LOWER_IS_BETTER)
+        stats = significance(runs, metric, first.get("labels") or [], metric not in LOWER_IS_BETTER,
+                             task=str(first.get("task")), baselines=first.get("baseline") or {})
         if stats is not None:
             result["significance"] = stats
     return result

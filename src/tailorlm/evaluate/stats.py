@@ -14,10 +14,12 @@ thousand examples take well under a second.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from tailorlm.evaluate.floors import is_floor
 
 RESAMPLES = 2000
 SEED = 0
@@ -238,19 +240,29 @@ def same_test_set(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
 
 
 def significance(runs: list[list[dict[str, Any]]], metric: str, labels: Sequence[str],
-                 greater_is_better: bool = True) -> dict[str, Any] | None:
-    """What metrics.json records: the CI of the (seed-mean) main metric, and the test against the better baseline."""
+                 greater_is_better: bool = True, task: str | None = None,
+                 baselines: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """What metrics.json records: the CI of the (seed-mean) main metric, and the test against the best *reference*
+    baseline. Floors (``evaluate/floors.py``: a random head, a majority tag) are never the bar: beating a lower
+    bound proves little, so with only floors measured there is no ``vs_baseline`` and ``no_reference`` says why.
+    ``baselines`` is metrics.json's ``baseline`` (its ``floor`` markers), ``task`` the run's task."""
     stats = [system_stat(rows, metric, labels) for rows in runs]
     if not runs or not runs[0] or any(s is None for s in stats):
         return None
     n = len(runs[0])
     result: dict[str, Any] = {"metric": metric, "n": n, "seeds": len(runs),
                               "ci": bootstrap_ci(averaged(stats), n)}  # type: ignore[arg-type]
-    scored = {}
+    scored, floors = {}, []
     for name in baseline_names(runs[0]):
+        if is_floor(name, task, (baselines or {}).get(name)):
+            floors.append(name)
+            continue
         stat = system_stat(runs[0], metric, labels, name)
         if stat is not None:
             scored[name] = point(stat, n)
+    if not scored and floors:
+        result["no_reference"] = (f"only floors were measured ({', '.join(floors)}): lower bounds, not "
+                                  "alternatives, so no gain over a baseline is tested")
     if scored:
         pick = max if greater_is_better else min
         best = pick(scored, key=scored.__getitem__)

@@ -36,6 +36,13 @@ def build_warm_started(encoder_folder: Path, out: Path) -> Path:
     return save_atomically(model, tokenizer, out)
 
 
+def is_shipped_warm_start(name: str, source: str) -> bool:
+    """Whether a resolved model is the shipped ``minilm-seq2seq`` (by alias or its cache folder): before tuning its
+    cross-attention is random, so its translation baseline is a floor. Any other seq2seq model is assumed to be a
+    real pretrained one (the conservative reading: a stronger bar for the tuned model)."""
+    return name == "minilm-seq2seq" or Path(source).name == MINILM_SEQ2SEQ_FOLDER
+
+
 def shipped_minilm_seq2seq() -> Path:
     """The ``minilm-seq2seq`` alias: built from the shipped MiniLM on first use (about a second), then cached."""
     from tailorlm.models.registry import resolve_model

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tailorlm.errors import UserError
+from tailorlm.evaluate.floors import is_floor
 from tailorlm.rundir import atomic_write_text
 
 __all__ = ["Cell", "RunReport", "Table", "load_run", "render_report"]
@@ -68,6 +69,8 @@ SYSTEM_TITLES: dict[str, str] = dict(SYSTEM_NAMES) | {
     "pretrained": "Pretrained (before tuning)",
     "copy_source": "Copy the source (no model)",
 }
+#: Appended to the display name of a floor baseline (evaluate/floors.py), in every table that lists it.
+FLOOR_SUFFIX = " (floor)"
 #: The metric the headline and per-class comparison are about.
 HEADLINE_METRIC = "f1_macro"
 
@@ -116,6 +119,7 @@ class System:
     name: str
     metrics: dict[str, Any] | None
     note: str = ""
+    floor: bool = False  # a lower bound (evaluate/floors.py): shown, never the bar the headline measures against
 
     @property
     def measured(self) -> bool:
@@ -243,7 +247,9 @@ class RunReport:
         for key, raw in pairs:
             measured = self._measured(raw)
             note = _not_measured_note(key, raw) if not measured else ""
-            rows.append(System(key, system_name(key), raw if measured else None, note))
+            floor = key != "tuned" and is_floor(key, self.task, raw)
+            rows.append(System(key, system_name(key) + (FLOOR_SUFFIX if floor else ""), raw if measured else None,
+                               note, floor))
         return rows
 
     @property
@@ -251,10 +257,23 @@ class RunReport:
         return [s for s in self.systems if s.key != "tuned" and s.measured]
 
     @property
+    def measured_floors(self) -> list[System]:
+        """Measured baselines that are lower bounds (a random head, a majority tag), not alternatives."""
+        return [s for s in self.measured_baselines if s.floor]
+
+    @property
     def best_baseline(self) -> System | None:
-        """The baseline with the best headline metric (highest, or lowest for losses): the bar to clear."""
+        """The *reference* baseline (not a floor) with the best headline metric (highest, or lowest for losses):
+        the bar to clear. None when only floors, or nothing, were measured."""
+        return self._best([s for s in self.measured_baselines if not s.floor])
+
+    @property
+    def best_floor(self) -> System | None:
+        return self._best(self.measured_floors)
+
+    def _best(self, systems: list[System]) -> System | None:
         main = self.main_metric
-        scored = [s for s in self.measured_baselines if number(s.metrics, main) is not None]
+        scored = [s for s in systems if number(s.metrics, main) is not None]
         pick = min if self.lower_is_better else max
         return pick(scored, key=lambda s: number(s.metrics, main), default=None)  # type: ignore[arg-type,return-value]
 
@@ -277,6 +296,13 @@ class RunReport:
         if tuned is None:
             return "The fine-tuned model was not evaluated on a test split, so there is no result to report."
         base = self.best_baseline
+        if base is None and self.best_floor is not None:
+            floor = self.best_floor
+            return (
+                f"The fine-tuned model reached {title} {fmt(tuned)} on the test split; only floors were measured "
+                f"(best: {floor.name.lower()}, {fmt(number(floor.metrics, main))}), lower bounds rather than "
+                "alternatives a user would pick, so this run cannot show a gain over a real baseline."
+            )
         if base is None:
             return (
                 f"The fine-tuned model reached {title} {fmt(tuned)} on the test split; no baseline was "
@@ -431,8 +457,20 @@ def calibration_facts(metrics: dict[str, Any]) -> list[tuple[str, str]]:
     return [("Confidence calibration", text)]
 
 
+def floor_note(report: RunReport) -> str:
+    """The sentence under a comparison that lists floors: what they are and what the headline is measured against."""
+    floors = report.measured_floors
+    if not floors:
+        return ""
+    names = ", ".join(s.name.removesuffix(FLOOR_SUFFIX).lower() for s in floors)
+    base = report.best_baseline
+    against = (f"the gain in the headline is measured against the best reference baseline ({base.name.lower()})"
+               if base else "no reference baseline was measured, so no gain over a real baseline is claimed")
+    return (f"Rows marked (floor) ({names}) are lower bounds, not alternatives a user would pick; {against}.")
+
+
 def comparison_table(report: RunReport) -> Table:
-    """Baselines and the tuned model side by side, the best value of each column marked."""
+    """Baselines and the tuned model side by side, the best value of each column marked; floors say so."""
     best = report.best_per_column()
     columns = report.metric_columns
     rows = []

@@ -26,6 +26,7 @@ from tailorlm.report import (
     errors_table,
     eval_table,
     facts,
+    floor_note,
     fmt,
     input_overlap,
     label_table,
@@ -255,7 +256,8 @@ def _kpis(report: RunReport) -> str:
     cards: list[tuple[str, str, str]] = [
         (fmt(number(tuned, main)), f"{title} after fine-tuning", ""),
         (fmt(number(base.metrics, main)) if base else "—",
-         f"{title} of the best baseline ({base.name.lower()})" if base else "no baseline measured", ""),
+         f"{title} of the best baseline ({base.name.lower()})" if base else
+         "no reference baseline (only floors measured)" if report.measured_floors else "no baseline measured", ""),
         (signed(gain) if gain is not None else "—",
          "change from fine-tuning" + (" (lower is better)" if report.lower_is_better else ""),
          "up" if better and better > 0 else "down" if better and better < 0 else ""),
@@ -276,6 +278,8 @@ def _comparison(report: RunReport) -> str:
         "highlighted (the lowest for losses, perplexity and error rates)."
     )
     parts = [_p(lead, "lead"), _table(comparison_table(report))]
+    if floor_note(report):
+        parts.append(_p(floor_note(report), "muted"))
     measured = [(s.key, s.name, s.metrics) for s in report.systems if s.measured and s.metrics]
     columns = [c for c in report.metric_columns if c[0] not in LOWER_IS_BETTER]
     if measured and columns:

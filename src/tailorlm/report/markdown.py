@@ -18,6 +18,7 @@ from tailorlm.report import (
     errors_table,
     eval_table,
     facts,
+    floor_note,
     input_overlap,
     label_table,
     length_table,
@@ -112,6 +113,7 @@ def _comparison(report: RunReport) -> str:
         "Baselines vs fine-tuned model",
         "Best value per column in bold.",
         table(comparison_table(report)),
+        md_escape(floor_note(report)),
         "\n".join(methods),
         "\n".join(glossary),
     )

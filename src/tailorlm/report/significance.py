@@ -1,5 +1,6 @@
 """The report's uncertainty lines: the bootstrap interval of the main metric, the paired test against the best
-baseline, and a multi-seed run's mean ± std. Only formats what metrics.json already holds (evaluate/stats.py)."""
+reference baseline (never a floor: evaluate/floors.py), and a multi-seed run's mean ± std. Only formats what
+metrics.json already holds (evaluate/stats.py)."""
 
 from __future__ import annotations
 
@@ -47,4 +48,6 @@ def significance_facts(metrics: dict[str, Any]) -> list[tuple[str, str]]:
             text += (f"; accuracy McNemar {_p(mc.get('p_value'))} (mid-p {_num(mc.get('mid_p'), 3)}): "
                      f"{mc.get('verdict')}")
         rows.append(("Gain vs best baseline", text))
+    elif sig.get("no_reference"):  # only floors were measured: say so rather than test a gain over a lower bound
+        rows.append(("Gain vs best baseline", f"not tested: {sig['no_reference']}"))
     return rows

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from tailorlm.errors import UserError
-from tailorlm.report import RunReport, comparison_table, count, duration, load_run
+from tailorlm.report import RunReport, comparison_table, count, duration, floor_note, load_run
 from tailorlm.report.markdown import md_escape, table
 from tailorlm.rundir import atomic_write_text
 
@@ -167,7 +167,7 @@ class _Card:
         n = count(self.report.data_sizes.get("test"))
         return _section(f"Results on the test split ({n} rows)",
                         "Each baseline and the fine-tuned model, measured on the same test rows (best value per "
-                        "column in bold):", table(comparison_table(self.report)))
+                        "column in bold):", table(comparison_table(self.report)), md_escape(floor_note(self.report)))
 
     def settings(self) -> str:
         training = self.recipe.get("training") or {}

@@ -34,6 +34,7 @@ from transformers import (
 
 from tailorlm.data.qa import QAData, load_qa_eval_file, prepare_qa_data
 from tailorlm.errors import DataError, ModelError
+from tailorlm.evaluate.baselines import SPAN_PROBE_MAX_ITER, SpanFeatures, span_probe
 from tailorlm.evaluate.inference import forward_sorted, mean_pooled, model_device, sorted_batches
 from tailorlm.models.loading import load_pretrained
 from tailorlm.models.registry import ResolvedModel
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from tailorlm.models.saved import LoadedModel
 
 AUTO_MAX_LENGTH = 384  # the SQuAD standard: long enough for most passages in one or two windows
+SPAN_PROBE_MAX_QUESTIONS = 1000  # the span probe's training budget: features of at most this many questions
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 # ---------------------------------------------------------------------------------------------- SQuAD metrics
@@ -428,9 +430,15 @@ class QATask(Task):
         self, recipe: Recipe, data: QAData, resolved: ResolvedModel, tokenizer: PreTrainedTokenizerBase,
         max_length: int,
     ) -> dict[str, Any]:
-        """Before tuning: ``sentence_retrieval`` (baseline.zero_shot), the context sentence closest to the question
-        in the pretrained encoder's embedding space, answered whole; ``pretrained_head`` (baseline.linear_probe),
-        the pretrained encoder with its fresh, untrained span head."""
+        """Before tuning, on the test questions:
+
+        - ``span_probe`` (baseline.linear_probe): the reference, QA's linear probe. A linear start/end head trained
+          on the frozen features of the pretrained body (``span_probe_answers``), decoded like the tuned model;
+        - ``pretrained_head`` (baseline.linear_probe): a floor, the pretrained body with its fresh, untrained head;
+        - ``sentence_retrieval`` (baseline.zero_shot): a floor, the context sentence closest to the question in the
+          pretrained embedding space, answered whole (it never answers "no answer").
+
+        Floors are reported and marked (evaluate/floors.py) but never the bar the tuned model is measured against."""
         cfg = recipe.baseline
         batch_size = recipe.training.eval_batch_size or 2 * recipe.training.batch_size
         golds = [list(g) for g in data.test["answer_texts"]]
@@ -438,16 +446,75 @@ class QATask(Task):
         if cfg.zero_shot:
             encoder = load_pretrained(AutoModel, resolved, recipe.model)
             predicted = sentence_retrieval(encoder, tokenizer, data.test, max_length, batch_size)
-            result["sentence_retrieval"] = squad_metrics(predicted, golds) | {
-                "per_example": per_example_scores(predicted, golds)}
+            result["sentence_retrieval"] = _scored(predicted, golds, "the context sentence with the highest cosine "
+                                                   "to the question (mean-pooled pretrained embeddings), answered "
+                                                   "whole; never \"no answer\" (a floor)")
         if cfg.linear_probe:
             set_seed(recipe.training.seed)  # the same fresh head as the model that will be tuned
             model = load_pretrained(AutoModelForQuestionAnswering, resolved, recipe.model)
             meta = self.model_meta(data)
             answers = self.predict_answers(model, tokenizer, data.test, meta, max_length, batch_size)
-            result["pretrained_head"] = squad_metrics([a.text for a in answers], golds) | {
-                "per_example": per_example_scores([a.text for a in answers], golds)}
+            result["pretrained_head"] = _scored([a.text for a in answers], golds, "the pretrained encoder with its "
+                                                "randomly initialised span head, untrained (a floor)")
+            result["span_probe"] = self._span_probe(model, tokenizer, data, meta, max_length, batch_size,
+                                                    cfg.max_train_rows, recipe.data.seed)
         return result
+
+    def _span_probe(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, data: QAData,
+                    meta: dict[str, Any], max_length: int, batch_size: int, max_rows: int | None,
+                    seed: int) -> dict[str, Any]:
+        """Fit a linear span head on frozen features of the training questions, put it in the model's head, answer
+        the test questions with the same windows and n-best decoding as the tuned model."""
+        head = getattr(model, "qa_outputs", None)
+        if not isinstance(head, torch.nn.Linear) or head.out_features != 2:
+            return {"skipped": f"{type(model).__name__} has no linear qa_outputs span head to probe"}
+        cap = min(max_rows or SPAN_PROBE_MAX_QUESTIONS, SPAN_PROBE_MAX_QUESTIONS)
+        train = data.train.sample(n=cap, random_state=seed) if len(data.train) > cap else data.train
+        windows = encode_windows(train, tokenizer, max_length, int(meta.get("doc_stride", 128)), labels=True)
+        if not len(windows):
+            return {"skipped": "no training questions to fit the span probe on"}
+        features = SpanFeatures(head_inputs(model, head, tokenizer, windows, batch_size),
+                                list(windows.columns["start_positions"]), list(windows.columns["end_positions"]),
+                                list(windows.example))
+        weight, penalty = span_probe(features, seed)
+        with torch.no_grad():
+            head.weight.copy_(weight.T.to(head.weight.dtype))
+            head.bias.zero_()  # a bias cancels in every start/end softmax and in the span-vs-null comparison
+        answers = self.predict_answers(model, tokenizer, data.test, meta, max_length, batch_size)
+        return _scored([a.text for a in answers], [list(g) for g in data.test["answer_texts"]],
+                       f"a linear start/end head (the tuned model's head shape) trained on the frozen pretrained "
+                       f"features of {len(train)} training questions ({len(windows)} windows), L2 {penalty:g} chosen "
+                       f"on held-out questions, L-BFGS <= {SPAN_PROBE_MAX_ITER} steps; decoded like the tuned model")
+
+
+def _scored(predicted: list[str], golds: list[list[str]], method: str) -> dict[str, Any]:
+    """A QA baseline's metrics.json entry: SQuAD scores, per-example scores (for the paired tests), how it was made."""
+    return squad_metrics(predicted, golds) | {"per_example": per_example_scores(predicted, golds), "method": method}
+
+
+@torch.no_grad()
+def head_inputs(model: PreTrainedModel, head: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, windows: Windows,
+                batch_size: int) -> list[torch.Tensor]:
+    """What ``head`` reads for every token of every window (a forward pre-hook), in window order, as float32 on the
+    CPU: the frozen features a span probe is fitted on, whatever the architecture puts before its span head."""
+    device = model_device(model)
+    was_training = model.training
+    model.eval()
+    captured: list[torch.Tensor] = []
+    hook = head.register_forward_pre_hook(lambda _module, args: captured.append(args[0]))
+    lengths = [len(ids) for ids in windows.columns["input_ids"]]
+    features: list[torch.Tensor] = [torch.zeros(0)] * len(windows)
+    try:
+        for batch_idx in sorted_batches(lengths, batch_size):
+            batch = [{k: windows.columns[k][i] for k in MODEL_INPUTS if k in windows.columns} for i in batch_idx]
+            model(**{k: v.to(device) for k, v in tokenizer.pad(batch, return_tensors="pt").items()})
+            states = captured.pop().float().cpu()
+            for j, i in enumerate(batch_idx):
+                features[i] = states[j, : lengths[i]].clone()
+    finally:
+        hook.remove()
+        model.train(was_training)
+    return features
 
 
 # ---------------------------------------------------------------------------------------------- helpers

@@ -27,6 +27,7 @@ from tailorlm.data.text_pairs_mt import PairData, load_pair_file, prepare_pairs
 from tailorlm.errors import DataError, ModelError, UserError
 from tailorlm.models.loading import load_pretrained
 from tailorlm.models.registry import ResolvedModel, resolve_model
+from tailorlm.models.warmstart import is_shipped_warm_start
 from tailorlm.recipe import DataConfig, Recipe
 from tailorlm.tasks.base import PREDICT_BATCH_SIZE, EncodedSplits, EvalSettings, Task
 from tailorlm.tasks.classification import set_attention_dropout
@@ -315,8 +316,10 @@ class TranslationTask(Task):
     ) -> dict[str, Any]:
         """Leaving the text as it is (copy the source), and the pretrained model as it is, decoded as the tuned one.
 
-        Copying is the floor any rewrite must clear: for dialect → standard English much of a sentence is
-        already right, and a model that scores below the copy has learnt to damage text.
+        Copying is the reference any rewrite must clear: for dialect → standard English much of a sentence is
+        already right, and a model that scores below the copy has learnt to damage text. ``pretrained`` is marked a
+        floor (``floor: true``, evaluate/floors.py) for the shipped minilm-seq2seq, whose cross-attention is random
+        before tuning; for a real pretrained seq2seq model it is a reference.
         """
         results = {"copy_source": self._copy_source(data.test, data.meta, tokenizer)}
         if not recipe.baseline.zero_shot:
@@ -329,8 +332,10 @@ class TranslationTask(Task):
         measured = self.measure(model, tokenizer, data.test, data.meta, settings)
         self._before = dict(zip(measured.sources, measured.outputs, strict=True))
         del model  # the training copy is already in memory; this one is not needed again
-        method = "the pretrained model before fine-tuning, same test rows and decoding settings"
-        return results | {"pretrained": measured.metrics | {"method": method}}
+        floor = is_shipped_warm_start(resolved.name, resolved.source)
+        method = "the pretrained model before fine-tuning, same test rows and decoding settings" + (
+            "; a floor: the warm-started encoder-decoder's cross-attention is untrained" if floor else "")
+        return results | {"pretrained": measured.metrics | {"method": method, "floor": floor}}
 
     @staticmethod
     def _copy_source(frame: pd.DataFrame, meta: dict[str, Any], tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
