@@ -12,8 +12,9 @@ measured once, in the main run.
 c ≥ 0, where error = 1 − metric for a score in [0, 1] (100 − metric for 0-100 scores such as BLEU) and the
 metric itself where lower is better (perplexity). It is fitted by least squares on log error against log n (a
 straight line in log-log space: the form of empirical learning curves, Hestness et al. 2017; Figueroa et al.
-2012 for small labelled sets), then extrapolated to 2× and 4× the labels. A slope that points the wrong way
-(more data, worse score: noise) is clipped to c = 0, i.e. "no gain expected".
+2012 for small labelled sets). The extrapolation to 2× and 4× the labels is anchored at the measured 100%
+point: error(s·n) = error(n)·s^(−c), so it never contradicts the run the user has. A slope that points the
+wrong way (more data, worse score: noise) is clipped to c = 0, i.e. "no gain expected".
 
 **The uncertainty**: a 95% percentile bootstrap over the test examples, paired across sizes (the same resampled
 rows score all three models, from their ``predictions.jsonl``), refitting the law on every resample. It covers
@@ -27,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,8 @@ SCALES = (2, 4)
 FILE = "data_curve.json"
 SUBDIR = "data-curve"
 MODEL = ("error(n) = b * n^(-c), c >= 0; error = 1 - metric for scores in [0, 1] (100 - metric for 0-100 "
-         "scores), the metric itself where lower is better; least squares on log(error) vs log(n)")
+         "scores), the metric itself where lower is better; least squares on log(error) vs log(n); extrapolated "
+         "from the measured 100% point as error(s*n) = error(n) * s^(-c)")
 UNCERTAINTY = ("95% percentile bootstrap over the test rows, paired across sizes, refitting the power law on each "
                "resample; test-set sampling only (a different training seed would add more)")
 LEVEL = 0.95
@@ -51,17 +52,6 @@ FLAT = 0.5
 
 
 # ------------------------------------------------------------------------------------------ the fit
-
-
-@dataclass(frozen=True)
-class PowerLaw:
-    """error(n) = b · n^(−c)."""
-
-    b: float
-    c: float
-
-    def error(self, n: float) -> float:
-        return float(self.b * n ** (-self.c))
 
 
 def fit_power_law(sizes: Sequence[float], errors: np.ndarray | Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -98,10 +88,16 @@ def extrapolate(sizes: Sequence[float], values: Sequence[float], greater_is_bett
     floor = floor if floor is not None else 1e-4 * (ceiling or 1.0)
     error = to_error(np.asarray(values, dtype=float), greater_is_better, ceiling, floor)
     b, c = fit_power_law(sizes, error)
-    law = PowerLaw(float(b[0]), float(c[0]))
-    top = max(sizes)
-    predicted = {s: float(from_error(np.array(law.error(top * s)), greater_is_better, ceiling)) for s in scales}
-    return {"b": law.b, "c": law.c, "ceiling": ceiling, "predicted": predicted}
+    last = to_error(np.asarray(values[-1:], dtype=float), greater_is_better, ceiling, 0.0)
+    predicted = {s: float(from_error(anchored(last, c, s), greater_is_better, ceiling)[0]) for s in scales}
+    return {"b": float(b[0]), "c": float(c[0]), "ceiling": ceiling, "predicted": predicted}
+
+
+def anchored(error_now: np.ndarray, c: np.ndarray, scale: float) -> np.ndarray:
+    """The error at ``scale`` × the labels, from the measured error at the largest size and the fitted slope:
+    error(s·n) = error(n) · s^(−c). Anchoring at the measurement (rather than reading the fitted line) keeps the
+    extrapolation from contradicting the run the user has: a perfect score stays perfect, and no gain is < 0."""
+    return error_now * float(scale) ** (-c)
 
 
 # ------------------------------------------------------------------------------------------ subsets
@@ -203,7 +199,8 @@ def analyse(runs: list[tuple[float, Path, dict[str, Any]]], task: str, labels: S
     greater = metric not in LOWER_IS_BETTER
     sizes = [float((m.get("data") or {}).get("train") or 0) for _, _, m in runs]
     values = [float((m.get("tuned") or {}).get(metric, math.nan)) for _, _, m in runs]
-    points = [{"fraction": f, "train_rows": int(n), "metric": v, "run_dir": str(d)}
+    top = runs[-1][1]
+    points = [{"fraction": f, "train_rows": int(n), "metric": v, "run_dir": _relative(d, top)}
               for (f, d, _), n, v in zip(runs, sizes, values, strict=True)]
     result: dict[str, Any] = {"metric": metric, "greater_is_better": greater, "model": MODEL, "points": points}
     if len({n for n in sizes if n > 0}) < 2 or not all(math.isfinite(v) for v in values):
@@ -218,6 +215,14 @@ def analyse(runs: list[tuple[float, Path, dict[str, Any]]], task: str, labels: S
     result["uncertainty"] = UNCERTAINTY if interval else "no interval: the runs' per-example predictions do not match"
     result["answer"] = answer(result, metric)
     return result
+
+
+def _relative(folder: Path, top: Path) -> str:
+    """A sub-run's folder relative to the main run directory, so the file stays right when the folder moves."""
+    try:
+        return str(folder.resolve().relative_to(top.resolve())) or "."
+    except ValueError:
+        return str(folder)
 
 
 def _scaled(scale: float, top: float, current: float, predicted: float,
@@ -244,9 +249,10 @@ def _bootstrap(sizes: list[float], rows: list[list[dict[str, Any]]], metric: str
     floor = floor if floor is not None else 1e-4 * (ceiling or 1.0)
     for idx in resample_chunks(len(rows[-1])):
         values = np.stack([s(idx) for s in stats], axis=1)  # type: ignore[misc]
-        b, c = fit_power_law(sizes, to_error(values, greater, ceiling, floor))
+        _, c = fit_power_law(sizes, to_error(values, greater, ceiling, floor))
+        now = to_error(values[:, -1], greater, ceiling, 0.0)
         for scale in SCALES:
-            predicted[scale].append(from_error(b * (sizes[-1] * scale) ** (-c), greater, ceiling))
+            predicted[scale].append(from_error(anchored(now, c, scale), greater, ceiling))
     tail = (1 - LEVEL) / 2 * 100
     out = {}
     for scale, chunks in predicted.items():
@@ -266,20 +272,24 @@ def answer(result: dict[str, Any], metric: str) -> str:
         return "not enough data to extrapolate"
     greater = result["greater_is_better"]
     unit = 100.0 if greater and (result.get("fit") or {}).get("ceiling") == 1.0 else 1.0
+    sign = 1.0 if greater else -1.0
+
+    def better(value: float) -> float:
+        """A change in the answer's units, positive = better; never -0.0."""
+        return round(sign * value * unit, 1) + 0.0
 
     def gain(entry: dict[str, Any]) -> str:
-        sign = 1.0 if greater else -1.0
-        text = f"{sign * entry['gain'] * unit:+.1f}"
+        text = f"{better(entry['gain']):+.1f}"
         if "gain_low" in entry:
-            lo, hi = sorted((sign * entry["gain_low"] * unit, sign * entry["gain_high"] * unit))
+            lo, hi = sorted((better(entry["gain_low"]), better(entry["gain_high"])))
             text += f" (range {lo:+.1f} to {hi:+.1f})"
         return text
 
-    points = "points of " if greater else ""
-    verb = "add about" if greater else "lower it by about"
-    sentence = (f"more labels would likely {verb} {gain(two)} {points}{title} at 2x the labels "
-                f"({two['train_rows']:,} rows) and {gain(four)} at 4x ({four['train_rows']:,} rows)")
-    best = (two.get("gain_high", two["gain"]) if greater else -two.get("gain_low", two["gain"])) * unit
-    if best < FLAT:
-        sentence += "; the curve has flattened, so labelling more is unlikely to pay off"
+    what = f"points of {title}" if greater else f"lower {title}"
+    at = (f"{gain(two)} {what} at 2x the labels ({two['train_rows']:,} rows) and {gain(four)} at 4x "
+          f"({four['train_rows']:,} rows)")
+    if better(two["gain"]) >= FLAT:
+        sentence = f"more labels would likely help: about {at}"
+    else:
+        sentence = f"more labels would likely not help much: about {at}; the measured sizes show no clear gain"
     return sentence[0].upper() + sentence[1:] + "."

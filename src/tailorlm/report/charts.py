@@ -261,7 +261,8 @@ def data_curve_chart(points: Sequence[tuple[float, float]], fitted: Sequence[tup
         ax = fig.subplots()
         _style_axes(ax, "both")
         if fitted:
-            ax.plot(*zip(*fitted, strict=True), color=MUTED, linewidth=1.2, linestyle="--", label="power-law fit")
+            ax.plot(*zip(*fitted, strict=True), color=MUTED, linewidth=1.2, linestyle="--",
+                    label="power-law slope (through 100%)")
         if points:
             ax.plot(*zip(*points, strict=True), color=TRAIN_COLOUR, linestyle="none", marker="o", markersize=6,
                     label="measured")

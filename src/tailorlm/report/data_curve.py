@@ -55,9 +55,11 @@ def data_curve_chart_svg(report: RunReport) -> str:
             float(e.get("high", e["metric"]))) for e in curve.get("extrapolation") or []]
     fit = curve.get("fit") or {}
     fitted: list[tuple[float, float]] = []
-    if fit and points:
-        xs = np.geomspace(min(x for x, _ in points), max([x for x, *_ in ext] or [points[-1][0]]), 40)
-        error = fit["b"] * xs ** (-fit["c"])
-        ys = fit["ceiling"] - error if curve.get("greater_is_better") else error
+    if fit and points:  # the fitted slope through the measured 100% point, as the extrapolation uses it
+        greater = curve.get("greater_is_better")
+        top, now = points[-1]
+        xs = np.geomspace(min(x for x, _ in points), max([x for x, *_ in ext] or [top]), 40)
+        error = (fit["ceiling"] - now if greater else now) * (xs / top) ** (-fit["c"])
+        ys = fit["ceiling"] - error if greater else error
         fitted = list(zip(xs.tolist(), ys.tolist(), strict=True))
     return data_curve_chart(points, fitted, ext, metric_name(str(curve.get("metric"))))
