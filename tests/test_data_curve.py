@@ -69,3 +69,13 @@ def test_data_curve_run_writes_the_curve_the_answer_and_the_plot(tiny_recipe: Pa
     html = (out / "report.html").read_text()
     assert 'id="data-curve"' in html and "Would more labels help?" in html and "data:image/svg+xml" in html
     assert curve["answer"].split(" (")[0] in (out / "report.md").read_text().replace("\\", "")
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--set", "validation.kfold=3"], "not with validation.kfold"),
+    (["--seeds", "2"], "runs with one seed"),
+])
+def test_data_curve_refuses_kfold_and_seeds_before_training(tiny_recipe: Path, flags: list[str], message: str) -> None:
+    code, _, stderr = run_cli(["run", str(tiny_recipe), "--data-curve", *flags])
+    assert code == 2 and message in stderr and "Traceback" not in stderr
+    assert not (Path(yaml.safe_load(tiny_recipe.read_text())["output_dir"]) / "metrics.json").exists()
