@@ -83,6 +83,10 @@ RequireGainOption = Annotated[
     bool, typer.Option("--require-gain", help="exit 4 when the tuned model does not beat the best reference "
                        "baseline on the test split (report.require_gain=true)")
 ]
+DataCurveOption = Annotated[
+    bool, typer.Option("--data-curve", help="also train on 25% and 50% of the training rows and extrapolate the test "
+                       "metric to 2x and 4x the labels (report.data_curve=true)")
+]
 
 
 # --- reliability: --resume and --reproduce (train/resume.py, provenance.py)
@@ -121,7 +125,7 @@ def _resume_or_reproduce(recipe: Path | None, set_: list[str] | None, resume: bo
 def run(recipe: OptionalRecipeArg = None, set_: SetOption = None, num_processes: NumProcessesOption = None,
         accelerate_config: AccelerateConfigOption = None, resume: ResumeOption = False,
         reproduce: ReproduceOption = None, seeds: SeedsOption = None, track: TrackOption = False,
-        require_gain: RequireGainOption = False) -> None:
+        require_gain: RequireGainOption = False, data_curve: DataCurveOption = False) -> None:
     """Prepare the data, measure the baselines, fine-tune, evaluate and write the run directory."""
     from tailorlm.run import run as run_pipeline
     from tailorlm.train.distributed import is_main_process, launch_overrides, needs_launch, relaunch_run
@@ -131,8 +135,11 @@ def run(recipe: OptionalRecipeArg = None, set_: SetOption = None, num_processes:
     overrides += [f"training.seeds={seeds}"] if seeds else []  # --seeds N: evaluate/seeds.py
     overrides += ["tracking.mlflow=true"] if track else []  # --track: track/
     overrides += ["report.require_gain=true"] if require_gain else []  # --require-gain: evaluate/verdict.py
+    overrides += ["report.data_curve=true"] if data_curve else []  # --data-curve: evaluate/data_curve.py
     loaded = _load(recipe, overrides)
     t = loaded.training
+    if loaded.report.data_curve and t.seeds > 1:
+        raise UserError("--data-curve (report.data_curve) runs with one seed; drop --seeds / training.seeds")
     if needs_launch(t.num_processes, t.accelerate_config):
         err.print(f"launching {t.num_processes} processes (training.num_processes; train/distributed.py)")
         code = relaunch_run(str(recipe), overrides, t.num_processes, t.accelerate_config)
@@ -172,6 +179,34 @@ def print_verdict(metrics: dict) -> None:
     out.print(f"[{style}]{escape(verdict['sentence'])}[/]", soft_wrap=True, highlight=False)
     for tip in verdict.get("advice") or []:
         out.print(f"  try: {escape(tip)}", soft_wrap=True, highlight=False)
+
+
+@app.command("lr-find")
+def lr_find(recipe: RecipeArg, set_: SetOption = None) -> None:
+    """Learning-rate range test: a short sweep on training batches suggests training.learning_rate.
+
+    Writes OUTPUT_DIR/lr-find/ (lr_find.json, lr_find.svg, the data report); nothing else in output_dir.
+    """
+    from tailorlm.report.charts import lr_find_chart
+    from tailorlm.rundir import RunDir, atomic_write_text
+    from tailorlm.safety import check_output_dir
+    from tailorlm.train.lr_find import find_for_recipe
+
+    loaded = _load(recipe, set_)
+    check_output_dir(loaded)
+    _quiet_libraries()
+    run_dir = RunDir.create(Path(loaded.output_dir) / "lr-find")
+    found = find_for_recipe(loaded, err, run_dir)
+    run_dir.write_json("lr_find.json", found.as_dict())
+    atomic_write_text(run_dir.path / "lr_find.svg",
+                      lr_find_chart(found.lrs, found.losses, found.smoothed, found.suggestion, found.min_lr))
+    if found.suggestion is not None:
+        out.print(f"suggested learning rate: {found.suggestion:.3g} (set training.learning_rate: {found.suggestion:.3g}"
+                  f", or learning_rate: find to run this inside tailor run)", highlight=False)
+    else:
+        out.print(f"no suggestion: {escape(found.note)}; keep training.learning_rate: auto", highlight=False)
+    out.print(f"rule: {found.rule}", highlight=False)
+    out.print(f"{found.stopped}; wrote {run_dir.path / 'lr_find.json'} and lr_find.svg", highlight=False)
 
 
 @app.command()

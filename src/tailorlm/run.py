@@ -28,6 +28,7 @@ from tailorlm.data import write_rejects
 from tailorlm.data.clean import CLEAN_META_KEY
 from tailorlm.data.token_cache import encode_with_cache
 from tailorlm.errors import RecipeError
+from tailorlm.evaluate import data_curve
 from tailorlm.evaluate.floors import mark_floors
 from tailorlm.evaluate.predictions import pop_predictions, record_predictions
 from tailorlm.evaluate.verdict import judge
@@ -42,7 +43,7 @@ from tailorlm.safety import check_export_dir, check_output_dir, sigterm_as_inter
 from tailorlm.tasks import Task, get_task
 from tailorlm.tasks.base import EvalSettings
 from tailorlm.track import start_tracking
-from tailorlm.train import auto, resume
+from tailorlm.train import auto, lr_find, resume
 from tailorlm.train.distributed import WorkerRunDir, is_main_process, wait_for_all
 from tailorlm.train.resume import AUTO_FILE
 
@@ -187,6 +188,7 @@ def run(recipe: Recipe, console: Console | None = None, extra_callbacks: list[An
     k-fold fold). With ``validation.kfold`` set, the run is k runs, one per fold (tune/cv.py).
     """
     console = console or Console(stderr=True)
+    curve_base = data_curve.start(recipe) if recipe.report.data_curve and adjust_data is None else None
     if recipe.validation.kfold:
         from tailorlm.tune.cv import run_cv
 
@@ -210,6 +212,8 @@ def run(recipe: Recipe, console: Console | None = None, extra_callbacks: list[An
         tracker.failed(run_dir.path, exc, console)  # a failed run is logged too, with its error
         raise
     run_dir.set_status("finished", **({"resumed_from": str(run_dir.resume_from)} if run_dir.resume_from else {}))
+    if curve_base is not None:  # report.data_curve: 25% and 50% runs, power-law extrapolation (evaluate/)
+        metrics = data_curve.run_data_curve(curve_base, recipe, metrics, console)
     tracker.finished(run_dir.path, console)  # after metrics.json and the report: MLflow gets the final files
     return metrics
 
@@ -251,6 +255,10 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer,
     if recipe.model.peft.method == "lora":
         model = apply_lora(model, recipe.model.peft, task.peft_task_type)
     chosen |= auto.resolve_learning_rate(recipe, task.name, auto.body_parameters(model))
+    lr_found = None
+    if recipe.training.learning_rate == "find":  # LR range test on training batches, weights restored (train/)
+        chosen["training.learning_rate"], lr_found = timer.time(
+            "lr_find", lambda: lr_find.resolve_found_rate(task, model, tokenizer, encoded, recipe, console))
     record_auto_choices(run_dir, recipe, chosen, console)
     plan_batch(recipe, task, model, encoded)  # a step that cannot fit in memory stops here, before the baselines
     baselines = timer.time(
@@ -320,6 +328,8 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer,
     metrics["timings_s"] = timer.stages
     if chosen:
         metrics["auto"] = {key: choice.as_dict() for key, choice in chosen.items()}
+    if lr_found is not None:
+        metrics["lr_find"] = lr_found.as_dict()
     if fairness:
         metrics["fairness"] = fairness
     if adapted:

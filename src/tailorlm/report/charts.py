@@ -223,3 +223,55 @@ def per_class_chart(
         ax.legend(handles[::-1], names[::-1], loc="lower center", ncols=len(series),
                   bbox_to_anchor=(0.5, 1.0))
         return to_svg(fig)
+
+
+def lr_find_chart(lrs: Sequence[float], losses: Sequence[float | None], smoothed: Sequence[float | None],
+                  suggestion: float | None, min_lr: float | None) -> str:
+    """The learning-rate range test: loss against rate (log scale), the smoothed curve, the suggested rate."""
+    with matplotlib.rc_context(_STYLE):
+        fig = _figure(5.6, 3.2)
+        ax = fig.subplots()
+        _style_axes(ax, "both")
+        raw = [(x, y) for x, y in zip(lrs, losses, strict=False) if y is not None and np.isfinite(y)]
+        smooth = [(x, y) for x, y in zip(lrs, smoothed, strict=False) if y is not None and np.isfinite(y)]
+        if raw:
+            ax.plot(*zip(*raw, strict=True), color=GRID, linewidth=1.0, marker=".", markersize=3,
+                    markeredgecolor=MUTED, label="loss per step")
+        if smooth:
+            ax.plot(*zip(*smooth, strict=True), color=TRAIN_COLOUR, linewidth=1.8, label="smoothed")
+            ys = [y for _, y in smooth]
+            ax.set_ylim(min(ys) - 0.05 * (max(ys) - min(ys) + 1e-9), max(ys) * 1.1 + 1e-9)
+        if min_lr:
+            ax.axvline(min_lr, color=MUTED, linestyle=":", linewidth=1, label=f"minimum {min_lr:.2g}")
+        if suggestion:
+            ax.axvline(suggestion, color=EVAL_COLOUR, linestyle="--", linewidth=1.4,
+                       label=f"suggested {suggestion:.2g}")
+        ax.set_xscale("log")
+        ax.set(title="Learning-rate range test", xlabel="learning rate", ylabel="training loss")
+        ax.legend(loc="upper left")
+        return to_svg(fig)
+
+
+def data_curve_chart(points: Sequence[tuple[float, float]], fitted: Sequence[tuple[float, float]],
+                     extrapolated: Sequence[tuple[float, float, float, float]], metric: str) -> str:
+    """Test metric against labelled training rows (log scale): measured points, the fitted power law, and the
+    extrapolation to more labels with its interval (``(rows, value, low, high)``)."""
+    with matplotlib.rc_context(_STYLE):
+        fig = _figure(5.6, 3.2)
+        ax = fig.subplots()
+        _style_axes(ax, "both")
+        if fitted:
+            ax.plot(*zip(*fitted, strict=True), color=MUTED, linewidth=1.2, linestyle="--",
+                    label="power-law slope (through 100%)")
+        if points:
+            ax.plot(*zip(*points, strict=True), color=TRAIN_COLOUR, linestyle="none", marker="o", markersize=6,
+                    label="measured")
+        if extrapolated:
+            xs, ys, lows, highs = zip(*extrapolated, strict=True)
+            errors = [np.subtract(ys, lows), np.subtract(highs, ys)]
+            ax.errorbar(xs, ys, yerr=np.clip(errors, 0, None), color=EVAL_COLOUR, linestyle="none", marker="s",
+                        markersize=5, capsize=4, label="extrapolated (95% interval)")
+        ax.set_xscale("log")
+        ax.set(title="Would more labels help?", xlabel="labelled training rows", ylabel=f"test {metric}")
+        ax.legend(loc="lower right")
+        return to_svg(fig)

@@ -52,7 +52,15 @@ from tailorlm.report.adapt import (
     self_train_table,
 )
 from tailorlm.report.cv import cv_lead, cv_table, has_cv
+from tailorlm.report.data_curve import (
+    data_curve_answer,
+    data_curve_chart_svg,
+    data_curve_lead,
+    data_curve_table,
+    has_data_curve,
+)
 from tailorlm.report.fairness import fairness_blocks, has_fairness
+from tailorlm.report.lr_find import has_lr_find, lr_find_chart_svg, lr_find_lead, lr_find_table
 
 #: (section id, navigation label, heading), in page order; the ids are a stable contract for tests and links.
 SECTIONS: list[tuple[str, str, str]] = [
@@ -61,7 +69,9 @@ SECTIONS: list[tuple[str, str, str]] = [
     ("cross-validation", "Folds", "Cross-validation"),
     ("samples", "Samples", "Before and after"),
     ("domain-adaptation", "Adaptation", "Domain adaptation"),
+    ("data-curve", "More labels?", "Would more labels help?"),
     ("learning-curves", "Training", "Learning curves"),
+    ("lr-find", "LR test", "Learning-rate range test"),
     ("confusion", "Confusions", "Where the model confuses labels"),
     ("per-class", "Per label", "Results per label"),
     ("fairness", "Fairness", "Fairness"),
@@ -80,6 +90,8 @@ def sections_for(report: RunReport) -> list[tuple[str, str, str]]:
         "samples": bool(report.samples),
         "cross-validation": has_cv(report),
         "domain-adaptation": has_adapt(report),
+        "data-curve": has_data_curve(report),
+        "lr-find": has_lr_find(report),
         "confusion": report.is_classification or bool(tuned.get("confusion_matrix")),
         "per-class": report.is_classification or bool(tuned.get("per_class")),
         "fairness": has_fairness(report),
@@ -100,7 +112,9 @@ def render_html(report: RunReport) -> str:
         "cross-validation": lambda r: _p(cv_lead(r), "lead") + _table(cv_table(r)),
         "samples": _samples,
         "domain-adaptation": _adaptation,
+        "data-curve": _data_curve,
         "learning-curves": _learning_curves,
+        "lr-find": _lr_find,
         "confusion": _confusion,
         "per-class": _per_class,
         "fairness": _fairness,
@@ -167,6 +181,19 @@ def _adaptation(r: RunReport) -> str:
     if has_self_train(r):
         html += "<h3>Self-training</h3>" + _p(self_train_lead(r)) + _table(self_train_table(r))
     return html
+
+
+def _data_curve(r: RunReport) -> str:
+    """The answer first, then how it was reached, the curve and the numbers (evaluate/data_curve.py)."""
+    return (f'<p class="headline">{escape(data_curve_answer(r))}</p>' + _p(data_curve_lead(r), "lead")
+            + _safe_chart(lambda: data_curve_chart_svg(r), "test score against labelled training rows, log scale, "
+                          "with the fitted power law and the extrapolation") + _table(data_curve_table(r)))
+
+
+def _lr_find(r: RunReport) -> str:
+    """The range test's rule and result, the loss-vs-rate curve and its numbers (train/lr_find.py)."""
+    return (_p(lr_find_lead(r), "lead") + _safe_chart(lambda: lr_find_chart_svg(r), "training loss against "
+            "learning rate on a log scale, with the suggested rate marked") + _table(lr_find_table(r)))
 
 
 def _p(text: str, cls: str = "") -> str:

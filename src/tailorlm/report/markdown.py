@@ -61,7 +61,9 @@ def render_markdown(report: RunReport) -> str:
         _cross_validation(report),
         _samples(report),
         _adaptation(report),
+        _data_curve(report),
         _learning_curves(report),
+        _lr_find(report),
         _confusion(report),
         _per_class(report),
         _fairness(report),
@@ -152,6 +154,25 @@ def _adaptation(report: RunReport) -> str:
     if has_self_train(report):  # adapt.self_train (adapt/self_train.py)
         parts += ["### Self-training", md_escape(self_train_lead(report)), table(self_train_table(report))]
     return _section("Domain adaptation", *parts) if parts else ""
+
+
+def _data_curve(report: RunReport) -> str:
+    """Would more labels help? (evaluate/data_curve.py); absent without report.data_curve."""
+    from tailorlm.report.data_curve import data_curve_answer, data_curve_lead, data_curve_table, has_data_curve
+
+    if not has_data_curve(report):
+        return ""
+    return _section("Would more labels help?", f"**{md_escape(data_curve_answer(report))}**",
+                    md_escape(data_curve_lead(report)), table(data_curve_table(report)))
+
+
+def _lr_find(report: RunReport) -> str:
+    """The learning-rate range test (train/lr_find.py); absent unless training.learning_rate was find."""
+    from tailorlm.report.lr_find import has_lr_find, lr_find_lead, lr_find_table
+
+    if not has_lr_find(report):
+        return ""
+    return _section("Learning-rate range test", md_escape(lr_find_lead(report)), table(lr_find_table(report)))
 
 
 def _learning_curves(report: RunReport) -> str:
