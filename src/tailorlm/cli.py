@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Annotated, Any
@@ -113,11 +114,21 @@ def _resume_or_reproduce(recipe: Path | None, set_: list[str] | None, resume: bo
 # --- end reliability
 
 
+# --- time budget: search within it, then the winner's run (tune/budget.py)
+BudgetOption = Annotated[
+    str | None, typer.Option("--budget", help="search.budget, e.g. 20m, 90s, 1h30m: search learning rate, epochs, "
+                             "batch size (LoRA r) within this time, then train the winner")
+]
+# --- end time budget
+
+
 @app.command()
 def run(recipe: OptionalRecipeArg = None, set_: SetOption = None, num_processes: NumProcessesOption = None,
         accelerate_config: AccelerateConfigOption = None, resume: ResumeOption = False,
-        reproduce: ReproduceOption = None, seeds: SeedsOption = None, track: TrackOption = False) -> None:
+        reproduce: ReproduceOption = None, seeds: SeedsOption = None, track: TrackOption = False,
+        budget: BudgetOption = None) -> None:
     """Prepare the data, measure the baselines, fine-tune, evaluate and write the run directory."""
+    started = time.monotonic()  # --budget counts from here, the imports below included
     from tailorlm.run import run as run_pipeline
     from tailorlm.train.distributed import is_main_process, launch_overrides, needs_launch, relaunch_run
 
@@ -125,18 +136,24 @@ def run(recipe: OptionalRecipeArg = None, set_: SetOption = None, num_processes:
     overrides = [*(set_ or []), *launch_overrides(num_processes, accelerate_config)]
     overrides += [f"training.seeds={seeds}"] if seeds else []  # --seeds N: evaluate/seeds.py
     overrides += ["tracking.mlflow=true"] if track else []  # --track: track/
+    overrides += [f"search.budget={json.dumps(budget)}"] if budget else []  # --budget: tune/budget.py
     loaded = _load(recipe, overrides)
     t = loaded.training
-    if needs_launch(t.num_processes, t.accelerate_config):
+    if needs_launch(t.num_processes, t.accelerate_config) and not loaded.search.budget:
         err.print(f"launching {t.num_processes} processes (training.num_processes; train/distributed.py)")
         code = relaunch_run(str(recipe), overrides, t.num_processes, t.accelerate_config)
         if code:
             sys.exit(code)
         return
     _quiet_libraries()
-    if t.seeds > 1:  # N seeds into output_dir/seed-<s>/, mean ± std and CI at the top (evaluate/seeds.py)
-        from tailorlm.evaluate.seeds import run_seeds as run_pipeline  # type: ignore[assignment]
-    metrics = run_pipeline(loaded, err if is_main_process() else Console(stderr=True, quiet=True))
+    if loaded.search.budget:  # search within the budget, then the winner's run (tune/budget.py)
+        from tailorlm.tune.budget import run_with_budget
+
+        metrics = run_with_budget(loaded, err, started=started)
+    else:
+        if t.seeds > 1:  # N seeds into output_dir/seed-<s>/, mean ± std and CI at the top (evaluate/seeds.py)
+            from tailorlm.evaluate.seeds import run_seeds as run_pipeline  # type: ignore[assignment]
+        metrics = run_pipeline(loaded, err if is_main_process() else Console(stderr=True, quiet=True))
     if not is_main_process():
         return
     out.print(comparison_table(metrics))

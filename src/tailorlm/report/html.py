@@ -51,12 +51,14 @@ from tailorlm.report.adapt import (
 )
 from tailorlm.report.cv import cv_lead, cv_table, has_cv
 from tailorlm.report.fairness import fairness_blocks, has_fairness
+from tailorlm.report.search import has_search, search_lead, search_table
 
 #: (section id, navigation label, heading), in page order; the ids are a stable contract for tests and links.
 SECTIONS: list[tuple[str, str, str]] = [
     ("summary", "Summary", "Summary"),
     ("comparison", "Before vs after", "Baselines vs fine-tuned model"),
     ("cross-validation", "Folds", "Cross-validation"),
+    ("budget-search", "Search", "Search within the time budget"),
     ("samples", "Samples", "Before and after"),
     ("domain-adaptation", "Adaptation", "Domain adaptation"),
     ("learning-curves", "Training", "Learning curves"),
@@ -77,6 +79,7 @@ def sections_for(report: RunReport) -> list[tuple[str, str, str]]:
     present = {
         "samples": bool(report.samples),
         "cross-validation": has_cv(report),
+        "budget-search": has_search(report),
         "domain-adaptation": has_adapt(report),
         "confusion": report.is_classification or bool(tuned.get("confusion_matrix")),
         "per-class": report.is_classification or bool(tuned.get("per_class")),
@@ -96,6 +99,7 @@ def render_html(report: RunReport) -> str:
         "summary": _summary,
         "comparison": _comparison,
         "cross-validation": lambda r: _p(cv_lead(r), "lead") + _table(cv_table(r)),
+        "budget-search": lambda r: _p(search_lead(r), "lead") + _table(search_table(r)),
         "samples": _samples,
         "domain-adaptation": _adaptation,
         "learning-curves": _learning_curves,
