@@ -76,6 +76,7 @@ def test_bad_budget_is_one_line_naming_the_key(tmp_path: Path, tiny_model_dir: P
     ("validation: {kfold: 3}", "validation.kfold"),
     ("search: {method: grid}", "search.method"),
     ("training: {seeds: 2}", "training.seeds"),
+    ("training: {resume: always}", "training.resume"),
 ])
 def test_settings_a_budget_cannot_honour_are_refused(tmp_path: Path, tiny_model_dir: Path, extra: str,
                                                      key: str) -> None:
@@ -237,7 +238,8 @@ def test_killed_budget_run_resumes_its_study_and_keeps_to_the_budget(tmp_path: P
     search = json.loads((out / "metrics.json").read_text())["search"]
     assert search["trials_before"] == 2  # trial 0 finished, trial 1 killed: the same study continued
     numbers = [t["number"] for t in search["trials"]]
-    assert numbers == list(range(len(numbers))) and len(numbers) >= 3  # it grew
+    assert numbers == list(range(len(numbers))) and len(numbers) >= 3  # it grew: numbering goes on
+    assert [t for t in search["trials"][2:] if t["state"] in ("complete", "pruned")]  # and trained this time
     assert [t["number"] for t in search["trials"] if t["note"] == "the defaults (auto)"] == [0]
     assert search["trials"][1]["state"] == "fail" and search["trials"][2]["note"].startswith("retry of")
     assert search["defaults"]["trial"] == 0 and isinstance(search["defaults"]["validation"], float)

@@ -93,6 +93,9 @@ def check_budget_recipe(recipe: Recipe) -> None:
                           "resolved recipe with --seeds)")
     if t.num_processes > 1:
         raise RecipeError("training.num_processes: --budget runs in one process; set training.num_processes: 1")
+    if t.resume == "always":
+        raise RecipeError("training.resume: always (--resume) continues one interrupted run; a --budget run "
+                          "continues its search when the same command is run again: drop --resume")
 
 
 @dataclass(frozen=True)
