@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Annotated, Any
@@ -121,12 +122,22 @@ def _resume_or_reproduce(recipe: Path | None, set_: list[str] | None, resume: bo
 # --- end reliability
 
 
+# --- time budget: search within it, then the winner's run (tune/budget.py)
+BudgetOption = Annotated[
+    str | None, typer.Option("--budget", help="search.budget, e.g. 20m, 90s, 1h30m: search learning rate, epochs, "
+                             "batch size (LoRA r) within this time, then train the winner")
+]
+# --- end time budget
+
+
 @app.command()
 def run(recipe: OptionalRecipeArg = None, set_: SetOption = None, num_processes: NumProcessesOption = None,
         accelerate_config: AccelerateConfigOption = None, resume: ResumeOption = False,
         reproduce: ReproduceOption = None, seeds: SeedsOption = None, track: TrackOption = False,
-        require_gain: RequireGainOption = False, data_curve: DataCurveOption = False) -> None:
+        require_gain: RequireGainOption = False, data_curve: DataCurveOption = False,
+        budget: BudgetOption = None) -> None:
     """Prepare the data, measure the baselines, fine-tune, evaluate and write the run directory."""
+    started = time.monotonic()  # --budget counts from here, the imports below included
     from tailorlm.run import run as run_pipeline
     from tailorlm.train.distributed import is_main_process, launch_overrides, needs_launch, relaunch_run
 
@@ -136,20 +147,26 @@ def run(recipe: OptionalRecipeArg = None, set_: SetOption = None, num_processes:
     overrides += ["tracking.mlflow=true"] if track else []  # --track: track/
     overrides += ["report.require_gain=true"] if require_gain else []  # --require-gain: evaluate/verdict.py
     overrides += ["report.data_curve=true"] if data_curve else []  # --data-curve: evaluate/data_curve.py
+    overrides += [f"search.budget={json.dumps(budget)}"] if budget else []  # --budget: tune/budget.py
     loaded = _load(recipe, overrides)
     t = loaded.training
     if loaded.report.data_curve and t.seeds > 1:
         raise UserError("--data-curve (report.data_curve) runs with one seed; drop --seeds / training.seeds")
-    if needs_launch(t.num_processes, t.accelerate_config):
+    if needs_launch(t.num_processes, t.accelerate_config) and not loaded.search.budget:
         err.print(f"launching {t.num_processes} processes (training.num_processes; train/distributed.py)")
         code = relaunch_run(str(recipe), overrides, t.num_processes, t.accelerate_config)
         if code:
             sys.exit(code)
         return
     _quiet_libraries()
-    if t.seeds > 1:  # N seeds into output_dir/seed-<s>/, mean ± std and CI at the top (evaluate/seeds.py)
-        from tailorlm.evaluate.seeds import run_seeds as run_pipeline  # type: ignore[assignment]
-    metrics = run_pipeline(loaded, err if is_main_process() else Console(stderr=True, quiet=True))
+    if loaded.search.budget:  # search within the budget, then the winner's run (tune/budget.py)
+        from tailorlm.tune.budget import run_with_budget
+
+        metrics = run_with_budget(loaded, err, started=started)
+    else:
+        if t.seeds > 1:  # N seeds into output_dir/seed-<s>/, mean ± std and CI at the top (evaluate/seeds.py)
+            from tailorlm.evaluate.seeds import run_seeds as run_pipeline  # type: ignore[assignment]
+        metrics = run_pipeline(loaded, err if is_main_process() else Console(stderr=True, quiet=True))
     if not is_main_process():
         return
     print_verdict(metrics)

@@ -7,6 +7,7 @@ directory stores the resolved recipe so that the run can be reproduced from it a
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -276,6 +277,25 @@ class ParamSpec(_Section):
         return self
 
 
+_DURATION = re.compile(r"^(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m(?:in)?)?(?:(?P<s>\d+(?:\.\d+)?)s)?$")
+
+
+def budget_seconds(text: str) -> float:
+    """``search.budget`` in seconds: ``90s``, ``20m``, ``1h30m``, ``1.5h``; a bare number is minutes."""
+    compact = str(text).strip().lower().replace(" ", "")
+    try:
+        seconds = float(compact) * 60
+    except ValueError:
+        match = _DURATION.match(compact)
+        if not compact or match is None or not any(match.groupdict().values()):
+            raise ValueError("expected a duration such as 90s, 20m or 1h30m (a bare number is minutes)") from None
+        parts = {k: float(v) for k, v in match.groupdict().items() if v}
+        seconds = parts.get("h", 0.0) * 3600 + parts.get("m", 0.0) * 60 + parts.get("s", 0.0)
+    if not seconds > 0 or seconds != seconds or seconds == float("inf"):
+        raise ValueError("must be a positive duration such as 90s, 20m or 1h30m")
+    return seconds
+
+
 class SearchConfig(_Section):
     """`tailor tune`: which recipe keys to search, how, and for how many trials (Optuna)."""
 
@@ -288,8 +308,21 @@ class SearchConfig(_Section):
     baselines: bool = Field(False, description="also measure the baselines in every trial (slower)")
     budget: str | None = Field(
         None, description="tailor run --budget 20m: search learning rate, epochs, batch size (and LoRA r) by "
-        "successive halving within this wall time, then train the winner with baselines and the full report"
+        "successive halving within this wall time (90s, 20m, 1h30m; a bare number is minutes), then train the "
+        "winner with baselines and the full report (tune/budget.py)"
     )
+
+    @field_validator("budget", mode="before")
+    @classmethod
+    def _budget_is_a_duration(cls, value: Any) -> str | None:
+        """Checked here, so ``budget: 20`` (YAML reads a number) and ``--budget 1h30`` fail or pass before any work."""
+        if value is None:
+            return None
+        text = f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+        if not isinstance(text, str):
+            raise ValueError("expected a duration such as 90s, 20m or 1h30m (a bare number is minutes)")
+        budget_seconds(text)
+        return text.strip()
 
 
 class ValidationConfig(_Section):

@@ -61,12 +61,14 @@ from tailorlm.report.data_curve import (
 )
 from tailorlm.report.fairness import fairness_blocks, has_fairness
 from tailorlm.report.lr_find import has_lr_find, lr_find_chart_svg, lr_find_lead, lr_find_table
+from tailorlm.report.search import has_search, search_lead, search_table
 
 #: (section id, navigation label, heading), in page order; the ids are a stable contract for tests and links.
 SECTIONS: list[tuple[str, str, str]] = [
     ("summary", "Summary", "Summary"),
     ("comparison", "Before vs after", "Baselines vs fine-tuned model"),
     ("cross-validation", "Folds", "Cross-validation"),
+    ("budget-search", "Search", "Search within the time budget"),
     ("samples", "Samples", "Before and after"),
     ("domain-adaptation", "Adaptation", "Domain adaptation"),
     ("data-curve", "More labels?", "Would more labels help?"),
@@ -89,6 +91,7 @@ def sections_for(report: RunReport) -> list[tuple[str, str, str]]:
     present = {
         "samples": bool(report.samples),
         "cross-validation": has_cv(report),
+        "budget-search": has_search(report),
         "domain-adaptation": has_adapt(report),
         "data-curve": has_data_curve(report),
         "lr-find": has_lr_find(report),
@@ -110,6 +113,7 @@ def render_html(report: RunReport) -> str:
         "summary": _summary,
         "comparison": _comparison,
         "cross-validation": lambda r: _p(cv_lead(r), "lead") + _table(cv_table(r)),
+        "budget-search": lambda r: _p(search_lead(r), "lead") + _table(search_table(r)),
         "samples": _samples,
         "domain-adaptation": _adaptation,
         "data-curve": _data_curve,

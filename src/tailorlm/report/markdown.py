@@ -59,6 +59,7 @@ def render_markdown(report: RunReport) -> str:
         _summary(report),
         _comparison(report),
         _cross_validation(report),
+        _budget_search(report),
         _samples(report),
         _adaptation(report),
         _data_curve(report),
@@ -126,6 +127,15 @@ def _cross_validation(report: RunReport) -> str:
     from tailorlm.report.cv import cv_lead, cv_table, has_cv
 
     return _section("Cross-validation", md_escape(cv_lead(report)), table(cv_table(report))) if has_cv(report) else ""
+
+
+def _budget_search(report: RunReport) -> str:
+    """The trials of --budget and the time they took; absent for a run without a budget (tune/budget.py)."""
+    from tailorlm.report.search import has_search, search_lead, search_table
+
+    if not has_search(report):
+        return ""
+    return _section("Search within the time budget", md_escape(search_lead(report)), table(search_table(report)))
 
 
 def _samples(report: RunReport) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,18 +46,23 @@ class PruningCallback(TrainerCallback):
     """Feeds each validation score to the Optuna trial and stops training when the pruner says so.
 
     The last evaluation is reported but never pruned: a trial that has finished training is worth its result.
+    ``by_evaluation``: the pruner's step is the evaluation's number (1, 2, ...) rather than the optimizer step, so
+    trials whose batch sizes differ are compared after the same number of passes over the data (--budget).
     """
 
-    def __init__(self, trial: optuna.Trial, metric: str) -> None:
+    def __init__(self, trial: optuna.Trial, metric: str, by_evaluation: bool = False) -> None:
         self.trial = trial
         self.key = f"eval_{metric}"
+        self.by_evaluation = by_evaluation
+        self.evaluations = 0
 
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None,
                     **kwargs: Any) -> None:
         value = (metrics or {}).get(self.key)
         if not isinstance(value, (int, float)) or not math.isfinite(value):
             return
-        self.trial.report(float(value), step=state.global_step)
+        self.evaluations += 1
+        self.trial.report(float(value), step=self.evaluations if self.by_evaluation else state.global_step)
         if state.global_step < state.max_steps and self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned at step {state.global_step} ({self.key} {value:.4f})")
 
@@ -100,6 +105,10 @@ class Objective:
     metric: str
     maximize: bool
     console: Console
+    #: more Trainer callbacks for every trial (--budget's time limit, tune/budget.py)
+    extra_callbacks: list[Any] = field(default_factory=list)
+    #: the pruner's step: the evaluation's number instead of the optimizer step (PruningCallback)
+    by_evaluation: bool = False
 
     def __call__(self, trial: optuna.Trial) -> float:
         try:
@@ -118,7 +127,9 @@ class Objective:
         params = suggest(trial, self.base)
         folder = self.trial_dir(trial.number)
         trial.set_user_attr("dir", str(folder))
-        recipe = trial_recipe(self.base, params, folder, baselines=self.base.search.baselines)
+        # an enqueued trial may ask for the baselines (--budget's defaults trial measures what they cost)
+        baselines = self.base.search.baselines or bool(trial.user_attrs.get("baselines"))
+        recipe = trial_recipe(self.base, params, folder, baselines=baselines)
         shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
         self.console.print(f"[bold]trial {trial.number}[/]: {shown}")
         try:
@@ -139,7 +150,8 @@ class Objective:
         from tailorlm.run import run as run_pipeline
 
         if not recipe.validation.kfold:
-            return run_pipeline(recipe, self.console, extra_callbacks=[PruningCallback(trial, self.metric)])
+            pruning = PruningCallback(trial, self.metric, by_evaluation=self.by_evaluation)
+            return run_pipeline(recipe, self.console, extra_callbacks=[pruning, *self.extra_callbacks])
         from tailorlm.tune.cv import run_cv
 
         k = recipe.validation.kfold

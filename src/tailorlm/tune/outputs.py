@@ -48,9 +48,11 @@ def trial_rows(study: optuna.Study, keys: list[str]) -> list[dict[str, Any]]:
 
 
 def _note(trial: FrozenTrial) -> str:
-    if "retry_of" in trial.user_attrs:
-        return f"retry of interrupted trial {trial.user_attrs['retry_of']}"
-    return str(trial.user_attrs.get("error", ""))
+    """Why a trial is special: a retry, its error, or what set its values (--budget: the defaults, fixed epochs)."""
+    attrs = trial.user_attrs
+    parts = [f"retry of interrupted trial {attrs['retry_of']}"] if "retry_of" in attrs else []
+    parts += [str(attrs[key]) for key in ("note", "error") if attrs.get(key)]
+    return "; ".join(parts)
 
 
 def rows_csv(rows: list[dict[str, Any]], keys: list[str]) -> str:

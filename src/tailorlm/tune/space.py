@@ -9,7 +9,8 @@ recipe through the same override path as ``--set``: one mechanism, one set of er
 from __future__ import annotations
 
 import math
-from typing import Any
+import types
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel
@@ -41,6 +42,20 @@ def _field_type(key: str) -> Any:
     return annotation
 
 
+def is_integer_type(annotation: Any) -> bool:
+    """``int``, ``PositiveInt`` and ``PositiveInt | Literal["auto"]`` (``training.batch_size``): the numbers a key
+    takes are whole numbers (its words, such as ``auto``, are not searched)."""
+    if annotation is int:
+        return True
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return is_integer_type(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        numbers = [a for a in get_args(annotation) if get_origin(a) is not Literal and a is not type(None)]
+        return bool(numbers) and all(is_integer_type(a) for a in numbers)
+    return False
+
+
 def check_space(recipe: Recipe) -> None:
     """Refuse an empty space, unknown or unsearchable keys, and values the recipe would reject."""
     space = recipe.search.space
@@ -52,7 +67,7 @@ def check_space(recipe: Recipe) -> None:
     leaves = set(leaf_keys())
     for key, spec in space.items():
         _check_key(key, leaves)
-        if spec.type in ("loguniform", "uniform") and _field_type(key) is int:
+        if spec.type in ("loguniform", "uniform") and is_integer_type(_field_type(key)):
             raise RecipeError(f"search.space '{key}': an integer key; use type: int (or categorical)")
         for value in _probe_values(spec):
             _check_value(recipe, key, value)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,9 +161,18 @@ def recover_interrupted(study: optuna.Study, console: Console) -> int:
         if folder and Path(folder).exists():
             RunDir(folder).set_status("failed", reason="interrupted: the tune process stopped during this trial")
         if trial.params:
-            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+            study.enqueue_trial(trial.params, user_attrs=carried_attrs(trial) | {"retry_of": trial.number})
         console.print(f"trial {trial.number} was interrupted; its values will be tried again")
     return len(stale)
+
+
+#: user attributes that describe one attempt, not the point being tried (a retry gets its own)
+ATTEMPT_ATTRS = frozenset({"dir", "error", "weights", "retry_of"})
+
+
+def carried_attrs(trial: FrozenTrial) -> dict[str, Any]:
+    """What a retry keeps of the interrupted trial: its role (e.g. --budget's defaults trial), not its folder."""
+    return {k: v for k, v in trial.user_attrs.items() if k not in ATTEMPT_ATTRS}
 
 
 def finished(study: optuna.Study) -> int:
@@ -179,12 +188,19 @@ def _grid_exhausted(study: optuna.Study, size: int) -> bool:
     return len(tried) >= size
 
 
-def optimize(study: optuna.Study, objective: Objective, target: int, console: Console, grid: int | None) -> None:
-    """Run trials one at a time until ``target`` are finished; stop after repeated failures."""
+def optimize(study: optuna.Study, objective: Objective, target: int, console: Console, grid: int | None,
+             before_trial: Callable[[optuna.Study], bool] | None = None) -> None:
+    """Run trials one at a time until ``target`` are finished; stop after repeated failures.
+
+    ``before_trial(study)`` is asked before each trial and ends the search by returning False (--budget: the
+    next trial would not fit in the time left; it may also enqueue the next trial's values).
+    """
     failures = 0
     while finished(study) < target:
         if grid is not None and _grid_exhausted(study, grid):
             console.print("every grid point has been tried; stopping")
+            return
+        if before_trial is not None and not before_trial(study):
             return
         try:
             study.optimize(objective, n_trials=1, catch=(TrialFailed,), gc_after_trial=True)
@@ -208,7 +224,7 @@ def _requeue_last(study: optuna.Study) -> None:
     """Ctrl-C mid-trial: the trial is FAIL now; enqueue its values so the next run tries them again."""
     last = study.trials[-1] if study.trials else None
     if last is not None and last.state == TrialState.FAIL and last.params:
-        study.enqueue_trial(last.params, user_attrs={"retry_of": last.number})
+        study.enqueue_trial(last.params, user_attrs=carried_attrs(last) | {"retry_of": last.number})
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:

@@ -1,0 +1,124 @@
+"""The arithmetic of ``--budget``: how long trials take, when the search must stop, which trial still fits.
+
+Pure functions of measured times and a clock reading, so the scheduling can be tested with a fake clock
+(tests/test_budget.py) and read without Optuna or torch in mind. ``tune/budget.py`` feeds them.
+
+The rule. Everything, the search *and* the final run of the winner (which also measures the baselines), must end
+by ``end = start + budget``. A trial ``j`` that starts at ``s`` and finishes training at ``t`` completes at
+``t + post`` (test evaluation, saving, report). Two things must still fit after it:
+- the final run of the best trial so far, ``reserve`` seconds (its own measured time, plus the baselines it
+  skipped): ``t + post + reserve <= end``;
+- or, if trial ``j`` itself becomes the best, its own retraining, which takes as long as it did (plus the
+  baselines): ``t + post + (t + post - s) + extra <= end``, i.e. ``t <= (end + s - extra) / 2 - post``.
+The smaller of the two bounds is the trial's training deadline (``trial_deadline``). Before a trial starts, the
+planner works out how many epochs fit before that deadline at the measured seconds per epoch: all of the space
+(the sampler chooses freely), fewer (the next trial's epochs are fixed to the most that fit, the sampler chooses
+the rest), or fewer than the space's lowest (the search stops). During the trial, a callback stops it at the
+deadline if the estimate was wrong: it is then pruned at its last evaluation. Optuna's own ``timeout`` could do
+neither: it is checked between trials only, so the trial that crosses it runs to its end.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+
+#: measured times are multiplied by this before planning: a shared machine is not equally fast all the time
+SAFETY = 1.1
+#: seconds for what follows the final run (metrics.json's search section, the report drawn again)
+FINAL_SLACK_S = 3.0
+
+
+@dataclass(frozen=True)
+class TrialTimes:
+    """One complete trial's wall time, split as run.py's stage timings allow."""
+
+    duration_s: float  # the whole trial, as Optuna measured it
+    pre_s: float  # before training: prepare, tokenize (and adapt)
+    baselines_s: float  # 0 for a trial that skipped the baselines
+    train_s: float
+    epochs_run: float  # may be fewer than asked for: early stopping
+
+    @property
+    def post_s(self) -> float:
+        """Everything else: building the model, calibration, test evaluation, saving, the report."""
+        return max(0.0, self.duration_s - self.pre_s - self.baselines_s - self.train_s)
+
+    @property
+    def epoch_s(self) -> float:
+        return self.train_s / max(self.epochs_run, 1e-9)
+
+
+@dataclass(frozen=True)
+class Costs:
+    """What the next trial and the final run are expected to cost, from the complete trials so far."""
+
+    pre_s: float
+    post_s: float
+    epoch_s: float
+    baselines_s: float  # measured by a trial that ran the baselines (the defaults trial); 0 if none did
+
+    @classmethod
+    def from_trials(cls, trials: list[TrialTimes]) -> Costs | None:
+        """Medians (robust to one slow trial: the first of a process also pays for lazy imports), times
+        ``SAFETY``; the baselines as the slowest trial that measured them."""
+        if not trials:
+            return None
+        measured = [t.baselines_s for t in trials if t.baselines_s > 0]
+        return cls(
+            pre_s=SAFETY * statistics.median(t.pre_s for t in trials),
+            post_s=SAFETY * statistics.median(t.post_s for t in trials),
+            epoch_s=SAFETY * statistics.median(t.epoch_s for t in trials),
+            baselines_s=SAFETY * max(measured, default=0.0),
+        )
+
+    def final_s(self, winner: TrialTimes) -> float:
+        """The final run of ``winner``: the same training again (same seed, so the same early stop), plus the
+        baselines if the trial skipped them, plus the report drawn again."""
+        own = SAFETY * (winner.duration_s - winner.baselines_s)
+        return own + self.baselines_s + FINAL_SLACK_S
+
+
+def trial_deadline(end: float, start: float, reserve: float | None, post_s: float, extra_s: float) -> float:
+    """The clock time by which trial training must end (module docstring): leave room for the final run of the
+    best trial so far (``reserve``) and for retraining this trial should it win (``extra_s``: the baselines it
+    skips)."""
+    if_it_wins = (end + start - extra_s - FINAL_SLACK_S) / 2 - post_s
+    if reserve is None:
+        return if_it_wins
+    return min(end - post_s - reserve, if_it_wins)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the next trial may be: ``free`` (any point of the space), ``epochs`` (fixed to fit) or ``stop``."""
+
+    kind: str
+    deadline: float = math.inf
+    epochs: int | None = None
+    reason: str = ""
+
+
+def plan_next(now: float, end: float, costs: Costs | None, reserve: float | None, epochs: tuple[int, int],
+              runs_baselines: bool = False) -> Plan:
+    """The next trial, starting at ``now``: how many epochs fit before its deadline at the measured speed.
+
+    ``epochs``: the space's (low, high); ``runs_baselines``: the trial measures them itself (the defaults trial),
+    so winning adds nothing for them. Without any complete trial there is nothing to plan from: only the
+    defaults trial runs, under its deadline (the caller decides).
+    """
+    if costs is None:
+        return Plan("free", trial_deadline(end, now, reserve, 0.0, 0.0), reason="no trial measured yet")
+    extra = 0.0 if runs_baselines else costs.baselines_s
+    deadline = trial_deadline(end, now, reserve, costs.post_s, extra)
+    before_training = costs.pre_s + (costs.baselines_s if runs_baselines else 0.0)
+    room = deadline - now - before_training
+    fit = math.floor(room / costs.epoch_s) if costs.epoch_s > 0 else epochs[1]
+    low, high = epochs
+    if fit >= high:
+        return Plan("free", deadline, reason=f"{room:.0f} s left for training: every epoch count fits")
+    if fit >= low:
+        return Plan("epochs", deadline, fit, f"{room:.0f} s left for training: at most {fit} epochs fit")
+    return Plan("stop", deadline, reason=(f"{max(room, 0):.0f} s left for training before the final run, less "
+                                          f"than {low} epoch(s) at {costs.epoch_s:.1f} s each"))
