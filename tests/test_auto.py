@@ -20,6 +20,8 @@ def test_small_sets_get_a_minimum_of_optimizer_steps_large_sets_fewer_epochs() -
     assert auto.choose_epochs(10_000, auto.optimizer_steps_per_epoch(10_000, 32, 1)).value == 3
     assert auto.choose_epochs(60_000, auto.optimizer_steps_per_epoch(60_000, 32, 1)).value == 2
     assert auto.choose_epochs(500_000, auto.optimizer_steps_per_epoch(500_000, 32, 1)).value == 1
+    # a causal LM on a few hundred texts: a few passes, not MIN_STEPS worth
+    assert auto.choose_epochs(300, auto.optimizer_steps_per_epoch(300, 16, 1), "generation").value == 3
 
 
 def test_the_rate_follows_size_head_and_lora() -> None:

@@ -24,6 +24,9 @@ from tailorlm.recipe import Recipe
 MIN_STEPS = 300
 #: Upper bound on epochs chosen automatically: beyond it a tiny set is memorised, and early stopping decides.
 MAX_EPOCHS = 20
+#: Tasks that pretrained weights already do most of: a causal LM adapting its style to a domain's text overfits
+#: within a few passes (held-out perplexity turns up), and each pass costs far more than an encoder's.
+EPOCH_CAPS = {"generation": 3}
 #: Epochs for a training set big enough that ``MIN_STEPS`` is reached in one pass, by size.
 LARGE_SET_EPOCHS = ((200_000, 1), (50_000, 2), (0, 3))
 #: Batch size by training-set size: small sets get more (noisier, regularising) updates per epoch.
@@ -64,8 +67,12 @@ def optimizer_steps_per_epoch(n_train: int, batch_size: int, accumulation: int, 
     return max(1, math.ceil(math.ceil(n_train / (batch_size * processes)) / accumulation))
 
 
-def choose_epochs(n_train: int, steps_per_epoch: int) -> Choice:
+def choose_epochs(n_train: int, steps_per_epoch: int, task: str | None = None) -> Choice:
     """Enough epochs for ``MIN_STEPS`` optimizer steps on small sets; 3, 2 or 1 epochs as the set grows."""
+    cap = EPOCH_CAPS.get(task or "")
+    if cap is not None and steps_per_epoch * cap < MIN_STEPS:
+        return Choice(cap, f"{n_train:,} rows give {steps_per_epoch} steps per epoch; {task} adapts a pretrained "
+                           f"model that overfits a small set within a few passes: {cap} epochs")
     if steps_per_epoch * LARGE_SET_EPOCHS[-1][1] >= MIN_STEPS:
         epochs = next(e for rows, e in LARGE_SET_EPOCHS if n_train >= rows)
         return Choice(epochs, f"{n_train:,} rows give {steps_per_epoch} steps per epoch: {epochs} epoch(s) are "
@@ -91,7 +98,7 @@ def choose_learning_rate(task: str, body_params: int, lora: bool) -> Choice:
     return Choice(float(f"{rate:.3g}"), why)
 
 
-def resolve_data_dependent(recipe: Recipe, n_train: int, accumulation_hint: int | None = None) -> dict[str, Choice]:
+def resolve_data_dependent(recipe: Recipe, n_train: int) -> dict[str, Choice]:
     """Fill ``batch_size``, ``epochs`` and ``warmup`` when they are ``auto`` (needs the training-set size).
 
     Called once the data is prepared, before anything reads these keys; mutates ``recipe.training``.
@@ -103,7 +110,7 @@ def resolve_data_dependent(recipe: Recipe, n_train: int, accumulation_hint: int 
         t.batch_size = choices["training.batch_size"].value
     if is_auto(t.epochs):
         steps = optimizer_steps_per_epoch(n_train, int(t.batch_size), t.gradient_accumulation, t.num_processes)
-        choices["training.epochs"] = choose_epochs(n_train, steps)
+        choices["training.epochs"] = choose_epochs(n_train, steps, recipe.task)
         t.epochs = choices["training.epochs"].value
     if is_auto(t.warmup):
         choices["training.warmup"] = Choice(WARMUP_RATIO, f"{WARMUP_RATIO:g} of the optimizer steps")
