@@ -134,10 +134,11 @@ def test_qa_train_questions_about_a_test_passage_are_dropped_and_counted(tmp_pat
     train, test = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
     train.write_text(rows(("Who restored power?", passage.upper().replace("4PM", "4pm"), "GLENMOR"),
                           ("Where was power restored?", passage, "Kinlochbrae"),
-                          ("Who is paid?", other, "every household")), encoding="utf-8")
+                          ("Who is paid?", other, "every household"),
+                          ("By when?", passage.replace("4pm", "6pm"), "6pm")), encoding="utf-8")
     test.write_text(rows(("By when was power restored?", passage, "4pm")), encoding="utf-8")
     data = prepare_qa_data(DataConfig(train=str(train), test=str(test), split={"validation": 0.0}))
-    assert list(data.train["context"]) == [other]
+    assert list(data.train["context"]) == [other, passage.replace("4pm", "6pm")]  # other numbers: not the same
     leaks = [r for r in data.rejects if r["reason"] == "context_leakage"]
     assert [r["row"] for r in leaks] == [1, 2] and all("test row 1" in r["detail"] for r in leaks)
     assert data.report["removed"]["context_leakage"] == 2
