@@ -242,7 +242,7 @@ def test_max_rows_reads_only_the_head_of_a_file(tmp_path: Path) -> None:
     import gzip
     import json
 
-    from tailorlm.data.load import read_table
+    from tailorlm.data.load import read_records, read_table
     from tailorlm.errors import DataError
 
     rows = "".join(json.dumps({"text": f"reading {i} of the meter", "label": "ok"}) + "\n" for i in range(60_000))
@@ -250,6 +250,8 @@ def test_max_rows_reads_only_the_head_of_a_file(tmp_path: Path) -> None:
     path = tmp_path / "big.jsonl.gz"
     path.write_bytes(packed[: len(packed) // 2])  # a truncated archive: only its head can be decompressed
     assert list(read_table(path, max_rows=3).frame["raw_text"]) == [f"reading {i} of the meter" for i in range(3)]
+    records, _ = read_records(path, max_rows=2)  # predict --input, adapt.text with adapt.max_rows
+    assert [values["text"] for _, values in records] == ["reading 0 of the meter", "reading 1 of the meter"]
     with pytest.raises(DataError, match="not a valid gz archive"):
         read_table(path)  # the whole file is needed without max_rows
     csv = tmp_path / "big.csv"
