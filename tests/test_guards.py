@@ -274,3 +274,16 @@ def test_files_over_data_max_file_bytes_are_refused_in_one_line(tmp_path: Path, 
     bomb.write_bytes(gzip.compress(b"text,label\n" + b"a" * 3_000_000 + b",x\n"))  # 3 KB on disk, 3 MB inside
     with pytest.raises(DataError, match=r"decompresses to more than 1\.0 MiB"):
         read_table(bomb, max_bytes=1024**2)
+
+
+def test_translation_inputs_are_cleaned_like_the_runs_sources(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from tailorlm.models.saved import LoadedModel
+    from tailorlm.tasks import get_task, translation
+
+    monkeypatch.setattr(translation, "translate", lambda model, tokenizer, sources, *rest: sources)  # echo
+    loaded = LoadedModel(model=None, tokenizer=SimpleNamespace(), path=Path("model"),
+                         meta={"task": "translation", "max_length": 16, "clean": {"lowercase": True}})
+    out = get_task("translation").predict(loaded, [{"text": "Whit  TIME is it?"}])
+    assert out == [{"translation": "whit time is it?"}]
