@@ -134,10 +134,11 @@ def test_qa_train_questions_about_a_test_passage_are_dropped_and_counted(tmp_pat
     train, test = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
     train.write_text(rows(("Who restored power?", passage.upper().replace("4PM", "4pm"), "GLENMOR"),
                           ("Where was power restored?", passage, "Kinlochbrae"),
-                          ("Who is paid?", other, "every household")), encoding="utf-8")
+                          ("Who is paid?", other, "every household"),
+                          ("By when?", passage.replace("4pm", "6pm"), "6pm")), encoding="utf-8")
     test.write_text(rows(("By when was power restored?", passage, "4pm")), encoding="utf-8")
     data = prepare_qa_data(DataConfig(train=str(train), test=str(test), split={"validation": 0.0}))
-    assert list(data.train["context"]) == [other]
+    assert list(data.train["context"]) == [other, passage.replace("4pm", "6pm")]  # other numbers: not the same
     leaks = [r for r in data.rejects if r["reason"] == "context_leakage"]
     assert [r["row"] for r in leaks] == [1, 2] and all("test row 1" in r["detail"] for r in leaks)
     assert data.report["removed"]["context_leakage"] == 2
@@ -241,7 +242,7 @@ def test_max_rows_reads_only_the_head_of_a_file(tmp_path: Path) -> None:
     import gzip
     import json
 
-    from tailorlm.data.load import read_table
+    from tailorlm.data.load import read_records, read_table
     from tailorlm.errors import DataError
 
     rows = "".join(json.dumps({"text": f"reading {i} of the meter", "label": "ok"}) + "\n" for i in range(60_000))
@@ -249,6 +250,8 @@ def test_max_rows_reads_only_the_head_of_a_file(tmp_path: Path) -> None:
     path = tmp_path / "big.jsonl.gz"
     path.write_bytes(packed[: len(packed) // 2])  # a truncated archive: only its head can be decompressed
     assert list(read_table(path, max_rows=3).frame["raw_text"]) == [f"reading {i} of the meter" for i in range(3)]
+    records, _ = read_records(path, max_rows=2)  # predict --input, adapt.text with adapt.max_rows
+    assert [values["text"] for _, values in records] == ["reading 0 of the meter", "reading 1 of the meter"]
     with pytest.raises(DataError, match="not a valid gz archive"):
         read_table(path)  # the whole file is needed without max_rows
     csv = tmp_path / "big.csv"
@@ -271,3 +274,16 @@ def test_files_over_data_max_file_bytes_are_refused_in_one_line(tmp_path: Path, 
     bomb.write_bytes(gzip.compress(b"text,label\n" + b"a" * 3_000_000 + b",x\n"))  # 3 KB on disk, 3 MB inside
     with pytest.raises(DataError, match=r"decompresses to more than 1\.0 MiB"):
         read_table(bomb, max_bytes=1024**2)
+
+
+def test_translation_inputs_are_cleaned_like_the_runs_sources(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from tailorlm.models.saved import LoadedModel
+    from tailorlm.tasks import get_task, translation
+
+    monkeypatch.setattr(translation, "translate", lambda model, tokenizer, sources, *rest: sources)  # echo
+    loaded = LoadedModel(model=None, tokenizer=SimpleNamespace(), path=Path("model"),
+                         meta={"task": "translation", "max_length": 16, "clean": {"lowercase": True}})
+    out = get_task("translation").predict(loaded, [{"text": "Whit  TIME is it?"}])
+    assert out == [{"translation": "whit time is it?"}]

@@ -111,11 +111,15 @@ def _auto_map(folder: Path) -> dict[str, Any]:
     return found
 
 
-def check_remote_code(folder: Path, source_name: str, trust_remote_code: bool) -> None:
+_TRUST_FIX = "use a model without custom code, or set model.trust_remote_code=true if you trust its source"
+
+
+def check_remote_code(folder: Path, source_name: str, trust_remote_code: bool, fix: str = _TRUST_FIX) -> None:
     """Refuse a local model folder that ships its own classes unless the recipe trusts it.
 
     Checked here rather than left to transformers so that nothing from the folder is imported, whatever the
-    installed transformers version decides about models whose ``model_type`` it also knows.
+    installed transformers version decides about models whose ``model_type`` it also knows. ``fix`` is the
+    advice for where the folder came from (a saved model has no recipe to trust it in).
     """
     if trust_remote_code or not folder.is_dir():
         return
@@ -125,10 +129,8 @@ def check_remote_code(folder: Path, source_name: str, trust_remote_code: bool) -
     modules = sorted({str(v).split(".")[0] + ".py" for value in auto_map.values()
                       for v in (value if isinstance(value, list) else [value]) if v and "--" not in str(v)})
     shown = ", ".join(modules) or "custom classes"
-    raise ModelError(
-        f"{source_name}: the model ships its own code ({shown}, via auto_map) which is not run by default; "
-        "use a model without custom code, or set model.trust_remote_code=true if you trust its source"
-    )
+    raise ModelError(f"{source_name}: the model ships its own code ({shown}, via auto_map) which is not run by "
+                     f"default; {fix}")
 
 
 # ------------------------------------------------------------------------------------------- disk

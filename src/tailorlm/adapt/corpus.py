@@ -67,10 +67,10 @@ def read_domain_file(cfg: AdaptConfig, name: str | None = None, key: str = "adap
         raise DataError(f"{path}: {what} ({key}); give the file of unlabelled domain text "
                         f"(relative to {Path.cwd()}), {fix}")
     try:
-        records, _ = read_records(path, txt_field=cfg.text_column, split="adapt")
+        # adapt.max_rows: only the head of a large domain file is read (and decompressed)
+        records, _ = read_records(path, txt_field=cfg.text_column, split="adapt", max_rows=cfg.max_rows)
     except DataError as exc:
         raise DataError(f"{str(exc).replace('(--data)', f'({key})')} ({key})") from None
-    records = records[: cfg.max_rows] if cfg.max_rows else records
     if records and not any(cfg.text_column in values for _, values in records):
         present = sorted({column for _, values in records[:50] for column in values})
         raise DataError(f"{path}: no column '{cfg.text_column}' (adapt.text_column); the file has "

@@ -43,6 +43,8 @@ _ANY_ODD = re.compile(_INVISIBLE.pattern[:-1] + _SPACE_CONTROLS.pattern[1:-1] + 
 _NOT_LETTERS = re.compile(r"[\W\d_]+")
 # ASCII fast path of the fingerprint (most texts): delete every ASCII character that is not a letter.
 _ASCII_NOT_LETTERS = bytes(c for c in range(128) if not chr(c).isalpha())
+_NOT_ALNUM = re.compile(r"[\W_]+")
+_ASCII_NOT_ALNUM = bytes(c for c in range(128) if not chr(c).isalnum())
 
 
 # ------------------------------------------------------------------------------------------- text
@@ -92,18 +94,18 @@ def clean_label(label: str | None) -> str | None:
     return label or None
 
 
-def fingerprint(text: str) -> str:
+def fingerprint(text: str, keep_digits: bool = False) -> str:
     """Text folded for near-duplicate detection: casefold, drop accents, punctuation, digits and whitespace.
 
     A text made only of digits and punctuation would fold to "" and collide with every other such text, so it
-    keeps its casefolded form instead.
+    keeps its casefolded form instead. ``keep_digits`` keeps the digits, for texts whose numbers are the
+    content: two QA passages that differ only in their prices or times answer different questions.
     """
     if text.isascii():
-        return (
-            text.lower().encode("ascii").translate(None, _ASCII_NOT_LETTERS).decode("ascii") or text.lower()
-        )
+        drop = _ASCII_NOT_ALNUM if keep_digits else _ASCII_NOT_LETTERS
+        return text.lower().encode("ascii").translate(None, drop).decode("ascii") or text.lower()
     folded = unicodedata.normalize("NFKD", text.casefold())
-    return _NOT_LETTERS.sub("", folded) or text.casefold()
+    return (_NOT_ALNUM if keep_digits else _NOT_LETTERS).sub("", folded) or text.casefold()
 
 
 def working_frame(raw: RawTable, source: str, cfg: CleanConfig) -> pd.DataFrame:

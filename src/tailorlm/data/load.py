@@ -678,12 +678,14 @@ Record = tuple[int, dict[str, Any]]
 
 
 def read_records(path: str | Path, *, txt_field: str | None = "text", split: str = "predict",
-                 max_bytes: int | None = DEFAULT_MAX_FILE_BYTES) -> tuple[list[Record], list[dict[str, Any]]]:
+                 max_bytes: int | None = DEFAULT_MAX_FILE_BYTES, max_rows: int | None = None,
+                 ) -> tuple[list[Record], list[dict[str, Any]]]:
     """Every record of a file as ``(row, {column: value})``, plus a reject per record that does not parse.
 
     For inputs made of several fields (a question and its context), where :func:`read_table`'s one text and one
     label do not fit. Values are as parsed: strings from csv/tsv, any JSON value from json/jsonl (a token list
-    stays a list). A .txt line becomes ``{txt_field: line}``; ``txt_field=None`` refuses .txt files.
+    stays a list). A .txt line becomes ``{txt_field: line}``; ``txt_field=None`` refuses .txt files. With
+    ``max_rows`` only the first records are read (csv, tsv, jsonl and txt only as far as they reach).
     """
     file = Path(path)
     keys = keys_for(split)
@@ -691,22 +693,30 @@ def read_records(path: str | Path, *, txt_field: str | None = "text", split: str
     if kind == "txt" and txt_field is None:
         raise DataError(f"{file}: a .txt file holds one text per line, but each record here needs several "
                         "fields; use csv, tsv, jsonl, json or parquet with one column per field")
-    data = read_bytes(file, keys, max_bytes)
-    if kind == "parquet":
-        table = _parquet_table(data, file, keys)
-        return list(enumerate(table.to_pylist(), start=1)), []
-    text = decode(data, file)
+    if max_rows is not None and kind in ("csv", "tsv"):
+        with open_text(file, keys, max_bytes, newline="") as stream, _decoding(file):
+            return _delimited_records(stream, file, "," if kind == "csv" else "\t", max_rows)
+    if max_rows is not None and kind in ("jsonl", "txt"):
+        text = head_lines(file, keys, max_bytes, max_rows, count_blank=kind == "txt")
+    else:
+        data = read_bytes(file, keys, max_bytes)
+        if kind == "parquet":
+            table = _parquet_table(data, file, keys)
+            table = table.slice(0, max_rows) if max_rows is not None else table
+            return list(enumerate(table.to_pylist(), start=1)), []
+        text = decode(data, file)
     if kind in ("csv", "tsv"):
         return _delimited_records(text, file, "," if kind == "csv" else "\t")
     if kind == "jsonl":
-        return _jsonl_objects(text, file, None)
+        return _jsonl_objects(text, file, max_rows)
     if kind == "json":
-        return _json_objects(text, file, keys, None)
-    raw = read_txt(text, file, None).frame
+        return _json_objects(text, file, keys, max_rows)
+    raw = read_txt(text, file, max_rows).frame
     return [(int(row), {str(txt_field): line}) for row, line in zip(raw["row"], raw["raw_text"], strict=True)], []
 
 
-def _delimited_records(text: str, path: Path, delimiter: str) -> tuple[list[Record], list[dict[str, Any]]]:
+def _delimited_records(text: str | IO[str], path: Path, delimiter: str, max_rows: int | None = None,
+                       ) -> tuple[list[Record], list[dict[str, Any]]]:
     records = iter(_csv_records(text, delimiter, path))
     header_line = next(records, None)
     if header_line is None:
@@ -719,7 +729,7 @@ def _delimited_records(text: str, path: Path, delimiter: str) -> tuple[list[Reco
         raise DataError(f"{path}: a column name appears twice in the header ({', '.join(header)}); rename one")
     objects: list[Record] = []
     rejects: list[dict[str, Any]] = []
-    for number, fields, bad in _fitted_rows(records, len(header), delimiter, None):
+    for number, fields, bad in _fitted_rows(records, len(header), delimiter, max_rows):
         if fields is None:
             rejects.append(bad)
         else:

@@ -8,8 +8,8 @@ cannot be learned from or scored go to ``rejects`` with a reason, exactly as for
 Why the split is by context: SQuAD-style data asks several questions about one passage. If one of them is in
 train and another in test, the model has already read the test passage, and the test score flatters it. For the
 same reason a train question about a validation or test passage is dropped (``context_leakage``) when the splits
-come from separate files; passages are compared by data/clean.py's near-duplicate fingerprint, so a copy that
-differs in case, spacing or punctuation still counts as the same passage.
+come from separate files; passages are compared by data/clean.py's near-duplicate fingerprint (digits kept), so a
+copy that differs in case, spacing or punctuation still counts as the same passage.
 """
 
 from __future__ import annotations
@@ -358,8 +358,9 @@ def drop_leaked(frame: pd.DataFrame, others: dict[str, pd.DataFrame], split: str
 
 
 def _context_fingerprints(frame: pd.DataFrame) -> pd.Series:
-    """Each row's passage folded like data/clean.py folds texts for near-duplicates (one fold per passage)."""
-    folded = {context: fingerprint(context) for context in dict.fromkeys(frame["context"])}
+    """Each row's passage folded like data/clean.py folds texts for near-duplicates, digits kept: a passage that
+    differs only in its numbers (a price, a date) answers different questions, so it is not the same passage."""
+    folded = {context: fingerprint(context, keep_digits=True) for context in dict.fromkeys(frame["context"])}
     return frame["context"].map(folded).astype(object)
 
 

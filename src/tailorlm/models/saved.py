@@ -18,6 +18,7 @@ from tailorlm.errors import ModelError
 from tailorlm.models.loading import load_pretrained, load_tokenizer
 from tailorlm.models.registry import ResolvedModel, check_local_model, read_model_meta, resolve_model
 from tailorlm.recipe import CleanConfig, ModelConfig
+from tailorlm.safety import check_remote_code
 from tailorlm.tasks import get_task
 
 
@@ -66,6 +67,8 @@ def load_saved_model(path: str | Path, *, allow_pickle: bool = False) -> LoadedM
     resolved = check_local_model(folder, allow_pickle=allow_pickle, what="MODEL_DIR")
     meta = read_model_meta(folder)
     auto_class = get_task(meta.get("task", "classification")).auto_model_class
+    check_remote_code(folder, str(folder), False, fix="tailorlm saves models without custom code, so this folder "
+                      "was changed or comes from elsewhere: remove 'auto_map' from its config files, or re-train")
     cfg = ModelConfig(allow_pickle=allow_pickle)  # never trust_remote_code: nothing in the folder is run
     tokenizer = load_tokenizer(resolved, cfg)  # refuses an auto_map before transformers reads the folder
     if resolved.is_adapter:
