@@ -122,7 +122,8 @@ def _missing_column(exc: DataError, column: str) -> bool:
 
 def _read_raw(path: str, cfg: DataConfig, split: str) -> tuple[RawTable, str]:
     """Parse the file with the shared readers, trying pairs, then messages, then plain text."""
-    common: dict[str, Any] = {"fmt": cfg.format, "split": split, "max_rows": cfg.max_rows}
+    common: dict[str, Any] = {"fmt": cfg.format, "split": split, "max_rows": cfg.max_rows,
+                              "max_bytes": cfg.max_file_bytes}
     if detect_format(Path(path), cfg.format, keys_for(split)) == "txt":
         return read_table(path, text_column=cfg.text_column, require_label=False, **common), "text"
     tries = [

@@ -106,7 +106,7 @@ def read_pairs(path: str | Path, cfg: DataConfig, split: str) -> _Part:
     """Read one file of pairs and clean both sides; unparseable records are already rejects."""
     try:
         raw = read_table(path, fmt=cfg.format, text_column=cfg.source_column, label_column=cfg.target_column,
-                         require_label=True, split=split, max_rows=cfg.max_rows)
+                         require_label=True, split=split, max_rows=cfg.max_rows, max_bytes=cfg.max_file_bytes)
     except DataError as exc:
         raise _rename_keys(exc) from None
     source = str(path)
