@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from benchmarks.suites.common import Row, matmul_parameters, matmul_peak_flops, mfu
 
 
@@ -34,11 +33,10 @@ def test_headline_ratio_is_against_the_fastest_trainer_configuration() -> None:
 
 def test_the_careful_trainer_row_really_groups_by_length(tmp_path: Path) -> None:
     """transformers 5 renamed ``group_by_length=True``: the row must end up with Trainer's LengthGroupedSampler."""
+    from benchmarks.suites.cpu import Settings, trainer_arguments
     from datasets import Dataset
     from transformers import BertConfig, BertForSequenceClassification, Trainer
     from transformers.trainer_pt_utils import LengthGroupedSampler
-
-    from benchmarks.suites.cpu import Settings, trainer_arguments
 
     model = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
                                                      num_attention_heads=2, intermediate_size=32))

@@ -27,15 +27,6 @@ FLOOR_BASELINES: frozenset[str] = frozenset({
 TASK_FLOORS: frozenset[tuple[str, str]] = frozenset({
     ("translation", "pretrained"),  # minilm-seq2seq before tuning: random cross-attention
 })
-#: Why each kind of floor is one, for the report's note and the method line.
-FLOOR_REASONS: dict[str, str] = {
-    "pretrained_head": "a randomly initialised span head: a lower bound, not an alternative",
-    "sentence_retrieval": "answers a whole sentence and never \"no answer\": a lower bound, not an alternative",
-    "majority_tag": "a word list, no model: a lower bound, not an alternative",
-    "pretrained": "an encoder-decoder whose cross-attention was never trained: a lower bound, not an alternative",
-}
-
-
 def is_floor(name: str, task: str | None = None, entry: Any = None) -> bool:
     """Whether baseline ``name`` is a floor (reported, never the bar a tuned model is measured against).
 
