@@ -173,3 +173,27 @@ def test_span_probe_learns_start_and_end_from_frozen_features() -> None:
     assert np.mean(hits_start) > 0.8 and np.mean(hits_end) > 0.8  # chance is 1/12
     assert weight[0, 0] > weight[1:, 0].abs().max() and weight[1, 1] > weight[[0, *range(2, 8)], 1].abs().max()
     assert torch.equal(fit_span_head(train, penalty), fit_span_head(train, penalty))  # deterministic
+
+
+def test_sentence_retrieval_is_a_floor_only_with_unanswerable_questions(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """It never answers "no answer": a lower bound on SQuAD v2 data, a real (crude) heuristic on v1 data."""
+    from tailorlm.data.demo_qa import generate_qa_dataset
+    from tailorlm.models.loading import load_tokenizer
+    from tailorlm.models.registry import resolve_model
+    from tailorlm.recipe import recipe_from_dict
+    from tailorlm.tasks import get_task
+
+    task = get_task("qa")
+    marks = {}
+    for unanswerable in (0.0, 1.0):
+        paths = generate_qa_dataset(tmp_path / str(unanswerable), seed=3, n_passages=6, unanswerable=unanswerable)
+        recipe = recipe_from_dict({"task": "qa", "output_dir": str(tmp_path / "out"),
+                                   "model": {"name": str(tiny_model_dir)},
+                                   "data": {name: str(path) for name, path in paths.items()},
+                                   "baseline": {"linear_probe": False}}, "test")
+        resolved = resolve_model(str(tiny_model_dir))
+        data = task.prepare_data(recipe, None)
+        result = task.baselines(recipe, data, resolved, load_tokenizer(resolved, recipe.model), 64)
+        marks[data.version_2] = result["sentence_retrieval"]["floor"]
+        assert is_floor("sentence_retrieval", "qa", result["sentence_retrieval"]) is data.version_2
+    assert marks == {False: False, True: True}

@@ -288,6 +288,8 @@ def test_tailor_run_qa_writes_the_run_directory(tiny_qa_run: Path) -> None:
         metrics["baseline"]["span_probe"]["f1"])
     html = (tiny_qa_run / "report.html").read_text(encoding="utf-8")
     assert "Pretrained head (floor)" in html and "Sentence retrieval (floor)" in html and "Span probe<" in html
+    card = (tiny_qa_run / "model" / "README.md").read_text(encoding="utf-8")
+    assert "Pretrained head (floor)" in card and "against the best reference baseline (span probe)" in card
     assert "f1" in metrics["validation"] and "exact_match" in metrics["validation"]
     assert metrics["errors"] and {"text", "label", "predicted", "f1"} <= set(metrics["errors"][0])
     meta = json.loads((tiny_qa_run / "model" / "tailor_model.json").read_text())

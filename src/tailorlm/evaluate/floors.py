@@ -6,8 +6,9 @@ the verdict and the paired significance test are measured against the best *refe
 
 ``metrics.json`` records the decision on every baseline as ``baseline.<key>.floor`` (``mark_floors``), so that a
 reader of the file, the report, ``tailor compare`` and the model card all see the same split. A task that knows
-better for one run (translation's ``pretrained`` is a floor only for a warm-started encoder-decoder) sets
-``floor`` itself; the name rules below fill in the rest, and decide for files written before the marker existed.
+better for one run sets ``floor`` itself (translation's ``pretrained`` is a floor only for the warm-started
+minilm-seq2seq; QA's ``sentence_retrieval`` only on SQuAD v2 data, whose unanswerable questions it always gets
+wrong); the name rules below fill in the rest, and decide for files written before the marker existed.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 #: Baseline keys (metrics.json ``baseline.<key>``) that are floors, whatever the task.
 FLOOR_BASELINES: frozenset[str] = frozenset({
     "pretrained_head",     # qa: a randomly initialised span head on the pretrained body
-    "sentence_retrieval",  # qa: the passage sentence closest to the question, whole (never "no answer")
+    "sentence_retrieval",  # qa, SQuAD v2: never "no answer" (the task marks it a reference on v1 data)
     "majority_tag",        # token-classification: every word gets its most frequent training tag
 })
 #: Keys that are floors only for some tasks: (task, key). Translation's task marks its own run (``floor``
@@ -26,15 +27,6 @@ FLOOR_BASELINES: frozenset[str] = frozenset({
 TASK_FLOORS: frozenset[tuple[str, str]] = frozenset({
     ("translation", "pretrained"),  # minilm-seq2seq before tuning: random cross-attention
 })
-#: Why each kind of floor is one, for the report's note and the method line.
-FLOOR_REASONS: dict[str, str] = {
-    "pretrained_head": "a randomly initialised span head: a lower bound, not an alternative",
-    "sentence_retrieval": "answers a whole sentence and never \"no answer\": a lower bound, not an alternative",
-    "majority_tag": "a word list, no model: a lower bound, not an alternative",
-    "pretrained": "an encoder-decoder whose cross-attention was never trained: a lower bound, not an alternative",
-}
-
-
 def is_floor(name: str, task: str | None = None, entry: Any = None) -> bool:
     """Whether baseline ``name`` is a floor (reported, never the bar a tuned model is measured against).
 
