@@ -63,7 +63,7 @@ def run_one(scenario: Any, setting: str, out: Path, baselines: bool) -> dict[str
     main = TASK_MAIN_METRIC.get(scenario.task, "loss")
     pick = min if main in LOWER_IS_BETTER else max
     refs = {k: v.get(main) for k, v in (metrics.get("baseline") or {}).items()
-            if isinstance(v, dict) and isinstance(v.get(main), int | float) and not is_floor(k, scenario.task)}
+            if isinstance(v, dict) and isinstance(v.get(main), int | float) and not is_floor(k, scenario.task, v)}
     best = pick(refs, key=refs.__getitem__) if refs else None
     auto = {k: v["value"] for k, v in (metrics.get("auto") or {}).items()}
     return {

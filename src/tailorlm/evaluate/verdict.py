@@ -56,7 +56,7 @@ def reference_scores(metrics: dict[str, Any], metric: str) -> tuple[dict[str, fl
         value = _number((result or {}).get(metric)) if isinstance(result, dict) else None
         if value is None:
             continue
-        if is_floor(name, task):
+        if is_floor(name, task, result):
             floors.append(name)
         else:
             refs[name] = value
