@@ -159,14 +159,15 @@ def run(recipe: OptionalRecipeArg = None, set_: SetOption = None, num_processes:
             sys.exit(code)
         return
     _quiet_libraries()
+    if t.seeds > 1:  # N seeds into output_dir/seed-<s>/, mean ± std and CI at the top (evaluate/seeds.py)
+        from tailorlm.evaluate.seeds import run_seeds as run_pipeline  # type: ignore[assignment]
     if loaded.search.budget:  # search within the budget, then the winner's run (tune/budget.py)
+        from functools import partial
+
         from tailorlm.tune.budget import run_with_budget
 
-        metrics = run_with_budget(loaded, err, started=started)
-    else:
-        if t.seeds > 1:  # N seeds into output_dir/seed-<s>/, mean ± std and CI at the top (evaluate/seeds.py)
-            from tailorlm.evaluate.seeds import run_seeds as run_pipeline  # type: ignore[assignment]
-        metrics = run_pipeline(loaded, err if is_main_process() else Console(stderr=True, quiet=True))
+        run_pipeline = partial(run_with_budget, started=started)  # type: ignore[assignment]
+    metrics = run_pipeline(loaded, err if is_main_process() else Console(stderr=True, quiet=True))
     if not is_main_process():
         return
     print_verdict(metrics)
