@@ -176,6 +176,26 @@ def fit_micro_batch(size: ModelSize, batch_size: int, max_length: int, available
     )
 
 
+def agree_across_processes(fit: BatchFit) -> BatchFit:
+    """Data-parallel processes must take the same number of micro-steps per optimizer step, or their gradient
+    all-reduces pair up wrongly and training hangs; each measured its own free memory, so the smallest micro-batch
+    (a divisor of the batch, as each one is) wins. A single process returns ``fit`` as it is."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return fit
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
+    sizes = torch.tensor([fit.micro_batch, fit.eval_batch], device=device)
+    dist.all_reduce(sizes, op=dist.ReduceOp.MIN)
+    micro, eval_batch = (int(v) for v in sizes.tolist())
+    if (micro, eval_batch) == (fit.micro_batch, fit.eval_batch):
+        return fit
+    batch = fit.micro_batch * fit.accumulation
+    return BatchFit(micro, batch // micro, eval_batch, fit.need_bytes, fit.budget_bytes,
+                    fit.reason + f"; micro-batch {micro}, the smallest any process can afford")
+
+
 def _fit_eval_batch(size: ModelSize, eval_batch: int, max_length: int, budget: float, bytes_per_value: int) -> int:
     batch = eval_batch
     while batch > 1 and inference_bytes(size, batch, max_length, bytes_per_value) > budget:
