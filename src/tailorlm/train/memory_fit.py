@@ -204,8 +204,8 @@ def _fit_eval_batch(size: ModelSize, eval_batch: int, max_length: int, budget: f
 
 
 def _reason(batch_size: int, micro: int, max_length: int, need: float, budget: float, source: str) -> str:
-    if micro == batch_size:
-        return f"batch {batch_size} × {max_length} tokens fits: about {need / GIB:.1f} of {budget / GIB:.1f} GiB"
+    if micro == batch_size:  # no free-memory figure here: metrics.json must not change with the machine's load
+        return f"batch {batch_size} × {max_length} tokens fits (about {need / GIB:.1f} GiB)"
     return (f"batch {batch_size} × {max_length} tokens does not fit in {budget / GIB:.1f} GiB ({HEADROOM:.0%} of the "
             f"{source}): micro-batch {micro} × {batch_size // micro} accumulation steps (about "
             f"{need / GIB:.1f} GiB), effective batch unchanged")
