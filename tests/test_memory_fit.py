@@ -5,6 +5,7 @@ batch's fp32 logits (train/lm_loss.py)."""
 from __future__ import annotations
 
 from collections import namedtuple
+from pathlib import Path
 
 import pytest
 import torch
@@ -110,3 +111,24 @@ def test_chunked_cross_entropy_has_the_same_value_and_gradient() -> None:
     (grad,) = torch.autograd.grad(chunked, logits)
     torch.testing.assert_close(chunked, reference)
     torch.testing.assert_close(grad, grad_ref)
+
+
+def _agree_worker(rank: int, init_file: str, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    from tailorlm.train.memory_fit import BatchFit, agree_across_processes
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    micro = 8 if rank == 0 else 4  # the second process has less free memory
+    fit = BatchFit(micro, 32 // micro, 16 // (rank + 1), 1.0, 2.0, "fits")
+    agreed = agree_across_processes(fit)
+    Path(out_dir, f"{rank}.txt").write_text(f"{agreed.micro_batch} {agreed.accumulation} {agreed.eval_batch}")
+    dist.destroy_process_group()
+
+
+def test_data_parallel_processes_agree_on_the_smallest_micro_batch(tmp_path: Path) -> None:
+    """Two gloo processes that measured different free memory train with the same micro-batch (the smaller)."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_agree_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    assert {(tmp_path / f"{rank}.txt").read_text() for rank in (0, 1)} == {"4 8 8"}

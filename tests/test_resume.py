@@ -29,11 +29,12 @@ sys.argv = ["tailor", *sys.argv[1:]]
 main()
 """
 #: wall times, output paths, and whether the tokenised splits came from the cache (the two runs start together)
-TIMINGS = {"timings_s", "runtime_s", "samples_per_s", "tokens_per_s", "path", "tokenize_cache"}
+# and the free memory the batch was planned for (train/memory_fit.py): a figure of the machine at that moment
+TIMINGS = {"timings_s", "runtime_s", "samples_per_s", "tokens_per_s", "path", "tokenize_cache", "memory_budget_gib"}
 
 
 def comparable(value: Any) -> Any:
-    """metrics.json without wall times, output paths and cache status: what must match between runs."""
+    """metrics.json without wall times, output paths, cache status and free memory: what must match."""
     if isinstance(value, dict):
         return {k: comparable(v) for k, v in value.items() if k not in TIMINGS}
     if isinstance(value, list):

@@ -176,6 +176,26 @@ def fit_micro_batch(size: ModelSize, batch_size: int, max_length: int, available
     )
 
 
+def agree_across_processes(fit: BatchFit) -> BatchFit:
+    """Data-parallel processes must take the same number of micro-steps per optimizer step, or their gradient
+    all-reduces pair up wrongly and training hangs; each measured its own free memory, so the smallest micro-batch
+    (a divisor of the batch, as each one is) wins. A single process returns ``fit`` as it is."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return fit
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
+    sizes = torch.tensor([fit.micro_batch, fit.eval_batch], device=device)
+    dist.all_reduce(sizes, op=dist.ReduceOp.MIN)
+    micro, eval_batch = (int(v) for v in sizes.tolist())
+    if (micro, eval_batch) == (fit.micro_batch, fit.eval_batch):
+        return fit
+    batch = fit.micro_batch * fit.accumulation
+    return BatchFit(micro, batch // micro, eval_batch, fit.need_bytes, fit.budget_bytes,
+                    fit.reason + f"; micro-batch {micro}, the smallest any process can afford")
+
+
 def _fit_eval_batch(size: ModelSize, eval_batch: int, max_length: int, budget: float, bytes_per_value: int) -> int:
     batch = eval_batch
     while batch > 1 and inference_bytes(size, batch, max_length, bytes_per_value) > budget:
@@ -184,8 +204,8 @@ def _fit_eval_batch(size: ModelSize, eval_batch: int, max_length: int, budget: f
 
 
 def _reason(batch_size: int, micro: int, max_length: int, need: float, budget: float, source: str) -> str:
-    if micro == batch_size:
-        return f"batch {batch_size} × {max_length} tokens fits: about {need / GIB:.1f} of {budget / GIB:.1f} GiB"
+    if micro == batch_size:  # no free-memory figure here: metrics.json must not change with the machine's load
+        return f"batch {batch_size} × {max_length} tokens fits (about {need / GIB:.1f} GiB)"
     return (f"batch {batch_size} × {max_length} tokens does not fit in {budget / GIB:.1f} GiB ({HEADROOM:.0%} of the "
             f"{source}): micro-batch {micro} × {batch_size // micro} accumulation steps (about "
             f"{need / GIB:.1f} GiB), effective batch unchanged")

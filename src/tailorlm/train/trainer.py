@@ -37,7 +37,13 @@ from tailorlm.tasks.base import EncodedSplits, Task
 from tailorlm.train.callbacks import DivergenceGuard, LogHistoryWriter, RichProgressCallback
 from tailorlm.train.distributed import world_size
 from tailorlm.train.lm_loss import accepts_logits_to_keep
-from tailorlm.train.memory_fit import BatchFit, fit_micro_batch, memory_budget, model_size
+from tailorlm.train.memory_fit import (
+    BatchFit,
+    agree_across_processes,
+    fit_micro_batch,
+    memory_budget,
+    model_size,
+)
 from tailorlm.train.optim import optimizer_cls_and_kwargs
 from tailorlm.train.resume import ResumableTrainer, last_checkpoint, save_callbacks, train_guarded
 from tailorlm.train.speed import speed_arguments
@@ -145,9 +151,15 @@ def fit(
     """
     has_validation = encoded.validation is not None and len(encoded.validation) > 0
     batch_fit = plan_batch(recipe, task, model, encoded)
+    args = training_arguments(recipe, task, len(encoded.train), has_validation, checkpoints, batch_fit)
+    if world_size() > 1:
+        _ = args.device  # sets up the process group, through which the processes agree on one micro-batch
+        agreed = agree_across_processes(batch_fit)
+        if agreed != batch_fit:
+            batch_fit = agreed
+            args = training_arguments(recipe, task, len(encoded.train), has_validation, checkpoints, batch_fit)
     if batch_fit.reduced:
         console.print(f"memory: {batch_fit.reason}")
-    args = training_arguments(recipe, task, len(encoded.train), has_validation, checkpoints, batch_fit)
     metric = recipe.training.metric or task.default_metric
     guard = DivergenceGuard()
     callbacks: list[Any] = [*save_callbacks(recipe, has_validation), RichProgressCallback(console, metric), guard,
