@@ -24,6 +24,13 @@ def test_small_sets_get_a_minimum_of_optimizer_steps_large_sets_fewer_epochs() -
     assert auto.choose_epochs(300, auto.optimizer_steps_per_epoch(300, 16, 1), "generation").value == 3
 
 
+def test_a_run_of_a_few_steps_gets_no_warmup() -> None:
+    assert auto.choose_warmup(1).value == 0.0  # 1 warm-up step of 1 would train at rate 0
+    assert auto.choose_warmup(300).value == auto.WARMUP_RATIO
+    recipe = recipe_from_dict({"training": {"epochs": 1, "batch_size": 32}})
+    assert auto.resolve_data_dependent(recipe, 32)["training.warmup"].value == 0.0
+
+
 def test_the_rate_follows_size_head_and_lora() -> None:
     assert auto.choose_learning_rate("classification", 22_000_000, lora=False).value == 1e-4
     assert auto.choose_learning_rate("classification", 110_000_000, lora=False).value == 5e-5

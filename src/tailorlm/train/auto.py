@@ -40,6 +40,8 @@ HEAD_HEAVY_TASKS = {"qa": 2.0, "token-classification": 3.0, "translation": 2.0}
 LORA_FACTOR = 10.0
 LORA_MAX_RATE = 1e-3
 WARMUP_RATIO = 0.1
+#: Runs shorter than this many optimizer steps get no warm-up.
+MIN_WARMUP_RUN = 20
 
 
 @dataclass(frozen=True)
@@ -113,9 +115,17 @@ def resolve_data_dependent(recipe: Recipe, n_train: int) -> dict[str, Choice]:
         choices["training.epochs"] = choose_epochs(n_train, steps, recipe.task)
         t.epochs = choices["training.epochs"].value
     if is_auto(t.warmup):
-        choices["training.warmup"] = Choice(WARMUP_RATIO, f"{WARMUP_RATIO:g} of the optimizer steps")
-        t.warmup = WARMUP_RATIO
+        steps = optimizer_steps_per_epoch(n_train, int(t.batch_size), t.gradient_accumulation, t.num_processes)
+        choices["training.warmup"] = choose_warmup(math.ceil(steps * float(t.epochs)))
+        t.warmup = choices["training.warmup"].value
     return choices
+
+
+def choose_warmup(total_steps: int) -> Choice:
+    """A tenth of the steps, but none for a handful: one warm-up step out of one trains at rate zero."""
+    if total_steps < MIN_WARMUP_RUN:
+        return Choice(0.0, f"only {total_steps} optimizer steps: no warm-up (it would spend them near rate zero)")
+    return Choice(WARMUP_RATIO, f"{WARMUP_RATIO:g} of the {total_steps} optimizer steps")
 
 
 def resolve_learning_rate(recipe: Recipe, task: str, body_params: int) -> dict[str, Choice]:
