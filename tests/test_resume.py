@@ -30,7 +30,7 @@ main()
 """
 #: wall times, output paths, and whether the tokenised splits came from the cache (the two runs start together)
 # and the free memory the batch was planned for (train/memory_fit.py): a figure of the machine at that moment
-TIMINGS = {"timings_s", "runtime_s", "samples_per_s", "tokens_per_s", "path", "tokenize_cache", "memory_budget_gib"}
+TIMINGS = {"timings_s", "runtime_s", "samples_per_s", "tokens_per_s", "path", "tokenize_cache", "memory"}
 
 
 def comparable(value: Any) -> Any:

@@ -499,9 +499,10 @@ def test_a_small_memory_limit_forces_accumulation_in_a_real_run(tmp_path: Path, 
     recipe.write_text(yaml.safe_dump(base))
     code, stdout, stderr = run_cli(["run", str(recipe)])
     assert code == 0, stderr
-    train = json.loads((tmp_path / "out" / "metrics.json").read_text())["train"]
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    train = metrics["train"]
     assert (train["micro_batch"], train["memory_accumulation"]) == (4, 2)
-    assert "micro-batch 4 × 2 accumulation steps" in train["memory_fit"] and "micro-batch 4" in stdout + stderr
+    assert "micro-batch 4 × 2 accumulation steps" in metrics["memory"]["fit"] and "micro-batch 4" in stdout + stderr
     assert train["global_step"] == 3  # 18 rows in effective batches of 8: the schedule the recipe asked for
 
     base["training"]["memory_limit"] = "1K"

@@ -203,6 +203,12 @@ class TrainingConfig(_Section):
     )
     # --- end memory fit
 
+    @property
+    def eval_batch(self) -> int:
+        """Evaluation batch: ``eval_batch_size``, else twice the training batch (32 stands in while
+        ``batch_size`` is still ``auto``, e.g. for baselines measured outside a run)."""
+        return self.eval_batch_size or 2 * (self.batch_size if isinstance(self.batch_size, int) else 32)
+
 
 class GenerationSettings(_Section):
     """Decoding for generation and translation (before/after samples, BLEU/chrF, `tailor generate`)."""

@@ -279,7 +279,7 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer,
     meta = task.model_meta(data) | {"task": task.name, "max_length": encoded.max_length}
     settings = EvalSettings(
         max_length=encoded.max_length,
-        batch_size=recipe.training.eval_batch_size or 2 * recipe.training.batch_size,
+        batch_size=recipe.training.eval_batch,
         top_errors=recipe.report.top_errors,
     )
     calibration = timer.time("calibrate", lambda: task.calibrate(model, tokenizer, data, recipe, settings))
@@ -318,8 +318,9 @@ def _run_stages(recipe: Recipe, console: Console, run_dir: RunDir, timer: Timer,
             "global_step": outcome.global_step,
             "best_step": outcome.best_step,
             "stopped_early": outcome.stopped_early,
-            **(outcome.memory or {}),  # micro_batch, memory_accumulation, memory_fit (train/memory_fit.py)
+            **(outcome.memory or {}),  # micro_batch, memory_accumulation, ... (train/memory_fit.py)
         },
+        "memory": outcome.machine_memory or {},  # free memory seen this time: a reading, like the timings
         **{k: v for k, v in evaluation.items() if k != "metrics"},
         "data": {"train": len(data.train), "validation": len(data.validation), "test": len(data.test),
                  "rejected": len(data.rejects), "tokenize_cache": cache_status},

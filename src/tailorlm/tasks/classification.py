@@ -209,7 +209,7 @@ class ClassificationTask(Task):
         if not (cfg.zero_shot or cfg.linear_probe):
             return {}
         encoder = load_pretrained(AutoModel, resolved, recipe.model)
-        batch_size = recipe.training.eval_batch_size or 2 * recipe.training.batch_size
+        batch_size = recipe.training.eval_batch
 
         def embed(texts: list[str]) -> np.ndarray:
             return forward_sorted(encoder, tokenizer, texts, max_length, batch_size, mean_pooled)

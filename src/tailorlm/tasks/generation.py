@@ -399,7 +399,7 @@ class GenerationTask(Task):
         """The pretrained model on the test split: perplexity, and its answers to the sample prompts."""
         chat = self._chat if self._chat is not None else self._setup(recipe, tokenizer)
         model = load_pretrained(AutoModelForCausalLM, resolved, recipe.model)
-        batch_size = recipe.training.eval_batch_size or 2 * recipe.training.batch_size
+        batch_size = recipe.training.eval_batch
         encoded = self._encode_eval(tokenizer, data.test, chat, max_length)
         metrics = perplexity(model, encoded, batch_size, _pad_id(tokenizer))
         _, self._before_samples = self._samples(model, tokenizer, data.test, chat, recipe.generation)

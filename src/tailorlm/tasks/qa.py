@@ -443,7 +443,7 @@ class QATask(Task):
 
         Floors are reported and marked (evaluate/floors.py) but never the bar the tuned model is measured against."""
         cfg = recipe.baseline
-        batch_size = recipe.training.eval_batch_size or 2 * recipe.training.batch_size
+        batch_size = recipe.training.eval_batch
         golds = [list(g) for g in data.test["answer_texts"]]
         result: dict[str, Any] = {}
         if cfg.zero_shot:

@@ -411,7 +411,7 @@ class TokenClassificationTask(Task):
             if cap is not None and len(train) > cap:
                 train = train.sample(n=cap, random_state=recipe.data.seed)
             encoder = load_pretrained(AutoModel, resolved, recipe.model)
-            batch_size = recipe.training.eval_batch_size or 2 * recipe.training.batch_size
+            batch_size = recipe.training.eval_batch
             result["linear_probe"] = token_linear_probe(encoder, tokenizer, train, data.test, data.labels,
                                                         max_length, batch_size, recipe.data.seed)
         return result

@@ -328,7 +328,7 @@ class TranslationTask(Task):
         if torch.cuda.is_available():
             model.to("cuda")  # beam search on a CPU would dominate the run on a GPU machine
         settings = EvalSettings(max_length=max_length,
-                                batch_size=recipe.training.eval_batch_size or 2 * recipe.training.batch_size)
+                                batch_size=recipe.training.eval_batch)
         measured = self.measure(model, tokenizer, data.test, data.meta, settings)
         self._before = dict(zip(measured.sources, measured.outputs, strict=True))
         del model  # the training copy is already in memory; this one is not needed again

@@ -57,11 +57,15 @@ class BatchFit:
         return self.accumulation > 1
 
     def record(self) -> dict[str, Any]:
-        """What metrics.json keeps under ``train``."""
+        """What metrics.json keeps under ``train``: the decision, which the same recipe on the same data repeats."""
         return {"micro_batch": self.micro_batch, "memory_accumulation": self.accumulation,
-                "eval_micro_batch": self.eval_batch, "memory_need_gib": round(self.need_bytes / GIB, 2),
-                "memory_budget_gib": None if self.budget_bytes is None else round(self.budget_bytes / GIB, 2),
-                "memory_fit": self.reason}
+                "eval_micro_batch": self.eval_batch, "memory_need_gib": round(self.need_bytes / GIB, 2)}
+
+    def machine(self) -> dict[str, Any]:
+        """What metrics.json keeps under ``memory``: the free memory seen this time (it changes run to run, like a
+        timing), and the sentence that weighed the need against it."""
+        return {"budget_gib": None if self.budget_bytes is None else round(self.budget_bytes / GIB, 2),
+                "fit": self.reason}
 
 
 # ------------------------------------------------------------------------------------------- sizes

@@ -64,7 +64,8 @@ class TrainOutcome:
     tokens_seen: int
     batch_size: int  # per device, as trained: below the recipe's after training.auto_batch_size shrank it
     global_batch: int  # batch_size × gradient accumulation × processes
-    memory: dict[str, Any] | None = None
+    memory: dict[str, Any] | None = None  # the memory plan's decision (BatchFit.record)
+    machine_memory: dict[str, Any] | None = None  # free memory seen and the reason (BatchFit.machine)
 
 
 def use_bf16(recipe: Recipe) -> bool:
@@ -214,6 +215,7 @@ def fit(
         batch_size=batch_size,
         global_batch=global_batch,
         memory=batch_fit.record(),
+        machine_memory=batch_fit.machine(),
     )
 
 
