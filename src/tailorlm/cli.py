@@ -149,6 +149,8 @@ def run(recipe: OptionalRecipeArg = None, set_: SetOption = None, num_processes:
         return
     out.print(comparison_table(metrics))
     out.print(f"run directory: {loaded.output_dir} (report.html, metrics.json, model/)")
+    if isinstance(metrics.get("data_curve"), dict):  # --data-curve: the answer, after the table it is about
+        out.print(f"data curve: {escape(str(metrics['data_curve'].get('answer')))}", highlight=False)
     from tailorlm.fairness.gate import GATE_EXIT_CODE, gate_failure
 
     failure = gate_failure(metrics)
