@@ -152,12 +152,27 @@ def find_learning_rate(task: Task, model: Any, tokenizer: Any, encoded: EncodedS
 
 def _sweep(task: Task, model: Any, tokenizer: Any, encoded: EncodedSplits, recipe: Recipe, batch_size: int,
            rates: np.ndarray) -> tuple[list[float], list[float], str]:
-    from tailorlm.train.trainer import use_bf16
-
+    """On the GPU when there is one, in training mode, with gradient checkpointing when training will use it."""
     t = recipe.training
     device = torch.device("cuda") if torch.cuda.is_available() else next(model.parameters()).device
     model.to(device)
     model.train()
+    checkpointing = bool(t.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"))
+    if checkpointing:  # the memory training will have (the Trainer turns it on again itself)
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    try:
+        return _steps(task, model, tokenizer, encoded, recipe, batch_size, rates, device)
+    finally:
+        if checkpointing:
+            model.gradient_checkpointing_disable()
+
+
+def _steps(task: Task, model: Any, tokenizer: Any, encoded: EncodedSplits, recipe: Recipe, batch_size: int,
+           rates: np.ndarray, device: torch.device) -> tuple[list[float], list[float], str]:
+    """The sweep itself: one optimizer step per rate, stopping when the loss diverges."""
+    from tailorlm.train.trainer import use_bf16
+
+    t = recipe.training
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=float(rates[0]), weight_decay=t.weight_decay)
     batches = _batches(task, model, tokenizer, encoded, batch_size, t.seed)
