@@ -31,6 +31,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -310,3 +311,19 @@ def find_for_recipe(recipe: Recipe, console: Console, run_dir: Any) -> LRFind:
     found.settings |= {"model": resolved.name, "task": task.name, "train_rows": len(data.train),
                        "peft": recipe.model.peft.method}
     return found
+
+
+def lr_find_command(recipe: Recipe, console: Console) -> tuple[LRFind, Path]:
+    """``tailor lr-find``: the sweep, written to ``output_dir/lr-find/`` (``lr_find.json``, ``lr_find.svg`` and the
+    data report) and nowhere else, so an earlier run in ``output_dir`` keeps every file. Returns (result, folder)."""
+    from tailorlm.report.charts import lr_find_chart
+    from tailorlm.rundir import RunDir
+    from tailorlm.safety import check_output_dir
+
+    check_output_dir(recipe)  # no writing over data, /, or home
+    run_dir = RunDir.create(Path(recipe.output_dir) / "lr-find")
+    found = find_for_recipe(recipe, console, run_dir)
+    run_dir.write_json("lr_find.json", found.as_dict())
+    run_dir.write_text("lr_find.svg", lr_find_chart(found.lrs, found.losses, found.smoothed, found.suggestion,
+                                                    found.min_lr))
+    return found, run_dir.path
