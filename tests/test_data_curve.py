@@ -48,7 +48,7 @@ def test_subsets_are_stratified_and_nested() -> None:
 
 
 def test_data_curve_run_writes_the_curve_the_answer_and_the_plot(tiny_recipe: Path) -> None:
-    code, _, stderr = run_cli(["run", str(tiny_recipe), "--data-curve", "--set", "baseline.linear_probe=false"])
+    code, stdout, stderr = run_cli(["run", str(tiny_recipe), "--data-curve", "--set", "baseline.linear_probe=false"])
     assert code == 0, stderr
     out = Path(yaml.safe_load(tiny_recipe.read_text())["output_dir"])
     curve = json.loads((out / "data_curve.json").read_text())
@@ -66,6 +66,8 @@ def test_data_curve_run_writes_the_curve_the_answer_and_the_plot(tiny_recipe: Pa
     assert ext[2]["low"] <= ext[2]["metric"] <= ext[2]["high"]
     assert curve["answer"].startswith("More labels would likely") and "at 2x the labels (176 rows)" in curve["answer"]
     assert [p["run_dir"] for p in curve["points"]] == ["data-curve/frac-25", "data-curve/frac-50", "."]
+    assert f"data curve: {curve['answer']}" in " ".join(stdout.split())
+    assert (out / "data_curve.svg").read_text().startswith("<svg")
     html = (out / "report.html").read_text()
     assert 'id="data-curve"' in html and "Would more labels help?" in html and "data:image/svg+xml" in html
     assert curve["answer"].split(" (")[0] in (out / "report.md").read_text().replace("\\", "")

@@ -124,3 +124,21 @@ def test_lr_find_command_writes_only_its_own_folder(tiny_recipe: Path) -> None:
     assert (out / "lr-find" / "lr_find.svg").read_text().startswith("<svg")
     assert (out / "data_report.json").read_text() == "not mine"
     assert sorted(p.name for p in out.iterdir()) == ["data_report.json", "lr-find"]
+
+
+def test_no_clear_descent_falls_back_to_the_auto_rate_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from tailorlm.recipe import Recipe
+    from tailorlm.train import auto, lr_find
+
+    flat = lr_find.LRFind([1e-7, 1.0], [0.7, 0.7], [0.7, 0.7], None, 1.0, 1e-7, "ran all 2 steps", 16, 0.1,
+                          note="the smoothed loss never fell 2% below its start")
+    monkeypatch.setattr(lr_find, "find_learning_rate", lambda *args, **kwargs: flat)
+    recipe = Recipe(training={"learning_rate": "find"})
+    model = torch.nn.Linear(100, 100)
+    choice, found = lr_find.resolve_found_rate(SimpleNamespace(name="classification"), model, None, None, recipe,
+                                               Console(quiet=True))
+    expected = auto.choose_learning_rate("classification", auto.body_parameters(model), lora=False)
+    assert found is flat and choice.value == expected.value == recipe.training.learning_rate
+    assert "no suggestion" in choice.reason and "never fell" in choice.reason

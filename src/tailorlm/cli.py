@@ -173,6 +173,8 @@ def run(recipe: OptionalRecipeArg = None, set_: SetOption = None, num_processes:
     print_verdict(metrics)
     out.print(comparison_table(metrics))
     out.print(f"run directory: {loaded.output_dir} (report.html, metrics.json, model/)")
+    if isinstance(metrics.get("data_curve"), dict):  # --data-curve: the answer, after the table it is about
+        out.print(f"data curve: {escape(str(metrics['data_curve'].get('answer')))}", highlight=False)
     from tailorlm.fairness.gate import GATE_EXIT_CODE, gate_failure
 
     failure = gate_failure(metrics)
@@ -205,26 +207,18 @@ def lr_find(recipe: RecipeArg, set_: SetOption = None) -> None:
 
     Writes OUTPUT_DIR/lr-find/ (lr_find.json, lr_find.svg, the data report); nothing else in output_dir.
     """
-    from tailorlm.report.charts import lr_find_chart
-    from tailorlm.rundir import RunDir, atomic_write_text
-    from tailorlm.safety import check_output_dir
-    from tailorlm.train.lr_find import find_for_recipe
+    from tailorlm.train.lr_find import lr_find_command
 
     loaded = _load(recipe, set_)
-    check_output_dir(loaded)
     _quiet_libraries()
-    run_dir = RunDir.create(Path(loaded.output_dir) / "lr-find")
-    found = find_for_recipe(loaded, err, run_dir)
-    run_dir.write_json("lr_find.json", found.as_dict())
-    atomic_write_text(run_dir.path / "lr_find.svg",
-                      lr_find_chart(found.lrs, found.losses, found.smoothed, found.suggestion, found.min_lr))
+    found, folder = lr_find_command(loaded, err)
     if found.suggestion is not None:
         out.print(f"suggested learning rate: {found.suggestion:.3g} (set training.learning_rate: {found.suggestion:.3g}"
                   f", or learning_rate: find to run this inside tailor run)", highlight=False)
     else:
         out.print(f"no suggestion: {escape(found.note)}; keep training.learning_rate: auto", highlight=False)
     out.print(f"rule: {found.rule}", highlight=False)
-    out.print(f"{found.stopped}; wrote {run_dir.path / 'lr_find.json'} and lr_find.svg", highlight=False)
+    out.print(f"{found.stopped}; wrote {folder / 'lr_find.json'} and lr_find.svg", highlight=False)
 
 
 @app.command()

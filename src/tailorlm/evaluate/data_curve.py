@@ -40,6 +40,7 @@ from tailorlm.recipe import Recipe
 FRACTIONS = (0.25, 0.5)
 SCALES = (2, 4)
 FILE = "data_curve.json"
+CHART = "data_curve.svg"
 SUBDIR = "data-curve"
 MODEL = ("error(n) = b * n^(-c), c >= 0; error = 1 - metric for scores in [0, 1] (100 - metric for 0-100 "
          "scores), the metric itself where lower is better; least squares on log(error) vs log(n); extrapolated "
@@ -158,7 +159,8 @@ def curve_recipe(original: Recipe, main: Recipe, fraction: float) -> Recipe:
 
 
 def run_data_curve(original: Recipe, main: Recipe, metrics: dict[str, Any], console: Console) -> dict[str, Any]:
-    """Train the smaller runs, fit and extrapolate; write data_curve.json, add it to metrics.json, redraw the report.
+    """Train the smaller runs, fit and extrapolate; write data_curve.json and .svg, add it to metrics.json, redraw
+    the report.
 
     Returns the main run's metrics with ``data_curve`` added.
     """
@@ -182,6 +184,10 @@ def run_data_curve(original: Recipe, main: Recipe, metrics: dict[str, Any], cons
     metrics = metrics | {"data_curve": result}
     run_dir.write_json("metrics.json", metrics)
     render_report(run_dir.path)
+    from tailorlm.report import load_run
+    from tailorlm.report.data_curve import data_curve_chart_svg
+
+    run_dir.write_text(CHART, data_curve_chart_svg(load_run(run_dir.path)))  # the plot on its own, too
     return metrics
 
 

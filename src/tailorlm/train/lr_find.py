@@ -31,6 +31,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -152,12 +153,27 @@ def find_learning_rate(task: Task, model: Any, tokenizer: Any, encoded: EncodedS
 
 def _sweep(task: Task, model: Any, tokenizer: Any, encoded: EncodedSplits, recipe: Recipe, batch_size: int,
            rates: np.ndarray) -> tuple[list[float], list[float], str]:
-    from tailorlm.train.trainer import use_bf16
-
+    """On the GPU when there is one, in training mode, with gradient checkpointing when training will use it."""
     t = recipe.training
     device = torch.device("cuda") if torch.cuda.is_available() else next(model.parameters()).device
     model.to(device)
     model.train()
+    checkpointing = bool(t.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"))
+    if checkpointing:  # the memory training will have (the Trainer turns it on again itself)
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    try:
+        return _steps(task, model, tokenizer, encoded, recipe, batch_size, rates, device)
+    finally:
+        if checkpointing:
+            model.gradient_checkpointing_disable()
+
+
+def _steps(task: Task, model: Any, tokenizer: Any, encoded: EncodedSplits, recipe: Recipe, batch_size: int,
+           rates: np.ndarray, device: torch.device) -> tuple[list[float], list[float], str]:
+    """The sweep itself: one optimizer step per rate, stopping when the loss diverges."""
+    from tailorlm.train.trainer import use_bf16
+
+    t = recipe.training
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=float(rates[0]), weight_decay=t.weight_decay)
     batches = _batches(task, model, tokenizer, encoded, batch_size, t.seed)
@@ -295,3 +311,19 @@ def find_for_recipe(recipe: Recipe, console: Console, run_dir: Any) -> LRFind:
     found.settings |= {"model": resolved.name, "task": task.name, "train_rows": len(data.train),
                        "peft": recipe.model.peft.method}
     return found
+
+
+def lr_find_command(recipe: Recipe, console: Console) -> tuple[LRFind, Path]:
+    """``tailor lr-find``: the sweep, written to ``output_dir/lr-find/`` (``lr_find.json``, ``lr_find.svg`` and the
+    data report) and nowhere else, so an earlier run in ``output_dir`` keeps every file. Returns (result, folder)."""
+    from tailorlm.report.charts import lr_find_chart
+    from tailorlm.rundir import RunDir
+    from tailorlm.safety import check_output_dir
+
+    check_output_dir(recipe)  # no writing over data, /, or home
+    run_dir = RunDir.create(Path(recipe.output_dir) / "lr-find")
+    found = find_for_recipe(recipe, console, run_dir)
+    run_dir.write_json("lr_find.json", found.as_dict())
+    run_dir.write_text("lr_find.svg", lr_find_chart(found.lrs, found.losses, found.smoothed, found.suggestion,
+                                                    found.min_lr))
+    return found, run_dir.path
