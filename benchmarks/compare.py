@@ -142,7 +142,8 @@ def tailorlm_run(train_csv: Path, test_csv: Path, model: str, args: argparse.Nam
         "output_dir": str(out / "tailorlm"),
         "model": {"name": model},
         "data": {"train": str(train_csv), "test": str(test_csv)},
-        "training": {"epochs": args.epochs, "learning_rate": args.learning_rate, "batch_size": args.batch_size,
+        "training": {
+            "warmup": 0.06, "epochs": args.epochs, "learning_rate": args.learning_rate, "batch_size": args.batch_size,
                      "seed": args.seed},
     }
     if args.max_length:

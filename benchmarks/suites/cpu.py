@@ -259,7 +259,8 @@ def classification_recipe(train_csv: Path, test_csv: Path, s: Settings, out: Pat
     return {
         "task": "classification", "output_dir": str(out), "model": {"name": s.model},
         "data": {"train": str(train_csv), "test": str(test_csv), "split": {"validation": 0.0}},
-        "training": {"epochs": s.epochs, "learning_rate": s.learning_rate, "batch_size": s.batch_size,
+        "training": {
+            "warmup": 0.06, "epochs": s.epochs, "learning_rate": s.learning_rate, "batch_size": s.batch_size,
                      "seed": s.seed, **training},
         "baseline": {"zero_shot": False, "linear_probe": False},
         "report": {"top_errors": 0},
@@ -311,7 +312,8 @@ def packing_rows(s: Settings, work: Path) -> list[Row]:
         raw = {
             "task": "generation", "output_dir": str(work / f"gen-{packing}"), "model": {"name": str(model_dir)},
             "data": {"train": str(train), "test": str(test), "split": {"validation": 0.0}},
-            "training": {"epochs": s.epochs, "learning_rate": 1e-3, "batch_size": s.batch_size, "seed": s.seed,
+            "training": {
+            "warmup": 0.06, "epochs": s.epochs, "learning_rate": 1e-3, "batch_size": s.batch_size, "seed": s.seed,
                          "max_length": 512},
             "lm": {"packing": packing, "chat_template": "none"},
             "generation": {"samples": 0, "max_eval_rows": 8},

@@ -192,7 +192,8 @@ def tailorlm_side(name: str, dataset: str, model: Any, rows: list[dict[str, Any]
     recipe = recipe_from_dict({
         "task": task_name, "output_dir": str(out),
         "model": {"peft": {"method": peft}},
-        "training": {"epochs": 1, "learning_rate": 1e-4, "batch_size": batch, "seed": 42, "precision": "bf16"
+        "training": {
+            "warmup": 0.06, "epochs": 1, "learning_rate": 1e-4, "batch_size": batch, "seed": 42, "precision": "bf16"
                      if _bf16_ok() else "fp32", "early_stopping_patience": None, "max_length": 1024},
         "lm": {"packing": packing},
     }, "gpu suite")
