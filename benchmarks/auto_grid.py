@@ -48,9 +48,7 @@ def _number(value: str) -> Any:
 def run_one(scenario: Any, setting: str, out: Path, baselines: bool) -> dict[str, Any]:
     from rich.console import Console
 
-    from tailorlm.evaluate.floors import is_floor
     from tailorlm.recipe import apply_overrides, recipe_from_dict
-    from tailorlm.report import LOWER_IS_BETTER, TASK_MAIN_METRIC
     from tailorlm.run import run
 
     raw = scenario.recipe(out / scenario.name / setting.replace("=", "-").replace(",", "_"))
@@ -60,14 +58,22 @@ def run_one(scenario: Any, setting: str, out: Path, baselines: bool) -> dict[str
     recipe = recipe_from_dict(apply_overrides(raw, overrides), f"{scenario.name}:{setting}")
     started = time.perf_counter()
     metrics = run(recipe, Console(stderr=True, quiet=True))
-    main = TASK_MAIN_METRIC.get(scenario.task, "loss")
+    return summarize(metrics, scenario.name, scenario.task, setting, time.perf_counter() - started)
+
+
+def summarize(metrics: dict[str, Any], name: str, task: str, setting: str, wall_s: float) -> dict[str, Any]:
+    """One result row from a run's metrics.json: the tuned score beside the best reference baseline's."""
+    from tailorlm.evaluate.floors import is_floor
+    from tailorlm.report import LOWER_IS_BETTER, TASK_MAIN_METRIC
+
+    main = TASK_MAIN_METRIC.get(task, "loss")
     pick = min if main in LOWER_IS_BETTER else max
     refs = {k: v.get(main) for k, v in (metrics.get("baseline") or {}).items()
-            if isinstance(v, dict) and isinstance(v.get(main), int | float) and not is_floor(k, scenario.task, v)}
+            if isinstance(v, dict) and isinstance(v.get(main), int | float) and not is_floor(k, task, v)}
     best = pick(refs, key=refs.__getitem__) if refs else None
     auto = {k: v["value"] for k, v in (metrics.get("auto") or {}).items()}
     return {
-        "scenario": scenario.name, "setting": setting, "metric": main,
+        "scenario": name, "setting": setting, "metric": main,
         "tuned": (metrics.get("tuned") or {}).get(main),
         "best_reference": best, "best_reference_value": refs.get(best) if best else None,
         "baselines": {k: (v or {}).get(main) for k, v in (metrics.get("baseline") or {}).items()
@@ -76,7 +82,7 @@ def run_one(scenario: Any, setting: str, out: Path, baselines: bool) -> dict[str
         "steps": (metrics.get("train") or {}).get("global_step"),
         "epochs_run": (metrics.get("train") or {}).get("epochs_run"),
         "auto": auto, "train_rows": (metrics.get("data") or {}).get("train"),
-        "wall_s": round(time.perf_counter() - started, 1),
+        "wall_s": round(wall_s, 1),
         "significance": (metrics.get("significance") or {}).get("vs_baseline"),
     }
 
