@@ -4,7 +4,7 @@ PYTHON ?= python3
 STAMP := $(VENV)/.tailorlm-installed
 TAILOR := $(VENV)/bin/tailor
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-slow lint bench clean
 
 $(STAMP): pyproject.toml scripts/install.sh
 	bash scripts/install.sh $(VENV) $(PYTHON)
@@ -17,7 +17,12 @@ demo: install
 	$(TAILOR) run examples/utility.yaml
 
 test: install
-	$(VENV)/bin/python -m pytest -q -n auto --maxprocesses 4 --dist worksteal
+	$(VENV)/bin/python -m pytest -q -n auto --maxprocesses 4 --dist worksteal -m "not slow"
+
+# End-to-end runs on the shipped pretrained models (real MiniLM, SmolLM2): minutes each on a CPU. .ci/run runs
+# this tier after `make test`.
+test-slow: install
+	$(VENV)/bin/python -m pytest -q -n auto --maxprocesses 4 --dist worksteal -m slow
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -87,6 +87,24 @@ def summarize(metrics: dict[str, Any], name: str, task: str, setting: str, wall_
     }
 
 
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """Scenario x setting: tuned score, best reference baseline, the difference, steps and wall time."""
+    lines = ["| scenario | setting | train rows | steps | tuned | best reference baseline | tuned - reference | "
+             "wall |", "|---|---|---|---|---|---|---|---|"]
+    references = {r["scenario"]: (r["best_reference"], r["best_reference_value"]) for r in rows
+                  if r.get("best_reference")}
+    for r in rows:
+        name, value = references.get(r["scenario"], (None, None))
+        gain = f"{r['tuned'] - value:+.3f}" if value is not None and r.get("tuned") is not None else "–"
+        auto = ", ".join(f"{k.removeprefix('training.')} {v}" for k, v in (r.get("auto") or {}).items())
+        setting = r["setting"] + (f" ({auto})" if auto else "")
+        tuned = f"{r['tuned']:.3f}" if r.get("tuned") is not None else "–"
+        ref = f"{name.replace('_', ' ')} {value:.3f}" if name else "–"
+        lines.append(f"| {r['scenario']} | {setting} | {r.get('train_rows')} | {r.get('steps')} | {tuned} | "
+                     f"{ref} | {gain} | {r['wall_s'] / 60:.0f} min |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenarios", nargs="*", default=["classification-small", "qa-small", "ner-small"])
@@ -96,7 +114,11 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=Path("benchmarks/results/auto_grid.jsonl"))
     parser.add_argument("--no-baselines", action="store_true", help="skip baselines (grid rows after the first)")
     parser.add_argument("--list", action="store_true")
+    parser.add_argument("--table", action="store_true", help="print the results file as a Markdown table")
     args = parser.parse_args()
+    if args.table:
+        print(markdown_table([json.loads(line) for line in args.results.read_text().splitlines() if line.strip()]))
+        return
     scenarios = build(args.data)
     if args.list:
         print("\n".join(scenarios))
