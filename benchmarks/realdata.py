@@ -25,7 +25,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 #: SQuAD articles: training articles (small uses the first three), and the two held-out test articles.
 QA_SMALL_TRAIN = ["Antibiotics", "Montana", "Genocide"]
 QA_FULL_TRAIN = ["Beyoncé", "Frédéric_Chopin", "IPod", *QA_SMALL_TRAIN]
-QA_TEST = ["Spectre_(2015_film)", "Twilight_Princess"]
+QA_TEST = ["Spectre_(2015_film)", "The_Legend_of_Zelda:_Twilight_Princess"]
 
 
 @dataclass
@@ -75,6 +75,9 @@ def sentiment(out: Path, source: str = "amazon_books") -> list[Scenario]:
 
 
 def _squad_subset(squad: dict[str, Any], titles: list[str]) -> dict[str, Any]:
+    missing = set(titles) - {a["title"] for a in squad["data"]}
+    if missing:
+        sys.exit(f"squad_train_sample.json has no article titled {sorted(missing)}")
     return {"version": squad.get("version", "1.1"), "data": [a for a in squad["data"] if a["title"] in titles]}
 
 
