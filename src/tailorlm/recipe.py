@@ -26,6 +26,9 @@ from pydantic import (
 
 from tailorlm.errors import RecipeError
 
+#: The batch size commands without data assume while ``training.batch_size`` is still ``auto`` (train/auto.py).
+AUTO_BATCH_STAND_IN = 32
+
 
 class _Section(BaseModel):
     """Base of every recipe section: unknown keys are errors, values are checked on assignment too."""
@@ -205,9 +208,10 @@ class TrainingConfig(_Section):
 
     @property
     def eval_batch(self) -> int:
-        """Evaluation batch: ``eval_batch_size``, else twice the training batch (32 stands in while
+        """Evaluation batch: ``eval_batch_size``, else twice the training batch (``AUTO_BATCH_STAND_IN`` while
         ``batch_size`` is still ``auto``, e.g. for baselines measured outside a run)."""
-        return self.eval_batch_size or 2 * (self.batch_size if isinstance(self.batch_size, int) else 32)
+        batch = self.batch_size if isinstance(self.batch_size, int) else AUTO_BATCH_STAND_IN
+        return self.eval_batch_size or 2 * batch
 
 
 class GenerationSettings(_Section):

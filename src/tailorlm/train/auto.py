@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from tailorlm.recipe import Recipe
+from tailorlm.recipe import AUTO_BATCH_STAND_IN, Recipe
 
 #: Optimizer steps a small training set gets at least (epochs grow until reached, up to ``MAX_EPOCHS``).
 MIN_STEPS = 300
@@ -110,12 +110,11 @@ def resolve_data_dependent(recipe: Recipe, n_train: int) -> dict[str, Choice]:
     if is_auto(t.batch_size):
         choices["training.batch_size"] = choose_batch_size(n_train)
         t.batch_size = choices["training.batch_size"].value
+    steps = optimizer_steps_per_epoch(n_train, int(t.batch_size), t.gradient_accumulation, t.num_processes)
     if is_auto(t.epochs):
-        steps = optimizer_steps_per_epoch(n_train, int(t.batch_size), t.gradient_accumulation, t.num_processes)
         choices["training.epochs"] = choose_epochs(n_train, steps, recipe.task)
         t.epochs = choices["training.epochs"].value
     if is_auto(t.warmup):
-        steps = optimizer_steps_per_epoch(n_train, int(t.batch_size), t.gradient_accumulation, t.num_processes)
         choices["training.warmup"] = choose_warmup(math.ceil(steps * float(t.epochs)))
         t.warmup = choices["training.warmup"].value
     return choices
@@ -142,7 +141,8 @@ def nominal(recipe: Recipe) -> Recipe:
     (``tailor estimate``, the advisor): batch 32, 3 epochs, rate 5e-5, warm-up 0.1."""
     copy = recipe.model_copy(deep=True)
     t = copy.training
-    for key, stand_in in (("batch_size", 32), ("epochs", 3), ("learning_rate", 5e-5), ("warmup", WARMUP_RATIO)):
+    stand_ins = (("batch_size", AUTO_BATCH_STAND_IN), ("epochs", 3), ("learning_rate", 5e-5), ("warmup", WARMUP_RATIO))
+    for key, stand_in in stand_ins:
         if is_auto(getattr(t, key)):
             setattr(t, key, stand_in)
     return copy

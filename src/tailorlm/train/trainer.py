@@ -13,7 +13,6 @@ single source of truth. Choices that differ from Trainer's defaults, and why:
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +33,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from tailorlm.errors import UserError
 from tailorlm.recipe import Recipe
 from tailorlm.tasks.base import EncodedSplits, Task
+from tailorlm.train.auto import optimizer_steps_per_epoch
 from tailorlm.train.callbacks import DivergenceGuard, LogHistoryWriter, RichProgressCallback
 from tailorlm.train.distributed import world_size
 from tailorlm.train.lm_loss import accepts_logits_to_keep
@@ -76,20 +76,15 @@ def use_bf16(recipe: Recipe) -> bool:
     return precision == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
-def _steps_per_epoch(n_rows: int, recipe: Recipe) -> int:
-    t = recipe.training
-    return max(1, math.ceil(math.ceil(n_rows / (t.batch_size * world_size())) / t.gradient_accumulation))
-
-
 def training_arguments(recipe: Recipe, task: Task, n_train: int, has_validation: bool, out: Path,
                        batch_fit: BatchFit | None = None) -> TrainingArguments:
     """``batch_fit``: the memory plan (train/memory_fit.py); the effective batch is the recipe's either way."""
     t = recipe.training
     micro, accumulation = (batch_fit.micro_batch, batch_fit.accumulation) if batch_fit else (t.batch_size, 1)
-    eval_batch = t.eval_batch_size or 2 * t.batch_size
+    eval_batch = t.eval_batch
     if batch_fit is not None:
         eval_batch = min(eval_batch, batch_fit.eval_batch)
-    steps_per_epoch = _steps_per_epoch(n_train, recipe)
+    steps_per_epoch = optimizer_steps_per_epoch(n_train, t.batch_size, t.gradient_accumulation, world_size())
     eval_every = max(1, steps_per_epoch // t.evals_per_epoch)
     metric = t.metric or task.default_metric
     evaluating = "steps" if has_validation else "no"
