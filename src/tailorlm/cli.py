@@ -715,7 +715,8 @@ def comparison_table(metrics: dict) -> Table:
     """Baselines and the tuned model on the test split; floors are marked, and the caption gives the change in the
     task's main metric over the best *reference* baseline (never over a floor: evaluate/floors.py)."""
     from tailorlm.evaluate.floors import is_floor
-    from tailorlm.report import LOWER_IS_BETTER, TASK_MAIN_METRIC
+    from tailorlm.evaluate.verdict import main_metric, reference_scores
+    from tailorlm.report import LOWER_IS_BETTER
 
     baseline = metrics.get("baseline") or {}
     tuned = metrics.get("tuned") or {}
@@ -726,10 +727,9 @@ def comparison_table(metrics: dict) -> Table:
     n = tuned.get("n", "?")
     n = int(n) if isinstance(n, float) and n.is_integer() else n
     table = metrics_table(rows, title=f"test split ({n} rows): before vs after fine-tuning")
-    main = "f1_macro" if "f1_macro" in tuned else TASK_MAIN_METRIC.get(task, "loss")
-    measured = {name: v[main] for name, v in baseline.items()
-                if isinstance(v, dict) and isinstance(v.get(main), (int, float))}
-    scores = [value for name, value in measured.items() if name not in floors]
+    main = main_metric(metrics)
+    references, measured_floors = reference_scores(metrics, main)  # the verdict's own split (evaluate/verdict.py)
+    scores = list(references.values())
     if not isinstance(tuned.get(main), (int, float)):
         return table
     title = "macro-F1" if main == "f1_macro" else main
@@ -739,9 +739,9 @@ def comparison_table(metrics: dict) -> Table:
         word = "gain" if main == "f1_macro" else "change"
         suffix = " (lower is better)" if lower else ""
         table.caption = f"{title} {word} over the best baseline: {change:+.4f}{suffix}"
-    elif measured:
-        table.caption = (f"only floors were measured ({', '.join(_row_name(n) for n in measured)}): lower bounds, "
-                         "so no gain over a real baseline is claimed")
+    elif measured_floors:
+        named = ", ".join(_row_name(n) for n in measured_floors)
+        table.caption = f"only floors were measured ({named}): lower bounds, so no gain over a real baseline is claimed"
     return table
 
 
