@@ -190,8 +190,8 @@ def test_saved_model_keeps_the_runs_cleaning(tmp_path: Path, tiny_model_dir: Pat
     from tailorlm.models.registry import resolve_model
     from tailorlm.models.saved import load_saved_model
     from tailorlm.recipe import recipe_from_dict
-    from tailorlm.run import save_model
     from tailorlm.rundir import RunDir
+    from tailorlm.stages.outputs import save_model
 
     recipe = recipe_from_dict({"output_dir": str(tmp_path / "run"), "data": {"clean": {"lowercase": True}}})
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)

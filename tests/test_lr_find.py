@@ -26,7 +26,7 @@ def built(recipe_path: Path) -> tuple:
     from transformers import set_seed
 
     from tailorlm.data.token_cache import encode_with_cache
-    from tailorlm.run import prepare
+    from tailorlm.stages.data import prepare_data as prepare
     from tailorlm.train import auto
 
     recipe = load_recipe(recipe_path, ["training.learning_rate=find"])

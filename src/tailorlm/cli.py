@@ -138,7 +138,6 @@ def run(recipe: OptionalRecipeArg = None, set_: SetOption = None, num_processes:
         budget: BudgetOption = None) -> None:
     """Prepare the data, measure the baselines, fine-tune, evaluate and write the run directory."""
     started = time.monotonic()  # --budget counts from here, the imports below included
-    from tailorlm.run import run as run_pipeline
     from tailorlm.train.distributed import is_main_process, launch_overrides, needs_launch, relaunch_run
 
     recipe, set_ = _resume_or_reproduce(recipe, set_, resume, reproduce)
@@ -159,15 +158,9 @@ def run(recipe: OptionalRecipeArg = None, set_: SetOption = None, num_processes:
             sys.exit(code)
         return
     _quiet_libraries()
-    if t.seeds > 1:  # N seeds into output_dir/seed-<s>/, mean ± std and CI at the top (evaluate/seeds.py)
-        from tailorlm.evaluate.seeds import run_seeds as run_pipeline  # type: ignore[assignment]
-    if loaded.search.budget:  # search within the budget, then the winner's run (tune/budget.py)
-        from functools import partial
+    from tailorlm.launch import run_recipe
 
-        from tailorlm.tune.budget import run_with_budget
-
-        run_pipeline = partial(run_with_budget, started=started)  # type: ignore[assignment]
-    metrics = run_pipeline(loaded, err if is_main_process() else Console(stderr=True, quiet=True))
+    metrics = run_recipe(loaded, err if is_main_process() else Console(stderr=True, quiet=True), started=started)
     if not is_main_process():
         return
     print_verdict(metrics)
@@ -207,7 +200,7 @@ def lr_find(recipe: RecipeArg, set_: SetOption = None) -> None:
 
     Writes OUTPUT_DIR/lr-find/ (lr_find.json, lr_find.svg, the data report); nothing else in output_dir.
     """
-    from tailorlm.train.lr_find import lr_find_command
+    from tailorlm.launch import lr_find_command
 
     loaded = _load(recipe, set_)
     _quiet_libraries()
@@ -224,7 +217,7 @@ def lr_find(recipe: RecipeArg, set_: SetOption = None) -> None:
 @app.command()
 def prepare(recipe: RecipeArg, set_: SetOption = None) -> None:
     """Only load, clean and split the data; write data_report.json and rejects.jsonl."""
-    from tailorlm.run import prepare as prepare_data
+    from tailorlm.stages.data import prepare_data
 
     loaded = _load(recipe, set_)
     _quiet_libraries()
@@ -414,7 +407,7 @@ def export(
 ) -> None:
     """Merge a LoRA adapter into its base model and save one plain safetensors model."""
     from tailorlm.models.saved import _model_folder
-    from tailorlm.run import export_merged
+    from tailorlm.serve.export import export_merged
 
     _quiet_libraries()
     folder = _model_folder(model_dir)

@@ -10,14 +10,52 @@ on different data is a different experiment. On CPU the same recipe and seed giv
 from __future__ import annotations
 
 import hashlib
+import os
+import platform
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+from tailorlm import __version__
 from tailorlm.errors import UserError
 from tailorlm.recipe import Recipe, load_recipe
 
 DATA_KEYS = ("train", "validation", "test")
 _CHUNK = 1 << 20
+
+
+def _git_revision() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False,
+            cwd=Path(__file__).resolve().parent,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def run_info() -> dict[str, Any]:
+    """Library versions, machine and code revision: what a reader needs to reproduce the numbers."""
+    import torch
+    import transformers
+
+    versions = {"tailorlm": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
+    for name in ("peft", "datasets", "accelerate", "sklearn"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            continue
+    return {
+        "versions": versions,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
+        "torch_threads": torch.get_num_threads(),
+        "git_revision": _git_revision(),
+        "command": " ".join(sys.argv),
+    }
 
 
 def sha256_of(path: Path) -> str:

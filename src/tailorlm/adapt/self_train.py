@@ -13,22 +13,20 @@ would be trained on, and the test score would no longer prove anything.
 
 from __future__ import annotations
 
-import copy
 import json
-import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from rich.console import Console
-from transformers import set_seed
 
 from tailorlm.adapt.corpus import filter_texts, fingerprints, read_domain_file
 from tailorlm.errors import DataError
-from tailorlm.models.registry import ResolvedModel
 from tailorlm.recipe import Recipe
 from tailorlm.rundir import RunDir
+from tailorlm.stages.context import Fitted
 from tailorlm.tasks.base import EvalSettings, Task
 
 #: pseudo-labelled rows of every round, for a person to read what the student was taught
@@ -45,33 +43,26 @@ class Unlabelled:
 
 
 @dataclass
-class Fitted:
-    """One trained classifier with everything run.py reports about it (what a kept student replaces)."""
-
-    model: Any
-    outcome: Any  # train/trainer.py TrainOutcome
-    calibration: dict[str, Any]
-    evaluation: dict[str, Any]
-    meta: dict[str, Any]
-
-
-@dataclass
-class Context:
-    """What a student is trained from: the teacher's body, tokenizer, data and evaluation settings."""
-
-    body: ResolvedModel
-    tokenizer: Any
-    data: Any
-    settings: EvalSettings
-    run_dir: RunDir
-
-
-@dataclass
 class Outcome:
     """The model to keep and metrics.json's ``adapt.self_training``."""
 
     kept: Fitted
     record: dict[str, Any]
+
+
+#: trains a student on the training rows plus these pseudo-labelled ones, as the teacher was trained (stages/)
+TrainStudent = Callable[[pd.DataFrame, Fitted], Fitted]
+
+
+@dataclass
+class Context:
+    """What the rounds work with: the teacher's tokenizer, data and evaluation settings, and the run's trainer."""
+
+    tokenizer: Any
+    data: Any
+    settings: EvalSettings
+    run_dir: RunDir
+    train_student: TrainStudent
 
 
 def read_unlabelled(recipe: Recipe, data: Any) -> Unlabelled:
@@ -130,9 +121,9 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 def _summary(fitted: Fitted) -> dict[str, Any]:
-    from tailorlm.run import _best_validation
+    from tailorlm.train.trainer import best_validation
 
-    return {"validation": _best_validation(fitted.outcome.log_history, fitted.outcome.best_step),
+    return {"validation": best_validation(fitted.outcome.log_history, fitted.outcome.best_step),
             "test": _scalars(fitted.evaluation["metrics"])}
 
 
@@ -150,36 +141,6 @@ def _pseudo_frame(unlabelled: Unlabelled, probs: np.ndarray, chosen: np.ndarray,
     })
 
 
-def _train_student(task: Task, recipe: Recipe, ctx: Context, pseudo: pd.DataFrame, teacher: Fitted,
-                   console: Console) -> Fitted:
-    """The teacher's recipe and starting point, on train + pseudo; the same fit, calibration and test evaluation."""
-    from tailorlm.models.peft import apply_lora
-    from tailorlm.train.trainer import fit
-
-    data = copy.copy(ctx.data)
-    marked = pseudo[["text", "label", "source", "row", "pseudo"]]
-    data.train = pd.concat([ctx.data.train.assign(pseudo=False), marked], ignore_index=True)
-    student_recipe = recipe.model_copy(deep=True)
-    student_recipe.training.max_length = ctx.settings.max_length  # the teacher's, not re-derived from pseudo texts
-    encoded = task.encode(student_recipe, data, ctx.tokenizer)
-    task.after_encode(student_recipe, data, ctx.tokenizer, encoded)
-    set_seed(recipe.training.seed)  # the same head initialisation as the teacher's
-    model = task.build_model(ctx.body, recipe, ctx.data)
-    if recipe.model.peft.method == "lora":
-        model = apply_lora(model, recipe.model.peft, task.peft_task_type)
-    scratch = ctx.run_dir.path / ".self-train-checkpoints"
-    try:
-        outcome = fit(task, model, ctx.tokenizer, encoded, data, student_recipe, scratch,
-                      ctx.run_dir.path / ".self-train-log.json", console)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-        (ctx.run_dir.path / ".self-train-log.json").unlink(missing_ok=True)
-    calibration = task.calibrate(model, ctx.tokenizer, ctx.data, recipe, ctx.settings)
-    meta = {k: v for k, v in teacher.meta.items() if k != "temperature"} | calibration.get("meta", {})
-    evaluation = task.evaluate(model, ctx.tokenizer, ctx.data.test, meta, ctx.settings)
-    return Fitted(model, outcome, calibration, evaluation, meta)
-
-
 def _decide(metric: str, greater: bool, teacher: dict[str, Any], student: dict[str, Any]) -> tuple[bool, str]:
     """Keep the student when its validation metric is not worse; the reason in words."""
     t, s = teacher["validation"].get(metric), student["validation"].get(metric)
@@ -191,8 +152,8 @@ def _decide(metric: str, greater: bool, teacher: dict[str, Any], student: dict[s
     return False, f"kept the teacher: student's validation {metric} {s:.4f} {'<' if greater else '>'} {t:.4f}"
 
 
-def _write_pseudo(ctx: Context, frames: list[pd.DataFrame]) -> None:
-    with (ctx.run_dir.path / PSEUDO_FILE).open("w", encoding="utf-8", newline="\n") as handle:
+def _write_pseudo(run_dir: RunDir, frames: list[pd.DataFrame]) -> None:
+    with (run_dir.path / PSEUDO_FILE).open("w", encoding="utf-8", newline="\n") as handle:
         for frame in frames:
             for row in frame[["round", "text", "label", "confidence"]].to_dict("records"):
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -201,7 +162,7 @@ def _write_pseudo(ctx: Context, frames: list[pd.DataFrame]) -> None:
 def self_train(task: Task, recipe: Recipe, teacher: Fitted, ctx: Context, unlabelled: Unlabelled,
                console: Console) -> Outcome:
     """``adapt.rounds`` rounds of pseudo-label, retrain, compare; a round that keeps its teacher ends the loop
-    (the next round would repeat it exactly)."""
+    (the next round would repeat it exactly). ``ctx.train_student`` is the run's own build-fit-evaluate."""
     cfg, labels = recipe.adapt, list(ctx.data.labels)
     metric, greater = _main_metric(recipe, task)
     train_counts = ctx.data.train["label"].value_counts().reindex(labels, fill_value=0).to_numpy()
@@ -230,7 +191,7 @@ def self_train(task: Task, recipe: Recipe, teacher: Fitted, ctx: Context, unlabe
         console.print(f"self-training round {round_no}: {len(pseudo)} pseudo-labels at confidence >= "
                       f"{cfg.threshold} ({', '.join(f'{k} {v}' for k, v in per_label.items())}); training a student")
         frames.append(pseudo)
-        student = _train_student(task, recipe, ctx, pseudo, teacher, console)
+        student = ctx.train_student(pseudo, teacher)
         entry["student"] = _summary(student)
         better, reason = _decide(metric, greater, entry["teacher"], entry["student"])
         rounds.append(entry | {"kept": "student" if better else "teacher", "reason": reason})
@@ -239,7 +200,7 @@ def self_train(task: Task, recipe: Recipe, teacher: Fitted, ctx: Context, unlabe
             break
         kept, kept_round = student, round_no
     if frames:
-        _write_pseudo(ctx, frames)
+        _write_pseudo(ctx.run_dir, frames)
     record = {"source": unlabelled.source, "rounds": rounds, "kept": "teacher" if kept_round is None else "student",
               "kept_round": kept_round, "metric": metric,
               "pseudo_file": PSEUDO_FILE if frames else None}

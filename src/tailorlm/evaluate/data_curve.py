@@ -173,7 +173,7 @@ def run_data_curve(original: Recipe, main: Recipe, metrics: dict[str, Any], cons
     for fraction in FRACTIONS:
         console.print(f"[bold]data curve: {fraction:.0%} of the training rows[/]")
         sub = curve_recipe(original, main, fraction)
-        sub_metrics = run_pipeline(sub, console, adjust_data=lambda d, f=fraction: subset_train(
+        sub_metrics = run_pipeline(sub, console, reshape=lambda d, f=fraction: subset_train(
             d, f, main.training.seed, stratified))
         runs.append((fraction, Path(sub.output_dir), sub_metrics))
     runs.append((1.0, Path(main.output_dir), metrics))

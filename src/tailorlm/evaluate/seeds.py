@@ -22,10 +22,8 @@ from rich.console import Console
 
 from tailorlm.evaluate.predictions import load_runs, main_metric
 from tailorlm.evaluate.stats import significance
-from tailorlm.recipe import Recipe, dump_recipe
-from tailorlm.rundir import RunDir
-from tailorlm.safety import check_output_dir
-from tailorlm.track import start_tracking, tracked_group
+from tailorlm.lifecycle import Opened, group_run
+from tailorlm.recipe import Recipe
 
 
 def seed_recipe(recipe: Recipe, seed: int) -> Recipe:
@@ -43,41 +41,32 @@ def per_seed_dir(recipe: Recipe, seed: int) -> str:
 
 def run_seeds(recipe: Recipe, console: Console | None = None) -> dict[str, Any]:
     """Run the recipe once per seed and write the top-level summary; returns its metrics.json content."""
-    from tailorlm.run import fill_model_name
+    from tailorlm.stages.data import fill_model_name
     from tailorlm.tasks import get_task
 
     console = console or Console(stderr=True)
     fill_model_name(recipe, get_task(recipe.task))
-    start_tracking(recipe)  # tracking.mlflow: a bad tracking.uri fails before the first seed trains
-    check_output_dir(recipe)  # no writing over data, /, home or folders of the user's (safety.py)
-    run_dir = RunDir.create(recipe.output_dir)
-    with tracked_group(recipe, run_dir.path, "seeds", console):  # one MLflow parent, a child per seed
-        return _run_seeds(recipe, console, run_dir)
+    with group_run(recipe, console, "seeds") as opened:  # lifecycle.py: status, SIGTERM, one MLflow parent
+        return _run_seeds(recipe, console, opened)
 
 
-def _run_seeds(recipe: Recipe, console: Console, run_dir: RunDir) -> dict[str, Any]:
+def _run_seeds(recipe: Recipe, console: Console, opened: Opened) -> dict[str, Any]:
+    from tailorlm.report import render_report
     from tailorlm.run import run
 
-    run_dir.write_text("recipe.resolved.yaml", dump_recipe(recipe))
-    run_dir.set_status("running")
+    run_dir = opened.run_dir
     seeds = [recipe.training.seed + i for i in range(recipe.training.seeds)]
     per_seed: list[dict[str, Any]] = []
-    try:
-        for i, seed in enumerate(seeds, start=1):
-            console.print(f"[bold]seed {seed}[/] ({i} of {len(seeds)})")
-            per_seed.append(run(seed_recipe(recipe, seed), console))
-        metrics = summarise(run_dir.path, seeds, per_seed)
-    except BaseException as exc:
-        run_dir.set_status("failed", reason=f"{type(exc).__name__}: {str(exc)[:500]}")
-        raise
+    for i, seed in enumerate(seeds, start=1):
+        console.print(f"[bold]seed {seed}[/] ({i} of {len(seeds)})")
+        per_seed.append(run(seed_recipe(recipe, seed), console))
+    metrics = summarise(run_dir.path, seeds, per_seed)
     run_dir.write_json("metrics.json", metrics)
     first_report = Path(per_seed_dir(recipe, seeds[0])) / "data_report.json"
     if first_report.is_file():  # the same data in every seed: the report's data section reads it here
         shutil.copyfile(first_report, run_dir.data_report)
-    from tailorlm.report import render_report
-
     render_report(run_dir.path)
-    run_dir.set_status("finished", seeds=seeds)
+    opened.finished = {"seeds": seeds}
     return metrics
 
 

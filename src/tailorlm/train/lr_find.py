@@ -31,7 +31,6 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -289,41 +288,3 @@ def resolve_found_rate(task: Task, model: Any, tokenizer: Any, encoded: EncodedS
         choice = Choice(fallback.value, f"range test gave no suggestion ({found.note}); auto: {fallback.reason}")
     recipe.training.learning_rate = choice.value
     return choice, found
-
-
-def find_for_recipe(recipe: Recipe, console: Console, run_dir: Any) -> LRFind:
-    """``tailor lr-find``: prepare the data and build the model exactly as ``tailor run`` does, then sweep."""
-    from transformers import set_seed
-
-    from tailorlm.data.token_cache import encode_with_cache
-    from tailorlm.models.peft import apply_lora
-    from tailorlm.run import prepare
-    from tailorlm.train import auto
-
-    data, tokenizer, resolved, task = prepare(recipe, console, run_dir)
-    auto.resolve_data_dependent(recipe, len(data.train))
-    encoded, _ = encode_with_cache(task, recipe, data, tokenizer)
-    set_seed(recipe.training.seed)
-    model = task.build_model(resolved, recipe, data)
-    if recipe.model.peft.method == "lora":
-        model = apply_lora(model, recipe.model.peft, task.peft_task_type)
-    found = find_learning_rate(task, model, tokenizer, encoded, recipe, console)
-    found.settings |= {"model": resolved.name, "task": task.name, "train_rows": len(data.train),
-                       "peft": recipe.model.peft.method}
-    return found
-
-
-def lr_find_command(recipe: Recipe, console: Console) -> tuple[LRFind, Path]:
-    """``tailor lr-find``: the sweep, written to ``output_dir/lr-find/`` (``lr_find.json``, ``lr_find.svg`` and the
-    data report) and nowhere else, so an earlier run in ``output_dir`` keeps every file. Returns (result, folder)."""
-    from tailorlm.report.charts import lr_find_chart
-    from tailorlm.rundir import RunDir
-    from tailorlm.safety import check_output_dir
-
-    check_output_dir(recipe)  # no writing over data, /, or home
-    run_dir = RunDir.create(Path(recipe.output_dir) / "lr-find")
-    found = find_for_recipe(recipe, console, run_dir)
-    run_dir.write_json("lr_find.json", found.as_dict())
-    run_dir.write_text("lr_find.svg", lr_find_chart(found.lrs, found.losses, found.smoothed, found.suggestion,
-                                                    found.min_lr))
-    return found, run_dir.path

@@ -270,3 +270,14 @@ def _step_of(checkpoint: str | None) -> int | None:
         return int(Path(checkpoint).name.rsplit("-", 1)[-1])
     except ValueError:
         return None
+
+
+def best_validation(log_history: list[dict[str, Any]], best_step: int | None) -> dict[str, float]:
+    """Validation metrics of the checkpoint that was kept (the last evaluation when none was chosen)."""
+    evals = [entry for entry in log_history if "eval_loss" in entry]
+    if not evals:
+        return {}
+    kept = next((e for e in evals if e.get("step") == best_step), evals[-1])
+    skip = ("runtime", "per_second")
+    values = {k.removeprefix("eval_"): v for k, v in kept.items() if k.startswith("eval_") and not k.endswith(skip)}
+    return values | {"epoch": kept.get("epoch"), "step": kept.get("step")}

@@ -113,7 +113,7 @@ def probe_defaults(recipe: Recipe) -> Defaults:
     from tailorlm.models.loading import load_tokenizer
     from tailorlm.models.peft import apply_lora
     from tailorlm.models.registry import resolve_model
-    from tailorlm.run import token_counter
+    from tailorlm.stages.data import token_counter
     from tailorlm.tasks import get_task
     from tailorlm.train import auto
 
@@ -278,8 +278,8 @@ def run_with_budget(recipe: Recipe, console: Console | None = None, clock: Clock
 
     ``started``: when the budget began (the CLI passes the moment the command started, imports included).
     """
-    from tailorlm.run import fill_model_name
     from tailorlm.safety import check_output_dir
+    from tailorlm.stages.data import fill_model_name
     from tailorlm.tasks import get_task
 
     console = console or Console(stderr=True)

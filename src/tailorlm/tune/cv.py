@@ -26,10 +26,9 @@ import pandas as pd
 from rich.console import Console
 
 from tailorlm.errors import DataError, RecipeError
-from tailorlm.recipe import Recipe, dump_recipe, recipe_from_dict
+from tailorlm.lifecycle import group_run
+from tailorlm.recipe import Recipe, recipe_from_dict
 from tailorlm.rundir import RunDir
-from tailorlm.safety import check_output_dir
-from tailorlm.track import start_tracking, tracked_group
 
 #: tasks whose prepared data is one labelled row per text (what (Stratified)KFold splits)
 KFOLD_TASKS = frozenset({"classification"})
@@ -134,25 +133,13 @@ def run_cv(recipe: Recipe, console: Console, extra_callbacks: list[Any] | None =
 
     ``on_fold(index, summary)`` is called after each fold with the running mean ± std, so a tuner can prune.
     """
-    from tailorlm.run import fill_model_name, run_info
+    from tailorlm.stages.data import fill_model_name
     from tailorlm.tasks import get_task
 
     k = check_kfold(recipe)
     fill_model_name(recipe, get_task(recipe.task))
-    start_tracking(recipe)  # tracking.mlflow: a bad tracking.uri fails before the first fold trains
-    check_output_dir(recipe)  # no writing over data, /, home or folders of the user's (safety.py)
-    run_dir = RunDir.create(recipe.output_dir)
-    run_dir.write_text("recipe.resolved.yaml", dump_recipe(recipe))
-    run_dir.write_json("run_info.json", run_info())
-    run_dir.set_status("running", folds=k)
-    try:
-        with tracked_group(recipe, run_dir.path, "kfold", console):  # tracking: one MLflow parent, a child per fold
-            metrics = _run_folds(recipe, k, run_dir, console, extra_callbacks, on_fold)
-    except BaseException as exc:
-        run_dir.set_status("failed", reason=f"{type(exc).__name__}: {str(exc)[:500]}")
-        raise
-    run_dir.set_status("finished", folds=k)
-    return metrics
+    with group_run(recipe, console, "kfold", folds=k) as opened:  # lifecycle.py: status, SIGTERM, tracking
+        return _run_folds(recipe, k, opened.run_dir, console, extra_callbacks, on_fold)
 
 
 def _run_folds(recipe: Recipe, k: int, run_dir: RunDir, console: Console, extra_callbacks: list[Any] | None,
@@ -165,7 +152,7 @@ def _run_folds(recipe: Recipe, k: int, run_dir: RunDir, console: Console, extra_
     for index in range(k):
         console.print(f"[bold]fold {index + 1} of {k}[/]")
         metrics = run_pipeline(fold_recipe(recipe, index), console, extra_callbacks,
-                               adjust_data=_fold_adjuster(recipe, k, index, run_dir))
+                               reshape=_fold_adjuster(recipe, k, index, run_dir))
         results.append(metrics)
         summary = summarise(results)
         console.print(f"fold {index + 1}: {_headline(summary, recipe)}")

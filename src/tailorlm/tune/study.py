@@ -28,10 +28,9 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 
 from tailorlm.errors import DataError, RecipeError, UserError
+from tailorlm.lifecycle import group_run
 from tailorlm.recipe import Recipe
 from tailorlm.rundir import RunDir, process_alive
-from tailorlm.safety import check_output_dir
-from tailorlm.track import start_tracking, tracked_group
 from tailorlm.tune.objective import LOSS_LIKE, Objective, TrialFailed
 from tailorlm.tune.outputs import write_trials
 from tailorlm.tune.space import check_space, grid_size, grid_space
@@ -72,7 +71,7 @@ def resolve_metric(recipe: Recipe) -> tuple[str, str]:
 
 def check_recipe(recipe: Recipe) -> None:
     """Problems that would make every trial fail or mean nothing, found before the first trial."""
-    from tailorlm.run import fill_model_name
+    from tailorlm.stages.data import fill_model_name
     from tailorlm.tasks import get_task
     from tailorlm.tune.cv import check_kfold
 
@@ -249,10 +248,7 @@ def tune(recipe: Recipe, console: Console) -> TuneResult:
     from tailorlm.tune.outputs import write_outputs
 
     check_recipe(recipe)
-    start_tracking(recipe)  # tracking.mlflow: a bad tracking.uri fails before the first trial
     metric, direction = resolve_metric(recipe)
-    check_output_dir(recipe)  # no writing over data, /, home or folders of the user's (safety.py)
-    out = RunDir.create(recipe.output_dir).path
     target, grid = recipe.search.trials, None
     if recipe.search.method == "grid":
         grid = grid_size(recipe)
@@ -260,18 +256,18 @@ def tune(recipe: Recipe, console: Console) -> TuneResult:
             console.print(f"the grid has {grid} points; running {grid} trials, not {target}")
             target = grid
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with study_lock(out):
+    with group_run(recipe, console, "tune") as opened, study_lock(opened.run_dir.path):  # lifecycle.py
+        out = opened.run_dir.path
         study = open_study(recipe, out, metric, direction)
         recover_interrupted(study, console)
         done = finished(study)
         if done:
             console.print(f"resuming: {done} of {target} trials already finished")
         objective = Objective(recipe, out, metric, direction == "maximize", console)
-        with tracked_group(recipe, out, "tune", console):  # tracking: the study's MLflow run, a child per trial
-            try:
-                optimize(study, objective, target, console, grid)
-            finally:
-                files = write_outputs(study, recipe, out, metric, direction)
+        try:
+            optimize(study, objective, target, console, grid)
+        finally:
+            files = write_outputs(study, recipe, out, metric, direction)
     return TuneResult(out, metric, direction, best_trial(study), counts(study), files)
 
 

@@ -1,0 +1,104 @@
+"""Data stages: prepare (load, clean, split, report), reshape (a fold or a subset), the data-dependent ``auto``
+keys, the self-training pool, tokenise (cached), and weigh (per-row training weights)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+
+from tailorlm.data import write_rejects
+from tailorlm.errors import RecipeError
+from tailorlm.recipe import Recipe
+from tailorlm.rundir import RunDir
+from tailorlm.safety import check_output_dir
+from tailorlm.stages.context import RunContext
+from tailorlm.tasks import Task, get_task
+
+
+def token_counter(tokenizer: Any) -> Callable[[list[str]], list[int]]:
+    """Token counts per text, for the data report's length statistics and ``max_length: auto``."""
+    def count(texts: list[str]) -> list[int]:
+        return [len(ids) for ids in tokenizer(list(texts), truncation=False)["input_ids"]]
+
+    return count
+
+
+def fill_model_name(recipe: Recipe, task: Task) -> None:
+    """``model.name`` from the task's default; a task whose ``default_model`` is None needs the recipe to name one."""
+    if recipe.model.name is None:
+        if task.default_model is None:
+            hint = getattr(task, "model_hint", None) or f"task '{task.name}' has no default model; set model.name"
+            raise RecipeError(hint)
+        recipe.model.name = task.default_model
+
+
+def prepare_data(recipe: Recipe, console: Console, run_dir: RunDir | None = None) -> tuple[Any, Any, Any, Task]:
+    """Resolve the model's tokenizer, then load, clean and split the data; write the data report and rejects.
+
+    ``tailor prepare`` calls it alone (``run_dir`` None: the same output_dir guards as a run); a run calls it as
+    its first stage. Returns (data, tokenizer, resolved model, task).
+    """
+    from tailorlm.models.loading import load_tokenizer
+    from tailorlm.models.registry import resolve_model
+
+    if run_dir is None:
+        check_output_dir(recipe)
+        run_dir = RunDir.create(recipe.output_dir)
+    task = get_task(recipe.task)
+    fill_model_name(recipe, task)
+    resolved = resolve_model(recipe.model.name, allow_pickle=recipe.model.allow_pickle)
+    tokenizer = load_tokenizer(resolved, recipe.model)
+    data = task.prepare_data(recipe, token_counter(tokenizer))
+    run_dir.write_json("data_report.json", data.report)
+    write_rejects(run_dir.rejects, data.rejects)
+    console.print(
+        f"data: train {len(data.train)} · validation {len(data.validation)} · test {len(data.test)} rows; "
+        f"{len(data.rejects)} rejected (see {run_dir.rejects})"
+    )
+    return data, tokenizer, resolved, task
+
+
+def prepare(ctx: RunContext) -> None:
+    ctx.data, ctx.tokenizer, ctx.resolved, ctx.task = prepare_data(ctx.recipe, ctx.console, ctx.run_dir)
+    ctx.body = ctx.resolved
+
+
+def reshape(ctx: RunContext) -> None:
+    """A k-fold fold's train/validation, or a data-curve run's smaller train split, in place of the prepared ones."""
+    assert ctx.reshape is not None
+    ctx.data = ctx.reshape(ctx.need("data"))
+
+
+def auto_data(ctx: RunContext) -> None:
+    """``training.*: auto`` keys that depend on the number of training rows (train/auto.py)."""
+    from tailorlm.train import auto
+
+    ctx.chosen |= auto.resolve_data_dependent(ctx.recipe, len(ctx.need("data").train))
+
+
+def unlabelled(ctx: RunContext) -> None:
+    """adapt.self_train's pool, read before any training so that a bad file fails in seconds."""
+    from tailorlm.adapt.self_train import read_unlabelled
+
+    ctx.unlabelled = read_unlabelled(ctx.recipe, ctx.need("data"))
+
+
+def tokenize(ctx: RunContext) -> dict[str, Any]:
+    """The task's encoded splits, from the tokenised-splits cache when the same data was encoded before."""
+    from tailorlm.data.token_cache import encode_with_cache
+
+    data = ctx.need("data")
+    ctx.encoded, cache_status = encode_with_cache(ctx.need("task"), ctx.recipe, data, ctx.tokenizer)
+    cached = " (tokenised splits from the cache)" if cache_status == "hit" else ""
+    ctx.console.print(f"model: {ctx.need('resolved').name} · max_length {ctx.encoded.max_length} tokens{cached}")
+    return {"data": {"train": len(data.train), "validation": len(data.validation), "test": len(data.test),
+                     "rejected": len(data.rejects), "tokenize_cache": cache_status}}
+
+
+def weigh(ctx: RunContext) -> None:
+    """fairness.mitigation reweight: a weight per training row, so group and label look independent (fairness/)."""
+    from tailorlm.fairness.pipeline import apply_mitigation
+
+    ctx.mitigation = apply_mitigation(ctx.recipe, ctx.need("data"), ctx.need("encoded"))
