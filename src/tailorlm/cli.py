@@ -84,6 +84,10 @@ RequireGainOption = Annotated[
     bool, typer.Option("--require-gain", help="exit 4 when the tuned model does not beat the best reference "
                        "baseline on the test split (report.require_gain=true)")
 ]
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="print the stages this recipe would run, and why the others are skipped; "
+                       "train nothing, write nothing")
+]
 DataCurveOption = Annotated[
     bool, typer.Option("--data-curve", help="also train on 25% and 50% of the training rows and extrapolate the test "
                        "metric to 2x and 4x the labels (report.data_curve=true)")
@@ -135,7 +139,7 @@ def run(recipe: OptionalRecipeArg = None, set_: SetOption = None, num_processes:
         accelerate_config: AccelerateConfigOption = None, resume: ResumeOption = False,
         reproduce: ReproduceOption = None, seeds: SeedsOption = None, track: TrackOption = False,
         require_gain: RequireGainOption = False, data_curve: DataCurveOption = False,
-        budget: BudgetOption = None) -> None:
+        budget: BudgetOption = None, dry_run: DryRunOption = False) -> None:
     """Prepare the data, measure the baselines, fine-tune, evaluate and write the run directory."""
     started = time.monotonic()  # --budget counts from here, the imports below included
     from tailorlm.train.distributed import is_main_process, launch_overrides, needs_launch, relaunch_run
@@ -148,6 +152,9 @@ def run(recipe: OptionalRecipeArg = None, set_: SetOption = None, num_processes:
     overrides += ["report.data_curve=true"] if data_curve else []  # --data-curve: evaluate/data_curve.py
     overrides += [f"search.budget={json.dumps(budget)}"] if budget else []  # --budget: tune/budget.py
     loaded = _load(recipe, overrides)
+    if dry_run:
+        print_plan(loaded)
+        return
     t = loaded.training
     if loaded.report.data_curve and t.seeds > 1:
         raise UserError("--data-curve (report.data_curve) runs with one seed; drop --seeds / training.seeds")
@@ -181,6 +188,18 @@ def run(recipe: OptionalRecipeArg = None, set_: SetOption = None, num_processes:
         err.print("error: --require-gain: the fine-tuned model does not beat the best reference baseline on the test "
                   "split (see the verdict above); everything is written, the model is not fit to ship", highlight=False)
         sys.exit(NO_GAIN_EXIT_CODE)
+
+
+def print_plan(recipe: Any) -> None:
+    """``tailor run --dry-run``: the loop around the run, then each stage, run or skipped with its condition."""
+    from tailorlm.launch import loop_of
+    from tailorlm.run import dry_run
+
+    out.print(f"{recipe.task} run into {recipe.output_dir}: {loop_of(recipe)}", highlight=False, soft_wrap=True)
+    for entry in dry_run(recipe):
+        mark = "run " if entry["runs"] else "skip"
+        why = "" if entry["when"] == "always" else f"  (runs when {entry['when']})"
+        out.print(f"  {mark} {entry['stage']}{why}", highlight=False, soft_wrap=True)
 
 
 def print_verdict(metrics: dict) -> None:

@@ -27,6 +27,16 @@ def run_recipe(recipe: Recipe, console: Console, started: float | None = None) -
     return run_once(recipe, console)
 
 
+def loop_of(recipe: Recipe) -> str:
+    """The loop ``run_recipe`` will run, in words (``tailor run --dry-run``)."""
+    if recipe.search.budget:
+        return f"a search within {recipe.search.budget}, then the winner's run"
+    parts = [f"{recipe.training.seeds} seeds"] if recipe.training.seeds > 1 else []
+    parts += [f"{recipe.validation.kfold} folds"] if recipe.validation.kfold else []
+    parts += ["a data curve (25% and 50% runs after the full one)"] if recipe.report.data_curve else []
+    return ", ".join(parts) if parts else "one run"
+
+
 def run_once(recipe: Recipe, console: Console, extra_callbacks: list[Any] | None = None) -> dict[str, Any]:
     """One seed: k runs when ``validation.kfold`` is set (tune/cv.py), else one run, with the data curve's smaller
     runs after it when ``report.data_curve`` asks (evaluate/data_curve.py)."""

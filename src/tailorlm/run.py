@@ -20,7 +20,7 @@ from tailorlm.stages.runner import plan, run_stages
 STAGES: list[Stage] = [
     Stage("prepare", data.prepare),                                      # load, clean, dedupe, split, report
     Stage("reshape", data.reshape, lambda c: c.reshape is not None,      # a k-fold fold or a data-curve subset
-          "a k-fold fold or a data-curve run"),
+          "this is a k-fold fold or a data-curve run"),
     Stage("auto_data", data.auto_data),                                  # batch, epochs, warmup when auto
     Stage("unlabelled", data.unlabelled, lambda c: c.recipe.adapt.self_train, "adapt.self_train is on"),
     Stage("tokenize", data.tokenize, writes=("data",)),                 # cached encoded splits
@@ -58,8 +58,8 @@ def run(recipe: Recipe, console: Console | None = None, extra_callbacks: list[An
     ``extra_callbacks`` join the Trainer's (tune's pruning); ``reshape`` replaces the prepared splits (a k-fold
     fold, a data-curve subset). A data-parallel worker runs the same stages, writing nothing of its own.
     """
-    from tailorlm.stages.data import fill_model_name
     from tailorlm.tasks import get_task
+    from tailorlm.tasks.defaults import fill_model_name
     from tailorlm.train.distributed import WorkerRunDir, is_main_process
 
     console = console or Console(stderr=True)

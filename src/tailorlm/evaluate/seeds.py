@@ -41,8 +41,8 @@ def per_seed_dir(recipe: Recipe, seed: int) -> str:
 
 def run_seeds(recipe: Recipe, console: Console | None = None) -> dict[str, Any]:
     """Run the recipe once per seed and write the top-level summary; returns its metrics.json content."""
-    from tailorlm.stages.data import fill_model_name
     from tailorlm.tasks import get_task
+    from tailorlm.tasks.defaults import fill_model_name
 
     console = console or Console(stderr=True)
     fill_model_name(recipe, get_task(recipe.task))

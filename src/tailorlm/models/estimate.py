@@ -171,8 +171,8 @@ def estimate_recipe(recipe: Any) -> Estimate:
     from tailorlm.models.loading import load_pretrained
     from tailorlm.models.peft import choose_targets
     from tailorlm.models.registry import resolve_model
-    from tailorlm.stages.data import fill_model_name
     from tailorlm.tasks import get_task
+    from tailorlm.tasks.defaults import fill_model_name
     from tailorlm.train.auto import nominal
 
     task = get_task(recipe.task)

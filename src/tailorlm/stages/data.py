@@ -9,12 +9,12 @@ from typing import Any
 from rich.console import Console
 
 from tailorlm.data import write_rejects
-from tailorlm.errors import RecipeError
 from tailorlm.recipe import Recipe
 from tailorlm.rundir import RunDir
 from tailorlm.safety import check_output_dir
 from tailorlm.stages.context import RunContext
 from tailorlm.tasks import Task, get_task
+from tailorlm.tasks.defaults import fill_model_name
 
 
 def token_counter(tokenizer: Any) -> Callable[[list[str]], list[int]]:
@@ -23,15 +23,6 @@ def token_counter(tokenizer: Any) -> Callable[[list[str]], list[int]]:
         return [len(ids) for ids in tokenizer(list(texts), truncation=False)["input_ids"]]
 
     return count
-
-
-def fill_model_name(recipe: Recipe, task: Task) -> None:
-    """``model.name`` from the task's default; a task whose ``default_model`` is None needs the recipe to name one."""
-    if recipe.model.name is None:
-        if task.default_model is None:
-            hint = getattr(task, "model_hint", None) or f"task '{task.name}' has no default model; set model.name"
-            raise RecipeError(hint)
-        recipe.model.name = task.default_model
 
 
 def prepare_data(recipe: Recipe, console: Console, run_dir: RunDir | None = None) -> tuple[Any, Any, Any, Task]:

@@ -146,28 +146,10 @@ def fit(
     ``resume_from``: a complete checkpoint of an interrupted run of the same recipe (train/resume.py).
     """
     has_validation = encoded.validation is not None and len(encoded.validation) > 0
-    batch_fit = plan_batch(recipe, task, model, encoded)
-    args = training_arguments(recipe, task, len(encoded.train), has_validation, checkpoints, batch_fit)
-    if world_size() > 1:
-        _ = args.device  # sets up the process group, through which the processes agree on one micro-batch
-        agreed = agree_across_processes(batch_fit)
-        if agreed != batch_fit:
-            batch_fit = agreed
-            args = training_arguments(recipe, task, len(encoded.train), has_validation, checkpoints, batch_fit)
+    batch_fit, args = _agreed_batch(recipe, task, model, encoded, has_validation, checkpoints)
     if batch_fit.reduced:
         console.print(f"memory: {batch_fit.reason}")
-    metric = recipe.training.metric or task.default_metric
     guard = DivergenceGuard()
-    callbacks: list[Any] = [*save_callbacks(recipe, has_validation), RichProgressCallback(console, metric), guard,
-                            LogHistoryWriter(log_path)]  # the guard after SaveEvery: it can cancel a NaN save
-    callbacks.extend(extra_callbacks or [])  # e.g. tune's pruning callback (tailorlm/tune/objective.py)
-    if has_validation and recipe.training.early_stopping_patience:
-        callbacks.append(
-            EarlyStoppingCallback(
-                early_stopping_patience=recipe.training.early_stopping_patience,
-                early_stopping_threshold=recipe.training.early_stopping_min_delta,
-            )
-        )
     trainer = ResumableTrainer(  # Trainer with a (seed, epoch)-determined batch order (train/resume.py)
         model=model,
         args=args,
@@ -176,7 +158,7 @@ def fit(
         data_collator=task.collator(tokenizer),
         processing_class=tokenizer,
         compute_metrics=task.compute_metrics(data) if has_validation else None,
-        callbacks=callbacks,
+        callbacks=_callbacks(recipe, task, has_validation, guard, log_path, console, extra_callbacks),
         # layer-wise LR decay: per-layer param groups, same optimizer class (train/optim.py); None when off
         optimizer_cls_and_kwargs=optimizer_cls_and_kwargs(model, args, recipe.training.layer_lr_decay),
     )
@@ -191,10 +173,45 @@ def fit(
     runtime = time.perf_counter() - started
     if guard.diverged_at is not None:
         raise guard.error(last_checkpoint(checkpoints))
+    return _outcome(trainer, encoded, runtime, batch_fit, console)
+
+
+def _agreed_batch(recipe: Recipe, task: Task, model: PreTrainedModel, encoded: EncodedSplits, has_validation: bool,
+                  checkpoints: Path) -> tuple[BatchFit, TrainingArguments]:
+    """The memory plan's micro-batch, agreed by every data-parallel process, and the arguments built from it."""
+    batch_fit = plan_batch(recipe, task, model, encoded)
+    args = training_arguments(recipe, task, len(encoded.train), has_validation, checkpoints, batch_fit)
+    if world_size() > 1:
+        _ = args.device  # sets up the process group, through which the processes agree on one micro-batch
+        agreed = agree_across_processes(batch_fit)
+        if agreed != batch_fit:
+            batch_fit = agreed
+            args = training_arguments(recipe, task, len(encoded.train), has_validation, checkpoints, batch_fit)
+    return batch_fit, args
+
+
+def _callbacks(recipe: Recipe, task: Task, has_validation: bool, guard: DivergenceGuard, log_path: Path,
+               console: Console, extra_callbacks: list[Any] | None) -> list[Any]:
+    metric = recipe.training.metric or task.default_metric
+    callbacks: list[Any] = [*save_callbacks(recipe, has_validation), RichProgressCallback(console, metric), guard,
+                            LogHistoryWriter(log_path)]  # the guard after SaveEvery: it can cancel a NaN save
+    callbacks.extend(extra_callbacks or [])  # e.g. tune's pruning callback (tailorlm/tune/objective.py)
+    if has_validation and recipe.training.early_stopping_patience:
+        callbacks.append(
+            EarlyStoppingCallback(
+                early_stopping_patience=recipe.training.early_stopping_patience,
+                early_stopping_threshold=recipe.training.early_stopping_min_delta,
+            )
+        )
+    return callbacks
+
+
+def _outcome(trainer: ResumableTrainer, encoded: EncodedSplits, runtime: float, batch_fit: BatchFit,
+             console: Console) -> TrainOutcome:
+    """What the run reports about training: steps, throughput as trained, the kept checkpoint, the memory plan."""
     state = trainer.state
-    planned_steps = state.max_steps
     batch_size = _batch_size_trained(trainer, console)
-    global_batch = batch_size * args.gradient_accumulation_steps * world_size()
+    global_batch = batch_size * trainer.args.gradient_accumulation_steps * world_size()
     samples = min(state.global_step * global_batch, len(encoded.train) * (state.epoch or 0))
     tokens = int(sum(encoded.train["length"]) * (state.epoch or 0))
     return TrainOutcome(
@@ -205,7 +222,7 @@ def fit(
         global_step=state.global_step,
         best_step=_step_of(state.best_model_checkpoint),
         best_metric=state.best_metric,
-        stopped_early=state.global_step < planned_steps,
+        stopped_early=state.global_step < state.max_steps,
         tokens_seen=tokens,
         batch_size=batch_size,
         global_batch=global_batch,

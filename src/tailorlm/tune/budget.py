@@ -279,8 +279,8 @@ def run_with_budget(recipe: Recipe, console: Console | None = None, clock: Clock
     ``started``: when the budget began (the CLI passes the moment the command started, imports included).
     """
     from tailorlm.safety import check_output_dir
-    from tailorlm.stages.data import fill_model_name
     from tailorlm.tasks import get_task
+    from tailorlm.tasks.defaults import fill_model_name
 
     console = console or Console(stderr=True)
     phase = Phase(clock() if started is None else started)

@@ -133,8 +133,8 @@ def run_cv(recipe: Recipe, console: Console, extra_callbacks: list[Any] | None =
 
     ``on_fold(index, summary)`` is called after each fold with the running mean ± std, so a tuner can prune.
     """
-    from tailorlm.stages.data import fill_model_name
     from tailorlm.tasks import get_task
+    from tailorlm.tasks.defaults import fill_model_name
 
     k = check_kfold(recipe)
     fill_model_name(recipe, get_task(recipe.task))

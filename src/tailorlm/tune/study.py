@@ -71,8 +71,8 @@ def resolve_metric(recipe: Recipe) -> tuple[str, str]:
 
 def check_recipe(recipe: Recipe) -> None:
     """Problems that would make every trial fail or mean nothing, found before the first trial."""
-    from tailorlm.stages.data import fill_model_name
     from tailorlm.tasks import get_task
+    from tailorlm.tasks.defaults import fill_model_name
     from tailorlm.tune.cv import check_kfold
 
     check_space(recipe)
