@@ -37,7 +37,7 @@ def apply_mitigation(recipe: Recipe, data: Any, encoded: Any) -> dict[str, Any] 
     if cfg.mitigation != "reweight" or not cfg.group_column:
         return None
     from tailorlm.fairness.reweigh import reweighing
-    from tailorlm.train.resume import WEIGHT_COLUMN
+    from tailorlm.train.objective import WEIGHT_COLUMN
 
     weights, cells = reweighing(_groups(data.train, cfg.group_column), [str(v) for v in data.train["label"]])
     if len(weights) != len(encoded.train):

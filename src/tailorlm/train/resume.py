@@ -31,12 +31,11 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from tailorlm.errors import UserError
 from tailorlm.recipe import Recipe
 from tailorlm.rundir import RunDir, process_alive
+from tailorlm.train.objective import WEIGHT_COLUMN, Objective
 
 RESUMABLE_STATUSES = ("running", "failed", "interrupted")
 WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors", "model.safetensors.index.json")
 STATE_FILES = ("optimizer.pt", "scheduler.pt", "rng_state.pth")
-#: a column of the encoded training set holding per-example loss weights (fairness reweighing, fairness/)
-WEIGHT_COLUMN = "weight"
 #: recipe keys that may differ between the interrupted run and its resumption (tracking changes no number)
 IGNORED_KEYS = ("training.resume", "tracking.mlflow", "tracking.uri", "tracking.experiment", "tracking.log_model",
                 "tracking.run_name")
@@ -213,26 +212,6 @@ class EpochSeededLengthSampler(LengthGroupedSampler):
         return super().__iter__()
 
 
-def weighted_mean_loss(outputs: Any, labels: torch.Tensor, weights: torch.Tensor, label_smoothing: float = 0.0,
-                       ) -> torch.Tensor:
-    """The weighted mean of per-example cross-entropies: sum(w * loss) / sum(w).
-
-    Only a loss with one label per example can be weighted per example; a per-token loss (causal LM, token
-    classification, QA spans) is refused in one line rather than weighted wrongly.
-    """
-    logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
-    if logits.dim() != 2 or labels.dim() != 1 or logits.shape[-1] < 2 or logits.shape[0] != labels.shape[0]:
-        raise UserError(
-            f"the training data has a '{WEIGHT_COLUMN}' column (fairness.mitigation: reweight), but this model's "
-            "loss is not one cross-entropy per example; per-example weights work for classification only"
-        )
-    per_example = torch.nn.functional.cross_entropy(
-        logits.float(), labels, reduction="none", label_smoothing=label_smoothing
-    )
-    weights = weights.to(per_example.device, per_example.dtype)
-    return (per_example * weights).sum() / weights.sum().clamp_min(1e-12)
-
-
 class ResumableTrainer(Trainer):
     """Trainer whose length-grouped training order is reproducible from the seed and epoch (see the module).
 
@@ -248,23 +227,23 @@ class ResumableTrainer(Trainer):
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
-        """With per-example weights in the batch, the weighted mean of per-example losses; otherwise Trainer's.
+        """With per-example weights (or extra terms), the objective's loss; otherwise the model's own (Trainer's).
 
-        The weighted loss is a per-batch mean, like the unweighted classification loss it replaces, so everything
-        else (gradient accumulation, logging, early stopping) treats it the same way.
+        The weighted loss is a per-batch mean, like the loss it replaces, so everything else (gradient
+        accumulation, logging, early stopping) treats it the same way.
         """
-        if WEIGHT_COLUMN not in inputs and self.selected_logits_loss and "labels" in inputs:
+        if WEIGHT_COLUMN in inputs and self.objective is None:
+            raise RuntimeError("a weighted batch needs trainer.objective (train/objective.py) to weigh its loss")
+        if self.objective is not None and self.objective.takes_over(inputs):
+            loss, outputs = self.objective(model, inputs)  # weights / extra terms (train/objective.py)
+            return (loss, outputs) if return_outputs else loss
+        if self.selected_logits_loss and "labels" in inputs:
             return self._labelled_token_loss(model, inputs, return_outputs, num_items_in_batch)
-        if WEIGHT_COLUMN not in inputs:
-            return super().compute_loss(model, inputs, return_outputs=return_outputs,
-                                        num_items_in_batch=num_items_in_batch)
-        inputs = dict(inputs)
-        weights = inputs.pop(WEIGHT_COLUMN)
-        labels = inputs.pop("labels")  # the model must not average the loss itself
-        outputs = model(**inputs)
-        loss = weighted_mean_loss(outputs, labels, weights, self.args.label_smoothing_factor)
-        return (loss, outputs) if return_outputs else loss
+        return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                    num_items_in_batch=num_items_in_batch)
 
+    #: the weighted per-example loss and extra terms (train/objective.py); set by train/trainer.py
+    objective: Objective | None = None
     #: causal LM: the loss from the labelled tokens' logits only (train/lm_loss.py); set by train/trainer.py
     selected_logits_loss: bool = False
 

@@ -44,6 +44,7 @@ from tailorlm.train.memory_fit import (
     memory_budget,
     model_size,
 )
+from tailorlm.train.objective import Objective
 from tailorlm.train.optim import optimizer_cls_and_kwargs
 from tailorlm.train.resume import ResumableTrainer, last_checkpoint, save_callbacks, train_guarded
 from tailorlm.train.speed import speed_arguments
@@ -162,6 +163,8 @@ def fit(
         # layer-wise LR decay: per-layer param groups, same optimizer class (train/optim.py); None when off
         optimizer_cls_and_kwargs=optimizer_cls_and_kwargs(model, args, recipe.training.layer_lr_decay),
     )
+    # per-example weights and extra loss terms, for every head (train/objective.py)
+    trainer.objective = Objective.for_head(task.peft_task_type, recipe.training.label_smoothing)
     # causal LM: the loss from the labelled tokens' logits only, never the whole batch's (train/lm_loss.py)
     trainer.selected_logits_loss = task.peft_task_type == "CAUSAL_LM" and accepts_logits_to_keep(model)
     # Our rich progress replaces Trainer's tqdm bar and its print-every-log fallback.
