@@ -36,9 +36,10 @@ from rich.console import Console
 from transformers import TrainerCallback
 
 from tailorlm.errors import RecipeError, UserError
+from tailorlm.lifecycle import group_run
 from tailorlm.recipe import ParamSpec, Recipe, budget_seconds, recipe_from_dict
 from tailorlm.rundir import RunDir, atomic_write_json
-from tailorlm.track import start_tracking, tracked_group
+from tailorlm.track import start_tracking
 from tailorlm.tune.budget_plan import Costs, TrialTimes, plan_next
 from tailorlm.tune.objective import Objective, trial_recipe
 from tailorlm.tune.outputs import trial_rows, write_outputs
@@ -306,7 +307,7 @@ def run_with_budget(recipe: Recipe, console: Console | None = None, clock: Clock
         objective = Objective(search, out, metric, direction == "maximize", console,
                               extra_callbacks=[scheduler.callback], by_evaluation=True)
         target = search.search.trials if "trials" in recipe.search.model_fields_set else finished(study) + MAX_TRIALS
-        with tracked_group(search, out, "tune", console):  # tracking: the study's MLflow run, a child per trial
+        with group_run(search, console, "tune"):  # lifecycle.py: status, SIGTERM, the study's MLflow parent
             try:
                 optimize(study, objective, target, console, None, before_trial=scheduler)
             finally:
