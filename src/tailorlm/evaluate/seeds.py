@@ -22,6 +22,7 @@ from rich.console import Console
 
 from tailorlm.evaluate.predictions import load_runs, main_metric
 from tailorlm.evaluate.stats import significance
+from tailorlm.metric_names import TASK_MAIN_METRIC, greater_is_better
 from tailorlm.recipe import Recipe, dump_recipe
 from tailorlm.rundir import RunDir
 from tailorlm.safety import check_output_dir
@@ -102,8 +103,6 @@ def summarise(top: Path, seeds: list[int], per_seed: list[dict[str, Any]]) -> di
     n = (first.get("tuned") or {}).get("n")
     runs = load_runs(top)
     metric = main_metric(runs[0], str(first.get("task"))) if runs and runs[0] else None
-    from tailorlm.report import LOWER_IS_BETTER, TASK_MAIN_METRIC
-
     main = metric or TASK_MAIN_METRIC.get(str(first.get("task")), "loss")
     result: dict[str, Any] = {
         "task": first.get("task"),
@@ -125,7 +124,7 @@ def summarise(top: Path, seeds: list[int], per_seed: list[dict[str, Any]]) -> di
         "data": first.get("data") or {},
     }
     if runs and metric and len(runs) == len(seeds):
-        stats = significance(runs, metric, first.get("labels") or [], metric not in LOWER_IS_BETTER,
+        stats = significance(runs, metric, first.get("labels") or [], greater_is_better(metric),
                              task=str(first.get("task")), baselines=first.get("baseline") or {})
         if stats is not None:
             result["significance"] = stats

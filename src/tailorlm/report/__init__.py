@@ -19,45 +19,21 @@ from typing import Any
 
 from tailorlm.errors import UserError
 from tailorlm.evaluate.floors import is_floor
+from tailorlm.metric_names import (
+    HEADLINE_METRIC,
+    METRIC_COLUMNS,
+    METRIC_TITLES,
+    TASK_MAIN_METRIC,
+    flat_metric_keys,
+    greater_is_better,
+    metric_name,
+    metric_title,
+    prose_name,
+)
 from tailorlm.rundir import atomic_write_text
 
 __all__ = ["Cell", "RunReport", "Table", "load_run", "render_report"]
 
-#: (metrics key, column heading) of the comparison table, in display order.
-METRIC_COLUMNS: list[tuple[str, str]] = [
-    ("accuracy", "Accuracy"),
-    ("precision_macro", "Macro precision"),
-    ("recall_macro", "Macro recall"),
-    ("f1_macro", "Macro F1"),
-    ("f1_weighted", "Weighted F1"),
-    ("ece", "Calibration error (ECE)"),
-]
-#: Metrics where a smaller number is the better one (the best-per-column highlight and the headline must know).
-LOWER_IS_BETTER = frozenset({"ece", "loss", "perplexity", "ter", "wer", "cer"})
-#: The number a task's headline is about; any other task uses its first flat metric.
-TASK_MAIN_METRIC: dict[str, str] = {
-    "classification": "f1_macro",
-    "generation": "perplexity",
-    "qa": "f1",
-    "translation": "bleu",
-    "token-classification": "f1",
-}
-#: Display names of metrics other tasks report; unknown keys are shown as written, underscores as spaces.
-METRIC_TITLES: dict[str, str] = {
-    "perplexity": "Perplexity",
-    "loss": "Loss",
-    "exact_match": "Exact match",
-    "f1": "F1",
-    "precision": "Precision",
-    "recall": "Recall",
-    "accuracy": "Accuracy",
-    "bleu": "BLEU",
-    "chrf": "chrF",
-    "ter": "TER",
-    "ece": "Calibration error (ECE)",
-}
-#: Numeric keys of a metrics dict that are counts or bookkeeping, not scores to compare.
-NOT_METRICS = frozenset({"n", "support", "rejected", "step", "epoch", "tokens", "n_tokens", "rows", "runtime_s"})
 #: (metrics.json key, display name) of every system the report compares, baselines first.
 SYSTEM_NAMES: list[tuple[str, str]] = [
     ("zero_shot", "Zero-shot"),
@@ -71,28 +47,6 @@ SYSTEM_TITLES: dict[str, str] = dict(SYSTEM_NAMES) | {
 }
 #: Appended to the display name of a floor baseline (evaluate/floors.py), in every table that lists it.
 FLOOR_SUFFIX = " (floor)"
-#: The metric the headline and per-class comparison are about.
-HEADLINE_METRIC = "f1_macro"
-
-#: Plain-language meaning of each metric, for readers who are domain experts rather than ML engineers.
-METRIC_HELP: dict[str, str] = {
-    "accuracy": "share of test texts given the right label",
-    "precision_macro": "when the model says a label, how often it is right (averaged over labels)",
-    "recall_macro": "of the texts that carry a label, how many the model finds (averaged over labels)",
-    "f1_macro": "balance of precision and recall, averaged so that every label counts equally",
-    "f1_weighted": "F1 averaged with each label weighted by how many test texts carry it",
-    "ece": "how far the model's stated confidence is from how often it is right (lower is better)",
-    "perplexity": "how surprised the model is by the reference text; lower means it predicts it better",
-    "loss": "average cross-entropy per token of the reference text (lower is better)",
-    "exact_match": "share of answers that match a reference exactly (after normalising case and punctuation)",
-    "f1": "overlap between the predicted and the reference answers or entities (higher is better)",
-    "precision": "of what the model predicted, the share that is right",
-    "recall": "of what it should have found, the share the model found",
-    "bleu": "n-gram overlap between the model's output and the reference, 0-100 (sacrebleu, corpus level)",
-    "chrf": "character n-gram F-score against the reference, 0-100; kinder than BLEU to word-form changes",
-    "ter": "edits needed to turn the output into the reference, per reference word (lower is better)",
-}
-
 #: Plain-language description of each reason a data row was removed.
 REMOVAL_REASONS: dict[str, str] = {
     "malformed_row": "row could not be parsed",
@@ -171,11 +125,11 @@ class RunReport:
     @property
     def main_title(self) -> str:
         """The headline metric as prose names it ("macro-F1", "BLEU")."""
-        return "macro-F1" if self.main_metric == HEADLINE_METRIC else metric_name(self.main_metric)
+        return prose_name(self.main_metric)
 
     @property
     def lower_is_better(self) -> bool:
-        return self.main_metric in LOWER_IS_BETTER
+        return not greater_is_better(self.main_metric)
 
     def _raw_systems(self) -> list[Any]:
         """The tuned metrics first, then each baseline's, as found in metrics.json."""
@@ -285,7 +239,7 @@ class RunReport:
             values = [(k, v) for k, v in values if v is not None]
             if len(values) < 2:
                 continue
-            pick = min if key in LOWER_IS_BETTER else max
+            pick = max if greater_is_better(key) else min
             best[key] = pick(values, key=lambda kv: kv[1])[0]
         return best
 
@@ -726,30 +680,6 @@ def _is_measured(raw: Any, columns: list[tuple[str, str]] = METRIC_COLUMNS) -> b
     return isinstance(raw, dict) and "skipped" not in raw and any(k in raw for k, _ in columns)
 
 
-def flat_metric_keys(systems: list[Any]) -> list[str]:
-    """Keys holding a finite number in any of the metric dicts, in first-seen order, counts left out."""
-    keys: list[str] = []
-    for raw in systems:
-        if isinstance(raw, dict) and "skipped" not in raw:
-            keys += [k for k, v in raw.items() if _finite(v) and not _is_count(k) and k not in keys]
-    return keys
-
-
-def _is_count(key: str) -> bool:
-    """Row counts and bookkeeping (``n``, ``has_ans_n``, ``step``) are not scores to compare."""
-    return key in NOT_METRICS or key.endswith("_n")
-
-
-def headline_keys(keys: list[str]) -> list[str]:
-    """Keys that are not a breakdown of another key (``has_ans_f1`` breaks down ``f1``): what fits a terminal."""
-    return [k for k in keys if not any(k != other and k.endswith("_" + other) for other in keys)]
-
-
-def metric_name(key: str) -> str:
-    """A metric key as a column heading: known names spelled properly, others with spaces."""
-    return METRIC_TITLES.get(key) or dict(METRIC_COLUMNS).get(key) or key.replace("_", " ")
-
-
 def system_name(key: str) -> str:
     return SYSTEM_TITLES.get(key) or key.replace("_", " ").capitalize()
 
@@ -765,11 +695,6 @@ def _not_measured_note(key: str, raw: Any) -> str:
     if raw is None:
         return "disabled in the recipe" if key in {"zero_shot", "linear_probe"} else "not measured"
     return "not measured"
-
-
-def metric_title(log_key: str) -> str:
-    """``eval_f1_macro`` -> ``f1 macro``: Trainer log keys as readers see them."""
-    return log_key.removeprefix("eval_").replace("_", " ")
 
 
 def _finite(value: Any) -> bool:

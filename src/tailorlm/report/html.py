@@ -14,9 +14,8 @@ from html import escape
 from importlib import resources
 
 from tailorlm import __version__
+from tailorlm.metric_names import METRIC_HELP, greater_is_better
 from tailorlm.report import (
-    LOWER_IS_BETTER,
-    METRIC_HELP,
     Cell,
     RunReport,
     Table,
@@ -312,7 +311,7 @@ def _comparison(report: RunReport) -> str:
     if floor_note(report):
         parts.append(_p(floor_note(report), "muted"))
     measured = [(s.key, s.name, s.metrics) for s in report.systems if s.measured and s.metrics]
-    columns = [c for c in report.metric_columns if c[0] not in LOWER_IS_BETTER]
+    columns = [c for c in report.metric_columns if greater_is_better(c[0])]
     if measured and columns:
         parts.append(_safe_chart(lambda: charts.comparison_chart(measured, columns),
                                  "grouped bar chart of the scores of each system"))

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 
 from tailorlm import __version__
+from tailorlm.metric_names import METRIC_HELP
 from tailorlm.report import (
-    METRIC_HELP,
     Cell,
     RunReport,
     Table,

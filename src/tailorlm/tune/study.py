@@ -28,11 +28,12 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 
 from tailorlm.errors import DataError, RecipeError, UserError
+from tailorlm.metric_names import greater_is_better
 from tailorlm.recipe import Recipe
 from tailorlm.rundir import RunDir, process_alive
 from tailorlm.safety import check_output_dir
 from tailorlm.track import start_tracking, tracked_group
-from tailorlm.tune.objective import LOSS_LIKE, Objective, TrialFailed
+from tailorlm.tune.objective import Objective, TrialFailed
 from tailorlm.tune.outputs import write_trials
 from tailorlm.tune.space import check_space, grid_size, grid_space
 
@@ -65,9 +66,7 @@ def resolve_metric(recipe: Recipe) -> tuple[str, str]:
     metric = recipe.search.metric or recipe.training.metric or task.default_metric
     if recipe.search.direction:
         return metric, recipe.search.direction
-    if metric == task.default_metric:
-        return metric, "maximize" if task.greater_is_better else "minimize"
-    return metric, "minimize" if metric in LOSS_LIKE else "maximize"
+    return metric, "maximize" if greater_is_better(metric) else "minimize"
 
 
 def check_recipe(recipe: Recipe) -> None:
