@@ -185,8 +185,8 @@ def run_data_curve(original: Recipe, main: Recipe, metrics: dict[str, Any], cons
     metrics = metrics | {"data_curve": result}
     run_dir.write_json("metrics.json", metrics)
     render_report(run_dir.path)
-    from tailorlm.report import load_run
     from tailorlm.report.data_curve import data_curve_chart_svg
+    from tailorlm.report.model import load_run
 
     run_dir.write_text(CHART, data_curve_chart_svg(load_run(run_dir.path)))  # the plot on its own, too
     return metrics

@@ -8,7 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from tailorlm.metric_names import metric_name
-from tailorlm.report import Cell, RunReport, Table, count, fmt, signed
+from tailorlm.report.format import count, fmt, signed
+from tailorlm.report.model import RunReport
+from tailorlm.report.tables import Cell, Table
 
 
 def curve_of(report: RunReport) -> dict[str, Any]:

@@ -15,32 +15,6 @@ from importlib import resources
 
 from tailorlm import __version__
 from tailorlm.metric_names import METRIC_HELP, greater_is_better
-from tailorlm.report import (
-    Cell,
-    RunReport,
-    Table,
-    charts,
-    comparison_table,
-    count,
-    errors_table,
-    eval_table,
-    facts,
-    floor_note,
-    fmt,
-    input_overlap,
-    label_table,
-    length_table,
-    number,
-    other_length_tables,
-    per_class_table,
-    record_text_columns,
-    removed_table,
-    samples_table,
-    signed,
-    sources_table,
-    stages_table,
-    unknown_labels,
-)
 from tailorlm.report.adapt import (
     adapt_lead,
     adapt_table,
@@ -50,6 +24,7 @@ from tailorlm.report.adapt import (
     self_train_lead,
     self_train_table,
 )
+from tailorlm.report.charts import comparison_chart, confusion_chart, learning_curves_chart, per_class_chart
 from tailorlm.report.cv import cv_lead, cv_table, has_cv
 from tailorlm.report.data_curve import (
     data_curve_answer,
@@ -58,9 +33,31 @@ from tailorlm.report.data_curve import (
     data_curve_table,
     has_data_curve,
 )
+from tailorlm.report.data_tables import (
+    input_overlap,
+    label_table,
+    length_table,
+    other_length_tables,
+    removed_table,
+    sources_table,
+    stages_table,
+    unknown_labels,
+)
 from tailorlm.report.fairness import fairness_blocks, has_fairness
+from tailorlm.report.format import count, fmt, number, signed
 from tailorlm.report.lr_find import has_lr_find, lr_find_chart_svg, lr_find_lead, lr_find_table
+from tailorlm.report.model import RunReport
+from tailorlm.report.results import (
+    comparison_table,
+    errors_table,
+    eval_table,
+    floor_note,
+    per_class_table,
+    samples_table,
+)
 from tailorlm.report.search import has_search, search_lead, search_table
+from tailorlm.report.summary import facts
+from tailorlm.report.tables import Cell, Table, record_text_columns
 
 #: (section id, navigation label, heading), in page order; the ids are a stable contract for tests and links.
 SECTIONS: list[tuple[str, str, str]] = [
@@ -313,7 +310,7 @@ def _comparison(report: RunReport) -> str:
     measured = [(s.key, s.name, s.metrics) for s in report.systems if s.measured and s.metrics]
     columns = [c for c in report.metric_columns if greater_is_better(c[0])]
     if measured and columns:
-        parts.append(_safe_chart(lambda: charts.comparison_chart(measured, columns),
+        parts.append(_safe_chart(lambda: comparison_chart(measured, columns),
                                  "grouped bar chart of the scores of each system"))
     methods = [(s.name, str(s.metrics.get("method"))) for s in report.systems
                if s.metrics and s.metrics.get("method")]
@@ -344,7 +341,7 @@ def _learning_curves(report: RunReport) -> str:
         "Training loss should fall; validation loss and score show whether the model kept improving on texts "
         "it was not trained on. The dashed line marks the checkpoint that was kept.", "lead"
     ), _safe_chart(
-        lambda: charts.learning_curves_chart(
+        lambda: learning_curves_chart(
             report.train_loss_points(), report.eval_entries(), report.eval_metric_names(),
             best_step if isinstance(best_step, int) else None,
         ),
@@ -363,7 +360,7 @@ def _confusion(report: RunReport) -> str:
     parts = [_p(
         "Rows are the true label, columns the label the fine-tuned model predicted; cells count test texts. "
         "Colour shows the share of each true label's texts, so the diagonal is what it got right.", "lead"
-    ), _safe_chart(lambda: charts.confusion_chart(matrix, report.labels),
+    ), _safe_chart(lambda: confusion_chart(matrix, report.labels),
                    "confusion matrix heat map of the fine-tuned model")]
     confusions = report.top_confusions()
     if confusions:
@@ -385,8 +382,8 @@ def _per_class(report: RunReport) -> str:
     lead += f", next to the best baseline ({base.name.lower()})." if base_pc else "."
     parts = [_p(lead + " Labels with few test texts give less certain scores.", "lead")]
     parts.append(_safe_chart(
-        lambda: charts.per_class_chart(report.labels, tuned, base_pc, base.key if base else "",
-                                       base.name if base else ""),
+        lambda: per_class_chart(report.labels, tuned, base_pc, base.key if base else "",
+                                base.name if base else ""),
         "bar chart of F1 per label",
     ))
     parts.append(_table(per_class_table(report)))

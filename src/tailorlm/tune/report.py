@@ -19,9 +19,10 @@ import numpy as np
 import optuna
 
 from tailorlm import __version__
-from tailorlm.report import Cell, Table, fmt
 from tailorlm.report.charts import _STYLE, EVAL_COLOUR, MUTED, TRAIN_COLOUR, _figure, _style_axes, short, to_svg
+from tailorlm.report.format import fmt
 from tailorlm.report.html import _css, _empty, _p, _safe_chart, _section, _table
+from tailorlm.report.tables import Cell, Table
 
 STATE_COLOURS = {"complete": TRAIN_COLOUR, "pruned": EVAL_COLOUR, "fail": "#c23b6b"}
 
