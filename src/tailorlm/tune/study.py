@@ -34,7 +34,7 @@ from tailorlm.rundir import RunDir, process_alive
 from tailorlm.safety import check_output_dir
 from tailorlm.track import start_tracking, tracked_group
 from tailorlm.tune.objective import Objective, TrialFailed
-from tailorlm.tune.outputs import write_trials
+from tailorlm.tune.outputs import best_trial, counts, write_outputs, write_trials
 from tailorlm.tune.space import check_space, grid_size, grid_space
 
 STUDY_NAME = "tailor-tune"
@@ -226,27 +226,11 @@ def _requeue_last(study: optuna.Study) -> None:
         study.enqueue_trial(last.params, user_attrs=carried_attrs(last) | {"retry_of": last.number})
 
 
-def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    try:
-        return study.best_trial
-    except ValueError:
-        return None
-
-
-def counts(study: optuna.Study) -> dict[str, int]:
-    result: dict[str, int] = {}
-    for trial in study.get_trials(deepcopy=False):
-        result[trial.state.name.lower()] = result.get(trial.state.name.lower(), 0) + 1
-    return result
-
-
 # ------------------------------------------------------------------------------------------ entry point
 
 
 def tune(recipe: Recipe, console: Console) -> TuneResult:
     """`tailor tune`: check the search, open (or resume) the study, run the trials, write the outputs."""
-    from tailorlm.tune.outputs import write_outputs
-
     check_recipe(recipe)
     start_tracking(recipe)  # tracking.mlflow: a bad tracking.uri fails before the first trial
     metric, direction = resolve_metric(recipe)
