@@ -64,10 +64,10 @@ def run_one(scenario: Any, setting: str, out: Path, baselines: bool) -> dict[str
 def summarize(metrics: dict[str, Any], name: str, task: str, setting: str, wall_s: float) -> dict[str, Any]:
     """One result row from a run's metrics.json: the tuned score beside the best reference baseline's."""
     from tailorlm.evaluate.floors import is_floor
-    from tailorlm.report import LOWER_IS_BETTER, TASK_MAIN_METRIC
+    from tailorlm.metric_names import TASK_MAIN_METRIC, greater_is_better
 
     main = TASK_MAIN_METRIC.get(task, "loss")
-    pick = min if main in LOWER_IS_BETTER else max
+    pick = max if greater_is_better(main) else min
     refs = {k: v.get(main) for k, v in (metrics.get("baseline") or {}).items()
             if isinstance(v, dict) and isinstance(v.get(main), int | float) and not is_floor(k, task, v)}
     best = pick(refs, key=refs.__getitem__) if refs else None

@@ -96,7 +96,8 @@ def _qa_run(tmp_path: Path, baseline: dict[str, Any]) -> Path:
 
 
 def test_report_headline_is_over_the_best_reference_and_floors_are_labelled(tmp_path: Path) -> None:
-    from tailorlm.report import load_run, render_report
+    from tailorlm.report import render_report
+    from tailorlm.report.model import load_run
 
     run = _qa_run(tmp_path, {"pretrained_head": {"exact_match": 0.5, "f1": 0.7, "n": 80},
                              "span_probe": {"exact_match": 0.2, "f1": 0.4, "n": 80}})
@@ -111,7 +112,8 @@ def test_report_headline_is_over_the_best_reference_and_floors_are_labelled(tmp_
 
 
 def test_report_with_only_floors_claims_no_gain(tmp_path: Path) -> None:
-    from tailorlm.report import load_run, render_report
+    from tailorlm.report import render_report
+    from tailorlm.report.model import load_run
 
     run = _qa_run(tmp_path, {"pretrained_head": {"exact_match": 0.01, "f1": 0.05, "n": 80},
                              "sentence_retrieval": {"exact_match": 0.0, "f1": 0.12, "n": 80}})

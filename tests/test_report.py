@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from tailorlm.errors import UserError
-from tailorlm.report import load_run, render_report
+from tailorlm.report import render_report
 from tailorlm.report.markdown import md_escape
+from tailorlm.report.model import load_run
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_dir"
 SECTION_IDS = ["summary", "comparison", "learning-curves", "confusion", "per-class", "errors", "data-quality",

@@ -706,7 +706,7 @@ COLUMNS = [("accuracy", "accuracy"), ("f1_macro", "macro-F1"), ("precision_macro
 
 def metrics_table(rows: dict[str, dict | None], title: str) -> Table:
     """Classification's fixed columns when the rows carry them, otherwise every flat score they have."""
-    from tailorlm.report import flat_metric_keys, headline_keys
+    from tailorlm.metric_names import flat_metric_keys, headline_keys
 
     measured = [m for m in rows.values() if isinstance(m, dict)]
     classic = any("accuracy" in m and "f1_macro" in m for m in measured)
@@ -728,7 +728,7 @@ def comparison_table(metrics: dict) -> Table:
     task's main metric over the best *reference* baseline (never over a floor: evaluate/floors.py)."""
     from tailorlm.evaluate.floors import is_floor
     from tailorlm.evaluate.verdict import main_metric, reference_scores
-    from tailorlm.report import LOWER_IS_BETTER
+    from tailorlm.metric_names import greater_is_better
 
     baseline = metrics.get("baseline") or {}
     tuned = metrics.get("tuned") or {}
@@ -745,7 +745,7 @@ def comparison_table(metrics: dict) -> Table:
     if not isinstance(tuned.get(main), (int, float)):
         return table
     title = "macro-F1" if main == "f1_macro" else main
-    lower = main in LOWER_IS_BETTER
+    lower = not greater_is_better(main)
     if scores:
         change = tuned[main] - (min(scores) if lower else max(scores))
         word = "gain" if main == "f1_macro" else "change"

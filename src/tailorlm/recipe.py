@@ -554,7 +554,9 @@ def all_keys(model: type[BaseModel] = Recipe, prefix: str = "") -> list[str]:
     return keys
 
 
-def _closest_key(key: str) -> str | None:
+def closest_key(key: str) -> str | None:
+    """The valid recipe key a mistyped one most likely meant (whole dotted key first, then its last part), for the
+    did-you-mean of recipe errors and of ``search.space``; None when nothing is close."""
     candidates = all_keys()
     match = difflib.get_close_matches(key, candidates, n=1, cutoff=0.5)
     if match:
@@ -574,7 +576,7 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 def _describe_error(error: dict[str, Any], source: str, alternatives: str = "") -> str:
     key = _field_path(error["loc"])
     if error["type"] == "extra_forbidden":
-        suggestion = _closest_key(key)
+        suggestion = closest_key(key)
         hint = f"did you mean '{suggestion}'?" if suggestion else "see `tailor keys` for the valid keys"
         return f"{source}: unknown recipe key '{key}'; {hint}"
     value = error.get("input")

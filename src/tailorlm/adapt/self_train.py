@@ -24,6 +24,7 @@ from rich.console import Console
 
 from tailorlm.adapt.corpus import filter_texts, fingerprints, read_domain_file
 from tailorlm.errors import DataError
+from tailorlm.metric_names import greater_is_better
 from tailorlm.recipe import Recipe
 from tailorlm.rundir import RunDir
 from tailorlm.stages.context import Fitted
@@ -109,10 +110,8 @@ def select_pseudo(probs: np.ndarray, threshold: float, max_pseudo: int | None = 
 
 def _main_metric(recipe: Recipe, task: Task) -> tuple[str, bool]:
     """The validation metric that picks checkpoints also picks teacher or student, in the same direction."""
-    from tailorlm.train.trainer import LOSS_METRICS
-
     metric = recipe.training.metric or task.default_metric
-    greater = task.greater_is_better if metric == task.default_metric else metric not in LOSS_METRICS
+    greater = greater_is_better(metric)
     return metric.removeprefix("eval_"), greater
 
 

@@ -25,6 +25,7 @@ from tailorlm.errors import UserError
 from tailorlm.evaluate.floors import is_floor
 from tailorlm.evaluate.predictions import load_runs
 from tailorlm.evaluate.stats import paired_test, same_test_set
+from tailorlm.metric_names import METRIC_COLUMNS, TASK_MAIN_METRIC, greater_is_better
 from tailorlm.rundir import atomic_write_text
 
 #: Keys that always differ between runs and say nothing about the method (nor does where a run was logged).
@@ -55,8 +56,6 @@ class RunSummary:
         sig = self.metrics.get("significance") or {}
         if sig.get("metric"):
             return str(sig["metric"])
-        from tailorlm.report import TASK_MAIN_METRIC
-
         return TASK_MAIN_METRIC.get(str(self.metrics.get("task")), "loss")
 
     @property
@@ -96,8 +95,6 @@ def differing_keys(summaries: list[RunSummary]) -> list[str]:
 
 def metric_keys(summaries: list[RunSummary]) -> list[str]:
     """Flat test metrics every run reports, the main metric first."""
-    from tailorlm.report import METRIC_COLUMNS
-
     shared = [k for k, v in summaries[0].tuned.items()
               if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "n"
               and all(isinstance(s.tuned.get(k), (int, float)) for s in summaries)]
@@ -165,9 +162,7 @@ def _best_baseline(summary: RunSummary) -> str:
     scored = {k: v[main] for k, v in measured.items() if not is_floor(k, task, v)}
     if not scored:
         return "— (only floors measured)" if measured else "—"
-    from tailorlm.report import LOWER_IS_BETTER
-
-    best = (min if main in LOWER_IS_BETTER else max)(scored, key=scored.__getitem__)
+    best = (max if greater_is_better(main) else min)(scored, key=scored.__getitem__)
     return f"{scored[best]:.4f} ({best.replace('_', ' ')})"
 
 

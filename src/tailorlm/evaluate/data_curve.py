@@ -35,6 +35,7 @@ import numpy as np
 from rich.console import Console
 
 from tailorlm.errors import RecipeError
+from tailorlm.metric_names import TASK_MAIN_METRIC, greater_is_better, prose_name
 from tailorlm.recipe import Recipe
 
 FRACTIONS = (0.25, 0.5)
@@ -184,8 +185,8 @@ def run_data_curve(original: Recipe, main: Recipe, metrics: dict[str, Any], cons
     metrics = metrics | {"data_curve": result}
     run_dir.write_json("metrics.json", metrics)
     render_report(run_dir.path)
-    from tailorlm.report import load_run
     from tailorlm.report.data_curve import data_curve_chart_svg
+    from tailorlm.report.model import load_run
 
     run_dir.write_text(CHART, data_curve_chart_svg(load_run(run_dir.path)))  # the plot on its own, too
     return metrics
@@ -195,14 +196,13 @@ def analyse(runs: list[tuple[float, Path, dict[str, Any]]], task: str, labels: S
     """data_curve.json's content from (fraction, run dir, metrics) per size, smallest first."""
     from tailorlm.evaluate.predictions import FILE as PREDICTIONS
     from tailorlm.evaluate.predictions import main_metric, read_jsonl
-    from tailorlm.report import LOWER_IS_BETTER, TASK_MAIN_METRIC
 
     rows = [read_jsonl(d / PREDICTIONS) if (d / PREDICTIONS).is_file() else [] for _, d, _ in runs]
     tuned = runs[-1][2].get("tuned") or {}
     metric = main_metric(rows[-1], task) if rows[-1] else TASK_MAIN_METRIC.get(task, "f1_macro")
     if metric not in tuned:
         metric = "f1_macro" if "f1_macro" in tuned else next(iter(tuned), metric)
-    greater = metric not in LOWER_IS_BETTER
+    greater = greater_is_better(metric)
     sizes = [float((m.get("data") or {}).get("train") or 0) for _, _, m in runs]
     values = [float((m.get("tuned") or {}).get(metric, math.nan)) for _, _, m in runs]
     top = runs[-1][1]
@@ -269,9 +269,7 @@ def _bootstrap(sizes: list[float], rows: list[list[dict[str, Any]]], metric: str
 
 def answer(result: dict[str, Any], metric: str) -> str:
     """One plain sentence: how much 2× (and 4×) the labels would likely add, with the range."""
-    from tailorlm.report import metric_name
-
-    title = "macro-F1" if metric == "f1_macro" else metric_name(metric)
+    title = prose_name(metric)
     ext = {e["scale"]: e for e in result.get("extrapolation") or []}
     two, four = ext.get(2), ext.get(4)
     if two is None:

@@ -23,6 +23,7 @@ import pandas as pd
 
 from tailorlm.errors import UserError
 from tailorlm.evaluate.stats import is_labelled, significance
+from tailorlm.metric_names import TASK_MAIN_METRIC, greater_is_better
 
 FILE = "predictions.jsonl"
 
@@ -75,8 +76,6 @@ def main_metric(rows: list[dict[str, Any]], task: str) -> str:
     """The metric the interval and the tests are about: macro-F1 for labels, else the task's headline score."""
     if is_labelled(rows):
         return "f1_macro"
-    from tailorlm.report import TASK_MAIN_METRIC
-
     scores = rows[0].get("scores", {}) if rows else {}
     wanted = TASK_MAIN_METRIC.get(task)
     return wanted if wanted in scores else next(iter(scores), wanted or "f1")
@@ -88,10 +87,8 @@ def record_predictions(run_dir: Any, metrics: dict[str, Any], rows: list[dict[st
     if not rows:
         return
     write_jsonl(Path(run_dir.path) / FILE, rows)
-    from tailorlm.report import LOWER_IS_BETTER
-
     metric = main_metric(rows, str(metrics.get("task")))
-    result = significance([rows], metric, metrics.get("labels") or [], metric not in LOWER_IS_BETTER,
+    result = significance([rows], metric, metrics.get("labels") or [], greater_is_better(metric),
                           task=str(metrics.get("task")), baselines=metrics.get("baseline") or {})
     if result is not None:
         metrics["significance"] = result

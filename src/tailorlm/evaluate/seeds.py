@@ -23,6 +23,7 @@ from rich.console import Console
 from tailorlm.evaluate.predictions import load_runs, main_metric
 from tailorlm.evaluate.stats import significance
 from tailorlm.lifecycle import Opened, group_run
+from tailorlm.metric_names import TASK_MAIN_METRIC, greater_is_better
 from tailorlm.recipe import Recipe
 
 
@@ -91,8 +92,6 @@ def summarise(top: Path, seeds: list[int], per_seed: list[dict[str, Any]]) -> di
     n = (first.get("tuned") or {}).get("n")
     runs = load_runs(top)
     metric = main_metric(runs[0], str(first.get("task"))) if runs and runs[0] else None
-    from tailorlm.report import LOWER_IS_BETTER, TASK_MAIN_METRIC
-
     main = metric or TASK_MAIN_METRIC.get(str(first.get("task")), "loss")
     result: dict[str, Any] = {
         "task": first.get("task"),
@@ -114,7 +113,7 @@ def summarise(top: Path, seeds: list[int], per_seed: list[dict[str, Any]]) -> di
         "data": first.get("data") or {},
     }
     if runs and metric and len(runs) == len(seeds):
-        stats = significance(runs, metric, first.get("labels") or [], metric not in LOWER_IS_BETTER,
+        stats = significance(runs, metric, first.get("labels") or [], greater_is_better(metric),
                              task=str(first.get("task")), baselines=first.get("baseline") or {})
         if stats is not None:
             result["significance"] = stats

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tailorlm.evaluate.floors import is_floor
+from tailorlm.metric_names import TASK_MAIN_METRIC, greater_is_better, prose_name
 
 #: Exit status of ``tailor run --require-gain`` when the tuned model does not beat the best reference baseline.
 NO_GAIN_EXIT_CODE = 4
@@ -39,8 +40,6 @@ def _number(value: Any) -> float | None:
 
 
 def main_metric(metrics: dict[str, Any]) -> str:
-    from tailorlm.report import TASK_MAIN_METRIC
-
     tuned = metrics.get("tuned") or {}
     if "f1_macro" in tuned:
         return "f1_macro"
@@ -64,9 +63,7 @@ def reference_scores(metrics: dict[str, Any], metric: str) -> tuple[dict[str, fl
 
 
 def _title(metric: str) -> str:
-    from tailorlm.report import metric_name
-
-    return "macro-F1" if metric == "f1_macro" else metric_name(metric)
+    return prose_name(metric)
 
 
 def _fmt(value: float) -> str:
@@ -106,10 +103,8 @@ def advice(metrics: dict[str, Any], recipe: Any | None = None) -> list[str]:
 
 def judge(metrics: dict[str, Any], recipe: Any | None = None) -> Verdict:
     """The verdict of a finished run from its metrics.json content."""
-    from tailorlm.report import LOWER_IS_BETTER
-
     metric = main_metric(metrics)
-    title, lower = _title(metric), metric in LOWER_IS_BETTER
+    title, lower = _title(metric), not greater_is_better(metric)
     tuned = _number((metrics.get("tuned") or {}).get(metric))
     refs, floors = reference_scores(metrics, metric)
     if tuned is None:

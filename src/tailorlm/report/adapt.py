@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tailorlm.report import Cell, RunReport, Table, count, duration, fmt
+from tailorlm.report.format import count, duration, fmt
+from tailorlm.report.model import RunReport
+from tailorlm.report.tables import Cell, Table
 
 
 def _pretrain(report: RunReport) -> dict[str, Any]:

@@ -23,7 +23,7 @@ INK, MUTED, GRID = "#1f2733", "#5b6675", "#e3e7ed"
 TRAIN_COLOUR, EVAL_COLOUR = "#2454d6", "#d9731f"
 METRIC_COLOURS = ["#14915f", "#8a4fd1", "#c23b6b", "#0f8fa8"]
 
-_STYLE = {
+STYLE = {
     "font.family": "sans-serif",
     "font.sans-serif": ["DejaVu Sans"],
     "font.size": 9.5,
@@ -45,7 +45,7 @@ _STYLE = {
 def to_svg(fig: Figure) -> str:
     """Serialise a figure to an ``<svg>`` element without the XML prolog, DOCTYPE or metadata block."""
     buffer = io.StringIO()
-    with matplotlib.rc_context(_STYLE):
+    with matplotlib.rc_context(STYLE):
         fig.savefig(buffer, format="svg", bbox_inches="tight", pad_inches=0.08, facecolor="white",
                     metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
     text = buffer.getvalue()
@@ -53,8 +53,8 @@ def to_svg(fig: Figure) -> str:
     return re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.DOTALL)
 
 
-def _figure(width: float, height: float) -> Figure:
-    with matplotlib.rc_context(_STYLE):
+def figure(width: float, height: float) -> Figure:
+    with matplotlib.rc_context(STYLE):
         return Figure(figsize=(width, height), layout="constrained")
 
 
@@ -66,7 +66,7 @@ def short(label: str, limit: int = 22) -> str:
     return label[:head] + "…" + label[-(limit - 1 - head):]
 
 
-def _style_axes(ax: Any, grid_axis: str = "y") -> None:
+def style_axes(ax: Any, grid_axis: str = "y") -> None:
     ax.grid(axis=grid_axis, color=GRID, linewidth=0.8)
     ax.set_axisbelow(True)
     ax.tick_params(length=0)
@@ -76,8 +76,8 @@ def comparison_chart(
     systems: Sequence[tuple[str, str, dict[str, Any]]], columns: Sequence[tuple[str, str]]
 ) -> str:
     """Grouped bars: one group per metric, one bar per system (``(key, name, metrics)``), values on top."""
-    with matplotlib.rc_context(_STYLE):
-        fig = _figure(9.6, 3.6)
+    with matplotlib.rc_context(STYLE):
+        fig = figure(9.6, 3.6)
         ax = fig.subplots()
         x = np.arange(len(columns))
         width = 0.8 / max(len(systems), 1)
@@ -91,7 +91,7 @@ def comparison_chart(
         ax.set_ylim(0, top * 1.12)
         ax.set_yticks(np.linspace(0, top, 6))
         ax.set_ylabel("score (higher is better)")
-        _style_axes(ax)
+        style_axes(ax)
         ax.legend(loc="upper center", ncols=len(systems), bbox_to_anchor=(0.5, 1.13))
         return to_svg(fig)
 
@@ -124,11 +124,11 @@ def learning_curves_chart(
         return None
     kept = [e.get("epoch") for e in eval_entries if best_step is not None and e.get("step") == best_step]
     best_epoch = kept[0] if kept else None
-    with matplotlib.rc_context(_STYLE):
-        fig = _figure(3.6 * len(panels) + 0.6, 3.0)
+    with matplotlib.rc_context(STYLE):
+        fig = figure(3.6 * len(panels) + 0.6, 3.0)
         axes = np.atleast_1d(fig.subplots(1, len(panels)))
         for ax, panel in zip(axes, panels, strict=True):
-            _style_axes(ax, "both")
+            style_axes(ax, "both")
             if panel == "train":
                 steps, losses = zip(*train_points, strict=True)
                 ax.plot(steps, losses, color=TRAIN_COLOUR, linewidth=1.6)
@@ -171,8 +171,8 @@ def confusion_chart(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> s
     totals = counts.sum(axis=1, keepdims=True)
     shares = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
     side = float(np.clip(0.55 * n + 2.2, 4.2, 13.0))
-    with matplotlib.rc_context(_STYLE):
-        fig = _figure(side + 1.2, side)
+    with matplotlib.rc_context(STYLE):
+        fig = figure(side + 1.2, side)
         ax = fig.subplots()
         image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1, aspect="equal")
         if n <= 30:
@@ -203,8 +203,8 @@ def per_class_chart(
     series = [("tuned", "Fine-tuned", tuned)]
     if baseline is not None:
         series.insert(0, (baseline_key, baseline_name, baseline))
-    with matplotlib.rc_context(_STYLE):
-        fig = _figure(8.0, float(np.clip(0.42 * n * len(series) / 2 + 1.3, 2.4, 16.0)))
+    with matplotlib.rc_context(STYLE):
+        fig = figure(8.0, float(np.clip(0.42 * n * len(series) / 2 + 1.3, 2.4, 16.0)))
         ax = fig.subplots()
         y = np.arange(n)
         height = 0.8 / len(series)
@@ -218,7 +218,7 @@ def per_class_chart(
         ax.invert_yaxis()
         ax.set_xlim(0, 1.08)
         ax.set_xlabel("F1 (higher is better)")
-        _style_axes(ax, "x")
+        style_axes(ax, "x")
         handles, names = ax.get_legend_handles_labels()
         ax.legend(handles[::-1], names[::-1], loc="lower center", ncols=len(series),
                   bbox_to_anchor=(0.5, 1.0))
@@ -228,10 +228,10 @@ def per_class_chart(
 def lr_find_chart(lrs: Sequence[float], losses: Sequence[float | None], smoothed: Sequence[float | None],
                   suggestion: float | None, min_lr: float | None) -> str:
     """The learning-rate range test: loss against rate (log scale), the smoothed curve, the suggested rate."""
-    with matplotlib.rc_context(_STYLE):
-        fig = _figure(5.6, 3.2)
+    with matplotlib.rc_context(STYLE):
+        fig = figure(5.6, 3.2)
         ax = fig.subplots()
-        _style_axes(ax, "both")
+        style_axes(ax, "both")
         raw = [(x, y) for x, y in zip(lrs, losses, strict=False) if y is not None and np.isfinite(y)]
         smooth = [(x, y) for x, y in zip(lrs, smoothed, strict=False) if y is not None and np.isfinite(y)]
         if raw:
@@ -256,10 +256,10 @@ def data_curve_chart(points: Sequence[tuple[float, float]], fitted: Sequence[tup
                      extrapolated: Sequence[tuple[float, float, float, float]], metric: str) -> str:
     """Test metric against labelled training rows (log scale): measured points, the fitted power law, and the
     extrapolation to more labels with its interval (``(rows, value, low, high)``)."""
-    with matplotlib.rc_context(_STYLE):
-        fig = _figure(5.6, 3.2)
+    with matplotlib.rc_context(STYLE):
+        fig = figure(5.6, 3.2)
         ax = fig.subplots()
-        _style_axes(ax, "both")
+        style_axes(ax, "both")
         if fitted:
             ax.plot(*zip(*fitted, strict=True), color=MUTED, linewidth=1.2, linestyle="--",
                     label="power-law slope (through 100%)")

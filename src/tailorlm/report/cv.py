@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tailorlm.report import Cell, RunReport, Table, fmt
+from tailorlm.report.format import fmt
+from tailorlm.report.model import RunReport
+from tailorlm.report.tables import Cell, Table
 
 #: the scores shown per fold: (split, metric) pairs, validation first
 COLUMNS = [("validation", "f1_macro"), ("validation", "accuracy"), ("validation", "loss"),

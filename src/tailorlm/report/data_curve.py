@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tailorlm.report import Cell, RunReport, Table, count, fmt, metric_name, signed
+from tailorlm.metric_names import metric_name
+from tailorlm.report.format import count, fmt, signed
+from tailorlm.report.model import RunReport
+from tailorlm.report.tables import Cell, Table
 
 
 def curve_of(report: RunReport) -> dict[str, Any]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tailorlm.report import Cell, RunReport, Table, count, fmt, system_name
+from tailorlm.report.format import count, fmt
+from tailorlm.report.model import RunReport, system_name
+from tailorlm.report.tables import Cell, Table
 
 Block = tuple[str, Any]
 #: per-label columns shown in the by-group label table (more would not fit a page)

@@ -7,41 +7,12 @@ user's data or recipe goes through ``escape`` before it reaches the page.
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Callable
 from html import escape
-from importlib import resources
 
 from tailorlm import __version__
-from tailorlm.report import (
-    LOWER_IS_BETTER,
-    METRIC_HELP,
-    Cell,
-    RunReport,
-    Table,
-    charts,
-    comparison_table,
-    count,
-    errors_table,
-    eval_table,
-    facts,
-    floor_note,
-    fmt,
-    input_overlap,
-    label_table,
-    length_table,
-    number,
-    other_length_tables,
-    per_class_table,
-    record_text_columns,
-    removed_table,
-    samples_table,
-    signed,
-    sources_table,
-    stages_table,
-    unknown_labels,
-)
+from tailorlm.metric_names import METRIC_HELP, greater_is_better
 from tailorlm.report.adapt import (
     adapt_lead,
     adapt_table,
@@ -51,6 +22,7 @@ from tailorlm.report.adapt import (
     self_train_lead,
     self_train_table,
 )
+from tailorlm.report.charts import comparison_chart, confusion_chart, learning_curves_chart, per_class_chart
 from tailorlm.report.cv import cv_lead, cv_table, has_cv
 from tailorlm.report.data_curve import (
     data_curve_answer,
@@ -59,9 +31,32 @@ from tailorlm.report.data_curve import (
     data_curve_table,
     has_data_curve,
 )
+from tailorlm.report.data_tables import (
+    input_overlap,
+    label_table,
+    length_table,
+    other_length_tables,
+    removed_table,
+    sources_table,
+    stages_table,
+    unknown_labels,
+)
 from tailorlm.report.fairness import fairness_blocks, has_fairness
+from tailorlm.report.format import count, fmt, number, signed
+from tailorlm.report.html_blocks import css, empty, html_table, paragraph, safe_chart, section
 from tailorlm.report.lr_find import has_lr_find, lr_find_chart_svg, lr_find_lead, lr_find_table
+from tailorlm.report.model import RunReport
+from tailorlm.report.results import (
+    comparison_table,
+    errors_table,
+    eval_table,
+    floor_note,
+    per_class_table,
+    samples_table,
+)
 from tailorlm.report.search import has_search, search_lead, search_table
+from tailorlm.report.summary import facts
+from tailorlm.report.tables import record_text_columns
 
 #: (section id, navigation label, heading), in page order; the ids are a stable contract for tests and links.
 SECTIONS: list[tuple[str, str, str]] = [
@@ -112,8 +107,8 @@ def render_html(report: RunReport) -> str:
     builders: dict[str, Callable[[RunReport], str]] = {
         "summary": _summary,
         "comparison": _comparison,
-        "cross-validation": lambda r: _p(cv_lead(r), "lead") + _table(cv_table(r)),
-        "budget-search": lambda r: _p(search_lead(r), "lead") + _table(search_table(r)),
+        "cross-validation": lambda r: paragraph(cv_lead(r), "lead") + html_table(cv_table(r)),
+        "budget-search": lambda r: paragraph(search_lead(r), "lead") + html_table(search_table(r)),
         "samples": _samples,
         "domain-adaptation": _adaptation,
         "data-curve": _data_curve,
@@ -127,7 +122,7 @@ def render_html(report: RunReport) -> str:
         "recipe": _recipe,
     }
     sections = sections_for(report)
-    body = "\n".join(_section(sid, heading, builders[sid](report)) for sid, _, heading in sections)
+    body = "\n".join(section(sid, heading, builders[sid](report)) for sid, _, heading in sections)
     title = f"tailorlm report · {report.run_dir.resolve().name}"
     return f"""<!doctype html>
 <html lang="en">
@@ -137,7 +132,7 @@ def render_html(report: RunReport) -> str:
 <meta name="generator" content="tailorlm {escape(__version__)}">
 <title>{escape(title)}</title>
 <style>
-{_css()}
+{css()}
 </style>
 </head>
 <body>
@@ -161,11 +156,6 @@ All scores are measured on the test split, which neither training nor model sele
 # ------------------------------------------------------------------------------------------ building blocks
 
 
-def _css() -> str:
-    """The stylesheet shipped as package data, inlined so the page needs no other file."""
-    return resources.files("tailorlm.report").joinpath("report.css").read_text(encoding="utf-8")
-
-
 def _sources(report: RunReport) -> str:
     """The input files this page was drawn from, so a reader knows what a missing section means."""
     names = ["metrics.json"]
@@ -175,75 +165,25 @@ def _sources(report: RunReport) -> str:
     return ", ".join(names)
 
 
-def _section(sid: str, heading: str, body: str) -> str:
-    return f'<section id="{sid}">\n<h2>{escape(heading)}</h2>\n{body}\n</section>'
-
-
 def _adaptation(r: RunReport) -> str:
     """Continued pretraining (adapt.pretrain) and self-training (adapt.self_train), each only when it ran."""
-    html = _p(adapt_lead(r), "lead") + _table(adapt_table(r)) if has_pretrain(r) else ""
+    html = paragraph(adapt_lead(r), "lead") + html_table(adapt_table(r)) if has_pretrain(r) else ""
     if has_self_train(r):
-        html += "<h3>Self-training</h3>" + _p(self_train_lead(r)) + _table(self_train_table(r))
+        html += "<h3>Self-training</h3>" + paragraph(self_train_lead(r)) + html_table(self_train_table(r))
     return html
 
 
 def _data_curve(r: RunReport) -> str:
     """The answer first, then how it was reached, the curve and the numbers (evaluate/data_curve.py)."""
-    return (f'<p class="headline">{escape(data_curve_answer(r))}</p>' + _p(data_curve_lead(r), "lead")
-            + _safe_chart(lambda: data_curve_chart_svg(r), "test score against labelled training rows, log scale, "
-                          "with the fitted power law and the extrapolation") + _table(data_curve_table(r)))
+    return (f'<p class="headline">{escape(data_curve_answer(r))}</p>' + paragraph(data_curve_lead(r), "lead")
+            + safe_chart(lambda: data_curve_chart_svg(r), "test score against labelled training rows, log scale, "
+                         "with the fitted power law and the extrapolation") + html_table(data_curve_table(r)))
 
 
 def _lr_find(r: RunReport) -> str:
     """The range test's rule and result, the loss-vs-rate curve and its numbers (train/lr_find.py)."""
-    return (_p(lr_find_lead(r), "lead") + _safe_chart(lambda: lr_find_chart_svg(r), "training loss against "
-            "learning rate on a log scale, with the suggested rate marked") + _table(lr_find_table(r)))
-
-
-def _p(text: str, cls: str = "") -> str:
-    attr = f' class="{cls}"' if cls else ""
-    return f"<p{attr}>{escape(text)}</p>"
-
-
-def _empty(text: str) -> str:
-    return _p(text, "empty")
-
-
-def _table(table: Table, text_columns: frozenset[int] = frozenset()) -> str:
-    """A ``Table`` as HTML; cell styles become CSS classes, numeric columns are right-aligned."""
-    head = "".join(
-        f'<th{" class=num" if i in table.numeric else ""}>{escape(h)}</th>'
-        for i, h in enumerate(table.headers)
-    )
-    rows = "".join(
-        "<tr>" + "".join(_td(c, i in table.numeric, i in text_columns) for i, c in enumerate(row)) + "</tr>"
-        for row in table.rows
-    )
-    return f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>'
-
-
-def _td(cell: Cell, numeric: bool, text: bool) -> str:
-    classes = " ".join(c for c in ("num" if numeric else "", "text" if text else "", cell.style) if c)
-    attr = f' class="{classes}"' if classes else ""
-    return f"<td{attr}>{escape(cell.text)}</td>"
-
-
-def _chart(svg: str | None, alt: str, caption: str = "") -> str:
-    """An SVG chart as a data-URI image: vector-sharp, and its ids cannot clash with other charts'."""
-    if not svg:
-        return ""
-    data = base64.b64encode(svg.encode("utf-8")).decode("ascii")
-    cap = f"<figcaption>{escape(caption)}</figcaption>" if caption else ""
-    image = f'<img src="data:image/svg+xml;base64,{data}" alt="{escape(alt)}">'
-    return f'<figure class="chart">{image}{cap}</figure>'
-
-
-def _safe_chart(draw: Callable[[], str | None], alt: str, caption: str = "") -> str:
-    """A chart that fails to draw (odd data) must not cost the reader the rest of the report."""
-    try:
-        return _chart(draw(), alt, caption)
-    except Exception as exc:  # a broken chart is reported in place, the tables still carry the numbers
-        return _empty(f"(chart could not be drawn: {type(exc).__name__}: {exc})")
+    return (paragraph(lr_find_lead(r), "lead") + safe_chart(lambda: lr_find_chart_svg(r), "training loss against "
+            "learning rate on a log scale, with the suggested rate marked") + html_table(lr_find_table(r)))
 
 
 # ------------------------------------------------------------------------------------------ sections
@@ -308,14 +248,14 @@ def _comparison(report: RunReport) -> str:
         "The same test rows scored before tuning and by the fine-tuned model. The best value in each column is "
         "highlighted (the lowest for losses, perplexity and error rates)."
     )
-    parts = [_p(lead, "lead"), _table(comparison_table(report))]
+    parts = [paragraph(lead, "lead"), html_table(comparison_table(report))]
     if floor_note(report):
-        parts.append(_p(floor_note(report), "muted"))
+        parts.append(paragraph(floor_note(report), "muted"))
     measured = [(s.key, s.name, s.metrics) for s in report.systems if s.measured and s.metrics]
-    columns = [c for c in report.metric_columns if c[0] not in LOWER_IS_BETTER]
+    columns = [c for c in report.metric_columns if greater_is_better(c[0])]
     if measured and columns:
-        parts.append(_safe_chart(lambda: charts.comparison_chart(measured, columns),
-                                 "grouped bar chart of the scores of each system"))
+        parts.append(safe_chart(lambda: comparison_chart(measured, columns),
+                                "grouped bar chart of the scores of each system"))
     methods = [(s.name, str(s.metrics.get("method"))) for s in report.systems
                if s.metrics and s.metrics.get("method")]
     if methods:
@@ -331,21 +271,21 @@ def _comparison(report: RunReport) -> str:
 
 def _samples(report: RunReport) -> str:
     table = samples_table(report)
-    return "\n".join([_p(
+    return "\n".join([paragraph(
         "Held-out test examples with the reference and the model's output before and after fine-tuning, "
         "decoded with the same settings.", "lead"
-    ), _table(table, text_columns=record_text_columns(table))])
+    ), html_table(table, text_columns=record_text_columns(table))])
 
 
 def _learning_curves(report: RunReport) -> str:
     if not report.log_history:
-        return _empty("No training log (log_history.json) in this run directory, so no curves to show.")
+        return empty("No training log (log_history.json) in this run directory, so no curves to show.")
     best_step = report.train.get("best_step")
-    parts = [_p(
+    parts = [paragraph(
         "Training loss should fall; validation loss and score show whether the model kept improving on texts "
         "it was not trained on. The dashed line marks the checkpoint that was kept.", "lead"
-    ), _safe_chart(
-        lambda: charts.learning_curves_chart(
+    ), safe_chart(
+        lambda: learning_curves_chart(
             report.train_loss_points(), report.eval_entries(), report.eval_metric_names(),
             best_step if isinstance(best_step, int) else None,
         ),
@@ -353,19 +293,19 @@ def _learning_curves(report: RunReport) -> str:
     )]
     table = eval_table(report)
     if table:
-        parts += ["<h3>Validation after each evaluation</h3>", _table(table)]
+        parts += ["<h3>Validation after each evaluation</h3>", html_table(table)]
     return "\n".join(parts)
 
 
 def _confusion(report: RunReport) -> str:
     matrix = (report.tuned or {}).get("confusion_matrix")
     if not matrix:
-        return _empty("No confusion matrix in metrics.json.")
-    parts = [_p(
+        return empty("No confusion matrix in metrics.json.")
+    parts = [paragraph(
         "Rows are the true label, columns the label the fine-tuned model predicted; cells count test texts. "
         "Colour shows the share of each true label's texts, so the diagonal is what it got right.", "lead"
-    ), _safe_chart(lambda: charts.confusion_chart(matrix, report.labels),
-                   "confusion matrix heat map of the fine-tuned model")]
+    ), safe_chart(lambda: confusion_chart(matrix, report.labels),
+                  "confusion matrix heat map of the fine-tuned model")]
     confusions = report.top_confusions()
     if confusions:
         parts.append("<h3>Most frequent mix-ups</h3><ul class=\"plain\">" + "".join(
@@ -379,18 +319,18 @@ def _confusion(report: RunReport) -> str:
 def _per_class(report: RunReport) -> str:
     tuned = (report.tuned or {}).get("per_class")
     if not tuned:
-        return _empty("No per-label results in metrics.json.")
+        return empty("No per-label results in metrics.json.")
     base = report.best_baseline
     base_pc = (base.metrics or {}).get("per_class") if base else None
     lead = "F1 for each label of the fine-tuned model"
     lead += f", next to the best baseline ({base.name.lower()})." if base_pc else "."
-    parts = [_p(lead + " Labels with few test texts give less certain scores.", "lead")]
-    parts.append(_safe_chart(
-        lambda: charts.per_class_chart(report.labels, tuned, base_pc, base.key if base else "",
-                                       base.name if base else ""),
+    parts = [paragraph(lead + " Labels with few test texts give less certain scores.", "lead")]
+    parts.append(safe_chart(
+        lambda: per_class_chart(report.labels, tuned, base_pc, base.key if base else "",
+                                base.name if base else ""),
         "bar chart of F1 per label",
     ))
-    parts.append(_table(per_class_table(report)))
+    parts.append(html_table(per_class_table(report)))
     return "\n".join(parts)
 
 
@@ -399,63 +339,63 @@ def _fairness(report: RunReport) -> str:
     parts = []
     for kind, value in fairness_blocks(report):
         if kind == "p":
-            parts.append(_p(value, "lead"))
+            parts.append(paragraph(value, "lead"))
         elif kind == "h3":
             parts.append(f"<h3>{escape(value)}</h3>")
         elif kind == "list":
             parts.append('<ul class="plain">' + "".join(f"<li>{escape(s)}</li>" for s in value) + "</ul>")
         else:
             text = record_text_columns(value) if value.headers[:1] == ["Text"] else frozenset()
-            parts.append(_table(value, text_columns=text))
+            parts.append(html_table(value, text_columns=text))
     return "\n".join(parts)
 
 
 def _errors(report: RunReport) -> str:
     table = errors_table(report)
     if not table:
-        return _empty("No errors were recorded (the model got every test text right, or top_errors is 0).")
+        return empty("No errors were recorded (the model got every test text right, or top_errors is 0).")
     if not report.classification_errors:
-        return "\n".join([_p(
+        return "\n".join([paragraph(
             "Test examples the fine-tuned model got wrong or scored worst on, as the task recorded them: worth "
             "an expert's look, since some reveal a wrong or ambiguous reference in the data.", "lead"
-        ), _table(table, text_columns=record_text_columns(table))])
-    return "\n".join([_p(
+        ), html_table(table, text_columns=record_text_columns(table))])
+    return "\n".join([paragraph(
         "The wrong predictions the fine-tuned model was most sure of. They are worth an expert's look: "
         "some are model mistakes, others reveal a wrong or ambiguous label in the data.", "lead"
-    ), _table(table, text_columns=frozenset({1}))])
+    ), html_table(table, text_columns=frozenset({1}))])
 
 
 def _data_quality(report: RunReport) -> str:
     data = report.data_report
     if not data:
-        return _empty("No data report (data_report.json) in this run directory.")
+        return empty("No data report (data_report.json) in this run directory.")
     parts: list[str] = []
     warnings = [str(w) for w in data.get("warnings") or []] + unknown_labels(data) + input_overlap(data)
     if warnings:
         parts.append('<div class="callout"><strong>Warnings</strong><ul>' + "".join(
             f"<li>{escape(w)}</li>" for w in warnings
         ) + "</ul></div>")
-    parts += ["<h3>Sources</h3>", _table(sources_table(data))]
+    parts += ["<h3>Sources</h3>", html_table(sources_table(data))]
     blocks = [("Rows after each stage", stages_table(data)), ("Rows removed, by reason", removed_table(data))]
     parts.append('<div class="grid-2">' + "".join(
-        f"<div><h3>{escape(title)}</h3>{_table(t) if t else _empty('nothing recorded')}</div>"
+        f"<div><h3>{escape(title)}</h3>{html_table(t) if t else empty('nothing recorded')}</div>"
         for title, t in blocks
     ) + "</div>")
     labels = label_table(data)
     if labels:
-        parts += ["<h3>Texts per label</h3>", _table(labels)]
+        parts += ["<h3>Texts per label</h3>", html_table(labels)]
     lengths = length_table(data)
     unit = escape(str(data.get("length_unit") or "characters"))
     if lengths:
-        parts += [f"<h3>Text length ({unit})</h3>", _table(lengths)]
+        parts += [f"<h3>Text length ({unit})</h3>", html_table(lengths)]
     for title, table in other_length_tables(data):
-        parts += [f"<h3>{escape(title)} ({unit})</h3>", _table(table)]
+        parts += [f"<h3>{escape(title)} ({unit})</h3>", html_table(table)]
     return "\n".join(parts)
 
 
 def _recipe(report: RunReport) -> str:
     if report.recipe_text is None:
-        return _empty("No recipe (recipe.resolved.yaml) in this run directory.")
+        return empty("No recipe (recipe.resolved.yaml) in this run directory.")
     return (
         '<p class="lead">Every setting this run used, defaults filled in: rerun it with '
         "<code>tailor run</code> on this file.</p>"

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tailorlm.report import Cell, RunReport, Table, count, duration
+from tailorlm.report.format import count, duration
+from tailorlm.report.model import RunReport
+from tailorlm.report.tables import Cell, Table
 
 
 def lr_find_of(report: RunReport) -> dict[str, Any]:

@@ -9,27 +9,28 @@ from __future__ import annotations
 import re
 
 from tailorlm import __version__
-from tailorlm.report import (
-    METRIC_HELP,
-    Cell,
-    RunReport,
-    Table,
-    comparison_table,
-    errors_table,
-    eval_table,
-    facts,
-    floor_note,
+from tailorlm.metric_names import METRIC_HELP
+from tailorlm.report.data_tables import (
     input_overlap,
     label_table,
     length_table,
     other_length_tables,
-    per_class_table,
     removed_table,
-    samples_table,
     sources_table,
     stages_table,
     unknown_labels,
 )
+from tailorlm.report.model import RunReport
+from tailorlm.report.results import (
+    comparison_table,
+    errors_table,
+    eval_table,
+    floor_note,
+    per_class_table,
+    samples_table,
+)
+from tailorlm.report.summary import facts
+from tailorlm.report.tables import Cell, Table
 
 _SPECIAL = re.compile(r"([\\`*_\[\]<>|#~])")
 

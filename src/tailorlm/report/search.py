@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tailorlm.report import Cell, RunReport, Table, duration, fmt
+from tailorlm.report.format import duration, fmt
+from tailorlm.report.model import RunReport
+from tailorlm.report.tables import Cell, Table
 
 #: short column titles of the searched keys
 KEY_TITLES = {"training.learning_rate": "Learning rate", "training.epochs": "Epochs",

@@ -16,8 +16,10 @@ from typing import Any
 import yaml
 
 from tailorlm.errors import UserError
-from tailorlm.report import RunReport, comparison_table, count, duration, floor_note, load_run
+from tailorlm.report.format import count, duration
 from tailorlm.report.markdown import md_escape, table
+from tailorlm.report.model import RunReport, load_run
+from tailorlm.report.results import comparison_table, floor_note
 from tailorlm.rundir import atomic_write_text
 
 #: the Hub's pipeline tag of each task (what its inference widget and search filter use)

@@ -31,6 +31,7 @@ from transformers import (
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from tailorlm.errors import UserError
+from tailorlm.metric_names import greater_is_better
 from tailorlm.recipe import Recipe
 from tailorlm.tasks.base import EncodedSplits, Task
 from tailorlm.train.auto import optimizer_steps_per_epoch
@@ -48,8 +49,6 @@ from tailorlm.train.objective import Objective
 from tailorlm.train.optim import optimizer_cls_and_kwargs
 from tailorlm.train.resume import ResumableTrainer, last_checkpoint, save_callbacks, train_guarded
 from tailorlm.train.speed import speed_arguments
-
-LOSS_METRICS = {"loss", "eval_loss", "perplexity"}
 
 
 @dataclass
@@ -114,7 +113,7 @@ def training_arguments(recipe: Recipe, task: Task, n_train: int, has_validation:
         logging_nan_inf_filter=False,  # DivergenceGuard must see a NaN loss, not Trainer's stand-in average
         load_best_model_at_end=has_validation,
         metric_for_best_model=metric if has_validation else None,
-        greater_is_better=task.greater_is_better if metric == task.default_metric else metric not in LOSS_METRICS,
+        greater_is_better=greater_is_better(metric),
         logging_strategy="steps",
         logging_steps=max(1, min(50, steps_per_epoch // 5)),
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",

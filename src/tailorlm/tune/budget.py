@@ -42,12 +42,10 @@ from tailorlm.rundir import RunDir, atomic_write_json
 from tailorlm.track import start_tracking
 from tailorlm.tune.budget_plan import Costs, TrialTimes, plan_next
 from tailorlm.tune.objective import Objective, trial_recipe
-from tailorlm.tune.outputs import trial_rows, write_outputs
+from tailorlm.tune.outputs import best_trial, counts, trial_rows, write_outputs
 from tailorlm.tune.study import (
     FINISHED,
-    best_trial,
     check_recipe,
-    counts,
     finished,
     open_study,
     optimize,

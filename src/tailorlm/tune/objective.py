@@ -30,8 +30,6 @@ from tailorlm.tune.space import overrides, suggest
 
 #: what a trial may leave behind that is large and not needed once it is scored
 WEIGHT_DIRS = ("model", "model_merged", "checkpoints")
-#: metrics where smaller is better (the direction when search.direction is not given)
-LOSS_LIKE = frozenset({"loss", "perplexity", "ece", "ter", "wer", "cer"})
 
 
 class TrialFailed(Exception):

@@ -24,6 +24,22 @@ from tailorlm.rundir import atomic_write_json, atomic_write_text
 from tailorlm.tune.objective import trial_recipe
 
 
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The best complete trial, or None while none has completed (Optuna raises instead)."""
+    try:
+        return study.best_trial
+    except ValueError:
+        return None
+
+
+def counts(study: optuna.Study) -> dict[str, int]:
+    """Trials per state (``complete``, ``pruned``, ``fail``, ...), as tune.json and the report show them."""
+    result: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        result[trial.state.name.lower()] = result.get(trial.state.name.lower(), 0) + 1
+    return result
+
+
 def trial_rows(study: optuna.Study, keys: list[str]) -> list[dict[str, Any]]:
     """Every trial as a flat row; a pruned trial's value is its last reported score (marked by its state)."""
     rows = []
@@ -83,7 +99,6 @@ def write_trials(study: optuna.Study, recipe: Recipe, out: Path) -> list[dict[st
 def write_outputs(study: optuna.Study, recipe: Recipe, out: Path, metric: str, direction: str) -> dict[str, Path]:
     """Write trials.csv, tune.json, best_recipe.yaml (when a trial completed) and tune_report.html."""
     from tailorlm.tune.report import render_tune_report
-    from tailorlm.tune.study import best_trial, counts
 
     keys = list(recipe.search.space)
     rows = write_trials(study, recipe, out)

@@ -8,7 +8,6 @@ and the best so far), one slice per searched key (score against the key's value)
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from html import escape
@@ -19,15 +18,12 @@ import numpy as np
 import optuna
 
 from tailorlm import __version__
-from tailorlm.report import Cell, Table, fmt
-from tailorlm.report.charts import _STYLE, EVAL_COLOUR, MUTED, TRAIN_COLOUR, _figure, _style_axes, short, to_svg
-from tailorlm.report.html import _css, _empty, _p, _safe_chart, _section, _table
+from tailorlm.report.charts import EVAL_COLOUR, MUTED, STYLE, TRAIN_COLOUR, figure, short, style_axes, to_svg
+from tailorlm.report.format import finite, fmt
+from tailorlm.report.html_blocks import css, empty, html_table, paragraph, safe_chart, section
+from tailorlm.report.tables import Cell, Table
 
 STATE_COLOURS = {"complete": TRAIN_COLOUR, "pruned": EVAL_COLOUR, "fail": "#c23b6b"}
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def importances(study: optuna.Study) -> dict[str, float] | None:
@@ -45,11 +41,11 @@ def importances(study: optuna.Study) -> dict[str, float] | None:
 
 def history_chart(rows: list[dict[str, Any]], maximize: bool) -> str | None:
     """Each trial's score by trial number (pruned ones at their last score) and the best-so-far line."""
-    points = [r for r in rows if _finite(r["value"]) and r["state"] in STATE_COLOURS]
+    points = [r for r in rows if finite(r["value"]) and r["state"] in STATE_COLOURS]
     if not points:
         return None
-    with matplotlib.rc_context(_STYLE):
-        fig = _figure(7.0, 3.2)
+    with matplotlib.rc_context(STYLE):
+        fig = figure(7.0, 3.2)
         ax = fig.subplots()
         for state, colour in STATE_COLOURS.items():
             mine = [r for r in points if r["state"] == state]
@@ -62,43 +58,43 @@ def history_chart(rows: list[dict[str, Any]], maximize: bool) -> str | None:
             ax.step([r["number"] for r in complete], best, where="post", color=MUTED, linewidth=1.4,
                     label="best so far")
         ax.set(title="Optimisation history", xlabel="trial", ylabel="validation score")
-        _style_axes(ax, "both")
+        style_axes(ax, "both")
         ax.legend(loc="best")
         return to_svg(fig)
 
 
 def slice_chart(rows: list[dict[str, Any]], keys: list[str], log_keys: set[str]) -> str | None:
     """One panel per searched key: score against the key's value, complete and pruned trials."""
-    points = [r for r in rows if _finite(r["value"]) and r["state"] in ("complete", "pruned")]
+    points = [r for r in rows if finite(r["value"]) and r["state"] in ("complete", "pruned")]
     if not points or not keys:
         return None
-    with matplotlib.rc_context(_STYLE):
-        fig = _figure(3.2 * len(keys) + 0.4, 3.0)
+    with matplotlib.rc_context(STYLE):
+        fig = figure(3.2 * len(keys) + 0.4, 3.0)
         axes = np.atleast_1d(fig.subplots(1, len(keys), sharey=True))
         for ax, key in zip(axes, keys, strict=True):
             values = [r[key] for r in points]
-            numeric = all(_finite(v) for v in values)
+            numeric = all(finite(v) for v in values)
             xs: list[Any] = values if numeric else [str(v) for v in values]
             colours = [STATE_COLOURS[r["state"]] for r in points]
             ax.scatter(xs, [r["value"] for r in points], c=colours, s=24, zorder=3)
             if numeric and key in log_keys:
                 ax.set_xscale("log")
             ax.set(title=short(key, 30), xlabel="value")
-            _style_axes(ax, "both")
+            style_axes(ax, "both")
         axes[0].set_ylabel("validation score")
         return to_svg(fig)
 
 
 def importance_chart(scores: dict[str, float]) -> str:
     names = list(scores)[::-1]
-    with matplotlib.rc_context(_STYLE):
-        fig = _figure(7.0, 0.45 * len(names) + 1.2)
+    with matplotlib.rc_context(STYLE):
+        fig = figure(7.0, 0.45 * len(names) + 1.2)
         ax = fig.subplots()
         bars = ax.barh([short(n, 30) for n in names], [scores[n] for n in names], color=TRAIN_COLOUR)
         ax.bar_label(bars, labels=[f"{scores[n]:.2f}" for n in names], padding=3, fontsize=8, color=MUTED)
         ax.set_xlim(0, 1.1)
         ax.set(title="Parameter importance", xlabel="share of the score's variation explained")
-        _style_axes(ax, "x")
+        style_axes(ax, "x")
         return to_svg(fig)
 
 
@@ -127,15 +123,15 @@ def render_tune_report(study: optuna.Study, rows: list[dict[str, Any]], summary:
     sections = [
         ("summary", "Best trial", _summary_html(summary)),
         ("history", "Optimisation history",
-         _safe_chart(lambda: history_chart(rows, maximize), "score of each trial and the best so far")),
+         safe_chart(lambda: history_chart(rows, maximize), "score of each trial and the best so far")),
         ("slices", "Score by value of each key",
-         _safe_chart(lambda: slice_chart(rows, keys, log_keys), "score against each searched key")),
+         safe_chart(lambda: slice_chart(rows, keys, log_keys), "score against each searched key")),
         ("importance", "Which keys mattered",
-         _safe_chart(lambda: importance_chart(scores), "importance of each searched key") if scores
-         else _empty("Not enough complete trials with different values to estimate importances.")),
-        ("trials", "All trials", _table(trials_table(rows, keys, best["number"] if best else None))),
+         safe_chart(lambda: importance_chart(scores), "importance of each searched key") if scores
+         else empty("Not enough complete trials with different values to estimate importances.")),
+        ("trials", "All trials", html_table(trials_table(rows, keys, best["number"] if best else None))),
     ]
-    body = "\n".join(_section(sid, heading, html) for sid, heading, html in sections)
+    body = "\n".join(section(sid, heading, html) for sid, heading, html in sections)
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -143,7 +139,7 @@ def render_tune_report(study: optuna.Study, rows: list[dict[str, Any]], summary:
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>tailorlm tune report</title>
 <style>
-{_css()}
+{css()}
 </style>
 </head>
 <body>
@@ -151,7 +147,7 @@ def render_tune_report(study: optuna.Study, rows: list[dict[str, Any]], summary:
 <nav>{"".join(f'<a href="#{sid}">{escape(h)}</a>' for sid, h, _ in sections)}</nav></div></header>
 <main>
 <h1>Hyperparameter search</h1>
-{_p(f"{summary['method']} search, {summary['counts']} trials; objective: validation {summary['metric']} "
+{paragraph(f"{summary['method']} search, {summary['counts']} trials; objective: validation {summary['metric']} "
     f"({summary['direction']}). Scores are on the validation split; the test split is for the final run.", "lead")}
 {body}
 </main>
@@ -165,7 +161,7 @@ def render_tune_report(study: optuna.Study, rows: list[dict[str, Any]], summary:
 def _summary_html(summary: dict[str, Any]) -> str:
     best = summary["best"]
     if not best:
-        return _empty("No trial has completed yet.")
+        return empty("No trial has completed yet.")
     facts = [("Trial", str(best["number"])), (f"Validation {summary['metric']}", fmt(best["value"], 4))]
     facts += [(key, f"{v:.4g}" if isinstance(v, float) else str(v)) for key, v in best["params"].items()]
     facts += [("Folder", str(best["dir"])), ("Reproduce", "tailor run best_recipe.yaml")]

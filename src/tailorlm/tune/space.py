@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel
 
 from tailorlm.errors import RecipeError
-from tailorlm.recipe import ParamSpec, Recipe, _closest_key, all_keys, apply_overrides, recipe_from_dict
+from tailorlm.recipe import ParamSpec, Recipe, all_keys, apply_overrides, closest_key, recipe_from_dict
 
 #: keys a trial must not change: they say where and how the search itself runs
 NOT_SEARCHABLE = ("search", "output_dir", "task")
@@ -82,7 +82,7 @@ def _check_key(key: str, leaves: set[str]) -> None:
         return
     if key in all_keys():
         raise RecipeError(f"search.space '{key}': is a section, not a value; name a key inside it, e.g. '{key}.…'")
-    suggestion = _closest_key(key)
+    suggestion = closest_key(key)
     hint = f"did you mean '{suggestion}'?" if suggestion else "see `tailor keys` for the valid keys"
     raise RecipeError(f"search.space: unknown recipe key '{key}'; {hint}")
 

@@ -29,10 +29,11 @@ from rich.console import Console
 
 from tailorlm.errors import DataError, RecipeError, UserError
 from tailorlm.lifecycle import group_run
+from tailorlm.metric_names import greater_is_better
 from tailorlm.recipe import Recipe
 from tailorlm.rundir import RunDir, process_alive
-from tailorlm.tune.objective import LOSS_LIKE, Objective, TrialFailed
-from tailorlm.tune.outputs import write_trials
+from tailorlm.tune.objective import Objective, TrialFailed
+from tailorlm.tune.outputs import best_trial, counts, write_outputs, write_trials
 from tailorlm.tune.space import check_space, grid_size, grid_space
 
 STUDY_NAME = "tailor-tune"
@@ -64,9 +65,7 @@ def resolve_metric(recipe: Recipe) -> tuple[str, str]:
     metric = recipe.search.metric or recipe.training.metric or task.default_metric
     if recipe.search.direction:
         return metric, recipe.search.direction
-    if metric == task.default_metric:
-        return metric, "maximize" if task.greater_is_better else "minimize"
-    return metric, "minimize" if metric in LOSS_LIKE else "maximize"
+    return metric, "maximize" if greater_is_better(metric) else "minimize"
 
 
 def check_recipe(recipe: Recipe) -> None:
@@ -226,27 +225,11 @@ def _requeue_last(study: optuna.Study) -> None:
         study.enqueue_trial(last.params, user_attrs=carried_attrs(last) | {"retry_of": last.number})
 
 
-def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    try:
-        return study.best_trial
-    except ValueError:
-        return None
-
-
-def counts(study: optuna.Study) -> dict[str, int]:
-    result: dict[str, int] = {}
-    for trial in study.get_trials(deepcopy=False):
-        result[trial.state.name.lower()] = result.get(trial.state.name.lower(), 0) + 1
-    return result
-
-
 # ------------------------------------------------------------------------------------------ entry point
 
 
 def tune(recipe: Recipe, console: Console) -> TuneResult:
     """`tailor tune`: check the search, open (or resume) the study, run the trials, write the outputs."""
-    from tailorlm.tune.outputs import write_outputs
-
     check_recipe(recipe)
     metric, direction = resolve_metric(recipe)
     target, grid = recipe.search.trials, None
