@@ -428,11 +428,11 @@ def export(
 # task -> ("module:function", default output folder); each function takes (out_dir, seed=...) and returns
 # {name: path}. Add a task's demo here; nothing else in demo_data changes.
 DEMO_GENERATORS: dict[str, tuple[str, str]] = {
-    "classification": ("tailorlm.data.demo:generate_demo_dataset", "examples/data/utility"),
-    "token-classification": ("tailorlm.data.demo_ner:generate_ner_dataset", "examples/data/utility-ner"),
-    "qa": ("tailorlm.data.demo_qa:generate_qa_dataset", "examples/data/utility-qa"),
-    "generation": ("tailorlm.data.demo_gen:generate_generation_demo", "examples/data/generation"),
-    "translation": ("tailorlm.data.demo_mt:generate_demo_mt", "examples/data/scots_mt"),
+    "classification": ("tailorlm.demos.classification:generate_demo_dataset", "examples/data/utility"),
+    "token-classification": ("tailorlm.demos.token_classification:generate_ner_dataset", "examples/data/utility-ner"),
+    "qa": ("tailorlm.demos.qa:generate_qa_dataset", "examples/data/utility-qa"),
+    "generation": ("tailorlm.demos.generation:generate_generation_demo", "examples/data/generation"),
+    "translation": ("tailorlm.demos.translation:generate_demo_mt", "examples/data/scots_mt"),
 }
 
 
@@ -463,7 +463,7 @@ def generate(
     max_new_tokens: Annotated[int | None, typer.Option(help="length limit of the answer, in tokens")] = None,
 ) -> None:
     """Answer a prompt with a causal LM (tuned or not), formatted as in training (chat template or plain)."""
-    from tailorlm.tasks.generation import complete
+    from tailorlm.tasks.generation.task import complete
 
     _quiet_libraries()
     out.print(complete(model_dir, prompt, max_new_tokens), markup=False, highlight=False)

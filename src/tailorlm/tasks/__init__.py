@@ -12,11 +12,11 @@ from tailorlm.errors import RecipeError
 from tailorlm.tasks.base import EncodedSplits, EvalSettings, Task
 
 TASKS: dict[str, str] = {
-    "classification": "tailorlm.tasks.classification:ClassificationTask",
-    "generation": "tailorlm.tasks.generation:GenerationTask",
-    "qa": "tailorlm.tasks.qa:QATask",
-    "translation": "tailorlm.tasks.translation:TranslationTask",
-    "token-classification": "tailorlm.tasks.token_classification:TokenClassificationTask",
+    "classification": "tailorlm.tasks.classification.task:ClassificationTask",
+    "generation": "tailorlm.tasks.generation.task:GenerationTask",
+    "qa": "tailorlm.tasks.qa.task:QATask",
+    "translation": "tailorlm.tasks.translation.task:TranslationTask",
+    "token-classification": "tailorlm.tasks.token_classification.task:TokenClassificationTask",
 }
 
 

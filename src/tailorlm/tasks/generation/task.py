@@ -50,7 +50,7 @@ from tailorlm.models.loading import load_pretrained
 from tailorlm.models.registry import ResolvedModel
 from tailorlm.recipe import DataConfig, GenerationSettings, Recipe
 from tailorlm.tasks.base import EncodedSplits, EvalSettings, Task
-from tailorlm.tasks.classification import model_token_limit, set_dropout
+from tailorlm.tasks.common import model_token_limit, set_dropout
 from tailorlm.train.lm_loss import accepts_logits_to_keep, labelled_token_loss
 
 if TYPE_CHECKING:

@@ -40,7 +40,7 @@ from tailorlm.models.loading import load_pretrained
 from tailorlm.models.registry import ResolvedModel
 from tailorlm.recipe import Recipe
 from tailorlm.tasks.base import PREDICT_BATCH_SIZE, EncodedSplits, EvalSettings, Task
-from tailorlm.tasks.classification import model_token_limit, set_dropout
+from tailorlm.tasks.common import model_token_limit, set_dropout
 
 if TYPE_CHECKING:
     from tailorlm.models.saved import LoadedModel

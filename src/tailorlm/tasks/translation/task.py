@@ -30,7 +30,7 @@ from tailorlm.models.registry import ResolvedModel, resolve_model
 from tailorlm.models.warmstart import is_shipped_warm_start
 from tailorlm.recipe import DataConfig, Recipe
 from tailorlm.tasks.base import PREDICT_BATCH_SIZE, EncodedSplits, EvalSettings, Task
-from tailorlm.tasks.classification import set_attention_dropout
+from tailorlm.tasks.common import set_attention_dropout
 
 if TYPE_CHECKING:
     from tailorlm.models.saved import LoadedModel
