@@ -40,8 +40,8 @@ from tailorlm.provenance import data_files
 from tailorlm.recipe import Recipe, dump_recipe
 from tailorlm.rundir import RunDir, replace_dir
 from tailorlm.safety import check_export_dir, check_output_dir, sigterm_as_interrupt
-from tailorlm.tasks import Task, get_task
-from tailorlm.tasks.base import EvalSettings
+from tailorlm.tasks import get_task
+from tailorlm.tasks.base import EvalSettings, Task
 from tailorlm.track import start_tracking
 from tailorlm.train import auto, lr_find, resume
 from tailorlm.train.distributed import WorkerRunDir, is_main_process, wait_for_all

@@ -29,10 +29,9 @@ from tailorlm.errors import DataError, RecipeError
 from tailorlm.recipe import Recipe, dump_recipe, recipe_from_dict
 from tailorlm.rundir import RunDir
 from tailorlm.safety import check_output_dir
+from tailorlm.tasks import get_spec
 from tailorlm.track import start_tracking, tracked_group
 
-#: tasks whose prepared data is one labelled row per text (what (Stratified)KFold splits)
-KFOLD_TASKS = frozenset({"classification"})
 #: numbers in a metrics dict that are bookkeeping, not scores to average
 NOT_SCORES = frozenset({"epoch", "step", "n", "support"})
 
@@ -42,7 +41,7 @@ FoldHook = Callable[[int, dict[str, Any]], None]
 def check_kfold(recipe: Recipe) -> int:
     """The number of folds, or a one-line error when the task cannot be cross-validated."""
     k = int(recipe.validation.kfold or 0)
-    if k and recipe.task not in KFOLD_TASKS:
+    if k and not get_spec(recipe.task).has("kfold"):  # one labelled row per text (tasks/spec.py)
         raise RecipeError(
             f"validation.kfold: k-fold is supported for classification, not task '{recipe.task}'; "
             "set validation.kfold: 0"

@@ -29,6 +29,7 @@ from tailorlm.models.loading import load_pretrained
 from tailorlm.models.registry import ResolvedModel
 from tailorlm.recipe import Recipe
 from tailorlm.tasks.base import PREDICT_BATCH_SIZE, EncodedSplits, EvalSettings, Task
+from tailorlm.tasks.classification.spec import SPEC
 from tailorlm.tasks.common import model_token_limit, set_dropout
 
 if TYPE_CHECKING:
@@ -40,11 +41,7 @@ def label_ids(frame: pd.DataFrame, labels: list[str]) -> np.ndarray:
 
 
 class ClassificationTask(Task):
-    name = "classification"
-    peft_task_type = "SEQ_CLS"
-    auto_model_class = AutoModelForSequenceClassification
-    default_metric = "f1_macro"
-    greater_is_better = True
+    spec = SPEC
     input_fields = ("text",)
 
     # ------------------------------------------------------------------ data

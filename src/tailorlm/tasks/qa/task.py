@@ -41,6 +41,7 @@ from tailorlm.models.registry import ResolvedModel
 from tailorlm.recipe import Recipe
 from tailorlm.tasks.base import PREDICT_BATCH_SIZE, EncodedSplits, EvalSettings, Task
 from tailorlm.tasks.common import model_token_limit, set_dropout
+from tailorlm.tasks.qa.spec import SPEC
 
 if TYPE_CHECKING:
     from tailorlm.models.saved import LoadedModel
@@ -323,11 +324,7 @@ def window_span_metrics(start_logits: np.ndarray, end_logits: np.ndarray, gold_s
 
 
 class QATask(Task):
-    name = "qa"
-    peft_task_type = "QUESTION_ANS"
-    auto_model_class = AutoModelForQuestionAnswering
-    default_metric = "f1"
-    greater_is_better = True
+    spec = SPEC
     input_fields = ("question", "context")
 
     # ------------------------------------------------------------------ data
