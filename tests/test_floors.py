@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from tailorlm.evaluate.baselines import SpanFeatures, fit_span_head, span_probe
 from tailorlm.evaluate.floors import is_floor, mark_floors
 from tailorlm.evaluate.stats import significance
+from tailorlm.tasks.qa.span_probe import SpanFeatures, fit_span_head, span_probe
 
 QA = Path(__file__).parent / "fixtures" / "run_dir_qa"
 

@@ -19,7 +19,6 @@ from transformers import (
 
 from tailorlm.data import PreparedData, prepare_data
 from tailorlm.errors import DataError
-from tailorlm.evaluate.baselines import label_prompt, linear_probe, zero_shot
 from tailorlm.evaluate.calibration import MIN_ROWS as MIN_CALIBRATION_ROWS
 from tailorlm.evaluate.calibration import fit_temperature, set_temperature, temperature_of
 from tailorlm.evaluate.inference import forward_sorted, logits_of, mean_pooled
@@ -29,6 +28,7 @@ from tailorlm.models.loading import load_pretrained
 from tailorlm.models.registry import ResolvedModel
 from tailorlm.recipe import Recipe
 from tailorlm.tasks.base import PREDICT_BATCH_SIZE, EncodedSplits, EvalSettings, Task
+from tailorlm.tasks.classification.baselines import label_prompt, linear_probe, zero_shot
 from tailorlm.tasks.classification.spec import SPEC
 from tailorlm.tasks.common import model_token_limit, set_dropout
 

@@ -34,13 +34,13 @@ from transformers import (
 
 from tailorlm.data.qa import QAData, load_qa_eval_file, prepare_qa_data
 from tailorlm.errors import DataError, ModelError
-from tailorlm.evaluate.baselines import SPAN_PROBE_MAX_ITER, SpanFeatures, span_probe
 from tailorlm.evaluate.inference import forward_sorted, mean_pooled, model_device, sorted_batches
 from tailorlm.models.loading import load_pretrained
 from tailorlm.models.registry import ResolvedModel
 from tailorlm.recipe import Recipe
 from tailorlm.tasks.base import PREDICT_BATCH_SIZE, EncodedSplits, EvalSettings, Task
 from tailorlm.tasks.common import model_token_limit, set_dropout
+from tailorlm.tasks.qa.span_probe import SPAN_PROBE_MAX_ITER, SpanFeatures, span_probe
 from tailorlm.tasks.qa.spec import SPEC
 
 if TYPE_CHECKING:
