@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tailorlm.data.demo import (
+from tailorlm.demos.classification import (
     DEMO_LABEL_DESCRIPTIONS,
     DEMO_LABELS,
     FAMILIES,

@@ -17,7 +17,7 @@ from tests.helpers import run_cli
 
 @pytest.mark.slow
 def test_shipped_minilm_fine_tunes_on_the_demo_data(tmp_path: Path) -> None:
-    from tailorlm.data.demo import DEMO_LABEL_DESCRIPTIONS, generate_demo_dataset
+    from tailorlm.demos.classification import DEMO_LABEL_DESCRIPTIONS, generate_demo_dataset
 
     paths = generate_demo_dataset(tmp_path / "data", seed=3, n_rows=450)
     recipe = tmp_path / "recipe.yaml"

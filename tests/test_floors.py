@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from tailorlm.evaluate.baselines import SpanFeatures, fit_span_head, span_probe
 from tailorlm.evaluate.floors import is_floor, mark_floors
 from tailorlm.evaluate.stats import significance
+from tailorlm.tasks.qa.span_probe import SpanFeatures, fit_span_head, span_probe
 
 QA = Path(__file__).parent / "fixtures" / "run_dir_qa"
 
@@ -179,7 +179,7 @@ def test_span_probe_learns_start_and_end_from_frozen_features() -> None:
 
 def test_sentence_retrieval_is_a_floor_only_with_unanswerable_questions(tmp_path: Path, tiny_model_dir: Path) -> None:
     """It never answers "no answer": a lower bound on SQuAD v2 data, a real (crude) heuristic on v1 data."""
-    from tailorlm.data.demo_qa import generate_qa_dataset
+    from tailorlm.demos.qa import generate_qa_dataset
     from tailorlm.models.loading import load_tokenizer
     from tailorlm.models.registry import resolve_model
     from tailorlm.recipe import recipe_from_dict

@@ -279,8 +279,9 @@ def test_files_over_data_max_file_bytes_are_refused_in_one_line(tmp_path: Path, 
 def test_translation_inputs_are_cleaned_like_the_runs_sources(monkeypatch: pytest.MonkeyPatch) -> None:
     from types import SimpleNamespace
 
+    import tailorlm.tasks.translation.task as translation
     from tailorlm.models.saved import LoadedModel
-    from tailorlm.tasks import get_task, translation
+    from tailorlm.tasks import get_task
 
     monkeypatch.setattr(translation, "translate", lambda model, tokenizer, sources, *rest: sources)  # echo
     loaded = LoadedModel(model=None, tokenizer=SimpleNamespace(), path=Path("model"),

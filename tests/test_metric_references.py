@@ -113,7 +113,7 @@ TRICKY = [
 
 @pytest.mark.parametrize(("prediction", "gold"), TRICKY)
 def test_squad_pair_scores_equal_the_official_script(prediction: str, gold: str) -> None:
-    from tailorlm.tasks.qa import exact_match, f1_score, normalize_answer
+    from tailorlm.tasks.qa.task import exact_match, f1_score, normalize_answer
 
     assert normalize_answer(prediction) == official_normalize_answer(prediction)
     assert exact_match(prediction, gold) == float(official_v1_exact_match_score(prediction, gold))
@@ -130,7 +130,7 @@ def test_squad_pair_scores_equal_the_official_script(prediction: str, gold: str)
     ("anything", []),
 ])
 def test_squad_best_over_golds_equals_the_official_script(prediction: str, golds: list[str]) -> None:
-    from tailorlm.tasks.qa import best_over_golds
+    from tailorlm.tasks.qa.task import best_over_golds
 
     exact, f1 = best_over_golds(prediction, golds)
     official_exact, official_f1 = official_v2_scores(golds, prediction)
@@ -140,8 +140,8 @@ def test_squad_best_over_golds_equals_the_official_script(prediction: str, golds
 def test_squad_metrics_equal_the_official_script_on_a_demo_split(tmp_path: Path) -> None:
     """Every question of a generated SQuAD v2 split, answered five ways (right, decorated, a sentence, a wrong
     span, no answer): the aggregate EM/F1 equal the official script's (which reports them x100)."""
-    from tailorlm.data.demo_qa import generate_qa_dataset
-    from tailorlm.tasks.qa import split_sentences, squad_metrics
+    from tailorlm.demos.qa import generate_qa_dataset
+    from tailorlm.tasks.qa.task import split_sentences, squad_metrics
 
     doc = json.loads(generate_qa_dataset(tmp_path, seed=3, n_passages=30)["test"].read_text(encoding="utf-8"))
     predictions, golds = [], []

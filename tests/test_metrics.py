@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tailorlm.evaluate.baselines import label_prompt, linear_probe, zero_shot
 from tailorlm.evaluate.metrics import classification_metrics, expected_calibration_error
+from tailorlm.tasks.classification.baselines import label_prompt, linear_probe, zero_shot
 
 
 def test_classification_metrics_match_hand_computation() -> None:

@@ -111,7 +111,7 @@ def cls_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> P
 @pytest.fixture(scope="module")
 def qa_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
     """A LoRA adapter, so predict and the card are checked on an adapter too."""
-    from tailorlm.data.demo_qa import generate_qa_dataset
+    from tailorlm.demos.qa import generate_qa_dataset
 
     work = tmp_path_factory.mktemp("serve-qa")
     paths = generate_qa_dataset(work / "data", seed=1, n_passages=8)
@@ -122,7 +122,7 @@ def qa_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Pa
 
 @pytest.fixture(scope="module")
 def ner_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
-    from tailorlm.data.demo_ner import generate_ner_dataset
+    from tailorlm.demos.token_classification import generate_ner_dataset
 
     work = tmp_path_factory.mktemp("serve-ner")
     files = generate_ner_dataset(work / "data", seed=5, n_sentences=60)
@@ -137,7 +137,7 @@ def mt_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
     from transformers import T5Config, T5ForConditionalGeneration
 
-    from tailorlm.data.demo_mt import demo_pairs, generate_demo_mt
+    from tailorlm.demos.translation import demo_pairs, generate_demo_mt
 
     work = tmp_path_factory.mktemp("serve-mt")
     pairs = demo_pairs(200, seed=7)
@@ -158,7 +158,7 @@ def gen_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from tailorlm.data.demo_gen import generate_generation_demo
+    from tailorlm.demos.generation import generate_generation_demo
 
     work = tmp_path_factory.mktemp("serve-gen")
     paths = generate_generation_demo(work / "data", seed=3, n_train=24, n_validation=6, n_test=6)

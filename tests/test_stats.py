@@ -130,7 +130,7 @@ def test_attention_dropout_and_llrd_keys_reach_config_and_resolved_recipe(tiny_m
     from transformers import AutoConfig
 
     from tailorlm.recipe import dump_recipe, load_recipe
-    from tailorlm.tasks.classification import set_dropout
+    from tailorlm.tasks.common import set_dropout
 
     recipe = load_recipe(None, ["training.attention_dropout=0.3", "training.dropout=0.2",
                                 "training.layer_lr_decay=0.9"])

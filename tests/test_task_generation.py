@@ -16,11 +16,11 @@ import pytest
 import torch
 import yaml
 
-from tailorlm.data.demo_gen import generate_generation_demo
 from tailorlm.data.text_pairs import prepare_generation_data
+from tailorlm.demos.generation import generate_generation_demo
 from tailorlm.errors import DataError, ModelError
 from tailorlm.recipe import DataConfig
-from tailorlm.tasks.generation import (
+from tailorlm.tasks.generation.task import (
     IGNORE,
     CausalLMCollator,
     Example,

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from tailorlm.data.demo_qa import generate_qa_dataset
 from tailorlm.data.qa import load_qa_eval_file, prepare_qa_data, read_qa_file, split_by_context
+from tailorlm.demos.qa import generate_qa_dataset
 from tailorlm.errors import DataError
 from tailorlm.recipe import DataConfig
-from tailorlm.tasks.qa import (
+from tailorlm.tasks.qa.task import (
     Windows,
     best_over_golds,
     encode_windows,

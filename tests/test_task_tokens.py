@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tailorlm.data.demo_ner import generate_ner_dataset, generate_ner_splits
 from tailorlm.data.tokens import load_token_file, prepare_token_data, read_token_file, repair_bio
+from tailorlm.demos.token_classification import generate_ner_dataset, generate_ner_splits
 from tailorlm.errors import DataError
 from tailorlm.recipe import DataConfig
 from tests.helpers import run_cli
@@ -130,7 +130,7 @@ def test_repair_bio() -> None:
 def test_labels_align_to_first_subword(tiny_model_dir: Path) -> None:
     from transformers import AutoTokenizer
 
-    from tailorlm.tasks.token_classification import IGNORE, align_labels
+    from tailorlm.tasks.token_classification.task import IGNORE, align_labels
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     words = ["Glenmor", "in", "Strathglen"]
@@ -143,7 +143,7 @@ def test_labels_align_to_first_subword(tiny_model_dir: Path) -> None:
 
 
 def test_entity_metrics_hand_example() -> None:
-    from tailorlm.tasks.token_classification import entity_metrics
+    from tailorlm.tasks.token_classification.task import entity_metrics
 
     gold = [["B-PLACE", "I-PLACE", "O", "B-DATE"], ["O", "B-TARIFF", "I-TARIFF"]]
     pred = [["B-PLACE", "I-PLACE", "O", "O"], ["O", "B-TARIFF", "O"]]  # 1 right of 3 gold; 1 right of 2 predicted
@@ -160,7 +160,7 @@ def test_entity_metrics_hand_example() -> None:
 def test_majority_tag_baseline() -> None:
     import pandas as pd
 
-    from tailorlm.tasks.token_classification import majority_tag
+    from tailorlm.tasks.token_classification.task import majority_tag
 
     train = pd.DataFrame({"tokens": [["in", "Dunmhor"], ["to", "Dunmhor"], ["in", "May"]],
                           "tags": [["O", "B-PLACE"], ["O", "B-PLACE"], ["O", "B-DATE"]]})

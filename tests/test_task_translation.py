@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from tailorlm.data.demo_mt import PROBLEMS, demo_pairs, generate_demo_mt
 from tailorlm.data.text_pairs_mt import prepare_pairs
+from tailorlm.demos.translation import PROBLEMS, demo_pairs, generate_demo_mt
 from tailorlm.errors import DataError
 from tailorlm.recipe import DataConfig
-from tailorlm.tasks.translation import corpus_scores, lowercases, task_prefix
+from tailorlm.tasks.translation.task import corpus_scores, lowercases, task_prefix
 from tests.helpers import run_cli
 
 SPECIALS = ["<pad>", "</s>", "<unk>"]  # ids 0, 1, 2: pad (also the decoder start), eos, unk

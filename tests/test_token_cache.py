@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from transformers import AutoTokenizer
 
-from tailorlm.data.demo_mt import generate_demo_mt
-from tailorlm.data.demo_qa import generate_qa_dataset
 from tailorlm.data.token_cache import cache_key, encode_with_cache, tokenized_root
+from tailorlm.demos.qa import generate_qa_dataset
+from tailorlm.demos.translation import generate_demo_mt
 from tailorlm.recipe import recipe_from_dict
 from tailorlm.tasks import get_task
 

@@ -98,7 +98,7 @@ def longtail_frames(n_train: int, n_test: int, seed: int) -> tuple[pd.DataFrame,
 
 def demo_frames(n_train: int, n_test: int, seed: int, work: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The classification demo's own train and test files (its test holds phrasings unseen in training)."""
-    from tailorlm.data.demo import generate_demo_dataset
+    from tailorlm.demos.classification import generate_demo_dataset
 
     paths = generate_demo_dataset(work / "demo-src", seed=13)
     train = pd.read_csv(paths["train"]).sample(n=n_train, random_state=seed).reset_index(drop=True)
@@ -162,7 +162,7 @@ def p99_max_length(tokenizer: Any, texts: list[str]) -> int:
     """The ``max_length`` tailorlm picks for these training texts (``max_length: auto``), by its own function."""
     from types import SimpleNamespace
 
-    from tailorlm.tasks.classification import resolve_max_length
+    from tailorlm.tasks.classification.task import resolve_max_length
 
     recipe = SimpleNamespace(training=SimpleNamespace(max_length="auto"))
     return resolve_max_length(recipe, SimpleNamespace(train=pd.DataFrame({"text": texts})), tokenizer)  # type: ignore[arg-type]

@@ -186,7 +186,7 @@ def tailorlm_side(name: str, dataset: str, model: Any, rows: list[dict[str, Any]
     from tailorlm.recipe import recipe_from_dict
     from tailorlm.tasks import get_task
     from tailorlm.tasks.base import EncodedSplits
-    from tailorlm.tasks.generation import pack_examples
+    from tailorlm.tasks.generation.task import pack_examples
     from tailorlm.train.trainer import fit
 
     recipe = recipe_from_dict({

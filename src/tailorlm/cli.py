@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tailorlm.errors import UserError
+from tailorlm.tasks import TASK_SPECS
 
 app = typer.Typer(
     add_completion=False,
@@ -425,49 +426,36 @@ def export(
     out_dir: Annotated[Path, typer.Option("--out", help="folder for the merged model")],
 ) -> None:
     """Merge a LoRA adapter into its base model and save one plain safetensors model."""
-    from tailorlm.models.saved import _model_folder
+    from tailorlm.models.saved import model_folder
     from tailorlm.serve.export import export_merged
 
     _quiet_libraries()
-    folder = _model_folder(model_dir)
+    folder = model_folder(model_dir)
     if not (folder / "adapter_config.json").exists():
         raise UserError(f"{folder}: holds no LoRA adapter (adapter_config.json); only LoRA runs need merging")
     export_merged(folder, out_dir)
     out.print(f"wrote merged model to {out_dir}")
 
 
-# --- demo-data: one generator per task ------------------------------------------------------------------------
-# task -> ("module:function", default output folder); each function takes (out_dir, seed=...) and returns
-# {name: path}. Add a task's demo here; nothing else in demo_data changes.
-DEMO_GENERATORS: dict[str, tuple[str, str]] = {
-    "classification": ("tailorlm.data.demo:generate_demo_dataset", "examples/data/utility"),
-    "token-classification": ("tailorlm.data.demo_ner:generate_ner_dataset", "examples/data/utility-ner"),
-    "qa": ("tailorlm.data.demo_qa:generate_qa_dataset", "examples/data/utility-qa"),
-    "generation": ("tailorlm.data.demo_gen:generate_generation_demo", "examples/data/generation"),
-    "translation": ("tailorlm.data.demo_mt:generate_demo_mt", "examples/data/scots_mt"),
-}
+# --- demo-data: one generator per task, named by its spec (tasks/<name>/spec.py: SPEC.demo) ----------------------
 
 
 @app.command("demo-data")
 def demo_data(
     out_dir: Annotated[Path | None, typer.Option("--out", help="output folder (default: examples/data/<demo>)")] = None,
     seed: Annotated[int, typer.Option(help="generator seed: the same seed gives the same files")] = 13,
-    task: Annotated[str, typer.Option(help=f"which demo: {', '.join(DEMO_GENERATORS)}")] = "classification",
+    task: Annotated[str, typer.Option(help=f"which demo: {', '.join(TASK_SPECS)}")] = "classification",
 ) -> None:
     """Generate the embedded localized demo dataset of a task (deterministic from a seed)."""
-    import importlib
-
-    if task not in DEMO_GENERATORS:
-        raise UserError(f"--task {task}: no demo data for it; choose one of: {', '.join(DEMO_GENERATORS)}")
-    target, default_out = DEMO_GENERATORS[task]
-    module, _, function = target.partition(":")
-    generate = getattr(importlib.import_module(module), function)
-    paths = generate(out_dir or Path(default_out), seed=seed)
+    if task not in TASK_SPECS:
+        raise UserError(f"--task {task}: no demo data for it; choose one of: {', '.join(TASK_SPECS)}")
+    demo = TASK_SPECS[task].demo
+    paths = demo.load()(out_dir or Path(demo.default_out), seed=seed)
     out.print("wrote " + ", ".join(str(p) for p in paths.values()))
 # --- end demo-data ----------------------------------------------------------------------------------------------
 
 
-# --- generation: `tailor generate` (tasks/generation.py)
+# --- generation: `tailor generate` (tasks/generation/task.py)
 @app.command()
 def generate(
     model_dir: Annotated[str, typer.Argument(help="a run directory, a model folder, or an alias (smollm2)")],
@@ -475,7 +463,7 @@ def generate(
     max_new_tokens: Annotated[int | None, typer.Option(help="length limit of the answer, in tokens")] = None,
 ) -> None:
     """Answer a prompt with a causal LM (tuned or not), formatted as in training (chat template or plain)."""
-    from tailorlm.tasks.generation import complete
+    from tailorlm.tasks.generation.task import complete
 
     _quiet_libraries()
     out.print(complete(model_dir, prompt, max_new_tokens), markup=False, highlight=False)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from tailorlm.tasks import TASK_SPECS
+
 #: (metrics key, column heading) of classification's comparison table, in display order.
 METRIC_COLUMNS: list[tuple[str, str]] = [
     ("accuracy", "Accuracy"),
@@ -24,13 +26,7 @@ METRIC_COLUMNS: list[tuple[str, str]] = [
 #: Metrics where a smaller number is the better one (ask ``greater_is_better`` rather than this set).
 LOWER_IS_BETTER = frozenset({"ece", "loss", "perplexity", "ter", "wer", "cer"})
 #: The number a task's headline is about; any other task uses its first flat metric.
-TASK_MAIN_METRIC: dict[str, str] = {
-    "classification": "f1_macro",
-    "generation": "perplexity",
-    "qa": "f1",
-    "translation": "bleu",
-    "token-classification": "f1",
-}
+TASK_MAIN_METRIC: dict[str, str] = {name: spec.main_metric.name for name, spec in TASK_SPECS.items()}
 #: Display names of metrics other tasks report; unknown keys are shown as written, underscores as spaces.
 METRIC_TITLES: dict[str, str] = {
     "perplexity": "Perplexity",

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from tailorlm.errors import RecipeError
+from tailorlm.tasks import TASK_NAMES, get_spec
 
 #: The batch size commands without data assume while ``training.batch_size`` is still ``auto`` (train/auto.py).
 AUTO_BATCH_STAND_IN = 32
@@ -481,7 +482,7 @@ class TrackingConfig(_Section):
 class Recipe(_Section):
     """A whole run: what to learn, from which data, starting from which model, how, and where to write."""
 
-    task: Literal["classification", "generation", "qa", "translation", "token-classification"] = "classification"
+    task: Literal[TASK_NAMES] = "classification"  # type: ignore[valid-type]  # the registry's names (tasks/)
     output_dir: str = "runs/latest"
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
@@ -521,7 +522,7 @@ class Recipe(_Section):
     def _self_train_is_possible(self) -> Recipe:
         if not self.adapt.self_train:
             return self
-        if self.task != "classification":
+        if not get_spec(self.task).has("self_train"):
             raise ValueError(f"adapt.self_train pseudo-labels classes, not task '{self.task}'; set it to false")
         if not (self.adapt.unlabelled or self.adapt.text):
             raise ValueError("adapt.self_train needs unlabelled texts; set adapt.unlabelled (or adapt.text)")
@@ -534,7 +535,7 @@ class Recipe(_Section):
 
     @model_validator(mode="after")
     def _fairness_is_for_classification(self) -> Recipe:
-        if self.task != "classification" and (self.fairness.active or self.fairness.mitigation != "none"):
+        if not get_spec(self.task).has("fairness") and (self.fairness.active or self.fairness.mitigation != "none"):
             raise ValueError(f"the fairness section audits classifiers, not task '{self.task}'; remove it")
         return self
 

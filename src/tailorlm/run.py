@@ -35,7 +35,8 @@ STAGES: list[Stage] = [
     Stage("memory_plan", model.memory_plan),
     Stage("baselines", training.baselines, main_only=True),
     Stage("train", training.train),
-    Stage("calibrate", training.calibrate, main_only=True),
+    Stage("calibrate", training.calibrate, lambda c: c.spec.has("calibration"), "the task calibrates (classification)",
+          main_only=True),
     Stage("evaluate", training.evaluate, main_only=True),
     Stage("self_train", training.self_train, lambda c: c.recipe.adapt.self_train, "adapt.self_train is on",
           writes=("adapt",), main_only=True),
@@ -58,12 +59,11 @@ def run(recipe: Recipe, console: Console | None = None, extra_callbacks: list[An
     ``extra_callbacks`` join the Trainer's (tune's pruning); ``reshape`` replaces the prepared splits (a k-fold
     fold, a data-curve subset). A data-parallel worker runs the same stages, writing nothing of its own.
     """
-    from tailorlm.tasks import get_task
     from tailorlm.tasks.defaults import fill_model_name
     from tailorlm.train.distributed import WorkerRunDir, is_main_process
 
     console = console or Console(stderr=True)
-    fill_model_name(recipe, get_task(recipe.task))
+    fill_model_name(recipe)
     if not is_main_process():  # data parallel: only rank 0 writes the run directory (train/distributed.py)
         worker_dir = WorkerRunDir(recipe.output_dir)
         try:

@@ -1,4 +1,4 @@
-"""Metrics, baselines and batched inference: measuring before and after tuning the same way."""
+"""Metrics and batched inference: measuring before and after tuning the same way (baselines: tasks/<name>/)."""
 
 from tailorlm.evaluate.metrics import classification_metrics, expected_calibration_error, headline
 

@@ -168,8 +168,9 @@ def run_data_curve(original: Recipe, main: Recipe, metrics: dict[str, Any], cons
     from tailorlm.report import render_report
     from tailorlm.run import run as run_pipeline
     from tailorlm.rundir import RunDir
+    from tailorlm.tasks import get_spec
 
-    stratified = main.task == "classification"
+    stratified = get_spec(main.task).has("stratify")  # smaller subsets keep the class mix
     runs: list[tuple[float, Path, dict[str, Any]]] = []
     for fraction in FRACTIONS:
         console.print(f"[bold]data curve: {fraction:.0%} of the training rows[/]")

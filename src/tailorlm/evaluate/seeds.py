@@ -42,11 +42,10 @@ def per_seed_dir(recipe: Recipe, seed: int) -> str:
 
 def run_seeds(recipe: Recipe, console: Console | None = None) -> dict[str, Any]:
     """Run the recipe once per seed and write the top-level summary; returns its metrics.json content."""
-    from tailorlm.tasks import get_task
     from tailorlm.tasks.defaults import fill_model_name
 
     console = console or Console(stderr=True)
-    fill_model_name(recipe, get_task(recipe.task))
+    fill_model_name(recipe)
     with group_run(recipe, console, "seeds") as opened:  # lifecycle.py: status, SIGTERM, one MLflow parent
         return _run_seeds(recipe, console, opened)
 

@@ -124,13 +124,15 @@ def parse_pairs(text: str) -> list[list[str]] | str:
 
 
 def _classifier(model_dir: Path) -> Any:
-    """The saved model, refused in one line unless it is a classifier."""
+    """The saved model, refused in one line unless its task can be audited (a spec with ``fairness``)."""
     from tailorlm.models.registry import read_model_meta
-    from tailorlm.models.saved import _model_folder, load_saved_model
+    from tailorlm.models.saved import load_saved_model, model_folder
+    from tailorlm.tasks import TASK_SPECS
 
-    folder = _model_folder(Path(model_dir))
+    folder = model_folder(Path(model_dir))
     task = read_model_meta(folder).get("task", "classification") if folder.is_dir() else "classification"
-    if task != "classification":
+    spec = TASK_SPECS.get(task)
+    if spec is None or not spec.has("fairness"):
         raise UserError(f"{model_dir}: holds a {task} model; tailor audit audits classification models")
     return load_saved_model(model_dir)
 
@@ -160,13 +162,12 @@ def audit_saved_model(model_dir: Path, data: Path, group_column: str, counterfac
     if len(frame) == 0:
         raise DataError(f"{data}: no usable rows to audit ({len(rejects)} rejected); see --label-column and the labels "
                         f"of the model ({', '.join(loaded.labels)})")
-    task = get_task("classification")
+    task = get_task(loaded.task)  # a task with "fairness" in its spec (checked by _classifier), so "proba" too
     settings = EvalSettings(loaded.max_length)
     evaluation = task.evaluate(loaded.model, loaded.tokenizer, frame, loaded.meta, settings)
 
     def predict_proba(texts: list[str]) -> np.ndarray:
-        return task.predict_proba(  # type: ignore[attr-defined]
-            loaded.model, loaded.tokenizer, texts, settings.max_length, settings.batch_size)
+        return task.predict_proba(loaded.model, loaded.tokenizer, texts, settings.max_length, settings.batch_size)
 
     result = audit(evaluation["predictions"], frame, loaded.labels, cfg, predict_proba)
     reasons = Counter(str(r.get("reason")) for r in rejects)

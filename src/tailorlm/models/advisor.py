@@ -12,10 +12,13 @@ import functools
 import re
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tailorlm.errors import ModelError, UserError
 from tailorlm.models.estimate import HEAD_NAMES, config_shape, lora_trainable, memory_rows, meta_model
+
+if TYPE_CHECKING:
+    from tailorlm.tasks.spec import TaskSpec
 
 #: estimate × 1.15 must fit: the CUDA context, allocator fragmentation and temporaries come on top (estimate.py)
 HEADROOM = 1.15
@@ -116,9 +119,9 @@ def catalogue_config(name: str) -> Any:
 _KIND_BY_PEFT_TASK = {"CAUSAL_LM": "decoder", "SEQ_2_SEQ_LM": "seq2seq"}
 
 
-def task_kind(task: Any) -> str:
-    """encoder, decoder or seq2seq, from the Task object's head type (so a new task needs no edit here)."""
-    return _KIND_BY_PEFT_TASK.get(task.peft_task_type, "encoder")
+def task_kind(spec: TaskSpec) -> str:
+    """encoder, decoder or seq2seq, from the task spec's head type (so a new task needs no edit here)."""
+    return _KIND_BY_PEFT_TASK.get(spec.peft_task_type, "encoder")
 
 
 def config_kind(config: Any) -> str:
@@ -153,7 +156,7 @@ def hub_cached(repo_ids: tuple[str, ...]) -> bool:
     )
 
 
-def shipped_candidates(task: Any) -> list[Candidate]:
+def shipped_candidates(spec: TaskSpec) -> list[Candidate]:
     """Aliases whose model kind matches the task's, and always the task's own default; unavailable ones skipped."""
     from transformers import AutoConfig
 
@@ -165,18 +168,18 @@ def shipped_candidates(task: Any) -> list[Candidate]:
             config = AutoConfig.from_pretrained(resolve_model(alias).source)
         except UserError:  # its package is not installed: not a candidate on this machine
             continue
-        if alias == task.default_model or config_kind(config) == task_kind(task):
-            found.append(Candidate(alias, config, "shipped", "task default" if alias == task.default_model else ""))
+        if alias == spec.default_model or config_kind(config) == task_kind(spec):
+            found.append(Candidate(alias, config, "shipped", "task default" if alias == spec.default_model else ""))
     return found
 
 
-def catalogue_candidates(task: Any) -> list[Candidate]:
+def catalogue_candidates(spec: TaskSpec) -> list[Candidate]:
     """Catalogue models of the task's kind, with whether their files are already in the local cache."""
     return [
         Candidate(name, catalogue_config(name), "cached" if hub_cached((name, *entry.legacy)) else "download",
                   entry.note)
         for name, entry in CATALOGUE.items()
-        if entry.kind == task_kind(task)
+        if entry.kind == task_kind(spec)
     ]
 
 
@@ -307,14 +310,14 @@ def _shape_config(config: Any) -> Any:
     return encoder if hasattr(encoder, "num_hidden_layers") else config
 
 
-def advise_one(candidate: Candidate, task: Any, recipe: Any, *, batch: int, seq: int, precision: str,
+def advise_one(candidate: Candidate, spec: TaskSpec, recipe: Any, *, batch: int, seq: int, precision: str,
                memory: int, peft: str | None, device_flops: float | None) -> Advice:
     """Parameters and memory of one candidate through estimate.py's functions (meta device, no weights)."""
-    from tailorlm.models.estimate import _head_config
+    from tailorlm.models.estimate import head_config
     from tailorlm.models.peft import choose_targets
 
-    config = _head_config(recipe, task, candidate.config)
-    model = meta_model(task.auto_model_class, config)
+    config = head_config(recipe, spec, candidate.config)
+    model = meta_model(spec.auto_class(), config)
     total = sum(p.numel() for p in model.parameters())
     try:
         targets = choose_targets(model, recipe.model.peft)
@@ -323,7 +326,7 @@ def advise_one(candidate: Candidate, task: Any, recipe: Any, *, batch: int, seq:
     lora = lora_trainable(model, targets, recipe.model.peft.r, HEAD_NAMES)
     rows = {row.setting: row for row in memory_rows(
         total, lora, config_shape(_shape_config(config)), batch, seq, recipe.training.gradient_checkpointing,
-        causal_lm=task.peft_task_type == "CAUSAL_LM")}
+        causal_lm=spec.peft_task_type == "CAUSAL_LM")}
     full, low = rows[f"full · {precision}"].total, rows[f"lora · {precision}"].total
     return Advice(
         name=candidate.name, kind=config_kind(candidate.config), offline=candidate.offline, parameters=total,
@@ -392,9 +395,9 @@ def advise(task_name: str, *, memory: str | None = None, device: str = "auto", p
     estimate; CPU training runs in fp32, CUDA training in bf16 autocast.
     """
     from tailorlm.recipe import load_recipe
-    from tailorlm.tasks import get_task
+    from tailorlm.tasks import get_spec
 
-    task = get_task(task_name)
+    spec = get_spec(task_name)
     if peft not in (None, "lora", "none"):
         raise UserError(f"--peft '{peft}': choose lora or none (leave it out to consider both)")
     if batch < 1 or seq < 1:
@@ -407,9 +410,9 @@ def advise(task_name: str, *, memory: str | None = None, device: str = "auto", p
     speed = throughput(device)
     precision = "bf16 autocast" if device == "cuda" else "fp32"
     advice = [
-        advise_one(c, task, recipe, batch=batch, seq=seq, precision=precision, memory=budget, peft=peft,
+        advise_one(c, spec, recipe, batch=batch, seq=seq, precision=precision, memory=budget, peft=peft,
                    device_flops=speed.flops)
-        for c in [*shipped_candidates(task), *catalogue_candidates(task)]
+        for c in [*shipped_candidates(spec), *catalogue_candidates(spec)]
     ]
     ranked = rank(advice)
     best = ranked[0] if ranked and ranked[0].fits else None

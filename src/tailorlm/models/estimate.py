@@ -156,9 +156,10 @@ def _sequence_length(recipe: Any, shape: Shape) -> tuple[int, str]:
     return seq, f"max_length auto: assumed {seq} (the model's limit, capped at 512); set it to estimate exactly"
 
 
-def _head_config(recipe: Any, task: Any, config: Any) -> Any:
-    """A classification head needs its label count; the recipe's labels when given, else 2."""
-    if task.peft_task_type in ("SEQ_CLS", "TOKEN_CLS"):
+def head_config(recipe: Any, spec: Any, config: Any) -> Any:
+    """A head over a closed label set (a task ``spec`` with ``labels``: classification, token tags) needs its
+    label count; the recipe's labels when given, else 2."""
+    if spec.has("labels"):
         config.num_labels = len(recipe.data.labels) if recipe.data.labels else max(2, config.num_labels)
     return config
 
@@ -171,15 +172,14 @@ def estimate_recipe(recipe: Any) -> Estimate:
     from tailorlm.models.loading import load_pretrained
     from tailorlm.models.peft import choose_targets
     from tailorlm.models.registry import resolve_model
-    from tailorlm.tasks import get_task
-    from tailorlm.tasks.defaults import fill_model_name
+    from tailorlm.tasks import get_spec
     from tailorlm.train.auto import nominal
 
-    task = get_task(recipe.task)
-    fill_model_name(recipe, task)
+    spec = get_spec(recipe.task)
+    recipe.model.name = spec.model_name(recipe.model.name)
     resolved = resolve_model(recipe.model.name, allow_pickle=recipe.model.allow_pickle)
-    config = _head_config(recipe, task, load_pretrained(AutoConfig, resolved, recipe.model))
-    model = meta_model(task.auto_model_class, config)
+    config = head_config(recipe, spec, load_pretrained(AutoConfig, resolved, recipe.model))
+    model = meta_model(spec.auto_class(), config)
     total = sum(p.numel() for p in model.parameters())
     try:
         targets = choose_targets(model, recipe.model.peft)
@@ -190,7 +190,7 @@ def estimate_recipe(recipe: Any) -> Estimate:
     seq, note = _sequence_length(recipe, shape)
     checkpointing = recipe.training.gradient_checkpointing
     batch = nominal(recipe).training.batch_size  # batch_size: auto needs the data; the estimate uses its stand-in
-    rows = memory_rows(total, lora, shape, batch, seq, checkpointing, causal_lm=task.peft_task_type == "CAUSAL_LM")
+    rows = memory_rows(total, lora, shape, batch, seq, checkpointing, causal_lm=spec.peft_task_type == "CAUSAL_LM")
     return Estimate(recipe.model.name, getattr(config, "model_type", "?"), total, lora, targets, shape,
                     batch, seq, note, checkpointing, rows)
 

@@ -43,7 +43,7 @@ def _shipped_smollm2() -> Path:
 def _shipped_minilm_seq2seq() -> Path:
     from tailorlm.models.warmstart import shipped_minilm_seq2seq
 
-    return shipped_minilm_seq2seq()
+    return shipped_minilm_seq2seq(lambda: resolve_model("minilm").path)
 
 
 ALIASES = {

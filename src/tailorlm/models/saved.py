@@ -19,7 +19,7 @@ from tailorlm.models.loading import load_pretrained, load_tokenizer
 from tailorlm.models.registry import ResolvedModel, check_local_model, read_model_meta, resolve_model
 from tailorlm.recipe import CleanConfig, ModelConfig
 from tailorlm.safety import check_remote_code
-from tailorlm.tasks import get_task
+from tailorlm.tasks import get_spec
 
 
 @dataclass
@@ -51,7 +51,7 @@ class LoadedModel:
         return int(self.meta.get("max_length") or min(getattr(self.tokenizer, "model_max_length", 512), 512))
 
 
-def _model_folder(path: Path) -> Path:
+def model_folder(path: Path) -> Path:
     """Accept a run directory as well as its model/ folder."""
     if (path / "model").is_dir() and not (path / "config.json").exists():
         return path / "model"
@@ -63,10 +63,10 @@ def load_saved_model(path: str | Path, *, allow_pickle: bool = False) -> LoadedM
     folder = Path(path)
     if not folder.exists():
         raise ModelError(f"{folder}: model folder does not exist; pass a run directory or its model/ folder")
-    folder = _model_folder(folder)
+    folder = model_folder(folder)
     resolved = check_local_model(folder, allow_pickle=allow_pickle, what="MODEL_DIR")
     meta = read_model_meta(folder)
-    auto_class = get_task(meta.get("task", "classification")).auto_model_class
+    auto_class = get_spec(meta.get("task", "classification")).auto_class()
     check_remote_code(folder, str(folder), False, fix="tailorlm saves models without custom code, so this folder "
                       "was changed or comes from elsewhere: remove 'auto_map' from its config files, or re-train")
     cfg = ModelConfig(allow_pickle=allow_pickle)  # never trust_remote_code: nothing in the folder is run

@@ -14,6 +14,7 @@ translation task then scores case-insensitively and says so); for other language
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from tailorlm.models.cache import cache_root, is_cached, save_atomically
@@ -43,11 +44,12 @@ def is_shipped_warm_start(name: str, source: str) -> bool:
     return name == "minilm-seq2seq" or Path(source).name == MINILM_SEQ2SEQ_FOLDER
 
 
-def shipped_minilm_seq2seq() -> Path:
-    """The ``minilm-seq2seq`` alias: built from the shipped MiniLM on first use (about a second), then cached."""
-    from tailorlm.models.registry import resolve_model
+def shipped_minilm_seq2seq(minilm: Callable[[], Path]) -> Path:
+    """The ``minilm-seq2seq`` alias: built from the shipped MiniLM on first use (about a second), then cached.
 
+    ``minilm`` finds the MiniLM folder (models/registry.py resolves the alias); it is called only when the cache
+    is empty, and passed in so that this module does not import the registry that imports it."""
     out = cache_root() / MINILM_SEQ2SEQ_FOLDER
     if is_cached(out):
         return out
-    return build_warm_started(resolve_model("minilm").path, out)
+    return build_warm_started(minilm(), out)

@@ -21,15 +21,9 @@ from tailorlm.report.markdown import md_escape, table
 from tailorlm.report.model import RunReport, load_run
 from tailorlm.report.results import comparison_table, floor_note
 from tailorlm.rundir import atomic_write_text
+from tailorlm.tasks import TASK_SPECS, get_spec, get_task
+from tailorlm.tasks.spec import CUT_NOTE, TaskSpec
 
-#: the Hub's pipeline tag of each task (what its inference widget and search filter use)
-PIPELINE_TAGS: dict[str, str] = {
-    "classification": "text-classification",
-    "token-classification": "token-classification",
-    "qa": "question-answering",
-    "translation": "translation",
-    "generation": "text-generation",
-}
 #: Hub ids of the shipped aliases (they load from a local package, but came from these repositories)
 ALIAS_HUB_IDS: dict[str, str] = {
     "minilm": "sentence-transformers/all-MiniLM-L6-v2",
@@ -99,6 +93,8 @@ class _Card:
         self.meta = meta
         self.recipe = recipe
         self.task = report.task
+        #: the task's facts (tasks/<name>/spec.py): pipeline tag, card texts, capabilities; None for an unknown task
+        self.spec = TASK_SPECS.get(self.task)
         self.is_adapter = (run_dir / "model" / "adapter_config.json").exists()
         self.hub_id = base_model_hub_id(meta)
 
@@ -108,8 +104,8 @@ class _Card:
         if self.hub_id:
             front["base_model"] = self.hub_id
         front["tags"] = ["tailorlm", self.task, *(["lora"] if self.is_adapter else [])]
-        if self.task in PIPELINE_TAGS:
-            front["pipeline_tag"] = PIPELINE_TAGS[self.task]
+        if self.spec is not None:  # the Hub's pipeline tag: what its inference widget and search filter use
+            front["pipeline_tag"] = self.spec.pipeline_tag
         return "---\n" + yaml.safe_dump(front, sort_keys=False, allow_unicode=True) + "---"
 
     def title(self) -> str:
@@ -127,33 +123,13 @@ class _Card:
     # ------------------------------------------------------------------ what and on what
     def what_it_does(self) -> str:
         labels = [str(label) for label in self.meta.get("labels") or self.report.metrics.get("labels") or []]
-        shown = ", ".join(_code(label) for label in labels)
-        what = {
-            "classification": f"Labels a text with one of {len(labels)} classes: {shown}.",
-            "token-classification": f"Tags each word of a sentence (BIO tags) to find entities of the types {shown}.",
-            "qa": "Answers a question with a span copied from the context it is given"
-                  + (", or says there is no answer (trained with unanswerable questions)."
-                     if self.meta.get("version_2") else "."),
-            "translation": self._translation_what(),
-            "generation": "Answers a prompt (an instruction or a question) in the style of its training responses; "
-                          f"prompts use the {self._prompt_format()}.",
-        }.get(self.task, f"A {self.task} model.")
+        what = self.spec.card.describe(self.meta, labels, _code) if self.spec else f"A {self.task} model."
         base = str(self.meta.get("base_model") or self.report.model.get("base") or "")
         lines = [f"- Base model: {self._base_name()}" + (f", loaded from {_code(base)}" if base and
                                                           base != self.hub_id else ""),
                  "- Weights: " + ("a LoRA adapter on the base model (`tailor export` merges it into one model)"
                                   if self.is_adapter else "the full fine-tuned model (safetensors)")]
         return _section("What it does", what, "\n".join(lines))
-
-    def _translation_what(self) -> str:
-        source, target = self.meta.get("source_lang"), self.meta.get("target_lang")
-        if source and target:
-            return f"Translates (or rewrites) text from {_code(source)} to {_code(target)}."
-        return "Rewrites a source text into its target form (translation or text-to-text)."
-
-    def _prompt_format(self) -> str:
-        return "tokenizer's chat template" if self.meta.get("prompt_format") == "chat" else \
-            "plain `### Instruction:` / `### Response:` template"
 
     def data(self) -> str:
         sizes = self.report.data_sizes
@@ -197,15 +173,14 @@ class _Card:
 
     # ------------------------------------------------------------------ use
     def usage(self) -> str:
-        from tailorlm.tasks import get_task
-
         task = get_task(self.task)
+        text = task.spec.card
         run = str(self.run_dir)
-        if self.task == "qa":
-            cli = f'tailor predict {run} --question "..." --context "..."'
+        if len(task.input_fields) > 1:  # one option per field (qa: --question, --context)
+            cli = f"tailor predict {run} " + " ".join(f'--{field} "..."' for field in task.input_fields)
         else:
-            example = "your question here" if self.task == "generation" else EXAMPLE_TEXT
-            cli = f'tailor predict {run} --text "{example}"' + ("   # the prompt" if self.task == "generation" else "")
+            cli = f'tailor predict {run} --text "{text.example}"' + (f"   # {text.example_note}"
+                                                                      if text.example_note else "")
         shell = "\n".join([
             cli,
             f"tailor predict {run} --input inputs.jsonl --output predictions.jsonl   # one object per line",
@@ -222,12 +197,11 @@ class _Card:
         )
 
     def _python(self) -> str:
-        from tailorlm.tasks import get_task
-
-        auto = get_task(self.task).auto_model_class.__name__
+        spec = get_spec(self.task)
+        auto = spec.auto_model_class
         folder = str(self.run_dir / "model")
         names = [*(["AutoConfig"] if self.is_adapter else []), auto, "AutoTokenizer",
-                 *(["pipeline"] if self.task in _PIPELINES else [])]
+                 *(["pipeline"] if spec.card.pipeline_call is not None else [])]
         lines = [*(["from peft import PeftModel"] if self.is_adapter else []),
                  f"from transformers import {', '.join(names)}",
                  "", f'MODEL = "{folder}"  # this folder, or the Hub repository you push it to',
@@ -238,14 +212,14 @@ class _Card:
                       "model = PeftModel.from_pretrained(base, MODEL).merge_and_unload()"]
         else:
             lines.append(f"model = {auto}.from_pretrained(MODEL)")
-        return "\n".join(lines + self._python_call())
+        return "\n".join(lines + self._python_call(spec))
 
-    def _python_call(self) -> list[str]:
-        if self.task in _PIPELINES:
-            kind, call = _PIPELINES[self.task]
-            return [f'predict = pipeline("{kind}", model=model, tokenizer=tokenizer)', f"print(predict({call}))"]
+    def _python_call(self, spec: TaskSpec) -> list[str]:
+        if spec.card.pipeline_call is not None:  # transformers' pipeline of the task's Hub pipeline tag
+            return [f'predict = pipeline("{spec.pipeline_tag}", model=model, tokenizer=tokenizer)',
+                    f"print(predict({spec.card.pipeline_call}))"]
         max_new = int((self.meta.get("generation") or {}).get("max_new_tokens") or 64)
-        if self.task == "translation":
+        if spec.auto_model_class == "AutoModelForSeq2SeqLM":  # an encoder-decoder: the source in, the target out
             prefix = str(self.meta.get("prefix") or "")
             return [f'inputs = tokenizer({json.dumps(prefix + EXAMPLE_TEXT)}, return_tensors="pt")',
                     f"output = model.generate(**inputs, max_new_tokens={max_new})",
@@ -268,22 +242,17 @@ class _Card:
             "with `tailor eval RUN_DIR --data FILE` before relying on it.",
             self._length_note(),
         ]
-        if self.task in ("classification", "token-classification"):
+        if self.spec is not None and self.spec.has("labels"):
             points.append("It can only answer with the labels it was trained on, and its confidence is a model "
                           "score, not a guarantee (see the calibration error in the run report).")
-        if self.task in ("generation", "translation"):
+        if self.spec is not None and self.spec.has("generates"):
             points.append("Generated text can be fluent and wrong; the scores measure closeness to the reference "
                           "texts, not factual accuracy. Review outputs before they reach users.")
         return _section("Limitations", "\n".join(f"- {p}" for p in points))
 
     def _length_note(self) -> str:
         n = count(self.report.model.get("max_length"))
-        if self.task == "qa":
-            return f"Contexts longer than {n} tokens are read in overlapping windows; the best span of all wins."
-        if self.task == "generation":
-            return (f"It was tuned on examples of up to {n} tokens; a prompt longer than the model's context window "
-                    "keeps only its end.")
-        return f"Inputs longer than {n} tokens are cut: the rest is not read."
+        return (self.spec.card.length_note if self.spec else CUT_NOTE).format(n=n)
 
 
 def _code(text: Any) -> str:
@@ -298,14 +267,6 @@ def _plain(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
-
-
-#: tasks with a transformers pipeline: (pipeline name, call arguments)
-_PIPELINES: dict[str, tuple[str, str]] = {
-    "classification": ("text-classification", f'"{EXAMPLE_TEXT}"'),
-    "token-classification": ("token-classification", f'"{EXAMPLE_TEXT}"'),
-    "qa": ("question-answering", 'question="...", context="..."'),
-}
 
 
 def _section(title: str, *parts: str) -> str:

@@ -14,8 +14,8 @@ from typing import Any
 
 from tailorlm.errors import DataError, UserError
 from tailorlm.models.saved import LoadedModel, load_saved_model
-from tailorlm.tasks import Task, get_task
-from tailorlm.tasks.base import InputProblem
+from tailorlm.tasks import get_task
+from tailorlm.tasks.base import InputProblem, Task
 
 
 def checked_inputs(task: Task, inputs: list[Any], source: str = "input") -> list[dict[str, Any]]:
@@ -46,9 +46,10 @@ def predict_inputs(loaded: LoadedModel, inputs: list[Any], source: str = "input"
 def text_inputs(task: Task, texts: list[str]) -> list[dict[str, str]]:
     """``--text`` values as inputs of the task's one text field (``prompt`` for generation)."""
     if len(task.input_fields) != 1:
-        raise UserError(f"--text: a {task.name} model reads {', '.join(task.input_fields)}, not one text",
-                        fix="pass --question \"...\" --context \"...\", or --input FILE with a column per field"
-                        if task.name == "qa" else f"pass --input FILE with columns {', '.join(task.input_fields)}")
+        fields = ", ".join(task.input_fields)
+        fix = ('pass --question "..." --context "...", or --input FILE with a column per field'
+               if "question" in task.input_fields else f"pass --input FILE with columns {fields}")  # the qa options
+        raise UserError(f"--text: a {task.name} model reads {fields}, not one text", fix=fix)
     return [{task.input_fields[0]: text} for text in texts]
 
 

@@ -430,7 +430,7 @@ def model_info(loaded: LoadedModel) -> dict[str, Any]:
         "peft": meta.get("peft"),
         "tailorlm_version": meta.get("tailorlm_version"),
     }
-    if loaded.task in ("classification", "token-classification") and loaded.labels:
+    if task.spec.has("labels") and loaded.labels:
         info["labels"] = loaded.labels
     metrics = _run_metrics(loaded.path)
     if metrics is not None:

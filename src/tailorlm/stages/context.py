@@ -19,6 +19,7 @@ from tailorlm.rundir import RunDir
 
 if TYPE_CHECKING:
     from tailorlm.models.registry import ResolvedModel
+    from tailorlm.tasks import TaskSpec
     from tailorlm.tasks.base import EncodedSplits, EvalSettings, Task
     from tailorlm.train.auto import Choice
     from tailorlm.train.trainer import TrainOutcome
@@ -66,12 +67,20 @@ class RunContext:
     # train, evaluate
     outcome: TrainOutcome | None = None
     settings: EvalSettings | None = None
+    calibration: dict[str, Any] = field(default_factory=dict)  # {"meta": saved with the model, "report": ...}
     fitted: Fitted | None = None
     predictions: list[dict[str, Any]] | None = None
     # the runner's
     metrics: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     plan: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def spec(self) -> TaskSpec:
+        """The task's facts and capabilities (tasks/<name>/spec.py): what stage predicates ask, never its name."""
+        from tailorlm.tasks import get_spec
+
+        return get_spec(self.recipe.task)
 
     def need(self, name: str) -> Any:
         """An earlier stage's result; a stage list in the wrong order fails here, naming what is missing."""

@@ -13,7 +13,8 @@ from tailorlm.recipe import Recipe
 from tailorlm.rundir import RunDir
 from tailorlm.safety import check_output_dir
 from tailorlm.stages.context import RunContext
-from tailorlm.tasks import Task, get_task
+from tailorlm.tasks import get_task
+from tailorlm.tasks.base import Task
 from tailorlm.tasks.defaults import fill_model_name
 
 
@@ -38,7 +39,7 @@ def prepare_data(recipe: Recipe, console: Console, run_dir: RunDir | None = None
         check_output_dir(recipe)
         run_dir = RunDir.create(recipe.output_dir)
     task = get_task(recipe.task)
-    fill_model_name(recipe, task)
+    fill_model_name(recipe)
     resolved = resolve_model(recipe.model.name, allow_pickle=recipe.model.allow_pickle)
     tokenizer = load_tokenizer(resolved, recipe.model)
     data = task.prepare_data(recipe, token_counter(tokenizer))

@@ -53,33 +53,34 @@ def train(ctx: RunContext) -> None:
 
 
 def evaluation_settings(ctx: RunContext) -> Any:
+    """How the test split (and a student's) is scored; decided once, after training."""
     from tailorlm.tasks.base import EvalSettings
 
-    return EvalSettings(max_length=ctx.need("encoded").max_length, batch_size=ctx.recipe.training.eval_batch,
-                        top_errors=ctx.recipe.report.top_errors)
+    if ctx.settings is None:
+        ctx.settings = EvalSettings(max_length=ctx.need("encoded").max_length,
+                                    batch_size=ctx.recipe.training.eval_batch, top_errors=ctx.recipe.report.top_errors)
+    return ctx.settings
 
 
-def calibrate_model(ctx: RunContext, model: Any, meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """What makes the model's scores honest (classification: a softmax temperature); (calibration, meta)."""
-    calibration = ctx.need("task").calibrate(model, ctx.tokenizer, ctx.need("data"), ctx.recipe, ctx.need("settings"))
-    return calibration, meta | calibration.get("meta", {})
+def calibrate_model(ctx: RunContext, model: Any) -> dict[str, Any]:
+    """What makes the model's scores honest (classification: a softmax temperature): ``{"meta", "report"}``."""
+    return ctx.need("task").calibrate(model, ctx.tokenizer, ctx.need("data"), ctx.recipe, evaluation_settings(ctx))
 
 
 def evaluate_model(ctx: RunContext, model: Any, meta: dict[str, Any]) -> dict[str, Any]:
-    return ctx.need("task").evaluate(model, ctx.tokenizer, ctx.need("data").test, meta, ctx.need("settings"))
+    return ctx.need("task").evaluate(model, ctx.tokenizer, ctx.need("data").test, meta, evaluation_settings(ctx))
 
 
 def calibrate(ctx: RunContext) -> None:
-    task, data = ctx.need("task"), ctx.need("data")
-    ctx.settings = evaluation_settings(ctx)
-    meta = task.model_meta(data) | {"task": task.name, "max_length": ctx.need("encoded").max_length}
-    calibration, meta = calibrate_model(ctx, ctx.model, meta)
-    ctx.fitted = Fitted(ctx.model, ctx.need("outcome"), calibration, {}, meta)
+    ctx.calibration = calibrate_model(ctx, ctx.need("model"))
 
 
 def evaluate(ctx: RunContext) -> None:
-    fitted = ctx.need("fitted")
-    fitted.evaluation = evaluate_model(ctx, fitted.model, fitted.meta)
+    """The test split, scored by the model with the metadata it is saved with (labels, temperature, ...)."""
+    task = ctx.need("task")
+    meta = task.model_meta(ctx.need("data")) | {"task": task.name, "max_length": ctx.need("encoded").max_length}
+    meta |= ctx.calibration.get("meta", {})
+    ctx.fitted = Fitted(ctx.model, ctx.need("outcome"), ctx.calibration, evaluate_model(ctx, ctx.model, meta), meta)
 
 
 def train_student(ctx: RunContext, pseudo: Any, teacher: Fitted) -> Fitted:
@@ -90,7 +91,7 @@ def train_student(ctx: RunContext, pseudo: Any, teacher: Fitted) -> Fitted:
 
     import pandas as pd
 
-    task, data, settings = ctx.need("task"), ctx.need("data"), ctx.need("settings")
+    task, data, settings = ctx.need("task"), ctx.need("data"), evaluation_settings(ctx)
     student_data = copy.copy(data)
     marked = pseudo[["text", "label", "source", "row", "pseudo"]]
     student_data.train = pd.concat([data.train.assign(pseudo=False), marked], ignore_index=True)
@@ -105,7 +106,8 @@ def train_student(ctx: RunContext, pseudo: Any, teacher: Fitted) -> Fitted:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         log.unlink(missing_ok=True)
-    calibration, meta = calibrate_model(ctx, model, {k: v for k, v in teacher.meta.items() if k != "temperature"})
+    calibration = calibrate_model(ctx, model) if ctx.spec.has("calibration") else {}
+    meta = {k: v for k, v in teacher.meta.items() if k != "temperature"} | calibration.get("meta", {})
     return Fitted(model, outcome, calibration, evaluate_model(ctx, model, meta), meta)
 
 
@@ -114,7 +116,7 @@ def self_train(ctx: RunContext) -> dict[str, Any]:
     from tailorlm.adapt.self_train import Context
     from tailorlm.adapt.self_train import self_train as pseudo_label_rounds
 
-    rounds = Context(ctx.tokenizer, ctx.need("data"), ctx.need("settings"), ctx.run_dir,
+    rounds = Context(ctx.tokenizer, ctx.need("data"), evaluation_settings(ctx), ctx.run_dir,
                      train_student=lambda pseudo, teacher: train_student(ctx, pseudo, teacher))
     outcome = pseudo_label_rounds(ctx.need("task"), ctx.recipe, ctx.need("fitted"), rounds, ctx.need("unlabelled"),
                                   ctx.console)

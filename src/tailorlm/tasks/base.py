@@ -3,7 +3,9 @@
 A task says how to read and validate its data, how to tokenize it, which model class and collator to use, which
 metrics to compute, what baseline to measure before tuning, and how to evaluate and predict after. The pipeline
 (``tailorlm.run``), the trainer and ``tailor eval`` call these methods; ``tailor predict`` and ``tailor serve`` call
-``normalize_input`` and ``predict``. Adding a task is one new module plus an entry in ``tailorlm.tasks.TASKS``.
+``normalize_input`` and ``predict``. Its facts (name, default model, metrics, head type) come from its
+:class:`~tailorlm.tasks.spec.TaskSpec`, so they are stated once. Adding a task is one package ``tasks/<name>/``
+(``spec.py``, ``task.py``) plus its line in ``tailorlm.tasks.TASK_SPECS``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 from datasets import Dataset
@@ -21,8 +23,11 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from tailorlm.errors import UserError
 from tailorlm.models.registry import ResolvedModel
 from tailorlm.recipe import Recipe
+from tailorlm.tasks.spec import TaskSpec
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from tailorlm.models.saved import LoadedModel
 
 TokenCounter = Callable[[list[str]], list[int]]
@@ -65,17 +70,42 @@ class EvalSettings:
 class Task(ABC):
     """One kind of learning problem (classification, QA, generation, ...)."""
 
-    name: str
-    #: peft's TaskType for LoRA (e.g. "SEQ_CLS"), so the task head stays trainable
-    peft_task_type: str
-    #: the transformers Auto class that reloads a saved model of this task
-    auto_model_class: Any
-    #: the model used when the recipe names none (a shipped alias, so it works offline)
-    default_model: str = "minilm"
-    #: the validation metric that picks the best checkpoint unless the recipe says otherwise
-    default_metric: str = "loss"
-    #: whether a larger value of ``default_metric`` is better
-    greater_is_better: bool = False
+    #: the task's facts, stated once in ``tasks/<name>/spec.py``; the properties below read them
+    spec: ClassVar[TaskSpec]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def peft_task_type(self) -> str:
+        """peft's TaskType for LoRA (e.g. "SEQ_CLS"), so the task head stays trainable."""
+        return self.spec.peft_task_type
+
+    @property
+    def auto_model_class(self) -> Any:
+        """The transformers Auto class that builds and reloads a model of this task."""
+        return self.spec.auto_class()
+
+    @property
+    def default_model(self) -> str | None:
+        """The model used when the recipe names none (a shipped alias, so it works offline)."""
+        return self.spec.default_model
+
+    @property
+    def model_hint(self) -> str | None:
+        return self.spec.model_hint
+
+    @property
+    def default_metric(self) -> str:
+        """The validation metric that picks the best checkpoint unless the recipe says otherwise."""
+        return self.spec.select_metric.name
+
+    @property
+    def greater_is_better(self) -> bool:
+        """Whether a larger value of ``default_metric`` is better."""
+        return self.spec.select_metric.greater_is_better
+
     #: the keys every ``predict`` input must have (``tailor predict``, ``tailor serve``); empty: cannot predict
     input_fields: tuple[str, ...] = ()
     #: other keys accepted in place of a required one, ``{alias: field}`` (e.g. ``{"source": "text"}``)
@@ -153,6 +183,11 @@ class Task(ABC):
         return load_labelled_file(path, cfg, split="eval", require_label=True)
 
     # ------------------------------------------------------------------ predict
+    def predict_proba(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str],
+                      max_length: int, batch_size: int) -> np.ndarray:
+        """Class probabilities per text, one row per text: only tasks whose spec has ``proba`` give them."""
+        raise NotImplementedError(f"task '{self.name}' gives no class probabilities (its spec lacks 'proba')")
+
     def predict(self, loaded: LoadedModel, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """One prediction per input (inputs already passed through ``normalize_input``), in input order."""
         raise self._cannot_predict()

@@ -9,7 +9,7 @@ three times over for the loss and its gradient, often more memory than the whole
   gradients are on, so the fp32 copy and log-softmax of only one chunk exist at a time (recomputed in backward).
 
 Used by ``ResumableTrainer.compute_loss`` (train/resume.py) during training and validation, and by the
-perplexity of tasks/generation.py; models whose forward lacks ``logits_to_keep`` take the ordinary path.
+perplexity of tasks/generation/task.py; models whose forward lacks ``logits_to_keep`` take the ordinary path.
 """
 
 from __future__ import annotations

@@ -278,14 +278,13 @@ def run_with_budget(recipe: Recipe, console: Console | None = None, clock: Clock
     ``started``: when the budget began (the CLI passes the moment the command started, imports included).
     """
     from tailorlm.safety import check_output_dir
-    from tailorlm.tasks import get_task
     from tailorlm.tasks.defaults import fill_model_name
 
     console = console or Console(stderr=True)
     phase = Phase(clock() if started is None else started)
     budget_s = budget_seconds(str(recipe.search.budget))
     check_budget_recipe(recipe)
-    fill_model_name(recipe, get_task(recipe.task))
+    fill_model_name(recipe)
     check_output_dir(recipe)
     start_tracking(recipe)  # tracking.mlflow: a bad tracking.uri fails before the first trial
     defaults = probe_defaults(recipe)

@@ -29,9 +29,8 @@ from tailorlm.errors import DataError, RecipeError
 from tailorlm.lifecycle import group_run
 from tailorlm.recipe import Recipe, recipe_from_dict
 from tailorlm.rundir import RunDir
+from tailorlm.tasks import get_spec
 
-#: tasks whose prepared data is one labelled row per text (what (Stratified)KFold splits)
-KFOLD_TASKS = frozenset({"classification"})
 #: numbers in a metrics dict that are bookkeeping, not scores to average
 NOT_SCORES = frozenset({"epoch", "step", "n", "support"})
 
@@ -41,7 +40,7 @@ FoldHook = Callable[[int, dict[str, Any]], None]
 def check_kfold(recipe: Recipe) -> int:
     """The number of folds, or a one-line error when the task cannot be cross-validated."""
     k = int(recipe.validation.kfold or 0)
-    if k and recipe.task not in KFOLD_TASKS:
+    if k and not get_spec(recipe.task).has("kfold"):  # one labelled row per text (tasks/spec.py)
         raise RecipeError(
             f"validation.kfold: k-fold is supported for classification, not task '{recipe.task}'; "
             "set validation.kfold: 0"
@@ -133,11 +132,10 @@ def run_cv(recipe: Recipe, console: Console, extra_callbacks: list[Any] | None =
 
     ``on_fold(index, summary)`` is called after each fold with the running mean ± std, so a tuner can prune.
     """
-    from tailorlm.tasks import get_task
     from tailorlm.tasks.defaults import fill_model_name
 
     k = check_kfold(recipe)
-    fill_model_name(recipe, get_task(recipe.task))
+    fill_model_name(recipe)
     with group_run(recipe, console, "kfold", folds=k) as opened:  # lifecycle.py: status, SIGTERM, tracking
         return _run_folds(recipe, k, opened.run_dir, console, extra_callbacks, on_fold)
 

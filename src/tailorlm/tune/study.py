@@ -70,13 +70,12 @@ def resolve_metric(recipe: Recipe) -> tuple[str, str]:
 
 def check_recipe(recipe: Recipe) -> None:
     """Problems that would make every trial fail or mean nothing, found before the first trial."""
-    from tailorlm.tasks import get_task
     from tailorlm.tasks.defaults import fill_model_name
     from tailorlm.tune.cv import check_kfold
 
     check_space(recipe)
     check_kfold(recipe)
-    fill_model_name(recipe, get_task(recipe.task))
+    fill_model_name(recipe)
     has_validation = recipe.data.validation or recipe.data.split.validation > 0 or recipe.validation.kfold
     if not has_validation:
         raise RecipeError("search: tuning needs a validation split to score trials; set data.split.validation "

@@ -1,6 +1,6 @@
 """A localized NER demo: messages to Glenmor Water & Power with PLACE, TARIFF, ACCOUNT, DATE and METER tagged (BIO).
 
-Why synthetic, like the classification demo (``tailorlm.data.demo``): offline, redistributable, and localized
+Why synthetic, like the classification demo (``tailorlm.demos.classification``): offline, redistributable, and localized
 (made-up places, tariff names and reference formats) so that a general model has not seen these entities.
 
 Why a word list is not enough but a tuned model can learn it:

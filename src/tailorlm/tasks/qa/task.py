@@ -34,13 +34,14 @@ from transformers import (
 
 from tailorlm.data.qa import QAData, load_qa_eval_file, prepare_qa_data
 from tailorlm.errors import DataError, ModelError
-from tailorlm.evaluate.baselines import SPAN_PROBE_MAX_ITER, SpanFeatures, span_probe
 from tailorlm.evaluate.inference import forward_sorted, mean_pooled, model_device, sorted_batches
 from tailorlm.models.loading import load_pretrained
 from tailorlm.models.registry import ResolvedModel
 from tailorlm.recipe import Recipe
 from tailorlm.tasks.base import PREDICT_BATCH_SIZE, EncodedSplits, EvalSettings, Task
-from tailorlm.tasks.classification import model_token_limit, set_dropout
+from tailorlm.tasks.common import model_token_limit, set_dropout
+from tailorlm.tasks.qa.span_probe import SPAN_PROBE_MAX_ITER, SpanFeatures, span_probe
+from tailorlm.tasks.qa.spec import SPEC
 
 if TYPE_CHECKING:
     from tailorlm.models.saved import LoadedModel
@@ -323,11 +324,7 @@ def window_span_metrics(start_logits: np.ndarray, end_logits: np.ndarray, gold_s
 
 
 class QATask(Task):
-    name = "qa"
-    peft_task_type = "QUESTION_ANS"
-    auto_model_class = AutoModelForQuestionAnswering
-    default_metric = "f1"
-    greater_is_better = True
+    spec = SPEC
     input_fields = ("question", "context")
 
     # ------------------------------------------------------------------ data

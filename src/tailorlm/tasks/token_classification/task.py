@@ -33,7 +33,8 @@ from tailorlm.models.loading import load_pretrained
 from tailorlm.models.registry import ResolvedModel
 from tailorlm.recipe import Recipe
 from tailorlm.tasks.base import PREDICT_BATCH_SIZE, EncodedSplits, EvalSettings, Task
-from tailorlm.tasks.classification import model_token_limit, set_dropout
+from tailorlm.tasks.common import model_token_limit, set_dropout
+from tailorlm.tasks.token_classification.spec import SPEC
 
 if TYPE_CHECKING:
     from tailorlm.models.saved import LoadedModel
@@ -310,11 +311,7 @@ def model_tags(model: PreTrainedModel, meta: dict[str, Any]) -> list[str]:
 
 
 class TokenClassificationTask(Task):
-    name = "token-classification"
-    peft_task_type = "TOKEN_CLS"
-    auto_model_class = AutoModelForTokenClassification
-    default_metric = "f1"
-    greater_is_better = True
+    spec = SPEC
     input_fields = ("text",)
     input_aliases = {"tokens": "text"}  # noqa: RUF012
     list_inputs = frozenset({"tokens"})

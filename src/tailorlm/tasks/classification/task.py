@@ -19,7 +19,6 @@ from transformers import (
 
 from tailorlm.data import PreparedData, prepare_data
 from tailorlm.errors import DataError
-from tailorlm.evaluate.baselines import label_prompt, linear_probe, zero_shot
 from tailorlm.evaluate.calibration import MIN_ROWS as MIN_CALIBRATION_ROWS
 from tailorlm.evaluate.calibration import fit_temperature, set_temperature, temperature_of
 from tailorlm.evaluate.inference import forward_sorted, logits_of, mean_pooled
@@ -29,43 +28,12 @@ from tailorlm.models.loading import load_pretrained
 from tailorlm.models.registry import ResolvedModel
 from tailorlm.recipe import Recipe
 from tailorlm.tasks.base import PREDICT_BATCH_SIZE, EncodedSplits, EvalSettings, Task
+from tailorlm.tasks.classification.baselines import label_prompt, linear_probe, zero_shot
+from tailorlm.tasks.classification.spec import SPEC
+from tailorlm.tasks.common import model_token_limit, set_dropout
 
 if TYPE_CHECKING:
     from tailorlm.models.saved import LoadedModel
-
-# Config attributes that hold dropout probabilities, across encoder families.
-_DROPOUT_KEYS = (
-    "hidden_dropout_prob",
-    "attention_probs_dropout_prob",
-    "dropout",
-    "attention_dropout",
-    "classifier_dropout",
-    "seq_classif_dropout",
-)
-
-
-def set_dropout(config: Any, dropout: float | None, attention_dropout: float | None = None) -> None:
-    """Apply the recipe's dropout to every dropout attribute this config has (hidden and attention), then
-    ``training.attention_dropout`` to the attention-probability ones alone."""
-    if dropout is not None:
-        for key in _DROPOUT_KEYS:
-            if hasattr(config, key):
-                setattr(config, key, dropout)
-    set_attention_dropout(config, attention_dropout)
-
-
-# Config attributes of dropout on attention probabilities: BERT family, DistilBERT/BART/Llama, GPT-2.
-_ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout", "attn_pdrop", "attn_dropout")
-
-
-def set_attention_dropout(config: Any, dropout: float | None) -> None:
-    """Attention dropout regularises which tokens a head may rely on, separately from hidden dropout."""
-    if dropout is None:
-        return
-    for key in _ATTENTION_DROPOUT_KEYS:
-        if hasattr(config, key):
-            setattr(config, key, dropout)
-
 
 def label_ids(frame: pd.DataFrame, labels: list[str]) -> np.ndarray:
     index = {label: i for i, label in enumerate(labels)}
@@ -73,11 +41,7 @@ def label_ids(frame: pd.DataFrame, labels: list[str]) -> np.ndarray:
 
 
 class ClassificationTask(Task):
-    name = "classification"
-    peft_task_type = "SEQ_CLS"
-    auto_model_class = AutoModelForSequenceClassification
-    default_metric = "f1_macro"
-    greater_is_better = True
+    spec = SPEC
     input_fields = ("text",)
 
     # ------------------------------------------------------------------ data
@@ -240,11 +204,6 @@ def resolve_max_length(recipe: Recipe, data: PreparedData, tokenizer: PreTrained
     lengths = [len(ids) for ids in tokenizer(list(data.train["text"]), truncation=False)["input_ids"]]
     p99 = int(np.percentile(lengths, 99)) if lengths else limit
     return max(8, min(limit, -(-p99 // 8) * 8))
-
-
-def model_token_limit(tokenizer: PreTrainedTokenizerBase) -> int:
-    limit = getattr(tokenizer, "model_max_length", 512) or 512
-    return int(min(limit, 8192))
 
 
 def _tokenize(frame: pd.DataFrame, labels: list[str], tokenizer: PreTrainedTokenizerBase, max_length: int) -> Dataset:

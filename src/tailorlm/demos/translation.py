@@ -5,7 +5,7 @@ smart meter) that a general model leaves alone or mangles, while the mapping is 
 seq2seq model learns it in minutes. Sentences are built from aligned slot pairs, so every row has exactly one
 reference and no translation noise.
 
-Run ``python -m tailorlm.data.demo_mt --out examples/data/scots_mt`` to write train/validation/test CSVs.
+Run ``python -m tailorlm.demos.translation --out examples/data/scots_mt`` to write train/validation/test CSVs.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """An offline extractive-QA demo: notices of the fictional Highland utility Glenmor Water & Power, in SQuAD JSON.
 
-Why synthetic, like :mod:`tailorlm.data.demo`: it must run offline, be redistributable, and be *localized* (made-up
-tariffs, depots, the "Glimmer" smart meter, Highland places) so that a general model does not already know it.
+Why synthetic, like :mod:`tailorlm.demos.classification`: it must run offline, be redistributable, and be
+*localized* (made-up tariffs, depots, the "Glimmer" smart meter, Highland places) so that a general model does not
+already know it.
 
 Each passage is a notice built from a template whose slot values are recorded with their character offsets, so
 every answer is an exact span of its passage. Passages hold several numbers, places and times, so finding the

@@ -30,7 +30,8 @@ from tailorlm.models.registry import ResolvedModel, resolve_model
 from tailorlm.models.warmstart import is_shipped_warm_start
 from tailorlm.recipe import DataConfig, Recipe
 from tailorlm.tasks.base import PREDICT_BATCH_SIZE, EncodedSplits, EvalSettings, Task
-from tailorlm.tasks.classification import set_attention_dropout
+from tailorlm.tasks.common import set_attention_dropout
+from tailorlm.tasks.translation.spec import MODEL_HINT, SPEC
 
 if TYPE_CHECKING:
     from tailorlm.models.saved import LoadedModel
@@ -44,10 +45,6 @@ LANGUAGE_NAMES = {
 }
 # Config attributes holding dropout probabilities in seq2seq families (T5: dropout_rate; BART/Marian: the rest).
 _DROPOUT_KEYS = ("dropout_rate", "dropout", "attention_dropout", "activation_dropout")
-MODEL_HINT = (
-    "translation needs a seq2seq model: set model.name to a hub id such as Helsinki-NLP/opus-mt-en-de or a "
-    "local folder"
-)
 
 
 @dataclass
@@ -216,14 +213,7 @@ def teacher_forced_loss(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
 
 
 class TranslationTask(Task):
-    name = "translation"
-    peft_task_type = "SEQ_2_SEQ_LM"
-    auto_model_class = AutoModelForSeq2SeqLM
-    # No pretrained seq2seq ships offline: the default warm-starts one from MiniLM (models/warmstart.py).
-    default_model = "minilm-seq2seq"
-    model_hint = MODEL_HINT
-    default_metric = "loss"
-    greater_is_better = False
+    spec = SPEC
     input_fields = ("text",)
     input_aliases = {"source": "text"}  # noqa: RUF012
 

@@ -50,7 +50,8 @@ from tailorlm.models.loading import load_pretrained
 from tailorlm.models.registry import ResolvedModel
 from tailorlm.recipe import DataConfig, GenerationSettings, Recipe
 from tailorlm.tasks.base import EncodedSplits, EvalSettings, Task
-from tailorlm.tasks.classification import model_token_limit, set_dropout
+from tailorlm.tasks.common import model_token_limit, set_dropout
+from tailorlm.tasks.generation.spec import SPEC
 from tailorlm.train.lm_loss import accepts_logits_to_keep, labelled_token_loss
 
 if TYPE_CHECKING:
@@ -296,12 +297,7 @@ def generate_text(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, id
 
 
 class GenerationTask(Task):
-    name = "generation"
-    peft_task_type = "CAUSAL_LM"
-    auto_model_class = AutoModelForCausalLM
-    default_model = "smollm2"
-    default_metric = "loss"
-    greater_is_better = False
+    spec = SPEC
     input_fields = ("prompt",)
 
     def __init__(self) -> None:
@@ -457,12 +453,12 @@ def load_generator(name: str | Path) -> tuple[PreTrainedModel, PreTrainedTokeniz
     """A causal LM to complete prompts with: a run directory, a model folder, or an alias (e.g. ``smollm2``)."""
     from tailorlm.models.loading import load_tokenizer
     from tailorlm.models.registry import read_model_meta, resolve_model
-    from tailorlm.models.saved import _model_folder, load_saved_model
+    from tailorlm.models.saved import load_saved_model, model_folder
     from tailorlm.recipe import ModelConfig
 
     path = Path(str(name)).expanduser()
     if path.exists():
-        folder = _model_folder(path)
+        folder = model_folder(path)
         meta = read_model_meta(folder)
         if meta.get("task") not in (None, "generation"):
             raise ModelError(f"{folder}: a '{meta['task']}' model, not a generation one; use `tailor predict`")
