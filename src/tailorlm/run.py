@@ -26,6 +26,7 @@ from tailorlm.adapt.self_train import Context as SelfTrainContext
 from tailorlm.adapt.self_train import Fitted, read_unlabelled, self_train
 from tailorlm.data import write_rejects
 from tailorlm.data.clean import CLEAN_META_KEY
+from tailorlm.data.pipeline import PreparedData
 from tailorlm.data.token_cache import encode_with_cache
 from tailorlm.errors import RecipeError
 from tailorlm.evaluate import data_curve
@@ -111,7 +112,8 @@ def fill_model_name(recipe: Recipe, task: Task) -> None:
         recipe.model.name = task.default_model
 
 
-def prepare(recipe: Recipe, console: Console, run_dir: RunDir | None = None) -> tuple[Any, Any, ResolvedModel, Task]:
+def prepare(recipe: Recipe, console: Console, run_dir: RunDir | None = None,
+            ) -> tuple[PreparedData, Any, ResolvedModel, Task]:
     """Resolve the model's tokenizer, then load, clean and split the data; write the data report and rejects."""
     if run_dir is None:  # `tailor prepare`: the same output_dir guards as a run (run() checked already)
         check_output_dir(recipe)

@@ -25,6 +25,7 @@ from rich.console import Console
 from transformers import set_seed
 
 from tailorlm.adapt.corpus import filter_texts, fingerprints, read_domain_file
+from tailorlm.data.pipeline import PreparedData
 from tailorlm.errors import DataError
 from tailorlm.models.registry import ResolvedModel
 from tailorlm.recipe import Recipe
@@ -61,7 +62,7 @@ class Context:
 
     body: ResolvedModel
     tokenizer: Any
-    data: Any
+    data: PreparedData
     settings: EvalSettings
     run_dir: RunDir
 
@@ -74,7 +75,7 @@ class Outcome:
     record: dict[str, Any]
 
 
-def read_unlabelled(recipe: Recipe, data: Any) -> Unlabelled:
+def read_unlabelled(recipe: Recipe, data: PreparedData) -> Unlabelled:
     """Read ``adapt.unlabelled`` (default ``adapt.text``) before any training, so a bad file fails in seconds."""
     cfg = recipe.adapt
     key = "adapt.unlabelled" if cfg.unlabelled else "adapt.text"
