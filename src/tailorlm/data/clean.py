@@ -318,17 +318,3 @@ def drop_duplicates(
         frame, out = _drop_repeats(frame, key, split, "near_duplicate", "near duplicate of")
         rejects += out
     return frame, rejects
-
-
-def drop_leakage(
-    frame: pd.DataFrame, others: list[tuple[str, pd.DataFrame]], split: str
-) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """Rows whose folded text also appears in a held-out split: scoring on them would flatter the model."""
-    seen: dict[str, str] = {}
-    for name, other in others:
-        for fp, row in zip(other["fingerprint"], other["row"], strict=True):
-            seen.setdefault(fp, f"same text as {name} row {int(row)}")
-    if not seen:
-        return frame, []
-    mask = frame["fingerprint"].isin(seen.keys())
-    return split_off(frame, mask, split, "leakage", lambda rows: [seen[fp] for fp in rows["fingerprint"]])

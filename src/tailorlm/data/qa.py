@@ -10,6 +10,8 @@ train and another in test, the model has already read the test passage, and the 
 same reason a train question about a validation or test passage is dropped (``context_leakage``) when the splits
 come from separate files; passages are compared by data/clean.py's near-duplicate fingerprint (digits kept), so a
 copy that differs in case, spacing or punctuation still counts as the same passage.
+
+The steps are the shared pipeline's (data/pipeline.py); :class:`QARows` is what QA adds to it.
 """
 
 from __future__ import annotations

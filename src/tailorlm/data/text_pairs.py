@@ -8,9 +8,10 @@ One file may be any of three shapes, told apart by its columns (first match wins
 * ``text_column``, or any ``.txt`` file (one text per line): continued pre-training on domain text.
 
 The readers of :mod:`tailorlm.data.load` do the parsing (so every format, encoding and malformed-row rule is the
-same as for classification); this module adds what generation needs: message validation, cleaning that keeps
-newlines (answers may be lists or code), duplicates and leakage keyed on the whole example (context, prompt and
-response), and the data report.
+same as for classification), and the steps are the shared pipeline's (data/pipeline.py); this module's row spec,
+:class:`GenerationRows`, adds what generation needs: message validation, cleaning that keeps newlines (answers
+may be lists or code), duplicates and leakage keyed on the whole example (context, prompt and response), and its
+keys of the data report.
 
 Leakage is the whole example, not the prompt: instruction data often shares one prompt ("Summarise the text
 below", "Write a positive review of a kitchen product.") across many rows whose responses differ, and dropping

@@ -1,6 +1,6 @@
-"""Reading source/target text pairs (translation): load, clean, reject, de-duplicate, de-leak and split.
+"""Reading source/target text pairs (translation): the row spec (:class:`PairRows`) of the shared pipeline.
 
-The same order as for labelled texts (``tailorlm.data.prepare``): per-row checks, duplicates inside each file,
+The steps and their order are data/pipeline.py's, as for every task: per-row checks, duplicates inside each file,
 leakage between files, then carving validation/test from train. Files are read by ``tailorlm.data.load`` (every
 format it knows), with the source column in the text slot and the target column in the label slot. Frames use
 ``src_text``/``tgt_text`` for the texts because ``source`` already names the file each row came from.

@@ -12,6 +12,8 @@ Every sentence that cannot be used becomes a reject with its reason (``length_mi
 ``unknown_label``, ...), never a silent drop; a problem with the whole file is one :class:`DataError` line.
 Tags must be BIO (``O``, ``B-TYPE``, ``I-TYPE``); an ``I-`` tag that opens an entity is repaired to ``B-`` (as
 conlleval reads it anyway) and counted in the report's warnings.
+
+The steps are the shared pipeline's (data/pipeline.py); :class:`TokenRows` is what tagged sentences add to it.
 """
 
 from __future__ import annotations
