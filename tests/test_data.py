@@ -530,3 +530,32 @@ def test_fuzzed_texts_keep_the_row_invariant(tmp_path: Path, rows: list[tuple[st
         "duplicate",
         "near_duplicate",
     }
+
+
+# ------------------------------------------------------------------------------------------- the row spec
+
+
+def test_a_task_is_a_row_spec_over_the_one_pipeline(tmp_path: Path) -> None:
+    """A new task's data needs only its row spec: reading, cleaning order, leakage, splitting and the report's
+    common keys come from data/pipeline.py."""
+    from tailorlm.data.pipeline import FilePart, LeakRule, RowSpec
+
+    class Shouting(RowSpec):
+        reasons = ("leakage",)
+        report_keys = ("rows_read", "rows_kept", "removed", "loudest")
+        leak_rules = (LeakRule("leakage", lambda f: f["text"].str.lower(), lambda s, r: f"{s} row {r}"),)
+
+        def read(self, split: str, path: str, cfg: DataConfig) -> FilePart:
+            frame = pd.read_csv(path)
+            frame = frame.assign(raw_text=frame["text"], source=path, row=range(1, len(frame) + 1))
+            return FilePart.of(split, path, frame, [], len(frame))
+
+        def report_extras(self, files, frames, rejects, labels, count_tokens):  # type: ignore[no-untyped-def]
+            return {"loudest": max(frames["train"]["text"], key=str.upper)}
+
+    train = write_csv(tmp_path / "train.csv", [{"text": t, "label": "x"} for t in ("a", "BB", "ccc", "dd")])
+    test = write_csv(tmp_path / "test.csv", [{"text": "CCC", "label": "x"}])
+    data = prepare(DataConfig(train=str(train), test=str(test), split={"validation": 0.0}), Shouting())
+    assert list(data.report) == ["rows_read", "rows_kept", "removed", "loudest"]
+    assert data.report["removed"] == {"leakage": 1} and data.rejects[0]["detail"] == "test row 1"
+    assert list(data.train["text"]) == ["a", "BB", "dd"] and data.labels == [] and data.version_2 is None

@@ -161,7 +161,7 @@ class RowSpec:
         """Duplicates (and label noise) inside one file."""
 
     def reject_rows(self, split: str, rows: pd.DataFrame, reason: str, details: list[str]) -> list[dict[str, Any]]:
-        """The rejects.jsonl records of dropped ``rows`` (default: text as read and label)."""
+        """The rejects.jsonl records of dropped ``rows`` (default: the ``raw_text`` and ``label`` columns)."""
         return frame_rejects(rows, split, reason, details)
 
     def final_labels(self, files: Files) -> list[str]:
