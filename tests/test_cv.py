@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tailorlm.data import prepare_data
+from tailorlm.data import ClassificationRows
+from tailorlm.data.pipeline import prepare
 from tailorlm.recipe import load_recipe
 from tailorlm.tune.cv import assign_folds
 from tests.conftest import sentiment_rows, write_recipe
@@ -56,7 +57,7 @@ def test_five_fold_run_reports_mean_std_and_stratified_disjoint_folds(tmp_path: 
         assert (fold_dir / "model").is_dir()
 
     folds = json.loads((out / "folds.json").read_text())
-    prepared = prepare_data(load_recipe(recipe).data, None)
+    prepared = prepare(load_recipe(recipe).data, ClassificationRows(), None)
     train_rows = {int(r) for r in pd.concat([prepared.train, prepared.validation])["row"]}
     held = [fold["validation_ids"] for fold in folds["folds"]]
     assert sorted(i for ids in held for i in ids) == sorted(train_rows)  # disjoint and covering

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tailorlm.data import PreparedData, load_labelled_file, load_texts, prepare_data, write_rejects
+from tailorlm.data import ClassificationRows, PreparedData, load_labelled_file, load_texts, write_rejects
+from tailorlm.data.pipeline import prepare
 from tailorlm.errors import DataError
 from tailorlm.recipe import CleanConfig, DataConfig
 
@@ -212,7 +213,7 @@ def test_each_reject_reason_names_its_row(tmp_path: Path) -> None:
         split={"validation": 0.0},
         clean=CleanConfig(max_chars=100),
     )
-    data = prepare_data(cfg)
+    data = prepare(cfg, ClassificationRows())
     reasons = by_reason([r for r in data.rejects if r["split"] == "train"])
     assert reasons == {
         "malformed_row": [10],
@@ -273,7 +274,7 @@ def test_unknown_labels_in_test_are_reported(tmp_path: Path) -> None:
         ["surprise label two", "zzz"],
     ]
     test = write_csv(tmp_path / "test.csv", test_rows)
-    data = prepare_data(DataConfig(train=str(train), test=str(test)))
+    data = prepare(DataConfig(train=str(train), test=str(test)), ClassificationRows())
     assert data.report["unknown_labels"] == {"validation": {}, "test": {"zzz": 2}}
     assert [r["row"] for r in data.rejects if r["reason"] == "unknown_label"] == [9, 10]
     assert "zzz" not in set(data.test["label"])
@@ -286,7 +287,7 @@ def test_leakage_between_train_validation_and_test(tmp_path: Path) -> None:
     train = write_csv(tmp_path / "train.csv", [[t, ("a", "b")[i % 2]] for i, t in enumerate(pool[:40])])
     validation = write_csv(tmp_path / "val.csv", [[pool[0], "a"], [pool[50], "a"], [pool[51], "b"]])
     test = write_csv(tmp_path / "test.csv", [[pool[1].upper(), "b"], [pool[50] + "!", "a"], [pool[52], "a"]])
-    data = prepare_data(DataConfig(train=str(train), validation=str(validation), test=str(test)))
+    data = prepare(DataConfig(train=str(train), validation=str(validation), test=str(test)), ClassificationRows())
     leaks = sorted((r["split"], r["row"], r["detail"]) for r in data.rejects if r["reason"] == "leakage")
     assert leaks == [
         ("train", 1, "same text as validation row 1"),
@@ -295,13 +296,14 @@ def test_leakage_between_train_validation_and_test(tmp_path: Path) -> None:
     ]
     assert data.report["removed"]["leakage"] == 3
     assert_invariant(data)
-    kept = prepare_data(
+    kept = prepare(
         DataConfig(
             train=str(train),
             validation=str(validation),
             test=str(test),
             clean=CleanConfig(remove_leakage=False),
-        )
+        ),
+        ClassificationRows(),
     )
     assert kept.report["removed"]["leakage"] == 0
 
@@ -315,17 +317,17 @@ def test_stratified_split_keeps_proportions_and_is_deterministic(tmp_path: Path)
     ]
     path = write_csv(tmp_path / "train.csv", rows)
     cfg = DataConfig(train=str(path), split={"validation": 0.1, "test": 0.2}, seed=7)
-    data = prepare_data(cfg)
+    data = prepare(cfg, ClassificationRows())
     assert (len(data.train), len(data.validation), len(data.test)) == (280, 40, 80)
     for frame in (data.train, data.validation, data.test):
         shares = frame["label"].value_counts(normalize=True)
         assert shares["a"] == pytest.approx(0.5, abs=0.02)
         assert shares["b"] == pytest.approx(0.3, abs=0.02)
         assert shares["c"] == pytest.approx(0.2, abs=0.02)
-    again = prepare_data(cfg)
+    again = prepare(cfg, ClassificationRows())
     for name in ("train", "validation", "test"):
         pd.testing.assert_frame_equal(getattr(data, name), getattr(again, name))
-    other = prepare_data(cfg.model_copy(update={"seed": 8}))
+    other = prepare(cfg.model_copy(update={"seed": 8}), ClassificationRows())
     assert list(other.test["row"]) != list(data.test["row"])
     all_rows = sorted([*data.train["row"], *data.validation["row"], *data.test["row"]])
     assert all_rows == list(range(1, 401))
@@ -342,7 +344,7 @@ def test_tiny_classes_fall_back_to_an_unstratified_split_with_warnings(tmp_path:
     rows = [{"text": t, "label": "big"} for t in texts(60)] + [
         {"text": "the lonely rare row", "label": "rare"}
     ]
-    data = prepare_data(DataConfig(train=str(write_csv(tmp_path / "t.csv", rows)), seed=1))
+    data = prepare(DataConfig(train=str(write_csv(tmp_path / "t.csv", rows)), seed=1), ClassificationRows())
     warnings = " | ".join(data.report["warnings"])
     assert "not stratified" in warnings
     assert (
@@ -354,8 +356,8 @@ def test_tiny_classes_fall_back_to_an_unstratified_split_with_warnings(tmp_path:
 
 def test_zero_share_gives_an_empty_split_and_tokens_are_counted(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "t.csv", labelled(30))
-    data = prepare_data(
-        DataConfig(train=str(path), split={"validation": 0.0, "test": 0.2}),
+    data = prepare(
+        DataConfig(train=str(path), split={"validation": 0.0, "test": 0.2}), ClassificationRows(),
         count_tokens=lambda batch: [len(t) for t in batch],
     )
     assert len(data.validation) == 0 and len(data.test) == 6
@@ -391,14 +393,14 @@ def test_write_rejects(tmp_path: Path) -> None:
 def test_missing_file_and_column(tmp_path: Path) -> None:
     missing = tmp_path / "nope.csv"
     with pytest.raises(DataError) as info:
-        prepare_data(DataConfig(train=str(missing)))
+        prepare(DataConfig(train=str(missing)), ClassificationRows())
     one_line_error(info, str(missing), "file not found (data.train)", "relative to")
     path = write_csv(tmp_path / "t.csv", labelled(4))
     with pytest.raises(DataError) as info:
-        prepare_data(DataConfig(train=str(path), text_column="txt"))
+        prepare(DataConfig(train=str(path), text_column="txt"), ClassificationRows())
     one_line_error(info, str(path), "no column 'txt' (data.text_column)", "columns present: text, label")
     with pytest.raises(DataError) as info:
-        prepare_data(DataConfig(train=str(path), label_column="category"))
+        prepare(DataConfig(train=str(path), label_column="category"), ClassificationRows())
     one_line_error(info, "no column 'category' (data.label_column)")
     with pytest.raises(DataError) as info:
         load_labelled_file(missing, DataConfig(train=str(missing)), split="eval")
@@ -433,32 +435,32 @@ def test_bad_files_give_one_line_errors(
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(DataError) as info:
-        prepare_data(DataConfig(train=str(path)))
+        prepare(DataConfig(train=str(path)), ClassificationRows())
     one_line_error(info, str(path), *expected)
 
 
 def test_no_usable_rows_and_single_class(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "t.csv", [["", "a"], ["  ", "b"], ["x", "a"]])
     with pytest.raises(DataError) as info:
-        prepare_data(DataConfig(train=str(path)))
+        prepare(DataConfig(train=str(path)), ClassificationRows())
     one_line_error(
         info, str(path), "no usable rows after cleaning (3 rejected: 2 empty_text, 1 too_short)", "row 1"
     )
     path = write_csv(tmp_path / "one.csv", [{"text": t, "label": "positive"} for t in texts(10)])
     with pytest.raises(DataError) as info:
-        prepare_data(DataConfig(train=str(path)))
+        prepare(DataConfig(train=str(path)), ClassificationRows())
     one_line_error(info, str(path), "only one label ('positive') in the training data")
     train = write_csv(tmp_path / "train.csv", labelled(20))
     test = write_csv(tmp_path / "test.csv", [["unknown label text", "zzz"]])
     with pytest.raises(DataError) as info:
-        prepare_data(DataConfig(train=str(train), test=str(test)))
+        prepare(DataConfig(train=str(train), test=str(test)), ClassificationRows())
     one_line_error(info, str(test), "no usable rows", "unknown_label")
 
 
 def test_too_few_rows_to_split(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "t.csv", labelled(2))
     with pytest.raises(DataError) as info:
-        prepare_data(DataConfig(train=str(path)))
+        prepare(DataConfig(train=str(path)), ClassificationRows())
     one_line_error(info, str(path), "too few to hold out")
 
 
@@ -528,3 +530,32 @@ def test_fuzzed_texts_keep_the_row_invariant(tmp_path: Path, rows: list[tuple[st
         "duplicate",
         "near_duplicate",
     }
+
+
+# ------------------------------------------------------------------------------------------- the row spec
+
+
+def test_a_task_is_a_row_spec_over_the_one_pipeline(tmp_path: Path) -> None:
+    """A new task's data needs only its row spec: reading, cleaning order, leakage, splitting and the report's
+    common keys come from data/pipeline.py."""
+    from tailorlm.data.pipeline import FilePart, LeakRule, RowSpec
+
+    class Shouting(RowSpec):
+        reasons = ("leakage",)
+        report_keys = ("rows_read", "rows_kept", "removed", "loudest")
+        leak_rules = (LeakRule("leakage", lambda f: f["text"].str.lower(), lambda s, r: f"{s} row {r}"),)
+
+        def read(self, split: str, path: str, cfg: DataConfig) -> FilePart:
+            frame = pd.read_csv(path)
+            frame = frame.assign(raw_text=frame["text"], source=path, row=range(1, len(frame) + 1))
+            return FilePart.of(split, path, frame, [], len(frame))
+
+        def report_extras(self, files, frames, rejects, labels, count_tokens):  # type: ignore[no-untyped-def]
+            return {"loudest": max(frames["train"]["text"], key=str.upper)}
+
+    train = write_csv(tmp_path / "train.csv", [{"text": t, "label": "x"} for t in ("a", "BB", "ccc", "dd")])
+    test = write_csv(tmp_path / "test.csv", [{"text": "CCC", "label": "x"}])
+    data = prepare(DataConfig(train=str(train), test=str(test), split={"validation": 0.0}), Shouting())
+    assert list(data.report) == ["rows_read", "rows_kept", "removed", "loudest"]
+    assert data.report["removed"] == {"leakage": 1} and data.rejects[0]["detail"] == "test row 1"
+    assert list(data.train["text"]) == ["a", "BB", "dd"] and data.labels == [] and data.version_2 is None

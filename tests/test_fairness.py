@@ -225,7 +225,8 @@ def test_group_column_rides_through_cleaning_and_splitting_but_not_into_the_mode
                                                                                    tiny_model_dir: Path) -> None:
     from transformers import AutoTokenizer
 
-    from tailorlm.data import prepare_data
+    from tailorlm.data import ClassificationRows
+    from tailorlm.data.pipeline import prepare
     from tailorlm.recipe import DataConfig, Recipe
     from tailorlm.tasks.classification import ClassificationTask
 
@@ -233,8 +234,8 @@ def test_group_column_rides_through_cleaning_and_splitting_but_not_into_the_mode
     rows.append(dict(rows[0], region="elsewhere"))  # a duplicate: the first copy (and its group) is kept
     path = tmp_path / "data.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
-    data = prepare_data(DataConfig(train=str(path), split={"validation": 0.2, "test": 0.2}),
-                        extra_columns={"region": "fairness.group_column"})
+    data = prepare(DataConfig(train=str(path), split={"validation": 0.2, "test": 0.2}),
+                   ClassificationRows({"region": "fairness.group_column"}))
     original = pd.read_csv(path, keep_default_na=False)
     for frame in (data.train, data.validation, data.test):
         assert "extra:region" in frame.columns

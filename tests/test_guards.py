@@ -121,7 +121,8 @@ def test_self_training_drops_near_duplicates_of_labelled_texts(tmp_path: Path) -
 def test_qa_train_questions_about_a_test_passage_are_dropped_and_counted(tmp_path: Path) -> None:
     import json
 
-    from tailorlm.data.qa import prepare_qa_data
+    from tailorlm.data.pipeline import prepare
+    from tailorlm.data.qa import QARows
     from tailorlm.recipe import DataConfig
 
     passage = "Glenmor restored power in Kinlochbrae by 4pm."
@@ -137,7 +138,7 @@ def test_qa_train_questions_about_a_test_passage_are_dropped_and_counted(tmp_pat
                           ("Who is paid?", other, "every household"),
                           ("By when?", passage.replace("4pm", "6pm"), "6pm")), encoding="utf-8")
     test.write_text(rows(("By when was power restored?", passage, "4pm")), encoding="utf-8")
-    data = prepare_qa_data(DataConfig(train=str(train), test=str(test), split={"validation": 0.0}))
+    data = prepare(DataConfig(train=str(train), test=str(test), split={"validation": 0.0}), QARows())
     assert list(data.train["context"]) == [other, passage.replace("4pm", "6pm")]  # other numbers: not the same
     leaks = [r for r in data.rejects if r["reason"] == "context_leakage"]
     assert [r["row"] for r in leaks] == [1, 2] and all("test row 1" in r["detail"] for r in leaks)

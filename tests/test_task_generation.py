@@ -16,7 +16,8 @@ import pytest
 import torch
 import yaml
 
-from tailorlm.data.text_pairs import prepare_generation_data
+from tailorlm.data.pipeline import prepare
+from tailorlm.data.text_pairs import GenerationRows
 from tailorlm.demos.generation import generate_generation_demo
 from tailorlm.errors import DataError, ModelError
 from tailorlm.recipe import DataConfig
@@ -134,7 +135,7 @@ def pairs(n: int, start: int = 0) -> list[dict[str, str]]:
 def test_three_formats_load(tmp_path: Path) -> None:
     split = {"validation": 0.2, "test": 0.2}
     pair_file = write_jsonl(tmp_path / "pairs.jsonl", pairs(20))
-    data = prepare_generation_data(DataConfig(train=str(pair_file), split=split))
+    data = prepare(DataConfig(train=str(pair_file), split=split), GenerationRows())
     assert len(data.train) + len(data.validation) + len(data.test) == 20
     assert set(data.train["kind"]) == {"pair"} and data.report["formats"]["train"] == "pair"
     assert data.train["response"].str.contains("Glimmer").all()
@@ -142,14 +143,14 @@ def test_three_formats_load(tmp_path: Path) -> None:
     chats = [{"messages": [{"role": "system", "content": "You are Glenmor."},
                            {"role": "user", "content": r["prompt"]},
                            {"role": "assistant", "content": r["response"]}]} for r in pairs(20)]
-    data = prepare_generation_data(DataConfig(train=str(write_jsonl(tmp_path / "chat.jsonl", chats)), split=split))
+    data = prepare(DataConfig(train=str(write_jsonl(tmp_path / "chat.jsonl", chats)), split=split), GenerationRows())
     row = data.train.iloc[0]
     assert row["kind"] == "chat" and row["prompt"].startswith("Is there") and "Glimmer" in row["response"]
     assert [t["role"] for t in json.loads(row["context"])] == ["system", "user"]
 
     text_file = tmp_path / "domain.txt"
     text_file.write_text("\n".join(f"The Glimmer in glen {i} reads {i * 7} units." for i in range(20)) + "\n")
-    data = prepare_generation_data(DataConfig(train=str(text_file), split=split))
+    data = prepare(DataConfig(train=str(text_file), split=split), GenerationRows())
     assert set(data.train["kind"]) == {"text"} and (data.train["prompt"] == "").all()
     assert data.report["rows_read"]["train"] == 20 and data.report["length_unit"] == "words"
 
@@ -161,8 +162,8 @@ def test_rejects_carry_reasons(tmp_path: Path) -> None:
         {"prompt": "a question", "response": ""},
         pairs(1)[0],  # exact duplicate of row 1
     ]
-    data = prepare_generation_data(DataConfig(train=str(write_jsonl(tmp_path / "p.jsonl", rows)),
-                                              split={"validation": 0.1, "test": 0.2}))
+    data = prepare(DataConfig(train=str(write_jsonl(tmp_path / "p.jsonl", rows)),
+                                              split={"validation": 0.1, "test": 0.2}), GenerationRows())
     reasons = {(r["row"], r["reason"]) for r in data.rejects}
     assert reasons == {(13, "empty_target"), (14, "empty_target"), (15, "duplicate")}
     assert all(r["split"] == "train" and r["source"].endswith("p.jsonl") and r["detail"] for r in data.rejects)
@@ -177,8 +178,8 @@ def test_rejects_carry_reasons(tmp_path: Path) -> None:
         {"messages": [{"role": "wizard", "content": "q"}, {"role": "assistant", "content": "a"}]},
         {"messages": good[:1]},  # ends on the user's turn
     ]
-    data = prepare_generation_data(DataConfig(train=str(write_jsonl(tmp_path / "c.jsonl", chats)),
-                                              split={"validation": 0.1, "test": 0.2}))
+    data = prepare(DataConfig(train=str(write_jsonl(tmp_path / "c.jsonl", chats)),
+                                              split={"validation": 0.1, "test": 0.2}), GenerationRows())
     bad = {r["row"]: r["detail"] for r in data.rejects if r["reason"] == "malformed_messages"}
     assert set(bad) == {11, 12, 13, 14}
     assert "unknown role 'wizard'" in bad[13] and "last turn" in bad[14]
@@ -189,14 +190,14 @@ def test_leakage_and_missing_columns(tmp_path: Path) -> None:
     shouted = {key: value.upper() for key, value in pairs(1, start=2)[0].items()}  # train row 3, folded the same
     test = write_jsonl(tmp_path / "test.jsonl", [{"prompt": pairs(1)[0]["prompt"], "response": "another answer"},
                                                   *pairs(3, start=50), shouted])
-    data = prepare_generation_data(DataConfig(train=str(train), test=str(test), split={"validation": 0.2}))
+    data = prepare(DataConfig(train=str(train), test=str(test), split={"validation": 0.2}), GenerationRows())
     leaks = [r for r in data.rejects if r["reason"] == "leakage"]
     # the same example (folded) is leakage; the same prompt with another answer is kept and counted
     assert [(r["split"], r["row"], r["detail"]) for r in leaks] == [("train", 3, "same example as test row 5")]
     assert data.report["prompt_overlap"]["test"] == {"rows": 1, "of": 5}
     odd = write_jsonl(tmp_path / "odd.jsonl", [{"question": "q", "answer": "a"}])
     with pytest.raises(DataError, match=r"odd.jsonl: no generation columns.*question, answer.*data.prompt_column"):
-        prepare_generation_data(DataConfig(train=str(odd)))
+        prepare(DataConfig(train=str(odd)), GenerationRows())
 
 
 def test_templated_prompts_are_kept_and_their_overlap_reported(tmp_path: Path) -> None:
@@ -208,7 +209,7 @@ def test_templated_prompts_are_kept_and_their_overlap_reported(tmp_path: Path) -
     test_rows.append(dict(rows[5]))  # the same example as train row 6: that is leakage
     train = write_jsonl(tmp_path / "train.jsonl", rows)
     test = write_jsonl(tmp_path / "test.jsonl", test_rows)
-    data = prepare_generation_data(DataConfig(train=str(train), test=str(test), split={"validation": 0.1}))
+    data = prepare(DataConfig(train=str(train), test=str(test), split={"validation": 0.1}), GenerationRows())
     leaks = [(r["split"], r["row"]) for r in data.rejects if r["reason"] == "leakage"]
     assert leaks == [("train", 6)]
     assert len(data.train) + len(data.validation) == 39 and len(data.test) == 10

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from tailorlm.data.qa import load_qa_eval_file, prepare_qa_data, read_qa_file, split_by_context
+from tailorlm.data.pipeline import prepare
+from tailorlm.data.qa import QARows, load_qa_eval_file, read_qa_file, split_by_context
 from tailorlm.demos.qa import generate_qa_dataset
 from tailorlm.errors import DataError
 from tailorlm.recipe import DataConfig
@@ -117,7 +118,7 @@ def test_missing_column_is_one_line_naming_the_key(tmp_path: Path) -> None:
 
 def test_split_carved_from_train_keeps_passages_apart(tmp_path: Path) -> None:
     paths = generate_qa_dataset(tmp_path, seed=3, n_passages=30)
-    data = prepare_qa_data(DataConfig(train=str(paths["train"]), split={"validation": 0.15, "test": 0.2}))
+    data = prepare(DataConfig(train=str(paths["train"]), split={"validation": 0.15, "test": 0.2}), QARows())
     contexts = [set(data.train["context"]), set(data.validation["context"]), set(data.test["context"])]
     assert all(contexts) and not (contexts[0] & contexts[1]) and not (contexts[0] & contexts[2])
     assert data.report["split_by"] == "context" and data.report["split_from_train"]["test"]

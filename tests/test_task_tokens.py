@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tailorlm.data.tokens import load_token_file, prepare_token_data, read_token_file, repair_bio
+from tailorlm.data.pipeline import prepare
+from tailorlm.data.tokens import TokenRows, load_token_file, read_token_file, repair_bio
 from tailorlm.demos.token_classification import generate_ner_dataset, generate_ner_splits
 from tailorlm.errors import DataError
 from tailorlm.recipe import DataConfig
@@ -88,7 +89,7 @@ def test_rejects_name_row_and_reason(tmp_path: Path) -> None:
         {"tokens": ["on", "Nightglow"], "tags": ["O", "B-TARIFF"]},            # 2 unknown_label (no TARIFF in train)
     ])
     cfg = DataConfig(train=str(train), test=str(test), split={"validation": 0.0, "test": 0.0})
-    data = prepare_token_data(cfg)
+    data = prepare(cfg, TokenRows())
     found = {(r["split"], r["row"]): r["reason"] for r in data.rejects}
     assert found == {
         ("train", 2): "length_mismatch", ("train", 3): "empty_text", ("train", 4): "not_a_list",
@@ -111,7 +112,7 @@ def test_given_labels_override_and_eval_file_checks_tags(tmp_path: Path) -> None
     dates = [{"tokens": ["on", f"day{i}"], "tags": ["O", "B-DATE"]} for i in range(9)]
     train = _jsonl(tmp_path / "train.jsonl", places + dates)
     cfg = DataConfig(train=str(train), labels=["PLACE"], split={"validation": 0.0, "test": 0.2})
-    data = prepare_token_data(cfg)
+    data = prepare(cfg, TokenRows())
     assert data.labels == ["B-PLACE", "I-PLACE", "O"]  # entity types expand to B-/I-, O is added
     assert {r["reason"] for r in data.rejects} == {"unknown_label"}
     frame, rejects = load_token_file(train, data.labels)

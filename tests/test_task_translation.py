@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from tailorlm.data.text_pairs_mt import prepare_pairs
+from tailorlm.data.pipeline import prepare
+from tailorlm.data.text_pairs_mt import PairRows
 from tailorlm.demos.translation import PROBLEMS, demo_pairs, generate_demo_mt
 from tailorlm.errors import DataError
 from tailorlm.recipe import DataConfig
@@ -143,7 +144,7 @@ def test_pairs_rejects_carry_their_reason_and_counts_add_up(tmp_path: Path) -> N
     train = _write(tmp_path / "train.csv", good + bad)
     test = _write(tmp_path / "test.csv", [{"source": "we've nae power 5", "target": "we have no power 5"},
                                           {"source": "naebody came oot", "target": "nobody came out"}])
-    data = prepare_pairs(DataConfig(train=str(train), test=str(test), split={"validation": 0.1, "test": 0.0}))
+    data = prepare(DataConfig(train=str(train), test=str(test), split={"validation": 0.1, "test": 0.0}), PairRows())
     reasons = sorted(r["reason"] for r in data.rejects)
     assert reasons == ["duplicate", "empty_target", "empty_text", "leakage", "near_duplicate"]
     empty_target = next(r for r in data.rejects if r["reason"] == "empty_target")
@@ -167,7 +168,7 @@ def test_repeated_sources_are_kept_and_their_overlap_reported(tmp_path: Path) ->
                                             for i in range(20)] + [{"source": "aye", "target": "yes"}])
     test = _write(tmp_path / "test.csv", [{"source": "thank ye kindly", "target": "many thanks"},
                                           {"source": "aye", "target": "yes"}, {"source": "naw", "target": "no"}])
-    data = prepare_pairs(DataConfig(train=str(train), test=str(test), split={"validation": 0.0}))
+    data = prepare(DataConfig(train=str(train), test=str(test), split={"validation": 0.0}), PairRows())
     leaks = [(r["row"], r["detail"]) for r in data.rejects if r["reason"] == "leakage"]
     assert leaks == [(21, "same pair as test row 2")]
     assert len(data.train) == 20 and data.report["source_overlap"]["test"] == {"rows": 1, "of": 3}
@@ -176,14 +177,14 @@ def test_repeated_sources_are_kept_and_their_overlap_reported(tmp_path: Path) ->
 def test_missing_column_names_the_translation_key(tmp_path: Path) -> None:
     train = _write(tmp_path / "train.csv", [{"src": "aye", "target": "yes"}])
     with pytest.raises(DataError, match=r"no column 'source' \(data\.source_column\).*did you mean 'src'"):
-        prepare_pairs(DataConfig(train=str(train)))
+        prepare(DataConfig(train=str(train)), PairRows())
 
 
 def test_jsonl_pairs_with_custom_columns(tmp_path: Path) -> None:
     rows = [{"sco": f"the lights are oot {i}", "en": f"the lights are out {i}"} for i in range(20)]
     path = tmp_path / "pairs.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows) + "{broken\n", encoding="utf-8")
-    data = prepare_pairs(DataConfig(train=str(path), source_column="sco", target_column="en"))
+    data = prepare(DataConfig(train=str(path), source_column="sco", target_column="en"), PairRows())
     assert len(data.train) + len(data.validation) + len(data.test) == 20
     assert [r["reason"] for r in data.rejects] == ["malformed_json"]
     assert data.test["tgt_text"].str.startswith("the lights are out").all()
@@ -192,7 +193,7 @@ def test_jsonl_pairs_with_custom_columns(tmp_path: Path) -> None:
 def test_a_file_with_only_empty_targets_is_one_clear_error(tmp_path: Path) -> None:
     train = _write(tmp_path / "train.csv", [{"source": f"aye {i}", "target": ""} for i in range(5)])
     with pytest.raises(DataError, match=r"no usable pairs after cleaning \(5 rejected: 5 empty_target\)"):
-        prepare_pairs(DataConfig(train=str(train)))
+        prepare(DataConfig(train=str(train)), PairRows())
 
 
 # ------------------------------------------------------------------------------------------ metrics

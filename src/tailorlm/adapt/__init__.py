@@ -12,6 +12,7 @@ from typing import Any
 
 from rich.console import Console
 
+from tailorlm.data.pipeline import PreparedData
 from tailorlm.models.registry import ResolvedModel, check_local_model
 from tailorlm.recipe import Recipe
 from tailorlm.rundir import RunDir
@@ -19,7 +20,7 @@ from tailorlm.rundir import RunDir
 __all__ = ["adapt_model"]
 
 
-def adapt_model(recipe: Recipe, resolved: ResolvedModel, tokenizer: Any, data: Any, run_dir: RunDir,
+def adapt_model(recipe: Recipe, resolved: ResolvedModel, tokenizer: Any, data: PreparedData, run_dir: RunDir,
                 console: Console) -> tuple[ResolvedModel, dict[str, Any]]:
     """The model to fine-tune (``resolved``, or its domain-adapted copy) and metrics.json's ``adapt`` entry.
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from tailorlm.data.clean import clean_text, fingerprint
 from tailorlm.data.load import read_records
+from tailorlm.data.pipeline import PreparedData
 from tailorlm.errors import DataError
 from tailorlm.recipe import AdaptConfig, CleanConfig, Recipe
 
@@ -107,7 +108,7 @@ def filter_texts(texts: list[str], clean: CleanConfig, held_out: set[str]) -> tu
     return kept, counts
 
 
-def build_corpus(recipe: Recipe, data: Any) -> Corpus:
+def build_corpus(recipe: Recipe, data: PreparedData) -> Corpus:
     """The leak-free domain corpus, shuffled with ``data.seed`` and split into pretraining and holdout texts."""
     cfg = recipe.adapt
     from_file = read_domain_file(cfg) if cfg.text else []

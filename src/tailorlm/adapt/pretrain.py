@@ -32,6 +32,7 @@ from transformers import (
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from tailorlm.adapt.corpus import Corpus, build_corpus
+from tailorlm.data.pipeline import PreparedData
 from tailorlm.errors import ModelError
 from tailorlm.models.loading import load_pretrained
 from tailorlm.models.registry import ResolvedModel, check_local_model
@@ -202,8 +203,8 @@ def _pretrain(recipe: Recipe, resolved: ResolvedModel, tokenizer: PreTrainedToke
     return model, stats
 
 
-def continue_pretraining(recipe: Recipe, resolved: ResolvedModel, tokenizer: PreTrainedTokenizerBase, data: Any,
-                         run_dir: RunDir, console: Console) -> ResolvedModel:
+def continue_pretraining(recipe: Recipe, resolved: ResolvedModel, tokenizer: PreTrainedTokenizerBase,
+                         data: PreparedData, run_dir: RunDir, console: Console) -> ResolvedModel:
     """Pretrain ``resolved`` further on the domain corpus; save to ``run_dir/adapted/`` and return it as a model.
 
     The returned model is what the task's ``build_model`` loads its body from (its head stays new); the baselines

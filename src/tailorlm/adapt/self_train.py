@@ -60,7 +60,7 @@ class Context:
     """What the rounds work with: the teacher's tokenizer, data and evaluation settings, and the run's trainer."""
 
     tokenizer: Any
-    data: Any
+    data: PreparedData
     settings: EvalSettings
     run_dir: RunDir
     train_student: TrainStudent

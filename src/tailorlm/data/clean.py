@@ -175,13 +175,17 @@ def split_off(
         return frame, []
     dropped = frame[mask]
     details = [detail] * len(dropped) if isinstance(detail, str) else list(detail(dropped))
-    rejects = [
+    return frame[~mask], frame_rejects(dropped, split, reason, details)
+
+
+def frame_rejects(rows: pd.DataFrame, split: str, reason: str, details: list[str]) -> list[dict[str, Any]]:
+    """One reject per row of a working frame (text as read, label), each with its own detail."""
+    return [
         reject(split, source, row, reason, text_detail, raw, label)
         for source, row, raw, label, text_detail in zip(
-            dropped["source"], dropped["row"], dropped["raw_text"], dropped["label"], details, strict=True
+            rows["source"], rows["row"], rows["raw_text"], rows["label"], details, strict=True
         )
     ]
-    return frame[~mask], rejects
 
 
 def _label_list(labels: Iterable[str], limit: int = 8) -> str:
@@ -314,17 +318,3 @@ def drop_duplicates(
         frame, out = _drop_repeats(frame, key, split, "near_duplicate", "near duplicate of")
         rejects += out
     return frame, rejects
-
-
-def drop_leakage(
-    frame: pd.DataFrame, others: list[tuple[str, pd.DataFrame]], split: str
-) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """Rows whose folded text also appears in a held-out split: scoring on them would flatter the model."""
-    seen: dict[str, str] = {}
-    for name, other in others:
-        for fp, row in zip(other["fingerprint"], other["row"], strict=True):
-            seen.setdefault(fp, f"same text as {name} row {int(row)}")
-    if not seen:
-        return frame, []
-    mask = frame["fingerprint"].isin(seen.keys())
-    return split_off(frame, mask, split, "leakage", lambda rows: [seen[fp] for fp in rows["fingerprint"]])

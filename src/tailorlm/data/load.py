@@ -468,35 +468,54 @@ def read_jsonl(
     extras: Extras | None = None,
 ) -> RawTable:
     """JSON Lines: one object per line; any other line is ``malformed_json`` (row = line number)."""
-    objects, rejects = _jsonl_objects(text, path, max_rows)
+    objects, rejects = jsonl_objects(text, path, max_rows)
     return _from_objects(objects, rejects, path, text_column, label_column, require_label, keys, extras)
 
 
-def _jsonl_objects(
+@dataclass(frozen=True)
+class JsonLine:
+    """One non-blank line of a JSON Lines file: its 1-based number, its text, and its value or why it has none."""
+
+    number: int
+    text: str
+    value: Any = None
+    error: str | None = None  # "line N: invalid JSON (...)" when the line does not parse
+
+
+def jsonl_lines(text: str, max_rows: int | None = None) -> list[JsonLine]:
+    """Every non-blank line of a JSON Lines file (the first ``max_rows`` only), parsed or with its parse error.
+
+    The one JSON Lines parser: classification, QA and token files differ only in what they make of each value.
+    """
+    lines: list[JsonLine] = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        if max_rows is not None and len(lines) >= max_rows:
+            break
+        try:
+            lines.append(JsonLine(number, line, json.loads(line)))
+        except (ValueError, RecursionError) as exc:
+            lines.append(JsonLine(number, line, error=f"line {number}: invalid JSON ({one_line(exc)})"))
+    return lines
+
+
+def jsonl_objects(
     text: str, path: Path, max_rows: int | None
 ) -> tuple[list[tuple[int, dict[str, Any]]], list[dict[str, Any]]]:
     """(line number, object) of each JSON Lines record, and a ``malformed_json`` reject for any other line."""
     objects: list[tuple[int, dict[str, Any]]] = []
     rejects: list[dict[str, Any]] = []
-    records = 0
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        records += 1
-        if max_rows is not None and records > max_rows:
-            break
-        try:
-            value = json.loads(line)
-        except (ValueError, RecursionError) as exc:
-            rejects.append(
-                _malformed(number, "malformed_json", f"line {number}: invalid JSON ({one_line(exc)})", line)
-            )
-            continue
-        if not isinstance(value, dict):
-            rejects.append(_malformed(number, "malformed_json", f"line {number}: {_not_object(value)}", line))
-            continue
-        objects.append((number, value))
-    if records == 0:
+    lines = jsonl_lines(text, max_rows)
+    for line in lines:
+        if line.error is not None:
+            rejects.append(_malformed(line.number, "malformed_json", line.error, line.text))
+        elif not isinstance(line.value, dict):
+            detail = f"line {line.number}: {_not_object(line.value)}"
+            rejects.append(_malformed(line.number, "malformed_json", detail, line.text))
+        else:
+            objects.append((line.number, line.value))
+    if not lines:
         raise DataError(f"{path}: file is empty; it needs one JSON object per line")
     return objects, rejects
 
@@ -708,7 +727,7 @@ def read_records(path: str | Path, *, txt_field: str | None = "text", split: str
     if kind in ("csv", "tsv"):
         return _delimited_records(text, file, "," if kind == "csv" else "\t")
     if kind == "jsonl":
-        return _jsonl_objects(text, file, max_rows)
+        return jsonl_objects(text, file, max_rows)
     if kind == "json":
         return _json_objects(text, file, keys, max_rows)
     raw = read_txt(text, file, max_rows).frame

@@ -10,6 +10,8 @@ train and another in test, the model has already read the test passage, and the 
 same reason a train question about a validation or test passage is dropped (``context_leakage``) when the splits
 come from separate files; passages are compared by data/clean.py's near-duplicate fingerprint (digits kept), so a
 copy that differs in case, spacing or punctuation still counts as the same passage.
+
+The steps are the shared pipeline's (data/pipeline.py); :class:`QARows` is what QA adds to it.
 """
 
 from __future__ import annotations
@@ -19,22 +21,20 @@ import io
 import json
 import math
 import random
-from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 
 from tailorlm.data.clean import fingerprint
-from tailorlm.data.load import clip, decode, detect_format, keys_for, one_line, read_bytes
-from tailorlm.data.report import length_stats
+from tailorlm.data.load import clip, decode, detect_format, jsonl_lines, keys_for, one_line, read_bytes
+from tailorlm.data.pipeline import SPLITS, FilePart, Files, LeakRule, RowSpec, TokenCounter, records_frame
 from tailorlm.errors import DataError
 from tailorlm.recipe import DataConfig
 
 QA_COLUMNS = ["id", "question", "context", "answer_texts", "answer_starts", "is_impossible", "source", "row"]
-SPLITS = ("train", "validation", "test")
 QA_REASONS = (
     "malformed_row",
     "missing_question",
@@ -47,26 +47,11 @@ QA_REASONS = (
     "leakage",
     "context_leakage",
 )
-STAGES = ("read", "validated", "deduplicated", "leakage removed", "final")
-
-
-@dataclass
-class QAData:
-    """What the QA task trains on: three splits, every dropped row, the quality report, and QA settings.
-
-    ``labels`` is empty (QA has none) but present so code written for classification data still works.
-    ``settings`` holds what evaluation and reloading need (doc_stride, n_best, ...); ``validation_windows``
-    is filled by the task's ``encode``.
-    """
-
-    train: pd.DataFrame
-    validation: pd.DataFrame
-    test: pd.DataFrame
-    rejects: list[dict[str, Any]]
-    report: dict[str, Any]
-    version_2: bool
-    labels: list[str] = field(default_factory=list)
-    settings: dict[str, Any] = field(default_factory=dict)
+STAGE_NAMES = ("read", "validated", "deduplicated", "leakage removed", "final")
+#: the data report's keys, in order
+REPORT_KEYS = ("task", "sources", "split_from_train", "split_by", "rows_read", "rows_kept", "rows_rejected",
+               "removed", "stages", "contexts", "unanswerable", "labels", "label_distribution", "length_unit",
+               "length", "warnings")
 
 
 @dataclass
@@ -142,15 +127,6 @@ def _flat_records(objects: Iterable[tuple[int, dict[str, Any]]], cfg: DataConfig
                "is_impossible": obj.get("is_impossible")}
 
 
-def _jsonl_objects(text: str) -> Iterable[tuple[int, Any]]:
-    for number, line in enumerate(text.split("\n"), start=1):
-        if line.strip():
-            try:
-                yield number, json.loads(line)
-            except (ValueError, RecursionError) as exc:
-                yield number, f"line {number}: invalid JSON ({one_line(exc)})"
-
-
 def _csv_objects(text: str, path: Path, delimiter: str) -> Iterable[tuple[int, Any]]:
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
@@ -198,7 +174,7 @@ def _parse(path: Path, cfg: DataConfig, split: str) -> tuple[list[dict[str, Any]
             raise DataError(f'{path}: expected SQuAD JSON ({{"data": [{{"paragraphs": ...}}]}}) or an array of rows')
         objects: Iterable[tuple[int, Any]] = enumerate(value, start=1)
     elif kind == "jsonl":
-        objects = _jsonl_objects(text)
+        objects = ((line.number, line.value if line.error is None else line.error) for line in jsonl_lines(text))
     else:
         objects = _csv_objects(text, path, "," if kind == "csv" else "\t")
     records, good = [], []
@@ -296,7 +272,7 @@ def _row(rec: dict[str, Any], question: str, context: str, texts: list[str], sta
 
 
 def _frame(rows: list[dict[str, Any]], source: str) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=[c for c in QA_COLUMNS if c != "source"])
+    frame = records_frame(rows, [c for c in QA_COLUMNS if c != "source"])
     frame["source"] = source
     return frame[QA_COLUMNS].reset_index(drop=True)
 
@@ -334,29 +310,6 @@ def drop_duplicate_questions(frame: pd.DataFrame, split: str) -> tuple[pd.DataFr
                          for r in frame[dup].to_dict("records")]
 
 
-def drop_leaked(frame: pd.DataFrame, others: dict[str, pd.DataFrame], split: str) -> tuple[pd.DataFrame, list]:
-    """Train rows that let the model read a held-out passage leave train: the same question and context
-    (``leakage``), then any other question about a passage whose fingerprint is in validation or test
-    (``context_leakage``)."""
-    seen: dict[str, str] = {}
-    for name, other in others.items():
-        seen.update(dict.fromkeys(_key(other), name))
-    keys = _key(frame)
-    leaked = keys.isin(seen)
-    rejects = [_frame_reject(r, split, "leakage", f"same question and context in {seen[k]}")
-               for r, k in zip(frame[leaked].to_dict("records"), keys[leaked], strict=True)]
-    frame = frame[~leaked]
-    passages: dict[str, str] = {}
-    for name, other in others.items():
-        for fp, row in zip(_context_fingerprints(other), other["row"], strict=True):
-            passages.setdefault(fp, f"{name} row {int(row)}")
-    prints = _context_fingerprints(frame)
-    shared = prints.isin(passages)
-    rejects += [_frame_reject(r, split, "context_leakage", f"its context is the passage of {passages[fp]}")
-                for r, fp in zip(frame[shared].to_dict("records"), prints[shared], strict=True)]
-    return frame[~shared], rejects
-
-
 def _context_fingerprints(frame: pd.DataFrame) -> pd.Series:
     """Each row's passage folded like data/clean.py folds texts for near-duplicates, digits kept: a passage that
     differs only in its numbers (a price, a date) answers different questions, so it is not the same passage."""
@@ -367,6 +320,16 @@ def _context_fingerprints(frame: pd.DataFrame) -> pd.Series:
 def _frame_reject(row: dict[str, Any], split: str, reason: str, detail: str) -> dict[str, Any]:
     return {"split": split, "source": row["source"], "row": int(row["row"]), "reason": reason, "detail": detail,
             "text": clip(row["question"])}
+
+
+#: train rows that let the model read a held-out passage leave train: the same question and context
+#: (``leakage``), then any other question about a passage whose fingerprint is in validation or test
+#: (``context_leakage``)
+LEAK_RULES = (
+    LeakRule("leakage", _key, lambda split, row: f"same question and context in {split}", first_wins=False),
+    LeakRule("context_leakage", lambda frame: _context_fingerprints(frame),
+             lambda split, row: f"its context is the passage of {split} row {row}"),
+)
 
 
 def split_by_context(frame: pd.DataFrame, share: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -390,114 +353,91 @@ def split_by_context(frame: pd.DataFrame, share: float, seed: int) -> tuple[pd.D
     return frame[~mask], frame[mask]
 
 
-# ------------------------------------------------------------------------------------------- public API
-
-
-def prepare_qa_data(cfg: DataConfig, count_tokens: Callable[[list[str]], list[int]] | None = None) -> QAData:
-    """Load, validate, de-duplicate, de-leak and split (by passage) the recipe's QA data."""
-    if not cfg.train:
-        raise DataError("data.train is not set; give the training file in the recipe or with --set data.train=PATH")
-    files = {name: read_qa_file(getattr(cfg, name), cfg, name) for name in SPLITS if getattr(cfg, name)}
-    frames = {name: f.frame for name, f in files.items()}
-    rejects = [r for f in files.values() for r in f.rejects]
-    stages: dict[str, dict[str, int]] = {name: {"read": f.rows_read, "validated": len(f.frame)}
-                                         for name, f in files.items()}
-    for name in frames:
-        frames[name], dropped = drop_duplicate_questions(frames[name], name)
-        rejects += dropped
-        stages[name]["deduplicated"] = len(frames[name])
-    held_out = {name: frames[name] for name in ("validation", "test") if name in frames}
-    if cfg.clean.remove_leakage and held_out:
-        frames["train"], dropped = drop_leaked(frames["train"], held_out, "train")
-        rejects += dropped
-    for name in frames:
-        stages[name]["leakage removed"] = stages[name]["final"] = len(frames[name])
-    _require_rows(cfg.train, frames["train"], rejects)
-    warnings: list[str] = []
-    frames = _carve(frames, cfg, warnings)
-    for name in SPLITS:
-        frames.setdefault(name, frames["train"].iloc[0:0])
-        frames[name] = frames[name].reset_index(drop=True)
-    version_2 = any(f.version_2 for f in files.values()) and any(frames[n]["is_impossible"].any() for n in SPLITS)
-    corrected = sum(f.corrected_starts for f in files.values())
-    if corrected:
-        warnings.append(f"{corrected} answer_start values did not match their text and were corrected by "
-                        "searching the context")
-    order = {"train": 0, "validation": 1, "test": 2}
-    rejects.sort(key=lambda r: (order.get(r["split"], 3), r["source"], r["row"]))
-    report = qa_report(cfg, files, frames, rejects, stages, count_tokens, warnings)
-    return QAData(frames["train"], frames["validation"], frames["test"], rejects, report, version_2)
-
-
-def _require_rows(path: str, frame: pd.DataFrame, rejects: list[dict[str, Any]]) -> None:
-    if len(frame):
-        return
-    counts = Counter(r["reason"] for r in rejects if r["split"] == "train")
-    first = next((r for r in rejects if r["split"] == "train"), None)
-    example = f"; first: row {first['row']} {first['reason']} ({first['detail']})" if first else ""
-    summary = ", ".join(f"{n} {reason}" for reason, n in counts.most_common())
-    raise DataError(f"{path}: no usable questions ({summary}){example}")
-
-
-def _carve(frames: dict[str, pd.DataFrame], cfg: DataConfig, warnings: list[str]) -> dict[str, pd.DataFrame]:
+def _carve(train: pd.DataFrame, files: Files, warnings: list[str]) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """Validation and test carved from train by passage when no file is given; test first, then validation."""
-    rest = frames["train"]
-    out = dict(frames)
+    cfg = files.cfg
+    rest = train
+    carved: dict[str, pd.DataFrame] = {}
     for name, share in (("test", cfg.split.test), ("validation", cfg.split.validation)):
-        if name in frames or share <= 0:
+        if name in files.held_out or share <= 0:
             continue
         if rest["context"].nunique() < 3:
             warnings.append(f"{name} split is by question, not by passage: train has fewer than 3 passages, so "
                             "test questions may ask about passages seen in training")
-            held = rest.sample(n=max(1, math.ceil(share * len(frames["train"]))), random_state=cfg.seed)
+            held = rest.sample(n=max(1, math.ceil(share * len(train))), random_state=cfg.seed)
             rest = rest.drop(held.index)
         else:
-            rest, held = split_by_context(rest, share * len(frames["train"]) / max(1, len(rest)), cfg.seed)
-        out[name] = held.sort_index()
+            rest, held = split_by_context(rest, share * len(train) / max(1, len(rest)), cfg.seed)
+        carved[name] = held.sort_index()
     if rest.empty:
         raise DataError(f"{cfg.train}: too few questions to hold out validation and test; add rows or give "
                         "data.validation / data.test files")
-    out["train"] = rest.sort_index()
-    return out
+    rest = rest.sort_index()
+    return rest, {name: carved.get(name, rest.iloc[0:0]) for name in ("validation", "test")}
 
 
-def qa_report(
-    cfg: DataConfig,
-    files: dict[str, QAFile],
-    frames: dict[str, pd.DataFrame],
-    rejects: list[dict[str, Any]],
-    stages: dict[str, dict[str, int]],
-    count_tokens: Callable[[list[str]], list[int]] | None,
-    warnings: list[str],
-) -> dict[str, Any]:
-    """The data report, with the classification report's keys where they mean the same thing."""
-    rejected = Counter(r["split"] for r in rejects)
-    reasons = Counter(r["reason"] for r in rejects)
-    texts = {name: (frames[name]["question"] + " " + frames[name]["context"]).tolist() for name in SPLITS}
-    everything = [t for name in SPLITS for t in texts[name]]
-    counts = list(count_tokens(everything)) if count_tokens else [len(t.split()) for t in everything]
-    lengths, start = {}, 0
-    for name in SPLITS:
-        lengths[name] = length_stats([int(c) for c in counts[start:start + len(texts[name])]])
-        start += len(texts[name])
-    return {
-        "task": "qa",
-        "sources": {name: getattr(cfg, name) for name in SPLITS},
-        "split_from_train": {name: name not in files for name in ("validation", "test")},
-        "split_by": "context",
-        "rows_read": {name: files[name].rows_read if name in files else 0 for name in SPLITS},
-        "rows_kept": {name: len(frames[name]) for name in SPLITS},
-        "rows_rejected": {name: int(rejected.get(name, 0)) for name in SPLITS},
-        "removed": {reason: int(reasons.get(reason, 0)) for reason in QA_REASONS},
-        "stages": [{"stage": stage, "rows": sum(s.get(stage, 0) for s in stages.values())} for stage in STAGES],
-        "contexts": {name: int(frames[name]["context"].nunique()) for name in SPLITS},
-        "unanswerable": {name: int(frames[name]["is_impossible"].sum()) for name in SPLITS},
-        "labels": [],
-        "label_distribution": {name: {} for name in SPLITS},
-        "length_unit": "tokens" if count_tokens else "words",
-        "length": lengths,
-        "warnings": warnings,
-    }
+# ------------------------------------------------------------------------------------------- row spec
+
+
+@dataclass(frozen=True)
+class QARows(RowSpec):
+    """Questions about passages (module docstring): validated as read, split by passage, only train must keep
+    rows; the report counts passages and unanswerable questions."""
+
+    unit: ClassVar[str] = "questions"
+    no_rows: ClassVar[str] = "{path}: no usable {unit} ({reasons}){first}"
+    reasons: ClassVar[tuple[str, ...]] = QA_REASONS
+    stage_names: ClassVar[tuple[str, ...]] = STAGE_NAMES
+    report_keys: ClassVar[tuple[str, ...]] = REPORT_KEYS
+    leak_rules: ClassVar[tuple[LeakRule, ...]] = LEAK_RULES
+    leak_between_held_out: ClassVar[bool] = False
+    require_held_out: ClassVar[bool] = False
+
+    def read(self, split: str, path: str, cfg: DataConfig) -> FilePart:
+        file = read_qa_file(path, cfg, split)
+        return FilePart.of(split, path, file.frame, file.rejects, file.rows_read, version_2=file.version_2,
+                           corrected=file.corrected_starts)
+
+    def dedupe(self, part: FilePart, files: Files) -> None:
+        part.apply(drop_duplicate_questions(part.frame, part.split))
+
+    def reject_rows(self, split: str, rows: pd.DataFrame, reason: str, details: list[str]) -> list[dict[str, Any]]:
+        return [_frame_reject(row, split, reason, detail)
+                for row, detail in zip(rows.to_dict("records"), details, strict=True)]
+
+    def carve(self, train: pd.DataFrame, files: Files, warnings: list[str]) -> tuple[pd.DataFrame,
+                                                                                   dict[str, pd.DataFrame]]:
+        return _carve(train, files, warnings)
+
+    def length_texts(self, frame: pd.DataFrame) -> list[str]:
+        return (frame["question"] + " " + frame["context"]).tolist()
+
+    def warnings_after_split(self, files: Files, frames: dict[str, pd.DataFrame], labels: list[str]) -> list[str]:
+        corrected = sum(p.facts["corrected"] for p in files.parts)
+        if not corrected:
+            return []
+        return [f"{corrected} answer_start values did not match their text and were corrected by searching the "
+                "context"]
+
+    def report_extras(self, files: Files, frames: dict[str, pd.DataFrame], rejects: list[dict[str, Any]],
+                      labels: list[str], count_tokens: TokenCounter | None) -> dict[str, Any]:
+        return {
+            "task": "qa",
+            "split_by": "context",
+            "contexts": {name: int(frames[name]["context"].nunique()) for name in SPLITS},
+            "unanswerable": {name: int(frames[name]["is_impossible"].sum()) for name in SPLITS},
+            "labels": [],
+            "label_distribution": {name: {} for name in SPLITS},
+        }
+
+    def result_fields(self, files: Files, frames: dict[str, pd.DataFrame]) -> dict[str, Any]:
+        """``version_2``: a file is SQuAD v2 and some kept question has no answer; ``settings`` are the task's."""
+        version_2 = any(p.facts["version_2"] for p in files.parts) and any(
+            frames[name]["is_impossible"].any() for name in SPLITS)
+        return {"version_2": version_2, "settings": {}}
+
+
+# ------------------------------------------------------------------------------------------- one file
 
 
 def load_qa_eval_file(path: str | Path, cfg: DataConfig | None = None) -> tuple[pd.DataFrame, list[dict[str, Any]]]:

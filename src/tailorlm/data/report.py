@@ -16,7 +16,6 @@ import pandas as pd
 from tailorlm.data.clean import REASONS
 
 SPLITS = ("train", "validation", "test")
-STAGES = ("read", "cleaned", "deduplicated", "leakage removed", "final")
 IMBALANCE_RATIO = 10
 TINY_CLASS = 10
 
@@ -38,13 +37,12 @@ def length_stats(lengths: list[int]) -> dict[str, Any]:
 
 
 def lengths_by_split(
-    frames: dict[str, pd.DataFrame], count_tokens: Callable[[list[str]], list[int]] | None
+    texts: dict[str, list[str]], count_tokens: Callable[[list[str]], list[int]] | None
 ) -> dict[str, dict[str, Any]]:
     """Length statistics per split, in tokens when a tokenizer's counter is given, else in whitespace words.
 
     All texts go through ``count_tokens`` in one call: tokenizers are much faster on one big batch.
     """
-    texts = {name: frames[name]["text"].tolist() for name in SPLITS}
     everything = [t for name in SPLITS for t in texts[name]]
     counts = list(count_tokens(everything)) if count_tokens else [len(t.split()) for t in everything]
     stats: dict[str, dict[str, Any]] = {}
@@ -81,10 +79,10 @@ def class_warnings(distribution: dict[str, int], labels: list[str]) -> list[str]
     return warnings
 
 
-def removed_counts(rejects: list[dict[str, Any]]) -> dict[str, int]:
+def removed_counts(rejects: list[dict[str, Any]], reasons: tuple[str, ...] = REASONS) -> dict[str, int]:
     """Rejects per reason; ``malformed_json`` counts as ``malformed_row`` (one key for unparseable rows)."""
     counts = Counter("malformed_row" if r["reason"] == "malformed_json" else r["reason"] for r in rejects)
-    return {reason: int(counts.get(reason, 0)) for reason in REASONS}
+    return {reason: int(counts.get(reason, 0)) for reason in reasons}
 
 
 def unknown_labels(rejects: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
@@ -103,26 +101,21 @@ def build_report(
     rows_read: dict[str, int],
     frames: dict[str, pd.DataFrame],
     rejects: list[dict[str, Any]],
+    reasons: tuple[str, ...],
     stages: dict[str, int],
-    labels: list[str],
-    count_tokens: Callable[[list[str]], list[int]] | None,
-    warnings: list[str],
+    lengths: dict[str, dict[str, Any]],
+    length_unit: str,
 ) -> dict[str, Any]:
-    """Assemble the report dict (see the module docstring for the contract)."""
+    """The report keys every task shares (see the module docstring for the contract); a task adds its own."""
     rejected = Counter(r["split"] for r in rejects)
-    distribution = {name: label_distribution(frames[name]) for name in SPLITS}
     return {
         "sources": dict(sources),
         "split_from_train": dict(split_from_train),
         "rows_read": {name: int(rows_read.get(name, 0)) for name in SPLITS},
         "rows_kept": {name: len(frames[name]) for name in SPLITS},
         "rows_rejected": {name: int(rejected.get(name, 0)) for name in SPLITS},
-        "removed": removed_counts(rejects),
-        "stages": [{"stage": stage, "rows": int(stages[stage])} for stage in STAGES],
-        "labels": list(labels),
-        "label_distribution": distribution,
-        "unknown_labels": unknown_labels(rejects),
-        "length_unit": "tokens" if count_tokens else "words",
-        "length": lengths_by_split(frames, count_tokens),
-        "warnings": [*warnings, *class_warnings(distribution["train"], labels)],
+        "removed": removed_counts(rejects, reasons),
+        "stages": [{"stage": stage, "rows": int(rows)} for stage, rows in stages.items()],
+        "length_unit": length_unit,
+        "length": lengths,
     }

@@ -17,7 +17,7 @@ def _share(
     Stratifying needs at least two rows per class and room for every class on both sides; tiny classes make
     that impossible, and a slightly unbalanced split beats refusing to run.
     """
-    from sklearn.model_selection import train_test_split  # slow to import; only prepare_data needs it
+    from sklearn.model_selection import train_test_split  # slow to import; only carving needs it
 
     if stratify:
         try:
@@ -65,28 +65,3 @@ def carve_splits(
     if n_val:
         rest, validation = _share(rest, n_val, seed, stratify, "validation", warnings)
     return tuple(part.sort_index() for part in (rest, validation, test))  # type: ignore[return-value]
-
-
-def splits_from_files_or_train(
-    train: pd.DataFrame,
-    held_out: dict[str, pd.DataFrame],
-    *,
-    validation_share: float,
-    test_share: float,
-    seed: int,
-    stratify: bool,
-    source: str,
-    warnings: list[str],
-) -> dict[str, pd.DataFrame]:
-    """{train, validation, test}: a split given as a file is used as is; a missing one is carved from train."""
-    rest, carved_validation, carved_test = carve_splits(
-        train,
-        validation_share=0.0 if "validation" in held_out else validation_share,
-        test_share=0.0 if "test" in held_out else test_share,
-        seed=seed, stratify=stratify, source=source, warnings=warnings,
-    )
-    return {
-        "train": rest,
-        "validation": held_out.get("validation", carved_validation),
-        "test": held_out.get("test", carved_test),
-    }

@@ -8,9 +8,10 @@ One file may be any of three shapes, told apart by its columns (first match wins
 * ``text_column``, or any ``.txt`` file (one text per line): continued pre-training on domain text.
 
 The readers of :mod:`tailorlm.data.load` do the parsing (so every format, encoding and malformed-row rule is the
-same as for classification); this module adds what generation needs: message validation, cleaning that keeps
-newlines (answers may be lists or code), duplicates and leakage keyed on the whole example (context, prompt and
-response), and the data report.
+same as for classification), and the steps are the shared pipeline's (data/pipeline.py); this module's row spec,
+:class:`GenerationRows`, adds what generation needs: message validation, cleaning that keeps newlines (answers
+may be lists or code), duplicates and leakage keyed on the whole example (context, prompt and response), and its
+keys of the data report.
 
 Leakage is the whole example, not the prompt: instruction data often shares one prompt ("Summarise the text
 below", "Write a positive review of a kitchen product.") across many rows whose responses differ, and dropping
@@ -24,18 +25,15 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 
 from tailorlm.data.clean import clean_text, drop_duplicates, reject, split_off
 from tailorlm.data.load import RawTable, detect_format, keys_for, read_table
-from tailorlm.data.prepare import FilePart, PreparedData, require_rows, split_parts
-from tailorlm.data.report import STAGES, length_stats
+from tailorlm.data.pipeline import FilePart, Files, LeakRule, RowSpec, TokenCounter, records_frame
 from tailorlm.errors import DataError
 from tailorlm.recipe import CleanConfig, DataConfig
 
@@ -51,14 +49,9 @@ REASONS = (
     "leakage",
 )
 COLUMNS = ["prompt", "response", "context", "kind", "text", "source", "row"]
-SPLITS = ("train", "validation", "test")
-
-
-@dataclass
-class _Part(FilePart):
-    """A generation file on its way through cleaning; ``kind`` is "pair", "chat" or "text"."""
-
-    kind: str = "pair"
+#: the data report's keys, in order
+REPORT_KEYS = ("sources", "split_from_train", "formats", "rows_read", "rows_kept", "rows_rejected", "removed",
+               "stages", "length_unit", "length", "prompt_overlap", "warnings")
 
 
 # ------------------------------------------------------------------------------------------- cleaning
@@ -172,31 +165,30 @@ def _rows(raw: RawTable, kind: str, cfg: CleanConfig) -> tuple[list[dict[str, An
     return rows, bad
 
 
-def read_generation_file(path: str | Path, cfg: DataConfig, split: str) -> _Part:
-    """One file as a working frame (prompt, response, context, kind, text, raw_text, label, source, row)."""
+def read_generation_file(path: str | Path, cfg: DataConfig, split: str) -> FilePart:
+    """One file as a working frame (prompt, response, context, kind, text, raw_text, label, source, row); its
+    shape ("pair", "chat" or "text") is the part's ``kind`` fact."""
     source = str(path)
     raw, kind = _read_raw(source, cfg, split)
     rows, bad = _rows(raw, kind, cfg.clean)
     rejects = [reject(split, source, r["row"], r["reason"], r["detail"], r["text"], None) for r in raw.rejects]
     rejects += [reject(split, source, row, "malformed_messages", why, text, None) for row, why, text in bad]
-    frame = pd.DataFrame(rows, columns=["prompt", "response", "context", "raw_text", "row"])
+    frame = records_frame(rows, ["prompt", "response", "context", "raw_text", "row"], {"row": "int64"})
     frame["kind"] = kind
     frame["source"] = source
     frame["label"] = pd.Series([None] * len(frame), dtype=object)
     # the exact-duplicate key: the whole example (context, prompt and response)
     frame["text"] = frame["context"] + "\x1e" + frame["prompt"] + "\x1f" + frame["response"]
-    part = _Part(split, source, frame.astype({"row": "int64"}), rejects, kind=kind)
-    part.stages["read"] = raw.rows_read
-    return part
+    return FilePart.of(split, source, frame, rejects, raw.rows_read, kind=kind)
 
 
 # ------------------------------------------------------------------------------------------- stages
 
 
-def _filter(part: _Part, cfg: CleanConfig) -> None:
+def _filter(part: FilePart, cfg: CleanConfig) -> None:
     """Empty prompt or response (``empty_target``), and examples over ``data.clean.max_chars``."""
     frame = part.frame
-    what = "text" if part.kind == "text" else "prompt or response"
+    what = "text" if part.facts["kind"] == "text" else "prompt or response"
     empty = (frame["response"].str.len() == 0) | ((frame["prompt"].str.len() == 0) & (frame["kind"] != "text"))
     part.apply(split_off(frame, empty, part.split, "empty_target", f"empty {what} after cleaning"))
     if cfg.max_chars is not None:
@@ -206,27 +198,20 @@ def _filter(part: _Part, cfg: CleanConfig) -> None:
             lambda rows: [f"{len(p) + len(r)} characters; data.clean.max_chars is {cfg.max_chars}"
                           for p, r in zip(rows["prompt"], rows["response"], strict=True)],
         ))
-    part.mark("cleaned")
 
 
-def _dedupe(part: _Part, cfg: CleanConfig) -> None:
-    """Exact and near duplicates of whole examples (a prompt may have several different answers)."""
-    part.frame = part.frame.copy()
-    part.frame["fingerprint"] = [
-        fingerprint(c + p) + "\x1f" + fingerprint(r)
-        for c, p, r in zip(part.frame["context"], part.frame["prompt"], part.frame["response"], strict=True)
-    ]
-    part.apply(drop_duplicates(part.frame, cfg, part.split))
-    part.mark("deduplicated")
-
-
-def _leak_keys(frame: pd.DataFrame) -> list[str]:
-    """What must not be shared with a held-out split: the whole example (context, prompt and response) folded.
-
-    A plain text has no prompt, so its key is the text itself.
-    """
+def _example_keys(frame: pd.DataFrame) -> list[str]:
+    """The whole example (context, prompt and response) folded: the near-duplicate key, and what must not be
+    shared with a held-out split. A plain text has no prompt, so its key is the text itself."""
     return [fingerprint(c + p) + "\x1f" + fingerprint(r)
             for c, p, r in zip(frame["context"], frame["prompt"], frame["response"], strict=True)]
+
+
+def _dedupe(part: FilePart, cfg: CleanConfig) -> None:
+    """Exact and near duplicates of whole examples (a prompt may have several different answers)."""
+    part.frame = part.frame.copy()
+    part.frame["fingerprint"] = _example_keys(part.frame)
+    part.apply(drop_duplicates(part.frame, cfg, part.split))
 
 
 def _prompt_keys(frame: pd.DataFrame) -> list[str]:
@@ -243,26 +228,6 @@ def prompt_overlap(frames: dict[str, pd.DataFrame]) -> dict[str, dict[str, int]]
             for name in ("validation", "test")}
 
 
-def _drop_seen(part: _Part, others: list[_Part]) -> None:
-    seen: dict[str, str] = {}
-    for other in others:
-        for key, row in zip(_leak_keys(other.frame), other.frame["row"], strict=True):
-            seen.setdefault(key, f"same example as {other.split} row {int(row)}")
-    keys = pd.Series(_leak_keys(part.frame), index=part.frame.index, dtype=object)
-    part.apply(split_off(part.frame, keys.isin(seen.keys()), part.split, "leakage",
-                         lambda rows: [seen[k] for k in keys[rows.index]]))
-
-
-def _remove_leakage(train: _Part, held_out: dict[str, _Part], enabled: bool) -> None:
-    """Validation examples also in test leave validation; train examples in either leave train."""
-    if enabled:
-        if "validation" in held_out and "test" in held_out:
-            _drop_seen(held_out["validation"], [held_out["test"]])
-        _drop_seen(train, list(held_out.values()))
-    for part in (train, *held_out.values()):
-        part.mark("leakage removed")
-
-
 def _public(frame: pd.DataFrame) -> pd.DataFrame:
     """The columns the task sees; ``text`` becomes a readable "prompt + response" for lengths and reports."""
     frame = frame.copy()
@@ -270,40 +235,41 @@ def _public(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[COLUMNS].reset_index(drop=True)
 
 
-# ------------------------------------------------------------------------------------------- report
+# ------------------------------------------------------------------------------------------- row spec
 
 
-def _report(
-    cfg: DataConfig, parts: list[_Part], held_out: dict[str, _Part], frames: dict[str, pd.DataFrame],
-    rejects: list[dict[str, Any]], count_tokens: Callable[[list[str]], list[int]] | None, warnings: list[str],
-) -> dict[str, Any]:
-    """The data report, with the classification report's keys where they make sense (no labels here)."""
-    texts = [t for name in SPLITS for t in frames[name]["text"]]
-    counts = list(count_tokens(texts)) if count_tokens else [len(t.split()) for t in texts]
-    lengths, start = {}, 0
-    for name in SPLITS:
-        end = start + len(frames[name])
-        lengths[name] = length_stats([int(c) for c in counts[start:end]])
-        start = end
-    rejected = Counter(r["split"] for r in rejects)
-    reasons = Counter("malformed_row" if r["reason"] == "malformed_json" else r["reason"] for r in rejects)
-    return {
-        "sources": {"train": cfg.train, "validation": cfg.validation, "test": cfg.test},
-        "split_from_train": {name: name not in held_out for name in ("validation", "test")},
-        "formats": {part.split: part.kind for part in parts},
-        "rows_read": {name: sum(p.stages["read"] for p in parts if p.split == name) for name in SPLITS},
-        "rows_kept": {name: len(frames[name]) for name in SPLITS},
-        "rows_rejected": {name: int(rejected.get(name, 0)) for name in SPLITS},
-        "removed": {reason: int(reasons.get(reason, 0)) for reason in REASONS},
-        "stages": [{"stage": stage, "rows": sum(p.stages[stage] for p in parts)} for stage in STAGES],
-        "length_unit": "tokens" if count_tokens else "words",
-        "length": lengths,
-        "prompt_overlap": prompt_overlap(frames),
-        "warnings": warnings,
-    }
+@dataclass(frozen=True)
+class GenerationRows(RowSpec):
+    """Generation examples (module docstring): every file must keep rows after its own cleaning; leakage is the
+    whole example; no labels, so splits are carved at random."""
+
+    require_each_file: ClassVar[bool] = True
+    reasons: ClassVar[tuple[str, ...]] = REASONS
+    report_keys: ClassVar[tuple[str, ...]] = REPORT_KEYS
+    leak_rules: ClassVar[tuple[LeakRule, ...]] = (
+        LeakRule("leakage", lambda frame: frame["fingerprint"],
+                 lambda split, row: f"same example as {split} row {row}"),
+    )
+
+    def read(self, split: str, path: str, cfg: DataConfig) -> FilePart:
+        return read_generation_file(path, cfg, split)
+
+    def clean(self, part: FilePart, files: Files) -> None:
+        _filter(part, files.cfg.clean)
+
+    def dedupe(self, part: FilePart, files: Files) -> None:
+        _dedupe(part, files.cfg.clean)
+
+    def public(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return _public(frame)
+
+    def report_extras(self, files: Files, frames: dict[str, pd.DataFrame], rejects: list[dict[str, Any]],
+                      labels: list[str], count_tokens: TokenCounter | None) -> dict[str, Any]:
+        return {"formats": {part.split: part.facts["kind"] for part in files.parts},
+                "prompt_overlap": prompt_overlap(frames)}
 
 
-# ------------------------------------------------------------------------------------------- entry point
+# ------------------------------------------------------------------------------------------- one file
 
 
 def load_generation_file(path: str | Path, cfg: DataConfig, split: str = "eval") -> tuple[pd.DataFrame, list]:
@@ -312,23 +278,3 @@ def load_generation_file(path: str | Path, cfg: DataConfig, split: str = "eval")
     _filter(part, cfg.clean)
     _dedupe(part, cfg.clean)
     return _public(part.frame), sorted(part.rejects, key=lambda r: r["row"])
-
-
-def prepare_generation_data(
-    cfg: DataConfig, count_tokens: Callable[[list[str]], list[int]] | None = None
-) -> PreparedData:
-    """Load, clean, de-duplicate, de-leak and split generation data; ``labels`` is empty."""
-    if not cfg.train:
-        raise DataError("data.train is not set; give the training file in the recipe or with --set data.train=PATH")
-    train = read_generation_file(cfg.train, cfg, "train")
-    held_out = {name: read_generation_file(getattr(cfg, name), cfg, name)
-                for name in ("validation", "test") if getattr(cfg, name)}
-    parts = [train, *held_out.values()]
-    for part in parts:
-        _filter(part, cfg.clean)
-        require_rows(part)
-        _dedupe(part, cfg.clean)
-    _remove_leakage(train, held_out, cfg.clean.remove_leakage)
-    frames, rejects, warnings = split_parts(train, held_out, cfg, _public)
-    report = _report(cfg, parts, held_out, frames, rejects, count_tokens, warnings)
-    return PreparedData(frames["train"], frames["validation"], frames["test"], [], rejects, report)

@@ -1,6 +1,6 @@
-"""Reading source/target text pairs (translation): load, clean, reject, de-duplicate, de-leak and split.
+"""Reading source/target text pairs (translation): the row spec (:class:`PairRows`) of the shared pipeline.
 
-The same order as for labelled texts (``tailorlm.data.prepare``): per-row checks, duplicates inside each file,
+The steps and their order are data/pipeline.py's, as for every task: per-row checks, duplicates inside each file,
 leakage between files, then carving validation/test from train. Files are read by ``tailorlm.data.load`` (every
 format it knows), with the source column in the text slot and the target column in the label slot. Frames use
 ``src_text``/``tgt_text`` for the texts because ``source`` already names the file each row came from.
@@ -13,62 +13,28 @@ templated data. How many held-out sources training also has is reported (``sourc
 from __future__ import annotations
 
 import unicodedata
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 
 from tailorlm.data.clean import clean_text
 from tailorlm.data.load import clip, read_table
-from tailorlm.data.prepare import FilePart, require_rows, split_parts
-from tailorlm.data.report import length_stats
+from tailorlm.data.pipeline import SPLITS, FilePart, Files, LeakRule, RowSpec, TokenCounter, drop_rows
+from tailorlm.data.report import lengths_by_split
 from tailorlm.errors import DataError
 from tailorlm.recipe import DataConfig
 
 PAIR_COLUMNS = ["src_text", "tgt_text", "source", "row"]
-SPLITS = ("train", "validation", "test")
-STAGES = ("read", "cleaned", "deduplicated", "leakage removed", "final")
 REASONS = (
     "malformed_row", "empty_text", "empty_target", "too_short", "too_long", "duplicate", "near_duplicate", "leakage",
 )
-
-TokenCounter = Callable[[list[str]], list[int]]
-
-
-@dataclass
-class PairData:
-    """Three cleaned splits of pairs, every dropped row, the quality report, and task settings to carry along."""
-
-    train: pd.DataFrame
-    validation: pd.DataFrame
-    test: pd.DataFrame
-    rejects: list[dict[str, Any]]
-    report: dict[str, Any]
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def labels(self) -> list[str]:
-        """Pairs have no label set; empty so code written for labelled data (``tailor prepare``) still works."""
-        return []
-
-
-@dataclass
-class _Part(FilePart):
-    """A file of pairs on its way through cleaning."""
-
-    def drop(self, mask: pd.Series, reason: str, detail: str | list[str]) -> None:
-        """Move the rows where ``mask`` holds into rejects, each with its reason and detail."""
-        if not bool(mask.any()):
-            return
-        gone = self.frame[mask]
-        details = detail if isinstance(detail, list) else [detail] * len(gone)
-        for (_, row), text in zip(gone.iterrows(), details, strict=True):
-            self.rejects.append(pair_reject(self.split, self.path, row["row"], reason, text,
-                                            row["raw_src"], row["raw_tgt"]))
-        self.frame = self.frame[~mask]
+#: the data report's keys, in order
+REPORT_KEYS = ("sources", "split_from_train", "rows_read", "rows_kept", "rows_rejected", "removed", "stages",
+               "length_unit", "length", "target_length", "source_overlap", "warnings")
+NO_TRAIN = ("data.train is not set; give the file of source/target pairs in the recipe or with --set "
+            "data.train=PATH")
 
 
 def pair_reject(split: str, source: str, row: int, reason: str, detail: str, text: str | None,
@@ -102,7 +68,7 @@ def _rename_keys(error: DataError) -> DataError:
     return DataError(message)
 
 
-def read_pairs(path: str | Path, cfg: DataConfig, split: str) -> _Part:
+def read_pairs(path: str | Path, cfg: DataConfig, split: str) -> FilePart:
     """Read one file of pairs and clean both sides; unparseable records are already rejects."""
     try:
         raw = read_table(path, fmt=cfg.format, text_column=cfg.source_column, label_column=cfg.target_column,
@@ -121,30 +87,33 @@ def read_pairs(path: str | Path, cfg: DataConfig, split: str) -> _Part:
         "row": frame["row"].to_numpy(),
     })
     rejects = [pair_reject(split, source, r["row"], r["reason"], r["detail"], r["text"], None) for r in raw.rejects]
-    part = _Part(split, source, work, rejects)
-    part.stages["read"] = raw.rows_read
-    return part
+    return FilePart.of(split, source, work, rejects, raw.rows_read)
 
 
-def filter_pairs(part: _Part, cfg: DataConfig) -> None:
+def _drop(part: FilePart, mask: pd.Series, reason: str, detail: str | list[str]) -> None:
+    """Move the rows where ``mask`` holds into rejects, each with its reason and detail."""
+    details = detail if isinstance(detail, list) else [detail] * int(mask.sum())
+    drop_rows(part, PairRows(), mask, reason, details)
+
+
+def filter_pairs(part: FilePart, cfg: DataConfig) -> None:
     """Per-row checks: an empty side, a source too short or too long (data.clean.min_chars / max_chars)."""
     clean = cfg.clean
-    part.drop(part.frame["src_text"].str.len() == 0, "empty_text", f"the source ({cfg.source_column}) is empty")
-    part.drop(part.frame["tgt_text"].str.len() == 0, "empty_target",
-              f"the target ({cfg.target_column}) is empty; a pair needs its translation")
+    _drop(part, part.frame["src_text"].str.len() == 0, "empty_text", f"the source ({cfg.source_column}) is empty")
+    _drop(part, part.frame["tgt_text"].str.len() == 0, "empty_target",
+          f"the target ({cfg.target_column}) is empty; a pair needs its translation")
     lengths = part.frame["src_text"].str.len()
     short = lengths < clean.min_chars
-    part.drop(short, "too_short",
-              [f"{n} characters after cleaning; data.clean.min_chars is {clean.min_chars}" for n in lengths[short]])
+    _drop(part, short, "too_short",
+          [f"{n} characters after cleaning; data.clean.min_chars is {clean.min_chars}" for n in lengths[short]])
     if clean.max_chars is not None:
         lengths = part.frame["src_text"].str.len()
         long = lengths > clean.max_chars
-        part.drop(long, "too_long",
-                  [f"{n} characters after cleaning; data.clean.max_chars is {clean.max_chars}" for n in lengths[long]])
-    part.mark("cleaned")
+        _drop(part, long, "too_long",
+              [f"{n} characters after cleaning; data.clean.max_chars is {clean.max_chars}" for n in lengths[long]])
 
 
-def dedupe_pairs(part: _Part, cfg: DataConfig) -> None:
+def dedupe_pairs(part: FilePart, cfg: DataConfig) -> None:
     """The same pair twice teaches nothing new and double-counts in scores; the first copy stays.
 
     Keyed on both sides: one source with two different translations is legitimate variety, not a duplicate.
@@ -157,29 +126,14 @@ def dedupe_pairs(part: _Part, cfg: DataConfig) -> None:
         _drop_repeats(part, part.frame["src_text"] + "\x00" + part.frame["tgt_text"], "duplicate", "duplicate of")
     if cfg.clean.drop_near_duplicates:
         _drop_repeats(part, part.frame["fp"], "near_duplicate", "near duplicate of")
-    part.mark("deduplicated")
 
 
-def _drop_repeats(part: _Part, key: pd.Series, reason: str, what: str) -> None:
+def _drop_repeats(part: FilePart, key: pd.Series, reason: str, what: str) -> None:
     mask = key.duplicated(keep="first")
     if not bool(mask.any()):
         return
     first_row = part.frame["row"].groupby(key, sort=False).transform("first")
-    part.drop(mask, reason, [f"{what} row {int(r)}" for r in first_row[mask]])
-
-
-def remove_leakage(train: _Part, held_out: dict[str, _Part], enabled: bool) -> None:
-    """A pair (source and target, folded) seen in training and scored again in validation/test would flatter the
-    model: it leaves train. A shared source alone is reported (:func:`source_overlap`), not dropped."""
-    if enabled and held_out:
-        seen: dict[str, str] = {}
-        for name, part in held_out.items():
-            for fp, row in zip(part.frame["fp"], part.frame["row"], strict=True):
-                seen.setdefault(fp, f"same pair as {name} row {int(row)}")
-        mask = train.frame["fp"].isin(seen.keys())
-        train.drop(mask, "leakage", [seen[fp] for fp in train.frame["fp"][mask]])
-    for part in (train, *held_out.values()):
-        part.mark("leakage removed")
+    _drop(part, mask, reason, [f"{what} row {int(r)}" for r in first_row[mask]])
 
 
 def source_overlap(frames: dict[str, pd.DataFrame]) -> dict[str, dict[str, int]]:
@@ -193,68 +147,59 @@ def _public(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[PAIR_COLUMNS].reset_index(drop=True)
 
 
-# ------------------------------------------------------------------------------------------- report
+# ------------------------------------------------------------------------------------------- row spec
 
 
-def pair_report(parts: list[_Part], frames: dict[str, pd.DataFrame], sources: dict[str, str | None],
-                split_from_train: dict[str, bool], rejects: list[dict[str, Any]],
-                count_tokens: TokenCounter | None, warnings: list[str]) -> dict[str, Any]:
-    """The data report, with the classification report's keys where they mean the same thing."""
-    rejected = Counter(r["split"] for r in rejects)
-    removed = Counter("malformed_row" if r["reason"] == "malformed_json" else r["reason"] for r in rejects)
-    return {
-        "sources": dict(sources),
-        "split_from_train": dict(split_from_train),
-        "rows_read": {name: int(next((p.stages["read"] for p in parts if p.split == name), 0)) for name in SPLITS},
-        "rows_kept": {name: len(frames[name]) for name in SPLITS},
-        "rows_rejected": {name: int(rejected.get(name, 0)) for name in SPLITS},
-        "removed": {reason: int(removed.get(reason, 0)) for reason in REASONS},
-        "stages": [{"stage": s, "rows": int(sum(p.stages.get(s, 0) for p in parts))} for s in STAGES],
-        "length_unit": "tokens" if count_tokens else "words",
-        "length": _lengths(frames, "src_text", count_tokens),
-        "target_length": _lengths(frames, "tgt_text", count_tokens),
-        "source_overlap": source_overlap(frames),
-        "warnings": warnings,
-    }
+@dataclass(frozen=True)
+class PairRows(RowSpec):
+    """Source/target pairs (module docstring). A pair (source and target, folded) seen in training and scored
+    again in validation/test would flatter the model: it leaves train. A shared source alone is reported
+    (:func:`source_overlap`), not dropped; validation and test are not compared with each other."""
 
-
-def _lengths(frames: dict[str, pd.DataFrame], column: str, count_tokens: TokenCounter | None) -> dict[str, Any]:
-    texts = {name: frames[name][column].tolist() for name in SPLITS}
-    everything = [t for name in SPLITS for t in texts[name]]
-    counts = list(count_tokens(everything)) if count_tokens else [len(t.split()) for t in everything]
-    stats, start = {}, 0
-    for name in SPLITS:
-        end = start + len(texts[name])
-        stats[name] = length_stats([int(c) for c in counts[start:end]])
-        start = end
-    return stats
-
-
-# ------------------------------------------------------------------------------------------- public API
-
-
-def prepare_pairs(cfg: DataConfig, count_tokens: TokenCounter | None = None) -> PairData:
-    """Load, clean, de-duplicate, de-leak and split the recipe's pairs (see the module docstring)."""
-    if not cfg.train:
-        raise DataError("data.train is not set; give the file of source/target pairs in the recipe or with "
-                        "--set data.train=PATH")
-    train = read_pairs(cfg.train, cfg, "train")
-    held_out = {name: read_pairs(getattr(cfg, name), cfg, name) for name in ("validation", "test")
-                if getattr(cfg, name)}
-    for part in (train, *held_out.values()):
-        filter_pairs(part, cfg)
-        require_rows(part, "pairs")
-        dedupe_pairs(part, cfg)
-    remove_leakage(train, held_out, cfg.clean.remove_leakage)
-    parts = [train, *held_out.values()]
-    frames, rejects, warnings = split_parts(train, held_out, cfg, _public, "pairs")
-    if len(frames["test"]) < 20:
-        warnings.append(f"only {len(frames['test'])} test pairs: BLEU and chrF on so few sentences are noisy")
-    report = pair_report(
-        parts, frames, {"train": train.path, "validation": cfg.validation, "test": cfg.test},
-        {name: name not in held_out for name in ("validation", "test")}, rejects, count_tokens, warnings,
+    unit: ClassVar[str] = "pairs"
+    no_train: ClassVar[str] = NO_TRAIN
+    require_each_file: ClassVar[bool] = True
+    leak_between_held_out: ClassVar[bool] = False
+    reasons: ClassVar[tuple[str, ...]] = REASONS
+    report_keys: ClassVar[tuple[str, ...]] = REPORT_KEYS
+    leak_rules: ClassVar[tuple[LeakRule, ...]] = (
+        LeakRule("leakage", lambda frame: frame["fp"], lambda split, row: f"same pair as {split} row {row}"),
     )
-    return PairData(frames["train"], frames["validation"], frames["test"], rejects, report)
+
+    def read(self, split: str, path: str, cfg: DataConfig) -> FilePart:
+        return read_pairs(path, cfg, split)
+
+    def clean(self, part: FilePart, files: Files) -> None:
+        filter_pairs(part, files.cfg)
+
+    def dedupe(self, part: FilePart, files: Files) -> None:
+        dedupe_pairs(part, files.cfg)
+
+    def reject_rows(self, split: str, rows: pd.DataFrame, reason: str, details: list[str]) -> list[dict[str, Any]]:
+        return [pair_reject(split, source, row, reason, detail, text, target) for source, row, text, target, detail
+                in zip(rows["source"], rows["row"], rows["raw_src"], rows["raw_tgt"], details, strict=True)]
+
+    def public(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return _public(frame)
+
+    def length_texts(self, frame: pd.DataFrame) -> list[str]:
+        return frame["src_text"].tolist()
+
+    def warnings_after_split(self, files: Files, frames: dict[str, pd.DataFrame], labels: list[str]) -> list[str]:
+        if len(frames["test"]) < 20:
+            return [f"only {len(frames['test'])} test pairs: BLEU and chrF on so few sentences are noisy"]
+        return []
+
+    def report_extras(self, files: Files, frames: dict[str, pd.DataFrame], rejects: list[dict[str, Any]],
+                      labels: list[str], count_tokens: TokenCounter | None) -> dict[str, Any]:
+        targets = {name: frames[name]["tgt_text"].tolist() for name in SPLITS}
+        return {"target_length": lengths_by_split(targets, count_tokens), "source_overlap": source_overlap(frames)}
+
+    def result_fields(self, files: Files, frames: dict[str, pd.DataFrame]) -> dict[str, Any]:
+        return {"meta": {}}
+
+
+# ------------------------------------------------------------------------------------------- one file
 
 
 def load_pair_file(path: str | Path, cfg: DataConfig, split: str = "eval") -> tuple[pd.DataFrame, list[dict]]:

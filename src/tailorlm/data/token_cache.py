@@ -36,6 +36,7 @@ from tailorlm.models.cache import cache_root
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
+    from tailorlm.data.pipeline import PreparedData
     from tailorlm.recipe import Recipe
     from tailorlm.tasks.base import EncodedSplits, Task
 
@@ -56,7 +57,7 @@ def tokenized_root() -> Path:
     return Path(configured).expanduser() if configured else cache_root() / "tokenized"
 
 
-def encode_with_cache(task: Task, recipe: Recipe, data: Any, tokenizer: PreTrainedTokenizerBase,
+def encode_with_cache(task: Task, recipe: Recipe, data: PreparedData, tokenizer: PreTrainedTokenizerBase,
                       ) -> tuple[EncodedSplits, str]:
     """The task's encoded splits and where they came from: ``"hit"``, ``"miss"`` or ``"off"``.
 
@@ -81,7 +82,7 @@ def encode_with_cache(task: Task, recipe: Recipe, data: Any, tokenizer: PreTrain
 # ---------------------------------------------------------------------------------------------- the key
 
 
-def cache_key(task_name: str, recipe: Recipe, data: Any, tokenizer: PreTrainedTokenizerBase) -> str:
+def cache_key(task_name: str, recipe: Recipe, data: PreparedData, tokenizer: PreTrainedTokenizerBase) -> str:
     """A hex digest of everything the encoded splits depend on (see the module docstring)."""
     from datasets.fingerprint import Hasher
 
@@ -115,11 +116,12 @@ def recipe_part(recipe: Recipe) -> dict[str, Any]:
     return dumped
 
 
-def data_attributes(data: Any) -> dict[str, Any]:
-    """What a task's prepared data carries besides its frames (labels, QA settings, translation meta)."""
+def data_attributes(data: PreparedData) -> dict[str, Any]:
+    """What a task's prepared data carries besides its frames: labels, and the optional fields its task set (QA
+    settings, translation meta); unset ones (None) are left out, so each task's key holds only its own."""
     skip = {*_SPLITS, "rejects", "report"}
     fields = getattr(data, "__dataclass_fields__", {})
-    values = {name: getattr(data, name) for name in fields if name not in skip}
+    values = {name: getattr(data, name) for name in fields if name not in skip and getattr(data, name) is not None}
     if hasattr(data, "labels"):
         values["labels"] = list(data.labels)
     return values

@@ -12,6 +12,8 @@ Every sentence that cannot be used becomes a reject with its reason (``length_mi
 ``unknown_label``, ...), never a silent drop; a problem with the whole file is one :class:`DataError` line.
 Tags must be BIO (``O``, ``B-TYPE``, ``I-TYPE``); an ``I-`` tag that opens an entity is repaired to ``B-`` (as
 conlleval reads it anyway) and counted in the report's warnings.
+
+The steps are the shared pipeline's (data/pipeline.py); :class:`TokenRows` is what tagged sentences add to it.
 """
 
 from __future__ import annotations
@@ -23,20 +25,16 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 
 from tailorlm.data.clean import reject
-from tailorlm.data.load import DEFAULT_MAX_FILE_BYTES, Keys, check_columns, decode, one_line, read_bytes
-from tailorlm.data.prepare import PreparedData
-from tailorlm.data.report import length_stats
-from tailorlm.data.split import carve_splits
+from tailorlm.data.load import DEFAULT_MAX_FILE_BYTES, Keys, check_columns, decode, jsonl_lines, one_line, read_bytes
+from tailorlm.data.pipeline import SPLITS, FilePart, Files, LeakRule, RowSpec, TokenCounter, records_frame
 from tailorlm.errors import DataError
 from tailorlm.recipe import DataConfig
 
-SPLITS = ("train", "validation", "test")
-STAGES = ("read", "cleaned", "deduplicated", "leakage removed", "final")
 #: every reason a sentence can be dropped for, in the order the data report lists them
 REASONS = (
     "malformed_row",
@@ -51,6 +49,9 @@ REASONS = (
     "leakage",
 )
 FRAME_COLUMNS = ["tokens", "tags", "text", "source", "row"]
+#: the data report's keys, in order
+REPORT_KEYS = ("sources", "split_from_train", "rows_read", "rows_kept", "rows_rejected", "removed", "stages",
+               "labels", "tags", "label_distribution", "words", "repaired_bio", "length_unit", "length", "warnings")
 _CONLL_EXTENSIONS = {".conll", ".conllu", ".conll03", ".iob", ".iob2", ".bio", ".txt", ".tsv", ".tab"}
 _OBJECT_EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".pq": "parquet"}
 _BIO = re.compile(r"^(?:O|[BI]-\S+)$")
@@ -142,23 +143,6 @@ def read_conll(text: str, path: Path, max_rows: int | None) -> TokenTable:
 # ------------------------------------------------------------------------------------------- JSON, Parquet
 
 
-def _jsonl_objects(text: str, max_rows: int | None) -> tuple[list[tuple[int, Any]], list[dict[str, Any]]]:
-    objects: list[tuple[int, Any]] = []
-    rejects: list[dict[str, Any]] = []
-    records = 0
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        records += 1
-        if max_rows is not None and records > max_rows:
-            break
-        try:
-            objects.append((number, json.loads(line)))
-        except (ValueError, RecursionError) as exc:
-            rejects.append(_bad(number, "malformed_row", f"line {number}: invalid JSON ({one_line(exc)})", line))
-    return objects, rejects
-
-
 def _json_objects(text: str, path: Path, max_rows: int | None) -> list[tuple[int, Any]]:
     try:
         value = json.loads(text)
@@ -244,7 +228,9 @@ def read_token_file(
     if kind == "conll":
         return read_conll(text, file, max_rows)
     if kind == "jsonl":
-        objects, rejects = _jsonl_objects(text, max_rows)
+        lines = jsonl_lines(text, max_rows)
+        objects = [(line.number, line.value) for line in lines if line.error is None]
+        rejects = [_bad(line.number, "malformed_row", line.error, line.text) for line in lines if line.error]
         return _from_objects(objects, rejects, file, tokens_column, tags_column, keys)
     return _from_objects(_json_objects(text, file, max_rows), [], file, tokens_column, tags_column, keys)
 
@@ -312,206 +298,149 @@ def entity_counts(tag_lists: Iterable[list[str]]) -> dict[str, int]:
 # ------------------------------------------------------------------------------------------- one file
 
 
-@dataclass
-class _Part:
-    """One file on its way through validation, with the sentence count after each stage."""
-
-    split: str
-    path: str
-    records: list[dict[str, Any]]
-    rejects: list[dict[str, Any]]
-    stages: dict[str, int] = field(default_factory=dict)
-    repaired: int = 0
-
-    def drop(self, keep: Callable[[dict[str, Any]], tuple[str, str, str | None]]) -> None:
-        """Keep records where ``keep`` returns reason ""; reject the others with (reason, detail, label)."""
-        kept = []
-        for record in self.records:
-            reason, detail, label = keep(record)
-            if reason:
-                self.rejects.append(reject(self.split, self.path, record["row"], reason, detail,
-                                           " ".join(record["tokens"]), label))
-            else:
-                kept.append(record)
-        self.records = kept
-
-    def mark(self, stage: str) -> None:
-        self.stages[stage] = len(self.records)
-
-
-def _read_part(split: str, path: str | Path, cfg: DataConfig) -> _Part:
+def read_token_part(split: str, path: str | Path, cfg: DataConfig) -> FilePart:
+    """One tagged file as validated sentences (:data:`FRAME_COLUMNS`); ``repaired`` counts BIO repairs."""
     table = read_token_file(path, fmt=cfg.format, tokens_column=cfg.tokens_column, tags_column=cfg.tags_column,
                             split=split, max_rows=cfg.max_rows, max_bytes=cfg.max_file_bytes)
     source = str(path)
     rejects = [reject(split, source, r["row"], r["reason"], r["detail"], r["text"], r["label"]) for r in table.rejects]
-    part = _Part(split, source, [], rejects)
-    part.stages["read"] = table.rows_read
+    records: list[dict[str, Any]] = []
+    repaired = 0
     for raw in table.records:
         record, reason, detail = check_sentence(raw["tokens"], raw["tags"], cfg.clean.lowercase,
                                                 cfg.clean.normalize_unicode)
         if reason:
-            part.rejects.append(reject(split, source, raw["row"], reason, detail, " ".join(raw["tokens"]), None))
+            rejects.append(reject(split, source, raw["row"], reason, detail, " ".join(raw["tokens"]), None))
             continue
-        part.repaired += record["repaired"] > 0
-        part.records.append({"row": raw["row"], "tokens": record["tokens"], "tags": record["tags"]})
-    return part
+        repaired += record["repaired"] > 0
+        records.append({"tokens": record["tokens"], "tags": record["tags"], "text": " ".join(record["tokens"]),
+                        "row": raw["row"]})
+    return FilePart.of(split, source, _frame(records, source), rejects, table.rows_read, repaired=repaired)
 
 
-def _drop_unknown(part: _Part, labels: set[str], labels_from: str) -> None:
-    def keep(record: dict[str, Any]) -> tuple[str, str, str | None]:
-        unknown = next((t for t in record["tags"] if t not in labels), None)
+def _frame(records: list[dict[str, Any]], source: str) -> pd.DataFrame:
+    frame = records_frame(records, ["tokens", "tags", "text", "row"],
+                          {"tokens": object, "tags": object, "text": object, "row": "int64"})
+    frame.insert(FRAME_COLUMNS.index("source"), "source", source)
+    return frame
+
+
+Judge = Callable[[list[str], list[str], int], tuple[str, str, str | None]]
+
+
+def _drop_where(part: FilePart, judge: Judge) -> None:
+    """Keep sentences where ``judge(tokens, tags, row)`` returns reason ""; reject the others with (reason,
+    detail, label), in file order."""
+    frame = part.frame
+    keep: list[bool] = []
+    for tokens, tags, text, row in zip(frame["tokens"], frame["tags"], frame["text"], frame["row"], strict=True):
+        reason, detail, label = judge(tokens, tags, int(row))
+        keep.append(not reason)
+        if reason:
+            part.rejects.append(reject(part.split, part.path, row, reason, detail, text, label))
+    part.frame = frame[pd.Series(keep, index=frame.index, dtype=bool)]
+
+
+def _drop_unknown(part: FilePart, labels: set[str], labels_from: str) -> None:
+    def judge(tokens: list[str], tags: list[str], row: int) -> tuple[str, str, str | None]:
+        unknown = next((t for t in tags if t not in labels), None)
         if unknown is None:
             return "", "", None
         return "unknown_label", f"tag '{unknown}' is not in {labels_from}", unknown
 
-    part.drop(keep)
+    _drop_where(part, judge)
 
 
-def _drop_duplicates(part: _Part) -> None:
+def _drop_duplicates(part: FilePart) -> None:
     """The same word sequence twice: the copy goes (``conflicting_label`` when its tags differ)."""
     first: dict[tuple[str, ...], tuple[int, list[str]]] = {}
 
-    def keep(record: dict[str, Any]) -> tuple[str, str, str | None]:
-        key = tuple(record["tokens"])
+    def judge(tokens: list[str], tags: list[str], row: int) -> tuple[str, str, str | None]:
+        key = tuple(tokens)
         if key not in first:
-            first[key] = (record["row"], record["tags"])
+            first[key] = (row, tags)
             return "", "", None
-        row, tags = first[key]
-        if tags != record["tags"]:
-            return "conflicting_label", f"same words as row {row} with different tags", None
-        return "duplicate", f"same words and tags as row {row}", None
+        first_row, first_tags = first[key]
+        if first_tags != tags:
+            return "conflicting_label", f"same words as row {first_row} with different tags", None
+        return "duplicate", f"same words and tags as row {first_row}", None
 
-    part.drop(keep)
-
-
-def _drop_leakage(part: _Part, others: list[_Part]) -> None:
-    seen = {tuple(r["tokens"]): o.split for o in others for r in o.records}
-
-    def keep(record: dict[str, Any]) -> tuple[str, str, str | None]:
-        where = seen.get(tuple(record["tokens"]))
-        return ("leakage", f"the same sentence is in {where}", None) if where else ("", "", None)
-
-    part.drop(keep)
+    _drop_where(part, judge)
 
 
-def _require_rows(part: _Part) -> None:
-    if part.records:
-        return
-    counts = Counter(r["reason"] for r in part.rejects)
-    summary = ", ".join(f"{n} {reason}" for reason, n in counts.most_common())
-    first = part.rejects[0] if part.rejects else None
-    example = f"; first: row {first['row']} {first['reason']} ({first['detail']})" if first else ""
-    raise DataError(f"{part.path}: no usable sentences ({len(part.rejects)} rejected: {summary}){example}")
+def _public(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[FRAME_COLUMNS].reset_index(drop=True)
 
 
-def _frame(records: list[dict[str, Any]], source: str) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "tokens": pd.Series([r["tokens"] for r in records], dtype=object),
-            "tags": pd.Series([r["tags"] for r in records], dtype=object),
-            "text": pd.Series([" ".join(r["tokens"]) for r in records], dtype=object),
-            "source": source,
-            "row": pd.Series([r["row"] for r in records], dtype="int64"),
-        },
-        columns=FRAME_COLUMNS,
+# ------------------------------------------------------------------------------------------- row spec
+
+
+@dataclass(frozen=True)
+class TokenRows(RowSpec):
+    """Tagged sentences (module docstring): ``labels`` is the sorted tag set, given (entity types expand to
+    B-/I-) or read from train; the same sentence in two files is leakage whatever its tags."""
+
+    unit: ClassVar[str] = "sentences"
+    no_rows: ClassVar[str] = "{path}: no usable {unit} ({count} rejected: {reasons}){first}"
+    reasons: ClassVar[tuple[str, ...]] = REASONS
+    report_keys: ClassVar[tuple[str, ...]] = REPORT_KEYS
+    leak_rules: ClassVar[tuple[LeakRule, ...]] = (
+        LeakRule("leakage", lambda frame: [tuple(tokens) for tokens in frame["tokens"]],
+                 lambda split, row: f"the same sentence is in {split}", first_wins=False),
     )
 
+    def given_labels(self, cfg: DataConfig) -> list[str] | None:
+        return expand_labels(cfg.labels) if cfg.labels else None
 
-# ------------------------------------------------------------------------------------------- public API
+    def read(self, split: str, path: str, cfg: DataConfig) -> FilePart:
+        return read_token_part(split, path, cfg)
 
-
-def prepare_token_data(cfg: DataConfig, count_tokens: Callable[[list[str]], list[int]] | None = None) -> PreparedData:
-    """Read, validate, de-duplicate, de-leak and split tagged sentences; ``labels`` is the sorted tag set."""
-    if not cfg.train:
-        raise DataError("data.train is not set; give the training file in the recipe or with --set data.train=PATH")
-    given = expand_labels(cfg.labels) if cfg.labels else None
-    train = _read_part("train", cfg.train, cfg)
-    held = {name: _read_part(name, getattr(cfg, name), cfg) for name in ("validation", "test") if getattr(cfg, name)}
-    parts = [train, *held.values()]
-    for part in parts:
-        part.mark("cleaned")
-    if given is not None:
-        _drop_unknown(train, set(given), "data.labels")
-    _require_rows(train)
-    for part in parts:
-        if cfg.clean.drop_duplicates:
+    def dedupe(self, part: FilePart, files: Files) -> None:
+        """Tags outside data.labels leave train first (the report counts them in this step), then duplicates."""
+        if part is files.train and files.given is not None:
+            _drop_unknown(part, set(files.given), "data.labels")
+        if files.cfg.clean.drop_duplicates:
             _drop_duplicates(part)
-        part.mark("deduplicated")
-    if cfg.clean.remove_leakage:
-        if "validation" in held and "test" in held:
-            _drop_leakage(held["validation"], [held["test"]])
-        _drop_leakage(train, list(held.values()))
-    for part in parts:
-        part.mark("leakage removed")
-    labels = given or sorted({"O"} | {t for r in train.records for t in r["tags"]})
-    for part in held.values():
-        _drop_unknown(part, set(labels), "data.labels" if given else "the training tags")
-    for part in parts:
-        part.mark("final")
-        _require_rows(part)
-    if not any(t != "O" for r in train.records for t in r["tags"]):
-        raise DataError(f"{train.path}: the training data holds no entities (every tag is O); nothing to learn")
-    warnings: list[str] = []
-    frame = _frame(train.records, train.path)
-    rest, carved_val, carved_test = carve_splits(
-        frame,
-        validation_share=0.0 if "validation" in held else cfg.split.validation,
-        test_share=0.0 if "test" in held else cfg.split.test,
-        seed=cfg.seed, stratify=False, source=train.path, warnings=warnings,
-    )
-    carved = {"validation": carved_val, "test": carved_test}
-    frames = {"train": rest.reset_index(drop=True)} | {
-        name: _frame(held[name].records, held[name].path) if name in held else carved[name].reset_index(drop=True)
-        for name in ("validation", "test")
-    }
-    if len(frames["test"]) == 0:
-        raise DataError(f"{cfg.train}: no test sentences (data.test is not set and data.split.test is 0); give a test "
-                        "file or a test share so before/after can be compared")
-    order = {name: i for i, name in enumerate(SPLITS)}
-    rejects = sorted((r for p in parts for r in p.rejects), key=lambda r: (order[r["split"]], r["source"], r["row"]))
-    report = token_report(cfg, parts, frames, rejects, labels, count_tokens, warnings)
-    return PreparedData(frames["train"], frames["validation"], frames["test"], labels, rejects, report)
 
+    def reject_rows(self, split: str, rows: pd.DataFrame, reason: str, details: list[str]) -> list[dict[str, Any]]:
+        return [reject(split, source, row, reason, detail, text, None)
+                for source, row, text, detail in zip(rows["source"], rows["row"], rows["text"], details, strict=True)]
 
-def token_report(
-    cfg: DataConfig, parts: list[_Part], frames: dict[str, pd.DataFrame], rejects: list[dict[str, Any]],
-    labels: list[str], count_tokens: Callable[[list[str]], list[int]] | None, warnings: list[str],
-) -> dict[str, Any]:
-    """The data report, with the classification report's keys; "labels" are entity types, counted as entities."""
-    rejected = Counter(r["split"] for r in rejects)
-    reasons = Counter(r["reason"] for r in rejects)
-    distribution = {name: entity_counts(frames[name]["tags"]) for name in SPLITS}
-    types = entity_types(labels)
-    repaired = sum(p.repaired for p in parts)
-    notes = list(warnings)
-    if repaired:
-        notes.append(f"{repaired} sentences had an I- tag opening an entity; it was read as B- (BIO repaired)")
-    notes += [f"entity type '{t}' has only {distribution['train'].get(t, 0)} training entities"
-              for t in types if distribution["train"].get(t, 0) < TINY_ENTITY]
-    texts = {name: frames[name]["text"].tolist() for name in SPLITS}
-    everything = [t for name in SPLITS for t in texts[name]]
-    counts = list(count_tokens(everything)) if count_tokens else [len(t.split()) for t in everything]
-    length, start = {}, 0
-    for name in SPLITS:
-        length[name] = length_stats([int(c) for c in counts[start:start + len(texts[name])]])
-        start += len(texts[name])
-    return {
-        "sources": {"train": cfg.train, "validation": cfg.validation, "test": cfg.test},
-        "split_from_train": {name: getattr(cfg, name) is None for name in ("validation", "test")},
-        "rows_read": {name: next((p.stages["read"] for p in parts if p.split == name), 0) for name in SPLITS},
-        "rows_kept": {name: len(frames[name]) for name in SPLITS},
-        "rows_rejected": {name: int(rejected.get(name, 0)) for name in SPLITS},
-        "removed": {reason: int(reasons.get(reason, 0)) for reason in REASONS},
-        "stages": [{"stage": s, "rows": sum(p.stages.get(s, 0) for p in parts)} for s in STAGES],
-        "labels": types,
-        "tags": list(labels),
-        "label_distribution": distribution,
-        "words": {name: int(sum(len(t) for t in frames[name]["tokens"])) for name in SPLITS},
-        "repaired_bio": repaired,
-        "length_unit": "tokens" if count_tokens else "words",
-        "length": length,
-        "warnings": notes,
-    }
+    def final_labels(self, files: Files) -> list[str]:
+        """The tag set; a held-out sentence with a tag outside it leaves."""
+        given = files.given
+        labels = given or sorted({"O"} | {t for tags in files.train.frame["tags"] for t in tags})
+        for part in files.held_out.values():
+            _drop_unknown(part, set(labels), "data.labels" if given else "the training tags")
+        return labels
+
+    def check_train(self, train: FilePart) -> None:
+        if not any(t != "O" for tags in train.frame["tags"] for t in tags):
+            raise DataError(f"{train.path}: the training data holds no entities (every tag is O); nothing to learn")
+
+    def public(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return _public(frame)
+
+    def warnings_after_split(self, files: Files, frames: dict[str, pd.DataFrame], labels: list[str]) -> list[str]:
+        repaired = sum(p.facts["repaired"] for p in files.parts)
+        train = entity_counts(frames["train"]["tags"])
+        notes = [f"{repaired} sentences had an I- tag opening an entity; it was read as B- (BIO repaired)"] \
+            if repaired else []
+        return notes + [f"entity type '{t}' has only {train.get(t, 0)} training entities"
+                        for t in entity_types(labels) if train.get(t, 0) < TINY_ENTITY]
+
+    def report_extras(self, files: Files, frames: dict[str, pd.DataFrame], rejects: list[dict[str, Any]],
+                      labels: list[str], count_tokens: TokenCounter | None) -> dict[str, Any]:
+        """"labels" are entity types, counted as entities; "tags" the tag set."""
+        cfg = files.cfg
+        return {
+            "split_from_train": {name: getattr(cfg, name) is None for name in ("validation", "test")},
+            "labels": entity_types(labels),
+            "tags": list(labels),
+            "label_distribution": {name: entity_counts(frames[name]["tags"]) for name in SPLITS},
+            "words": {name: int(sum(len(t) for t in frames[name]["tokens"])) for name in SPLITS},
+            "repaired_bio": sum(p.facts["repaired"] for p in files.parts),
+        }
 
 
 def load_token_file(
@@ -520,6 +449,6 @@ def load_token_file(
 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """One tagged file on its own (``tailor eval --data``), checked against the model's tags."""
     cfg = DataConfig(train=str(path), tokens_column=tokens_column, tags_column=tags_column, format=fmt)  # type: ignore[arg-type]
-    part = _read_part(split, path, cfg)
+    part = read_token_part(split, path, cfg)
     _drop_unknown(part, set(labels), "the model's tags")
-    return _frame(part.records, part.path), sorted(part.rejects, key=lambda r: r["row"])
+    return _public(part.frame), sorted(part.rejects, key=lambda r: r["row"])

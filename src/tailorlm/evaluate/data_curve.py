@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
+from tailorlm.data.pipeline import PreparedData
 from tailorlm.errors import RecipeError
 from tailorlm.metric_names import TASK_MAIN_METRIC, greater_is_better, prose_name
 from tailorlm.recipe import Recipe
@@ -136,7 +137,7 @@ def subset_rows(labels: Sequence[Any] | None, n: int, fraction: float, seed: int
     return np.sort(np.concatenate(kept))
 
 
-def subset_train(data: Any, fraction: float, seed: int, stratified: bool) -> Any:
+def subset_train(data: PreparedData, fraction: float, seed: int, stratified: bool) -> PreparedData:
     """The prepared data with ``train`` cut to ``fraction`` of its rows (validation, test, labels unchanged)."""
     train = data.train
     labels = list(train["label"]) if stratified and "label" in train else None

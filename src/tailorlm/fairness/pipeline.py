@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from tailorlm.data.load import extra_column
+from tailorlm.data.pipeline import PreparedData
 from tailorlm.errors import DataError, UserError
 from tailorlm.recipe import FairnessConfig, Recipe
 
@@ -28,7 +29,7 @@ def _groups(frame: Any, column: str) -> list[str]:
     return group_names(frame[extra_column(column)].tolist())
 
 
-def apply_mitigation(recipe: Recipe, data: Any, encoded: Any) -> dict[str, Any] | None:
+def apply_mitigation(recipe: Recipe, data: PreparedData, encoded: Any) -> dict[str, Any] | None:
     """Reweighing: one weight per training row, as a ``weight`` column of ``encoded.train``; the cells for the report.
 
     Runs on every rank of a data-parallel run (each needs the column); the weights depend on the data alone.
@@ -86,7 +87,7 @@ def audit(rows: list[dict[str, Any]], frame: Any, labels: list[str], cfg: Fairne
     return result
 
 
-def audit_run(recipe: Recipe, task: Any, model: Any, tokenizer: Any, data: Any,
+def audit_run(recipe: Recipe, task: Any, model: Any, tokenizer: Any, data: PreparedData,
               predictions: list[dict[str, Any]] | None, settings: Any, mitigation: dict[str, Any] | None,
               ) -> dict[str, Any] | None:
     """metrics.json's ``fairness`` for a finished run, or None when the recipe asks for no audit."""

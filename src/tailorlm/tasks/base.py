@@ -20,6 +20,7 @@ import pandas as pd
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from tailorlm.data.pipeline import PreparedData
 from tailorlm.errors import UserError
 from tailorlm.models.registry import ResolvedModel
 from tailorlm.recipe import Recipe
@@ -115,12 +116,12 @@ class Task(ABC):
 
     # ------------------------------------------------------------------ data
     @abstractmethod
-    def prepare_data(self, recipe: Recipe, count_tokens: TokenCounter | None) -> Any:
-        """Load, clean, validate and split the recipe's data (a ``PreparedData``-like object with ``train``,
-        ``validation``, ``test`` frames, ``rejects`` and ``report``); rejected rows carry their reason."""
+    def prepare_data(self, recipe: Recipe, count_tokens: TokenCounter | None) -> PreparedData:
+        """Load, clean, validate and split the recipe's data: ``data.pipeline.prepare`` with the task's row spec
+        (``train``, ``validation``, ``test`` frames, ``rejects`` and ``report``); rejected rows carry their reason."""
 
     @abstractmethod
-    def encode(self, recipe: Recipe, data: Any, tokenizer: PreTrainedTokenizerBase) -> EncodedSplits:
+    def encode(self, recipe: Recipe, data: PreparedData, tokenizer: PreTrainedTokenizerBase) -> EncodedSplits:
         """Tokenize train and validation for the Trainer.
 
         Its result may be cached (``data/token_cache.py``) and reused by a later run, so anything else it decides
@@ -128,7 +129,7 @@ class Task(ABC):
         ``after_encode``, not set on ``data`` or the tokenizer here alone."""
 
     def after_encode(  # noqa: B027 (optional hook: most tasks decide nothing beyond the tensors)
-        self, recipe: Recipe, data: Any, tokenizer: PreTrainedTokenizerBase, encoded: EncodedSplits
+        self, recipe: Recipe, data: PreparedData, tokenizer: PreTrainedTokenizerBase, encoded: EncodedSplits
     ) -> None:
         """Apply what ``encode`` decided beyond the tensors; runs after a fresh or a cached encoding."""
 
@@ -138,27 +139,28 @@ class Task(ABC):
 
     # ------------------------------------------------------------------ model
     @abstractmethod
-    def build_model(self, resolved: ResolvedModel, recipe: Recipe, data: Any) -> PreTrainedModel:
+    def build_model(self, resolved: ResolvedModel, recipe: Recipe, data: PreparedData) -> PreTrainedModel:
         """The pretrained body with this task's head."""
 
-    def calibrate(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, data: Any, recipe: Recipe,
+    def calibrate(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, data: PreparedData, recipe: Recipe,
                   settings: EvalSettings) -> dict[str, Any]:
         """After training, before the test evaluation: fit what makes the model's scores honest (classification:
         a softmax temperature). ``{"meta": saved with the model, "report": metrics.json's calibration}``."""
         return {}
 
-    def model_meta(self, data: Any) -> dict[str, Any]:
+    def model_meta(self, data: PreparedData) -> dict[str, Any]:
         """What a saved model needs besides its weights to be used again (e.g. its label list)."""
         return {}
 
     # ------------------------------------------------------------------ metrics
     @abstractmethod
-    def compute_metrics(self, data: Any) -> Callable | None:
+    def compute_metrics(self, data: PreparedData) -> Callable | None:
         """The Trainer's compute_metrics for validation, or None to use the loss only."""
 
     @abstractmethod
     def baselines(
-        self, recipe: Recipe, data: Any, resolved: ResolvedModel, tokenizer: PreTrainedTokenizerBase, max_length: int
+        self, recipe: Recipe, data: PreparedData, resolved: ResolvedModel, tokenizer: PreTrainedTokenizerBase,
+        max_length: int,
     ) -> dict[str, Any]:
         """What the model could do before tuning, on the test split: ``{name: metrics}``."""
 

@@ -30,6 +30,7 @@ from transformers import (
 )
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from tailorlm.data.pipeline import PreparedData
 from tailorlm.errors import UserError
 from tailorlm.metric_names import greater_is_better
 from tailorlm.recipe import Recipe
@@ -133,7 +134,7 @@ def fit(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     encoded: EncodedSplits,
-    data: Any,
+    data: PreparedData,
     recipe: Recipe,
     checkpoints: Path,
     log_path: Path,

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 
+from tailorlm.data.pipeline import PreparedData
 from tailorlm.errors import DataError, RecipeError
 from tailorlm.lifecycle import group_run
 from tailorlm.recipe import Recipe, recipe_from_dict
@@ -51,7 +52,7 @@ def check_kfold(recipe: Recipe) -> int:
 # ------------------------------------------------------------------------------------------ fold assignment
 
 
-def pool_of(data: Any) -> pd.DataFrame:
+def pool_of(data: PreparedData) -> pd.DataFrame:
     """The rows folds are cut from: train then validation, index 0..n-1."""
     return pd.concat([data.train, data.validation], ignore_index=True)
 
@@ -104,7 +105,7 @@ def folds_payload(pool: pd.DataFrame, folds: list[np.ndarray], recipe: Recipe) -
     }
 
 
-def fold_data(data: Any, pool: pd.DataFrame, held: np.ndarray) -> Any:
+def fold_data(data: PreparedData, pool: pd.DataFrame, held: np.ndarray) -> PreparedData:
     """The prepared data with train and validation replaced by one fold's; test and labels unchanged."""
     mask = np.zeros(len(pool), dtype=bool)
     mask[held] = True
@@ -165,10 +166,10 @@ def _run_folds(recipe: Recipe, k: int, run_dir: RunDir, console: Console, extra_
     return metrics
 
 
-def _fold_adjuster(recipe: Recipe, k: int, index: int, run_dir: RunDir) -> Callable[[Any], Any]:
+def _fold_adjuster(recipe: Recipe, k: int, index: int, run_dir: RunDir) -> Callable[[PreparedData], PreparedData]:
     """The hook that swaps the prepared splits for fold ``index``; fold 1 also records folds.json."""
 
-    def adjust(data: Any) -> Any:
+    def adjust(data: PreparedData) -> PreparedData:
         pool = pool_of(data)
         folds = assign_folds(pool, k, recipe.validation.stratified, recipe.training.seed)
         if index == 0:

@@ -17,7 +17,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from tailorlm.data import PreparedData, prepare_data
+from tailorlm.data import ClassificationRows
+from tailorlm.data.pipeline import PreparedData, prepare
 from tailorlm.errors import DataError
 from tailorlm.evaluate.calibration import MIN_ROWS as MIN_CALIBRATION_ROWS
 from tailorlm.evaluate.calibration import fit_temperature, set_temperature, temperature_of
@@ -47,7 +48,8 @@ class ClassificationTask(Task):
     # ------------------------------------------------------------------ data
     def prepare_data(self, recipe: Recipe, count_tokens: Callable[[list[str]], list[int]] | None) -> PreparedData:
         group = recipe.fairness.group_column  # a side column for the bias audit (fairness/), never a model input
-        data = prepare_data(recipe.data, count_tokens, {group: "fairness.group_column"} if group else None)
+        rows = ClassificationRows({group: "fairness.group_column"} if group else None)
+        data = prepare(recipe.data, rows, count_tokens)
         if len(data.test) == 0:
             raise DataError(
                 f"{recipe.data.train}: no test rows (data.test is not set and data.split.test is 0); "

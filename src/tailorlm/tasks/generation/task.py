@@ -43,8 +43,8 @@ import torch
 from datasets import Dataset
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
-from tailorlm.data import PreparedData
-from tailorlm.data.text_pairs import load_generation_file, prepare_generation_data
+from tailorlm.data.pipeline import PreparedData, prepare
+from tailorlm.data.text_pairs import GenerationRows, load_generation_file
 from tailorlm.errors import DataError, ModelError
 from tailorlm.models.loading import load_pretrained
 from tailorlm.models.registry import ResolvedModel
@@ -311,7 +311,7 @@ class GenerationTask(Task):
     # ------------------------------------------------------------------ data
     def prepare_data(self, recipe: Recipe, count_tokens: Callable[[list[str]], list[int]] | None) -> PreparedData:
         self._recipe = recipe
-        data = prepare_generation_data(recipe.data, count_tokens)
+        data = prepare(recipe.data, GenerationRows(), count_tokens)
         if len(data.test) == 0:
             raise DataError(
                 f"{recipe.data.train}: no test rows (data.test is not set and data.split.test is 0); "

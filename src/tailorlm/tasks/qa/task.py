@@ -32,7 +32,8 @@ from transformers import (
     set_seed,
 )
 
-from tailorlm.data.qa import QAData, load_qa_eval_file, prepare_qa_data
+from tailorlm.data.pipeline import PreparedData, prepare
+from tailorlm.data.qa import QARows, load_qa_eval_file
 from tailorlm.errors import DataError, ModelError
 from tailorlm.evaluate.inference import forward_sorted, mean_pooled, model_device, sorted_batches
 from tailorlm.models.loading import load_pretrained
@@ -328,8 +329,8 @@ class QATask(Task):
     input_fields = ("question", "context")
 
     # ------------------------------------------------------------------ data
-    def prepare_data(self, recipe: Recipe, count_tokens: Callable[[list[str]], list[int]] | None) -> QAData:
-        data = prepare_qa_data(recipe.data, count_tokens)
+    def prepare_data(self, recipe: Recipe, count_tokens: Callable[[list[str]], list[int]] | None) -> PreparedData:
+        data = prepare(recipe.data, QARows(), count_tokens)
         if len(data.test) == 0:
             raise DataError(
                 f"{recipe.data.train}: no test questions (data.test is not set and data.split.test is 0); give a "
@@ -340,7 +341,7 @@ class QATask(Task):
                          "null_threshold": qa.null_threshold, "version_2": data.version_2}
         return data
 
-    def encode(self, recipe: Recipe, data: QAData, tokenizer: PreTrainedTokenizerBase) -> EncodedSplits:
+    def encode(self, recipe: Recipe, data: PreparedData, tokenizer: PreTrainedTokenizerBase) -> EncodedSplits:
         max_length = resolve_qa_max_length(recipe, tokenizer)
         questions = [*data.train["question"], *data.validation["question"], *data.test["question"]]
         stride = effective_stride(tokenizer, _clip_questions(questions, tokenizer, max(1, max_length // 2)),
@@ -351,7 +352,7 @@ class QATask(Task):
         return EncodedSplits(train=windows_dataset(train), validation=windows_dataset(validation) if len(validation)
                              else None, max_length=max_length, stats=stats)
 
-    def after_encode(self, recipe: Recipe, data: QAData, tokenizer: PreTrainedTokenizerBase,
+    def after_encode(self, recipe: Recipe, data: PreparedData, tokenizer: PreTrainedTokenizerBase,
                      encoded: EncodedSplits) -> None:
         data.settings["doc_stride"] = encoded.stats["doc_stride"]  # evaluation cuts test contexts the same way
 
@@ -359,7 +360,7 @@ class QATask(Task):
         return DataCollatorWithPadding(tokenizer)
 
     # ------------------------------------------------------------------ model
-    def build_model(self, resolved: ResolvedModel, recipe: Recipe, data: QAData) -> PreTrainedModel:
+    def build_model(self, resolved: ResolvedModel, recipe: Recipe, data: PreparedData) -> PreTrainedModel:
         """The encoder with a fresh span head, initialised from ``training.seed``: the Trainer seeds only after the
         model exists, and with a few hundred questions the head's initial weights visibly move the result."""
         config = load_pretrained(AutoConfig, resolved, recipe.model)
@@ -367,11 +368,11 @@ class QATask(Task):
         set_seed(recipe.training.seed)
         return load_pretrained(AutoModelForQuestionAnswering, resolved, recipe.model, config=config)
 
-    def model_meta(self, data: QAData) -> dict[str, Any]:
+    def model_meta(self, data: PreparedData) -> dict[str, Any]:
         return dict(data.settings)
 
     # ------------------------------------------------------------------ metrics
-    def compute_metrics(self, data: QAData) -> Callable:
+    def compute_metrics(self, data: PreparedData) -> Callable:
         max_answer_length = int(data.settings.get("max_answer_length", 30))
 
         def compute(eval_pred: Any) -> dict[str, float]:
@@ -424,7 +425,7 @@ class QATask(Task):
 
     # ------------------------------------------------------------------ baselines
     def baselines(
-        self, recipe: Recipe, data: QAData, resolved: ResolvedModel, tokenizer: PreTrainedTokenizerBase,
+        self, recipe: Recipe, data: PreparedData, resolved: ResolvedModel, tokenizer: PreTrainedTokenizerBase,
         max_length: int,
     ) -> dict[str, Any]:
         """Before tuning, on the test questions:
@@ -463,7 +464,7 @@ class QATask(Task):
                                                     cfg.max_train_rows, recipe.data.seed)
         return result
 
-    def _span_probe(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, data: QAData,
+    def _span_probe(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, data: PreparedData,
                     meta: dict[str, Any], max_length: int, batch_size: int, max_rows: int | None,
                     seed: int) -> dict[str, Any]:
         """Fit a linear span head on frozen features of the training questions, put it in the model's head, answer

@@ -25,9 +25,9 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from tailorlm.data.prepare import PreparedData
-from tailorlm.data.tokens import entity_types, load_token_file, prepare_token_data, repair_bio
-from tailorlm.errors import ModelError
+from tailorlm.data.pipeline import PreparedData, prepare
+from tailorlm.data.tokens import TokenRows, entity_types, load_token_file, repair_bio
+from tailorlm.errors import DataError, ModelError
 from tailorlm.evaluate.inference import model_device, sorted_batches
 from tailorlm.models.loading import load_pretrained
 from tailorlm.models.registry import ResolvedModel
@@ -318,7 +318,13 @@ class TokenClassificationTask(Task):
 
     # ------------------------------------------------------------------ data
     def prepare_data(self, recipe: Recipe, count_tokens: Callable[[list[str]], list[int]] | None) -> PreparedData:
-        return prepare_token_data(recipe.data, count_tokens)
+        data = prepare(recipe.data, TokenRows(), count_tokens)
+        if len(data.test) == 0:
+            raise DataError(
+                f"{recipe.data.train}: no test sentences (data.test is not set and data.split.test is 0); give a "
+                "test file or a test share so before/after can be compared"
+            )
+        return data
 
     def encode(self, recipe: Recipe, data: PreparedData, tokenizer: PreTrainedTokenizerBase) -> EncodedSplits:
         require_fast(tokenizer)

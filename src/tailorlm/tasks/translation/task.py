@@ -23,7 +23,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from tailorlm.data.text_pairs_mt import PairData, load_pair_file, prepare_pairs
+from tailorlm.data.pipeline import PreparedData, prepare
+from tailorlm.data.text_pairs_mt import PairRows, load_pair_file
 from tailorlm.errors import DataError, ModelError, UserError
 from tailorlm.models.loading import load_pretrained
 from tailorlm.models.registry import ResolvedModel, resolve_model
@@ -222,8 +223,8 @@ class TranslationTask(Task):
         self._before: dict[str, str] = {}
 
     # ------------------------------------------------------------------ data
-    def prepare_data(self, recipe: Recipe, count_tokens: Callable[[list[str]], list[int]] | None) -> PairData:
-        data = prepare_pairs(recipe.data, count_tokens)
+    def prepare_data(self, recipe: Recipe, count_tokens: Callable[[list[str]], list[int]] | None) -> PreparedData:
+        data = prepare(recipe.data, PairRows(), count_tokens)
         if len(data.test) == 0:
             raise DataError(
                 f"{recipe.data.train}: no test pairs (data.test is not set and data.split.test is 0); give a test "
@@ -240,7 +241,7 @@ class TranslationTask(Task):
         }
         return data
 
-    def encode(self, recipe: Recipe, data: PairData, tokenizer: PreTrainedTokenizerBase) -> EncodedSplits:
+    def encode(self, recipe: Recipe, data: PreparedData, tokenizer: PreTrainedTokenizerBase) -> EncodedSplits:
         set_languages(tokenizer, data.meta)
         prefix = data.meta.get("prefix", "")
         setting = recipe.training.max_length
@@ -250,7 +251,7 @@ class TranslationTask(Task):
         validation = _tokenize(data.validation, tokenizer, prefix, src_max, tgt_max) if len(data.validation) else None
         return EncodedSplits(train, validation, max_length=src_max, stats={"target_max_length": tgt_max})
 
-    def after_encode(self, recipe: Recipe, data: PairData, tokenizer: PreTrainedTokenizerBase,
+    def after_encode(self, recipe: Recipe, data: PreparedData, tokenizer: PreTrainedTokenizerBase,
                      encoded: EncodedSplits) -> None:
         set_languages(tokenizer, data.meta)  # generation after training needs the language tokens set
         data.meta["target_max_length"] = encoded.stats["target_max_length"]
@@ -260,7 +261,7 @@ class TranslationTask(Task):
         return DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100)
 
     # ------------------------------------------------------------------ model
-    def build_model(self, resolved: ResolvedModel, recipe: Recipe, data: PairData) -> PreTrainedModel:
+    def build_model(self, resolved: ResolvedModel, recipe: Recipe, data: PreparedData) -> PreTrainedModel:
         config = load_pretrained(AutoConfig, resolved, recipe.model)
         if not getattr(config, "is_encoder_decoder", False):
             raise ModelError(
@@ -274,11 +275,11 @@ class TranslationTask(Task):
         set_attention_dropout(config, recipe.training.attention_dropout)
         return load_pretrained(AutoModelForSeq2SeqLM, resolved, recipe.model, config=config)
 
-    def model_meta(self, data: PairData) -> dict[str, Any]:
+    def model_meta(self, data: PreparedData) -> dict[str, Any]:
         return dict(data.meta)
 
     # ------------------------------------------------------------------ metrics
-    def compute_metrics(self, data: PairData) -> Callable | None:
+    def compute_metrics(self, data: PreparedData) -> Callable | None:
         return None  # validation picks the checkpoint by loss; decoding every epoch would dominate the run time
 
     def measure(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, frame: pd.DataFrame,
@@ -301,7 +302,7 @@ class TranslationTask(Task):
         return Measured(metrics, sources, references, outputs)
 
     def baselines(
-        self, recipe: Recipe, data: PairData, resolved: ResolvedModel, tokenizer: PreTrainedTokenizerBase,
+        self, recipe: Recipe, data: PreparedData, resolved: ResolvedModel, tokenizer: PreTrainedTokenizerBase,
         max_length: int,
     ) -> dict[str, Any]:
         """Leaving the text as it is (copy the source), and the pretrained model as it is, decoded as the tuned one.
