@@ -23,6 +23,7 @@ import pandas as pd
 from rich.console import Console
 
 from tailorlm.adapt.corpus import filter_texts, fingerprints, read_domain_file
+from tailorlm.data.pipeline import PreparedData
 from tailorlm.errors import DataError
 from tailorlm.metric_names import greater_is_better
 from tailorlm.recipe import Recipe
