@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tailorlm.data import ClassificationRows
 from tailorlm.data.pipeline import prepare
 from tailorlm.recipe import load_recipe
+from tailorlm.tasks.classification.data import ClassificationRows
 from tailorlm.tune.cv import assign_folds
 from tests.conftest import sentiment_rows, write_recipe
 from tests.helpers import run_cli

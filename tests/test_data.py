@@ -14,10 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tailorlm.data import ClassificationRows, PreparedData, load_labelled_file, load_texts, write_rejects
+from tailorlm.data import PreparedData, write_rejects
 from tailorlm.data.pipeline import prepare
 from tailorlm.errors import DataError
 from tailorlm.recipe import CleanConfig, DataConfig
+from tailorlm.tasks.classification.data import ClassificationRows, load_labelled_file, load_texts
 
 WORDS = [
     "apple",

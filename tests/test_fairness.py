@@ -225,10 +225,10 @@ def test_group_column_rides_through_cleaning_and_splitting_but_not_into_the_mode
                                                                                    tiny_model_dir: Path) -> None:
     from transformers import AutoTokenizer
 
-    from tailorlm.data import ClassificationRows
     from tailorlm.data.pipeline import prepare
     from tailorlm.recipe import DataConfig, Recipe
     from tailorlm.tasks.classification import ClassificationTask
+    from tailorlm.tasks.classification.data import ClassificationRows
 
     rows = _pronoun_rows(60, seed=1, regions=["north", "south", ""])
     rows.append(dict(rows[0], region="elsewhere"))  # a duplicate: the first copy (and its group) is kept

@@ -122,8 +122,8 @@ def test_qa_train_questions_about_a_test_passage_are_dropped_and_counted(tmp_pat
     import json
 
     from tailorlm.data.pipeline import prepare
-    from tailorlm.data.qa import QARows
     from tailorlm.recipe import DataConfig
+    from tailorlm.tasks.qa.data import QARows
 
     passage = "Glenmor restored power in Kinlochbrae by 4pm."
     other = "The Storm Credit is paid to every household."

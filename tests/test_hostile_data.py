@@ -159,7 +159,7 @@ parquet_files = typed_columns.map(lambda t: (parquet_bytes(*t), len(t[0])))
 
 
 def labelled(path: Path, payload: bytes, require_label: bool = True) -> tuple[int, int] | None:
-    from tailorlm.data import load_labelled_file
+    from tailorlm.tasks.classification.data import load_labelled_file
 
     path.write_bytes(payload)
     split = "eval" if require_label else "predict"
@@ -252,7 +252,7 @@ squad_docs = st.fixed_dictionaries({"version": st.sampled_from(["v2.0", "1.1"]),
 @SETTINGS
 @given(payloads(st.one_of(squad_docs, json_array(("question", "context")))))
 def test_squad_json_loader(case: tuple[bytes, int | None]) -> None:
-    from tailorlm.data.qa import read_qa_file
+    from tailorlm.tasks.qa.data import read_qa_file
 
     with scratch(".json") as path:
         path.write_bytes(case[0])
@@ -264,7 +264,7 @@ def test_squad_json_loader(case: tuple[bytes, int | None]) -> None:
 
 
 def _is_squad(payload: bytes) -> bool:
-    from tailorlm.data.qa import _is_squad as is_squad
+    from tailorlm.tasks.qa.data import _is_squad as is_squad
 
     try:
         return is_squad(json.loads(payload))
@@ -275,7 +275,7 @@ def _is_squad(payload: bytes) -> bool:
 @SETTINGS
 @given(payloads(jsonl_records(("question", "context"))))
 def test_qa_jsonl_loader(case: tuple[bytes, int | None]) -> None:
-    from tailorlm.data.qa import read_qa_file
+    from tailorlm.tasks.qa.data import read_qa_file
 
     with scratch(".jsonl") as path:
         path.write_bytes(case[0])
@@ -288,7 +288,7 @@ def test_qa_jsonl_loader(case: tuple[bytes, int | None]) -> None:
 @given(payloads(delimited(",", ("question", "context"))))
 def test_qa_csv_loader(case: tuple[bytes, int | None]) -> None:
     """Flat QA CSV; blank records are not rows here, so only the reader's own accounting is checked."""
-    from tailorlm.data.qa import read_qa_file
+    from tailorlm.tasks.qa.data import read_qa_file
 
     with scratch(".csv") as path:
         path.write_bytes(case[0])
@@ -320,7 +320,7 @@ def conll_file(sentences: list[list[tuple[str, list[str], str]]]) -> tuple[bytes
 @SETTINGS
 @given(payloads(st.lists(sentence, min_size=1, max_size=5).map(conll_file)))
 def test_conll_loader(case: tuple[bytes, int | None]) -> None:
-    from tailorlm.data.tokens import load_token_file
+    from tailorlm.tasks.token_classification.data import load_token_file
 
     with scratch(".conll") as path:
         path.write_bytes(case[0])
@@ -335,7 +335,7 @@ def test_conll_loader(case: tuple[bytes, int | None]) -> None:
     "tags": st.one_of(json_values, st.lists(st.one_of(tag, scalars), max_size=4)),
 }), min_size=1, max_size=5).map(lambda rs: (jsonl_bytes(rs), len(rs))))))
 def test_token_jsonl_loader(case: tuple[bytes, int | None]) -> None:
-    from tailorlm.data.tokens import load_token_file
+    from tailorlm.tasks.token_classification.data import load_token_file
 
     with scratch(".jsonl") as path:
         path.write_bytes(case[0])
@@ -357,7 +357,7 @@ messages = st.one_of(json_values, st.lists(st.one_of(json_values, st.fixed_dicti
     delimited(",", ("prompt", "response")).map(lambda t: (t[0], t[1])),
 )))
 def test_generation_loader(case: tuple[bytes, int | None]) -> None:
-    from tailorlm.data.text_pairs import load_generation_file
+    from tailorlm.tasks.generation.data import load_generation_file
 
     suffix = ".csv" if case[0].startswith(b"prompt,response") else ".jsonl"
     with scratch(suffix) as path:
@@ -370,7 +370,7 @@ def test_generation_loader(case: tuple[bytes, int | None]) -> None:
 @SETTINGS
 @given(payloads(st.one_of(jsonl_records(("source", "target")), delimited("\t", ("source", "target")))))
 def test_translation_loader(case: tuple[bytes, int | None]) -> None:
-    from tailorlm.data.text_pairs_mt import load_pair_file
+    from tailorlm.tasks.translation.data import load_pair_file
 
     suffix = ".tsv" if case[0].startswith(b"source\ttarget") else ".jsonl"
     with scratch(suffix) as path:

@@ -17,10 +17,10 @@ import torch
 import yaml
 
 from tailorlm.data.pipeline import prepare
-from tailorlm.data.text_pairs import GenerationRows
 from tailorlm.demos.generation import generate_generation_demo
 from tailorlm.errors import DataError, ModelError
 from tailorlm.recipe import DataConfig
+from tailorlm.tasks.generation.data import GenerationRows
 from tailorlm.tasks.generation.task import (
     IGNORE,
     CausalLMCollator,

@@ -11,10 +11,10 @@ import pytest
 import yaml
 
 from tailorlm.data.pipeline import prepare
-from tailorlm.data.qa import QARows, load_qa_eval_file, read_qa_file, split_by_context
 from tailorlm.demos.qa import generate_qa_dataset
 from tailorlm.errors import DataError
 from tailorlm.recipe import DataConfig
+from tailorlm.tasks.qa.data import QARows, load_qa_eval_file, read_qa_file, split_by_context
 from tailorlm.tasks.qa.task import (
     Windows,
     best_over_golds,

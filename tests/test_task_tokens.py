@@ -11,10 +11,10 @@ import pytest
 import yaml
 
 from tailorlm.data.pipeline import prepare
-from tailorlm.data.tokens import TokenRows, load_token_file, read_token_file, repair_bio
 from tailorlm.demos.token_classification import generate_ner_dataset, generate_ner_splits
 from tailorlm.errors import DataError
 from tailorlm.recipe import DataConfig
+from tailorlm.tasks.token_classification.data import TokenRows, load_token_file, read_token_file, repair_bio
 from tests.helpers import run_cli
 
 CONLL = """-DOCSTART- -X- -X- O

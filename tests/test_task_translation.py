@@ -16,10 +16,10 @@ import pytest
 import yaml
 
 from tailorlm.data.pipeline import prepare
-from tailorlm.data.text_pairs_mt import PairRows
 from tailorlm.demos.translation import PROBLEMS, demo_pairs, generate_demo_mt
 from tailorlm.errors import DataError
 from tailorlm.recipe import DataConfig
+from tailorlm.tasks.translation.data import PairRows
 from tailorlm.tasks.translation.task import corpus_scores, lowercases, task_prefix
 from tests.helpers import run_cli
 

@@ -144,10 +144,10 @@ def audit_saved_model(model_dir: Path, data: Path, group_column: str, counterfac
     """``tailor audit``: predict a labelled file with a saved classifier and audit it by ``group_column``."""
     from pydantic import ValidationError
 
-    from tailorlm.data import load_labelled_file
     from tailorlm.recipe import DataConfig
     from tailorlm.tasks import get_task
     from tailorlm.tasks.base import EvalSettings
+    from tailorlm.tasks.classification.data import load_labelled_file
 
     try:
         cfg = FairnessConfig(group_column=group_column, counterfactual=counterfactual, min_group_size=min_group_size)

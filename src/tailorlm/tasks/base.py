@@ -177,9 +177,9 @@ class Task(ABC):
     def load_eval_file(self, path: Any, meta: dict[str, Any], columns: dict[str, str]) -> tuple[pd.DataFrame, list]:
         """Read a file for ``tailor eval`` (default: a labelled text file validated against the model's labels),
         cleaned with the run's ``data.clean`` as its test split was."""
-        from tailorlm.data import load_labelled_file
         from tailorlm.data.clean import saved_cleaning
         from tailorlm.recipe import DataConfig
+        from tailorlm.tasks.classification.data import load_labelled_file
 
         cfg = DataConfig(train=str(path), labels=meta.get("labels"), clean=saved_cleaning(meta), **columns)
         return load_labelled_file(path, cfg, split="eval", require_label=True)

@@ -17,7 +17,6 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from tailorlm.data import ClassificationRows
 from tailorlm.data.pipeline import PreparedData, prepare
 from tailorlm.errors import DataError
 from tailorlm.evaluate.calibration import MIN_ROWS as MIN_CALIBRATION_ROWS
@@ -30,6 +29,7 @@ from tailorlm.models.registry import ResolvedModel
 from tailorlm.recipe import Recipe
 from tailorlm.tasks.base import PREDICT_BATCH_SIZE, EncodedSplits, EvalSettings, Task
 from tailorlm.tasks.classification.baselines import label_prompt, linear_probe, zero_shot
+from tailorlm.tasks.classification.data import ClassificationRows
 from tailorlm.tasks.classification.spec import SPEC
 from tailorlm.tasks.common import model_token_limit, set_dropout
 

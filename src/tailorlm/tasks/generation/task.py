@@ -1,6 +1,6 @@
 """Causal-LM supervised fine-tuning (``task: generation``): teach a decoder to answer in a team's own voice.
 
-Data: prompt/response pairs, chat ``messages``, or plain domain text (see :mod:`tailorlm.data.text_pairs`).
+Data: prompt/response pairs, chat ``messages``, or plain domain text (see :mod:`tailorlm.tasks.generation.data`).
 
 Formatting: the tokenizer's chat template when it has one and ``lm.chat_template`` is ``auto`` (the user turn is
 the prompt, the assistant turn the response; earlier chat turns are context), otherwise :data:`PLAIN_TEMPLATE`::
@@ -44,13 +44,13 @@ from datasets import Dataset
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from tailorlm.data.pipeline import PreparedData, prepare
-from tailorlm.data.text_pairs import GenerationRows, load_generation_file
 from tailorlm.errors import DataError, ModelError
 from tailorlm.models.loading import load_pretrained
 from tailorlm.models.registry import ResolvedModel
 from tailorlm.recipe import DataConfig, GenerationSettings, Recipe
 from tailorlm.tasks.base import EncodedSplits, EvalSettings, Task
 from tailorlm.tasks.common import model_token_limit, set_dropout
+from tailorlm.tasks.generation.data import GenerationRows, load_generation_file
 from tailorlm.tasks.generation.spec import SPEC
 from tailorlm.train.lm_loss import accepts_logits_to_keep, labelled_token_loss
 

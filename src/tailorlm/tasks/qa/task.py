@@ -33,7 +33,6 @@ from transformers import (
 )
 
 from tailorlm.data.pipeline import PreparedData, prepare
-from tailorlm.data.qa import QARows, load_qa_eval_file
 from tailorlm.errors import DataError, ModelError
 from tailorlm.evaluate.inference import forward_sorted, mean_pooled, model_device, sorted_batches
 from tailorlm.models.loading import load_pretrained
@@ -41,6 +40,7 @@ from tailorlm.models.registry import ResolvedModel
 from tailorlm.recipe import Recipe
 from tailorlm.tasks.base import PREDICT_BATCH_SIZE, EncodedSplits, EvalSettings, Task
 from tailorlm.tasks.common import model_token_limit, set_dropout
+from tailorlm.tasks.qa.data import QARows, load_qa_eval_file
 from tailorlm.tasks.qa.span_probe import SPAN_PROBE_MAX_ITER, SpanFeatures, span_probe
 from tailorlm.tasks.qa.spec import SPEC
 

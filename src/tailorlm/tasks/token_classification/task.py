@@ -26,7 +26,6 @@ from transformers import (
 )
 
 from tailorlm.data.pipeline import PreparedData, prepare
-from tailorlm.data.tokens import TokenRows, entity_types, load_token_file, repair_bio
 from tailorlm.errors import DataError, ModelError
 from tailorlm.evaluate.inference import model_device, sorted_batches
 from tailorlm.models.loading import load_pretrained
@@ -34,6 +33,7 @@ from tailorlm.models.registry import ResolvedModel
 from tailorlm.recipe import Recipe
 from tailorlm.tasks.base import PREDICT_BATCH_SIZE, EncodedSplits, EvalSettings, Task
 from tailorlm.tasks.common import model_token_limit, set_dropout
+from tailorlm.tasks.token_classification.data import TokenRows, entity_types, load_token_file, repair_bio
 from tailorlm.tasks.token_classification.spec import SPEC
 
 if TYPE_CHECKING:

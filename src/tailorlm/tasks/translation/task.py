@@ -24,7 +24,6 @@ from transformers import (
 )
 
 from tailorlm.data.pipeline import PreparedData, prepare
-from tailorlm.data.text_pairs_mt import PairRows, load_pair_file
 from tailorlm.errors import DataError, ModelError, UserError
 from tailorlm.models.loading import load_pretrained
 from tailorlm.models.registry import ResolvedModel, resolve_model
@@ -32,6 +31,7 @@ from tailorlm.models.warmstart import is_shipped_warm_start
 from tailorlm.recipe import DataConfig, Recipe
 from tailorlm.tasks.base import PREDICT_BATCH_SIZE, EncodedSplits, EvalSettings, Task
 from tailorlm.tasks.common import set_attention_dropout
+from tailorlm.tasks.translation.data import PairRows, load_pair_file
 from tailorlm.tasks.translation.spec import MODEL_HINT, SPEC
 
 if TYPE_CHECKING:
