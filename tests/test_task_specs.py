@@ -39,12 +39,11 @@ def test_the_registry_is_the_recipes_task_list_and_each_package_exports_its_spec
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
 def test_main_metric_is_the_reports_and_its_direction_agrees(spec: TaskSpec) -> None:
-    from tailorlm.report import LOWER_IS_BETTER, TASK_MAIN_METRIC
-    from tailorlm.train.trainer import LOSS_METRICS
+    from tailorlm.metric_names import TASK_MAIN_METRIC, greater_is_better
 
     assert spec.main_metric.name == TASK_MAIN_METRIC[spec.name]
-    assert spec.main_metric.greater_is_better == (spec.main_metric.name not in LOWER_IS_BETTER)
-    assert spec.select_metric.greater_is_better == (spec.select_metric.name not in LOSS_METRICS)
+    assert spec.main_metric.greater_is_better == greater_is_better(spec.main_metric.name)
+    assert spec.select_metric.greater_is_better == greater_is_better(spec.select_metric.name)
 
 
 def test_main_and_select_metric_differ_only_where_the_main_one_is_costly() -> None:
