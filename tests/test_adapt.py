@@ -251,7 +251,7 @@ def dapt_recipe(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) 
 
 
 def test_tailor_run_fine_tunes_the_adapted_body(dapt_recipe: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tailorlm.tasks.classification import ClassificationTask
+    from tailorlm.tasks.classification.task import ClassificationTask
 
     out = dapt_recipe.parent / "out"
     seen: dict[str, str] = {}

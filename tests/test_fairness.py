@@ -227,8 +227,8 @@ def test_group_column_rides_through_cleaning_and_splitting_but_not_into_the_mode
 
     from tailorlm.data.pipeline import prepare
     from tailorlm.recipe import DataConfig, Recipe
-    from tailorlm.tasks.classification import ClassificationTask
     from tailorlm.tasks.classification.data import ClassificationRows
+    from tailorlm.tasks.classification.task import ClassificationTask
 
     rows = _pronoun_rows(60, seed=1, regions=["north", "south", ""])
     rows.append(dict(rows[0], region="elsewhere"))  # a duplicate: the first copy (and its group) is kept

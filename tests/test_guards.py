@@ -214,7 +214,7 @@ def test_predict_eval_and_audit_clean_inputs_like_the_run(tmp_path: Path, saved_
     import json
 
     from tailorlm.fairness.pipeline import audit_saved_model
-    from tailorlm.tasks.classification import ClassificationTask
+    from tailorlm.tasks.classification.task import ClassificationTask
 
     folder = str(_lowercasing(saved_classifier))
     code, stdout, stderr = run_cli(["predict", folder, "--text", "The Bill WAS Late"])

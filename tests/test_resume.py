@@ -146,7 +146,7 @@ def test_divergence_stops_at_the_first_nan_step_and_keeps_the_last_good_checkpoi
     tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A NaN loss injected from the 6th training forward: stop at step 6, its save cancelled, status failed."""
-    from tailorlm.tasks.classification import ClassificationTask
+    from tailorlm.tasks.classification.task import ClassificationTask
 
     build = ClassificationTask.build_model
 

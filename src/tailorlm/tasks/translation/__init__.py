@@ -2,26 +2,12 @@
 
 ``spec.py`` states its facts (``SPEC``), ``task.py`` holds the Task.
 
-The task class loads on first use (``__getattr__`` below), so importing this package does not import transformers
-or the task's own dependencies.
+Importing the package loads only the spec; ``tasks.get_task`` imports ``task.py`` (and transformers)
+on first use.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from tailorlm.tasks.translation.spec import SPEC
 
-if TYPE_CHECKING:
-    from tailorlm.tasks.translation.task import TranslationTask
-
-
-def __getattr__(name: str) -> Any:
-    if name == "TranslationTask":
-        from tailorlm.tasks.translation.task import TranslationTask
-
-        return TranslationTask
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = ["SPEC", "TranslationTask"]
+__all__ = ["SPEC"]
