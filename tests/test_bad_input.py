@@ -163,3 +163,9 @@ def test_real_process_prints_one_line_and_exit_2(tmp_path: Path) -> None:
         [sys.executable, "-m", "tailorlm", "run", str(recipe)], capture_output=True, text=True, timeout=120
     )
     assert_one_line_error(proc.returncode, proc.stderr, "training.epochs")
+
+
+def test_no_test_split_is_one_line(tmp_path: Path, tiny_model_dir: Path, good_csv: Path) -> None:
+    """Every task stops when no test rows would be left (data/pipeline.require_test): before/after needs them."""
+    code, _, err = prepare_with(tmp_path, tiny_model_dir, train=str(good_csv), split="{validation: 0.2, test: 0.0}")
+    assert_one_line_error(code, err, "good.csv", "no test rows", "data.split.test is 0")

@@ -370,3 +370,11 @@ def prepare(cfg: DataConfig, spec: RowSpec, count_tokens: TokenCounter | None = 
     report = data_report(files, spec, frames, rejects, labels, count_tokens, warnings)
     return PreparedData(frames["train"], frames["validation"], frames["test"], labels, rejects, report,
                         **spec.result_fields(files, frames))
+
+
+def require_test(data: PreparedData, cfg: DataConfig, unit: str = "rows") -> PreparedData:
+    """A run compares before and after on the test split: without one it would prove nothing, so it stops here."""
+    if len(data.test) == 0:
+        raise DataError(f"{cfg.train}: no test {unit} (data.test is not set and data.split.test is 0); give a test "
+                        "file or a test share so before/after can be compared")
+    return data

@@ -17,8 +17,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from tailorlm.data.pipeline import PreparedData, prepare
-from tailorlm.errors import DataError
+from tailorlm.data.pipeline import PreparedData, prepare, require_test
 from tailorlm.evaluate.calibration import MIN_ROWS as MIN_CALIBRATION_ROWS
 from tailorlm.evaluate.calibration import fit_temperature, set_temperature, temperature_of
 from tailorlm.evaluate.inference import forward_sorted, logits_of, mean_pooled
@@ -50,11 +49,7 @@ class ClassificationTask(Task):
         group = recipe.fairness.group_column  # a side column for the bias audit (fairness/), never a model input
         rows = ClassificationRows({group: "fairness.group_column"} if group else None)
         data = prepare(recipe.data, rows, count_tokens)
-        if len(data.test) == 0:
-            raise DataError(
-                f"{recipe.data.train}: no test rows (data.test is not set and data.split.test is 0); "
-                "give a test file or a test share so before/after can be compared"
-            )
+        require_test(data, recipe.data, "rows")
         return data
 
     def encode(self, recipe: Recipe, data: PreparedData, tokenizer: PreTrainedTokenizerBase) -> EncodedSplits:

@@ -43,7 +43,7 @@ import torch
 from datasets import Dataset
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
-from tailorlm.data.pipeline import PreparedData, prepare
+from tailorlm.data.pipeline import PreparedData, prepare, require_test
 from tailorlm.errors import DataError, ModelError
 from tailorlm.models.loading import load_pretrained
 from tailorlm.models.registry import ResolvedModel
@@ -312,11 +312,7 @@ class GenerationTask(Task):
     def prepare_data(self, recipe: Recipe, count_tokens: Callable[[list[str]], list[int]] | None) -> PreparedData:
         self._recipe = recipe
         data = prepare(recipe.data, GenerationRows(), count_tokens)
-        if len(data.test) == 0:
-            raise DataError(
-                f"{recipe.data.train}: no test rows (data.test is not set and data.split.test is 0); "
-                "give a test file or a test share so before/after can be compared"
-            )
+        require_test(data, recipe.data, "rows")
         return data
 
     def _setup(self, recipe: Recipe, tokenizer: PreTrainedTokenizerBase) -> bool:

@@ -32,8 +32,8 @@ from transformers import (
     set_seed,
 )
 
-from tailorlm.data.pipeline import PreparedData, prepare
-from tailorlm.errors import DataError, ModelError
+from tailorlm.data.pipeline import PreparedData, prepare, require_test
+from tailorlm.errors import ModelError
 from tailorlm.evaluate.inference import forward_sorted, mean_pooled, model_device, sorted_batches
 from tailorlm.models.loading import load_pretrained
 from tailorlm.models.registry import ResolvedModel
@@ -331,11 +331,7 @@ class QATask(Task):
     # ------------------------------------------------------------------ data
     def prepare_data(self, recipe: Recipe, count_tokens: Callable[[list[str]], list[int]] | None) -> PreparedData:
         data = prepare(recipe.data, QARows(), count_tokens)
-        if len(data.test) == 0:
-            raise DataError(
-                f"{recipe.data.train}: no test questions (data.test is not set and data.split.test is 0); give a "
-                "test file or a test share so before/after can be compared"
-            )
+        require_test(data, recipe.data, "questions")
         qa = recipe.qa
         data.settings = {"doc_stride": qa.doc_stride, "n_best": qa.n_best, "max_answer_length": qa.max_answer_length,
                          "null_threshold": qa.null_threshold, "version_2": data.version_2}

@@ -25,8 +25,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from tailorlm.data.pipeline import PreparedData, prepare
-from tailorlm.errors import DataError, ModelError
+from tailorlm.data.pipeline import PreparedData, prepare, require_test
+from tailorlm.errors import ModelError
 from tailorlm.evaluate.inference import model_device, sorted_batches
 from tailorlm.models.loading import load_pretrained
 from tailorlm.models.registry import ResolvedModel
@@ -319,11 +319,7 @@ class TokenClassificationTask(Task):
     # ------------------------------------------------------------------ data
     def prepare_data(self, recipe: Recipe, count_tokens: Callable[[list[str]], list[int]] | None) -> PreparedData:
         data = prepare(recipe.data, TokenRows(), count_tokens)
-        if len(data.test) == 0:
-            raise DataError(
-                f"{recipe.data.train}: no test sentences (data.test is not set and data.split.test is 0); give a "
-                "test file or a test share so before/after can be compared"
-            )
+        require_test(data, recipe.data, "sentences")
         return data
 
     def encode(self, recipe: Recipe, data: PreparedData, tokenizer: PreTrainedTokenizerBase) -> EncodedSplits:

@@ -23,8 +23,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from tailorlm.data.pipeline import PreparedData, prepare
-from tailorlm.errors import DataError, ModelError, UserError
+from tailorlm.data.pipeline import PreparedData, prepare, require_test
+from tailorlm.errors import ModelError, UserError
 from tailorlm.models.loading import load_pretrained
 from tailorlm.models.registry import ResolvedModel, resolve_model
 from tailorlm.models.warmstart import is_shipped_warm_start
@@ -225,11 +225,7 @@ class TranslationTask(Task):
     # ------------------------------------------------------------------ data
     def prepare_data(self, recipe: Recipe, count_tokens: Callable[[list[str]], list[int]] | None) -> PreparedData:
         data = prepare(recipe.data, PairRows(), count_tokens)
-        if len(data.test) == 0:
-            raise DataError(
-                f"{recipe.data.train}: no test pairs (data.test is not set and data.split.test is 0); give a test "
-                "file or a test share so before/after can be compared"
-            )
+        require_test(data, recipe.data, "pairs")
         cfg = recipe.data
         data.meta = {
             "source_column": cfg.source_column,
