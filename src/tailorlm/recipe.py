@@ -458,6 +458,24 @@ class AdaptConfig(_Section):
         "training share of the cap; None: all above adapt.threshold"
     )
     rounds: int = Field(1, ge=1, le=3, description="self-training rounds (the kept model teaches the next)")
+    # --- source -> target adaptation (issue 14): the training data is the source, these texts are the target
+    target_unlabeled: str | None = Field(
+        None, description="unlabelled text of the target domain (same formats and adapt.text_column as adapt.text); "
+        "needed by adapt.adversarial and adapt.instance_weighting; leak-checked against every eval split"
+    )
+    adversarial: bool = Field(
+        False, description="DANN (Ganin et al. 2016): a domain classifier behind a gradient-reversal layer makes the "
+        "representation domain-invariant while the task loss is minimised; needs adapt.target_unlabeled"
+    )
+    adversarial_max_lambda: float = Field(
+        1.0, gt=0.0, le=10.0, description="cap of the gradient-reversal weight, reached by the schedule "
+        "2/(1+exp(-10p))-1 over training progress p"
+    )
+    instance_weighting: bool = Field(
+        False, description="weigh each source row by how target-like it is (a domain classifier's density ratio, "
+        "clipped, mean 1); needs adapt.target_unlabeled"
+    )
+    weight_clip: float = Field(10.0, gt=1.0, description="largest instance weight before normalising to mean 1")
 
 
 # --- end domain adaptation
@@ -531,6 +549,18 @@ class Recipe(_Section):
         if self.fairness.mitigation != "none":
             raise ValueError("adapt.self_train: pseudo-labelled rows have no fairness group; set "
                              "fairness.mitigation: none")
+        return self
+
+    @model_validator(mode="after")
+    def _target_methods_have_a_target(self) -> Recipe:
+        """adapt.adversarial and adapt.instance_weighting learn from target text, and per-example weights."""
+        for key in ("adversarial", "instance_weighting"):
+            if not getattr(self.adapt, key):
+                continue
+            if not self.adapt.target_unlabeled:
+                raise ValueError(f"adapt.{key} needs target-domain text; set adapt.target_unlabeled (a file)")
+            if not get_spec(self.task).has("per_example_loss"):
+                raise ValueError(f"adapt.{key} works for classification, not task '{self.task}'; set it to false")
         return self
 
     @model_validator(mode="after")

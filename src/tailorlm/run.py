@@ -23,6 +23,8 @@ STAGES: list[Stage] = [
           "this is a k-fold fold or a data-curve run"),
     Stage("auto_data", data.auto_data),                                  # batch, epochs, warmup when auto
     Stage("unlabelled", data.unlabelled, lambda c: c.recipe.adapt.self_train, "adapt.self_train is on"),
+    Stage("target", data.target, lambda c: bool(c.recipe.adapt.target_unlabeled), "adapt.target_unlabeled is set",
+          writes=("adapt",)),
     Stage("tokenize", data.tokenize, writes=("data",)),                 # cached encoded splits
     Stage("weigh", data.weigh, lambda c: c.recipe.fairness.mitigation == "reweight",
           "fairness.mitigation is reweight"),

@@ -55,6 +55,7 @@ class RunContext:
     tokenizer: Any = None
     data: Any = None
     unlabelled: Any = None  # adapt.self_train: the pool read before any training, so a bad file fails early
+    target: Any = None  # adapt.target_unlabeled: the target domain's texts, leak-free (adapt/target.py)
     # encode, weigh
     encoded: EncodedSplits | None = None
     mitigation: dict[str, Any] | None = None
@@ -64,6 +65,8 @@ class RunContext:
     chosen: dict[str, Choice] = field(default_factory=dict)  # training.* keys resolved from ``auto``
     baselines: dict[str, Any] = field(default_factory=dict)
     parameter_counts: tuple[int, int] = (0, 0)  # (trainable, total) of the model as trained
+    #: extra loss terms a stage registers (a domain-adversarial loss): train/objective.py adds them to the task loss
+    loss_terms: list[Any] = field(default_factory=list)
     # train, evaluate
     outcome: TrainOutcome | None = None
     settings: EvalSettings | None = None

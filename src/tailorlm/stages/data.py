@@ -77,6 +77,14 @@ def unlabelled(ctx: RunContext) -> None:
     ctx.unlabelled = read_unlabelled(ctx.recipe, ctx.need("data"))
 
 
+def target(ctx: RunContext) -> dict[str, Any]:
+    """adapt.target_unlabeled: the target domain's texts for DANN and instance weighting (adapt/target.py)."""
+    from tailorlm.adapt.target import read_target
+
+    ctx.target = read_target(ctx.recipe, ctx.need("data"))
+    return {"adapt": {"target": ctx.target.as_dict()}}
+
+
 def tokenize(ctx: RunContext) -> dict[str, Any]:
     """The task's encoded splits, from the tokenised-splits cache when the same data was encoded before."""
     from tailorlm.data.token_cache import encode_with_cache

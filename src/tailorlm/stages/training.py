@@ -37,7 +37,7 @@ def fit_model(ctx: RunContext, model: Any, encoded: Any, data: Any, recipe: Reci
     from tailorlm.train.trainer import fit
 
     return fit(ctx.need("task"), model, ctx.tokenizer, encoded, data, recipe, checkpoints, log_path, ctx.console,
-               ctx.extra_callbacks, resume_from=resume_from)
+               ctx.extra_callbacks, resume_from=resume_from, loss_terms=ctx.loss_terms)
 
 
 def train(ctx: RunContext) -> None:

@@ -141,10 +141,12 @@ def fit(
     console: Console,
     extra_callbacks: list[Any] | None = None,
     resume_from: Path | None = None,
+    loss_terms: list[Any] | None = None,
 ) -> TrainOutcome:
     """Train ``model`` in place; the best validation checkpoint is loaded back at the end.
 
     ``resume_from``: a complete checkpoint of an interrupted run of the same recipe (train/resume.py).
+    ``loss_terms``: extra terms added to the task loss (train/objective.py), e.g. a domain-adversarial loss.
     """
     has_validation = encoded.validation is not None and len(encoded.validation) > 0
     batch_fit, args = _agreed_batch(recipe, task, model, encoded, has_validation, checkpoints)
@@ -164,7 +166,8 @@ def fit(
         optimizer_cls_and_kwargs=optimizer_cls_and_kwargs(model, args, recipe.training.layer_lr_decay),
     )
     # per-example weights and extra loss terms, for every head (train/objective.py)
-    trainer.objective = Objective.for_head(task.peft_task_type, recipe.training.label_smoothing)
+    trainer.objective = Objective(Objective.for_head(task.peft_task_type).kind, recipe.training.label_smoothing,
+                                  list(loss_terms or []))
     # causal LM: the loss from the labelled tokens' logits only, never the whole batch's (train/lm_loss.py)
     trainer.selected_logits_loss = task.peft_task_type == "CAUSAL_LM" and accepts_logits_to_keep(model)
     # Our rich progress replaces Trainer's tqdm bar and its print-every-log fallback.
