@@ -476,6 +476,13 @@ class AdaptConfig(_Section):
         "clipped, mean 1); needs adapt.target_unlabeled"
     )
     weight_clip: float = Field(10.0, gt=1.0, description="largest instance weight before normalising to mean 1")
+    target_test: str | None = Field(
+        None, description="labelled target-domain test file (the task's columns): what tailor adapt-study scores every "
+        "method on, in place of the source test split"
+    )
+    target_labeled: str | None = Field(
+        None, description="labelled target-domain training file: tailor adapt-study's ceiling trains on it"
+    )
 
 
 # --- end domain adaptation
