@@ -16,24 +16,26 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from tailorlm.tasks import TASK_SPECS
+
 #: Baseline keys (metrics.json ``baseline.<key>``) that are floors, whatever the task.
 FLOOR_BASELINES: frozenset[str] = frozenset({
     "pretrained_head",     # qa: a randomly initialised span head on the pretrained body
     "sentence_retrieval",  # qa, SQuAD v2: never "no answer" (the task marks it a reference on v1 data)
     "majority_tag",        # token-classification: every word gets its most frequent training tag
 })
-#: Keys that are floors only for some tasks: (task, key). Translation's task marks its own run (``floor``
-#: false for a real pretrained seq2seq model); this rule decides for metrics.json files without the marker.
-TASK_FLOORS: frozenset[tuple[str, str]] = frozenset({
-    ("translation", "pretrained"),  # minilm-seq2seq before tuning: random cross-attention
-})
+#: Keys that are floors only for some tasks are the task's ``TaskSpec.floor_baselines`` (translation's
+#: "pretrained": its task marks its own run, ``floor`` false for a real pretrained seq2seq model; the spec decides
+#: for metrics.json files without the marker).
+
+
 def is_floor(name: str, task: str | None = None, entry: Any = None) -> bool:
     """Whether baseline ``name`` is a floor (reported, never the bar a tuned model is measured against).
 
     ``entry`` is the baseline's metrics.json dict; its ``floor`` marker, when present, wins over the name rules."""
     if isinstance(entry, Mapping) and isinstance(entry.get("floor"), bool):
         return bool(entry["floor"])
-    return name in FLOOR_BASELINES or (task is not None and (task, name) in TASK_FLOORS)
+    return name in FLOOR_BASELINES or (task in TASK_SPECS and name in TASK_SPECS[task].floor_baselines)
 
 
 def reference_names(names: Iterable[str], task: str | None = None,

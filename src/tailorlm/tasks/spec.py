@@ -96,6 +96,15 @@ class TaskSpec:
     capabilities: frozenset[str] = frozenset()
     #: what to tell a user whose recipe names no model when ``default_model`` is None or unsuitable
     model_hint: str | None = None
+    #: ``training.epochs: auto`` never picks more on a small set (train/auto.py): a causal LM adapting its style to
+    #: a domain's text overfits within a few passes; None: the general policy alone
+    auto_epoch_cap: int | None = None
+    #: ``learning_rate: auto`` times this: new parts that start from nothing (span and tag heads, a warm-started
+    #: seq2seq model's cross-attention) learn slowly at an encoder's usual rate
+    auto_lr_factor: float = 1.0
+    #: baselines of this task that are floors (lower bounds, never the bar: evaluate/floors.py), beyond the
+    #: task-independent ones (a random head)
+    floor_baselines: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         unknown = sorted(self.capabilities - CAPABILITIES.keys())

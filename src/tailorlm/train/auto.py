@@ -19,23 +19,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from tailorlm.recipe import AUTO_BATCH_STAND_IN, Recipe
+from tailorlm.tasks import get_spec
 
 #: Optimizer steps a small training set gets at least (epochs grow until reached, up to ``MAX_EPOCHS``).
 MIN_STEPS = 300
 #: Upper bound on epochs chosen automatically: beyond it a tiny set is memorised, and early stopping decides.
 MAX_EPOCHS = 20
-#: Tasks that pretrained weights already do most of: a causal LM adapting its style to a domain's text overfits
-#: within a few passes (held-out perplexity turns up), and each pass costs far more than an encoder's.
-EPOCH_CAPS = {"generation": 3}
 #: Epochs for a training set big enough that ``MIN_STEPS`` is reached in one pass, by size.
 LARGE_SET_EPOCHS = ((200_000, 1), (50_000, 2), (0, 3))
 #: Batch size by training-set size: small sets get more (noisier, regularising) updates per epoch.
 SMALL_SET_ROWS = 2_000
 #: Full fine-tuning learning rate by trainable parameters of the pretrained body (upper bound exclusive).
 FULL_FT_RATES = ((50e6, 1e-4), (150e6, 5e-5), (400e6, 3e-5), (math.inf, 1e-5))
-#: Tasks whose new parts start from nothing and learn slowly (span and tag heads; a warm-started seq2seq model's
-#: cross-attention): a higher rate.
-HEAD_HEAVY_TASKS = {"qa": 2.0, "token-classification": 3.0, "translation": 2.0}
 #: LoRA trains a few new matrices from zero: the field's usual rates are about ten times full fine-tuning's.
 LORA_FACTOR = 10.0
 LORA_MAX_RATE = 1e-3
@@ -71,7 +66,7 @@ def optimizer_steps_per_epoch(n_train: int, batch_size: int, accumulation: int, 
 
 def choose_epochs(n_train: int, steps_per_epoch: int, task: str | None = None) -> Choice:
     """Enough epochs for ``MIN_STEPS`` optimizer steps on small sets; 3, 2 or 1 epochs as the set grows."""
-    cap = EPOCH_CAPS.get(task or "")
+    cap = get_spec(task).auto_epoch_cap if task else None  # tasks/<name>/spec.py
     if cap is not None and steps_per_epoch * cap < MIN_STEPS:
         return Choice(cap, f"{n_train:,} rows give {steps_per_epoch} steps per epoch; {task} adapts a pretrained "
                            f"model that overfits a small set within a few passes: {cap} epochs")
@@ -90,7 +85,7 @@ def choose_learning_rate(task: str, body_params: int, lora: bool) -> Choice:
     """From the body's size (smaller models take larger steps), the head's kind, and LoRA."""
     base = next(rate for limit, rate in FULL_FT_RATES if body_params < limit)
     size = f"{body_params / 1e6:.0f}M-parameter body"
-    factor = HEAD_HEAVY_TASKS.get(task, 1.0)
+    factor = get_spec(task).auto_lr_factor  # tasks/<name>/spec.py: heads that start from nothing
     rate, why = base * factor, f"{base:g} for a {size}"
     if factor != 1.0:
         why += f", x{factor:g} for {task}'s new head"

@@ -32,4 +32,5 @@ SPEC = TaskSpec(
                   length_note="It was tuned on examples of up to {n} tokens; a prompt longer than the model's "
                               "context window keeps only its end."),
     capabilities=frozenset({"generates"}),
+    auto_epoch_cap=3,  # a causal LM adapting to a domain's text overfits a small set within a few passes
 )

@@ -27,4 +27,5 @@ SPEC = TaskSpec(
     card=CardText(describe, pipeline_call='question="...", context="..."',
                   length_note="Contexts longer than {n} tokens are read in overlapping windows; the best span of "
                               "all wins."),
+    auto_lr_factor=2.0,  # span head from nothing
 )

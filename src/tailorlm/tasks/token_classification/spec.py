@@ -26,4 +26,5 @@ SPEC = TaskSpec(
     demo=Demo("tailorlm.demos.token_classification:generate_ner_dataset", "examples/data/utility-ner"),
     card=CardText(describe, pipeline_call='"your text here"'),
     capabilities=frozenset({"labels"}),
+    auto_lr_factor=3.0,  # tag head from nothing
 )

@@ -36,4 +36,6 @@ SPEC = TaskSpec(
     demo=Demo("tailorlm.demos.translation:generate_demo_mt", "examples/data/scots_mt"),
     card=CardText(describe),
     capabilities=frozenset({"generates"}),
+    auto_lr_factor=2.0,  # a warm-started seq2seq model's cross-attention starts from nothing
+    floor_baselines=frozenset({"pretrained"}),  # minilm-seq2seq before tuning: random cross-attention
 )
