@@ -132,3 +132,6 @@ def test_tailor_run_writes_the_instance_weighting_section(tmp_path: Path, tiny_m
     assert {"histogram", "most_target_like", "least_target_like", "domain_accuracy", "proxy_a_distance"} <= set(section)
     assert {"stage": "domain_weights", "runs": True, "when": "adapt.instance_weighting is on"} in metrics["stages"]
     assert "domain_weights" in metrics["timings_s"]
+    html, md = (tmp_path / "out" / "report.html").read_text(), (tmp_path / "out" / "report.md").read_text()
+    assert 'id="domain-adaptation"' in html and "<h3>Instance weighting</h3>" in html
+    assert "### Instance weighting" in md and "Effective sample size" in md and "most target-like" in md
