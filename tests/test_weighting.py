@@ -135,3 +135,14 @@ def test_tailor_run_writes_the_instance_weighting_section(tmp_path: Path, tiny_m
     html, md = (tmp_path / "out" / "report.html").read_text(), (tmp_path / "out" / "report.md").read_text()
     assert 'id="domain-adaptation"' in html and "<h3>Instance weighting</h3>" in html
     assert "### Instance weighting" in md and "Effective sample size" in md and "most target-like" in md
+
+
+def test_one_target_text_is_a_one_line_error(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from tests.test_bad_input import assert_one_line_error
+
+    spec = _recipe(tmp_path, tiny_model_dir)
+    Path(spec["adapt"]["target_unlabeled"]).write_text(f"{MARKERS} only one target text\n", encoding="utf-8")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(spec))
+    code, _, stderr = run_cli(["run", str(recipe)])
+    assert_one_line_error(code, stderr, "adapt.instance_weighting needs at least 2 source and 2 target texts")

@@ -25,14 +25,19 @@ SHOWN_ROWS = 5
 HISTOGRAM_BINS = 10
 
 
+def require_rows(n_source: int, n_target: int) -> None:
+    """Cross-validation needs two rows of each domain; checked before any text is embedded."""
+    if n_source < 2 or n_target < 2:
+        raise DataError(f"adapt.instance_weighting needs at least 2 source and 2 target texts (got {n_source} "
+                        f"and {n_target}); give more adapt.target_unlabeled text or set it to false")
+
+
 def domain_probabilities(source: np.ndarray, target: np.ndarray, seed: int = 0) -> np.ndarray:
     """Out-of-fold ``p(target | x)`` of each source row from a cross-validated logistic-regression classifier."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    if len(source) < 2 or len(target) < 2:
-        raise DataError(f"adapt.instance_weighting needs at least 2 source and 2 target texts (got {len(source)} "
-                        f"and {len(target)}); give more adapt.target_unlabeled text or set it to false")
+    require_rows(len(source), len(target))
     features = np.concatenate([source, target])
     domain = np.concatenate([np.zeros(len(source), dtype=int), np.ones(len(target), dtype=int)])
     folds = StratifiedKFold(n_splits=min(5, len(source), len(target)), shuffle=True, random_state=seed)
@@ -119,6 +124,7 @@ def instance_weighting(recipe: Any, data: Any, target_texts: list[str], resolved
     if len(source_texts) != len(encoded.train):
         raise RuntimeError(f"{len(source_texts)} source training texts for {len(encoded.train)} encoded rows: "
                            "instance weights would not line up with their rows")
+    require_rows(len(source_texts), len(target_texts))
     source, target = frozen_features(recipe, resolved, tokenizer, [source_texts, target_texts], encoded.max_length)
     seed = recipe.data.seed
     p_target = domain_probabilities(source, target, seed)
