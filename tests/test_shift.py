@@ -91,3 +91,16 @@ def test_tailor_shift_missing_file_is_one_line(tmp_path: Path, side: str) -> Non
     files = {"--source": str(present), "--target": str(present), side: str(tmp_path / "missing.csv")}
     code, _, stderr = run_cli(["shift", *(x for pair in files.items() for x in pair)])
     assert_one_line_error(code, stderr, "missing.csv: file not found", side)
+
+
+@pytest.mark.parametrize(("content", "needles"), [
+    ("words,label\nsome text,a\nmore text,b\n", ["no column 'text'", "--text-column"]),
+    ("text,label\nonly one,a\n,b\n", ["1 non-empty texts", "at least 2"]),
+])
+def test_tailor_shift_unusable_target_is_one_line(tmp_path: Path, content: str, needles: list[str]) -> None:
+    present = tmp_path / "present.csv"
+    pd.DataFrame(sentiment_rows(10)).to_csv(present, index=False)
+    bad = tmp_path / "bad.csv"
+    bad.write_text(content, encoding="utf-8")
+    code, _, stderr = run_cli(["shift", "--source", str(present), "--target", str(bad)])
+    assert_one_line_error(code, stderr, "bad.csv", "--target", *needles)

@@ -77,8 +77,9 @@ def read_domain_texts(path: Path, text_column: str, label_column: str, option: s
         raise DataError(f"{path}: no column '{text_column}' ({option}); the file has "
                         f"{', '.join(present[:20]) or 'no columns'}; pass --text-column")
     rows = [values for _, values in records if str(values.get(text_column) or "").strip()]
-    if not rows:
-        raise DataError(f"{path}: no non-empty text in column '{text_column}' ({option})")
+    if len(rows) < 2:
+        raise DataError(f"{path}: {len(rows)} non-empty texts in column '{text_column}' ({option}); the domain "
+                        "classifier needs at least 2 per side")
     texts = [str(values[text_column]).strip() for values in rows]
     labelled = all(str(values.get(label_column) or "").strip() for values in rows)
     labels = [str(values[label_column]).strip() for values in rows] if labelled else None
