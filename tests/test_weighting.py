@@ -120,13 +120,28 @@ def test_marked_source_rows_weigh_more_and_reweighing_is_kept(tmp_path: Path, ti
     assert metrics["adapt"]["target"]["rows"] > 0  # the target stage's section is kept beside it
 
 
-def test_tailor_run_writes_the_instance_weighting_section(tmp_path: Path, tiny_model_dir: Path) -> None:
+def test_tailor_run_writes_the_instance_weighting_section(tmp_path: Path, tiny_model_dir: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from tailorlm.train.objective import WEIGHT_COLUMN, Objective
+
+    seen: list[list[float]] = []
+    call = Objective.__call__
+
+    def spy(self: Objective, model: object, inputs: dict) -> object:
+        if WEIGHT_COLUMN in inputs:
+            seen.append(inputs[WEIGHT_COLUMN].tolist())
+        return call(self, model, inputs)
+
+    monkeypatch.setattr(Objective, "__call__", spy)
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump(_recipe(tmp_path, tiny_model_dir)))
     code, stdout, stderr = run_cli(["run", str(recipe)])
     assert code == 0, stderr
-    assert "instance weights on" in stdout + stderr
+    weights = [w for batch in seen for w in batch]  # the weights reach the training loss, batch by batch
+    assert weights and len(set(round(w, 6) for w in weights)) > 2
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert len(weights) == metrics["data"]["train"] and np.mean(weights) == pytest.approx(1.0, abs=1e-4)  # 1 epoch
+    assert "instance weights on" in stdout + stderr
     section = metrics["adapt"]["instance_weighting"]
     assert section["rows"] == metrics["data"]["train"] and section["effective_sample_size"] < section["rows"]
     assert {"histogram", "most_target_like", "least_target_like", "domain_accuracy", "proxy_a_distance"} <= set(section)
