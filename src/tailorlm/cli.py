@@ -369,6 +369,36 @@ def audit(
         out.print(f"wrote {out_file}")
 
 
+@app.command()
+def shift(
+    source: Annotated[Path, typer.Option("--source", help="the source domain's file (the labelled training data)")],
+    target: Annotated[Path, typer.Option("--target", help="the target domain's file (the text the model will see)")],
+    text_column: Annotated[str, typer.Option(help="column holding the text (csv, tsv, jsonl, json, parquet)")] = "text",
+    label_column: Annotated[str, typer.Option(help="column holding the label, when both files have one")] = "label",
+    model: Annotated[str, typer.Option(help="model whose frozen embeddings the proxy A-distance uses")] = "minilm",
+    out_dir: Annotated[Path | None, typer.Option("--out", help="folder for shift.json and shift.md")] = None,
+) -> None:
+    """How far the target domain is from the source: vocabulary, lengths, embeddings, words, labels."""
+    from tailorlm.adapt.shift import read_domain_texts, shift_report, summary_rows, write_shift
+
+    source_file = read_domain_texts(source, text_column, label_column, "--source")
+    target_file = read_domain_texts(target, text_column, label_column, "--target")
+    _quiet_libraries()
+    report = shift_report(source_file, target_file, model)
+    table = Table(title=f"domain shift: {source} -> {target}")
+    for column in ("measure", "source", "target"):
+        table.add_column(column)
+    for row in summary_rows(report):
+        table.add_row(*(escape(cell) for cell in row))
+    out.print(table)
+    for side in ("target", "source"):
+        top = ", ".join(row["word"] for row in report["distinguishing_words"][side][:8]) or "none"
+        out.print(f"typical of the {side}: {escape(top)}", highlight=False, soft_wrap=True)
+    if out_dir is not None:
+        for path in write_shift(out_dir, report):
+            out.print(f"wrote {path}")
+
+
 def audit_table(result: dict[str, Any], title: str) -> Table:
     """One row per group: test texts, accuracy and macro-F1; groups too small to compare are marked."""
     tuned = result["systems"]["tuned"]

@@ -28,6 +28,8 @@ STAGES: list[Stage] = [
     Stage("tokenize", data.tokenize, writes=("data",)),                 # cached encoded splits
     Stage("weigh", data.weigh, lambda c: c.recipe.fairness.mitigation == "reweight",
           "fairness.mitigation is reweight"),
+    Stage("domain_weights", data.domain_weights, lambda c: c.recipe.adapt.instance_weighting,
+          "adapt.instance_weighting is on", writes=("adapt",)),
     Stage("adapt", model.adapt, lambda c: c.recipe.adapt.pretrain, "adapt.pretrain is on", writes=("adapt",)),
     Stage("build", model.build),                                         # the head (+ LoRA) on the body
     Stage("auto_lr", model.auto_learning_rate),

@@ -10,6 +10,7 @@ from typing import Any
 from tailorlm.report.format import count, duration, fmt
 from tailorlm.report.model import RunReport
 from tailorlm.report.tables import Cell, Table
+from tailorlm.report.weighting import has_instance_weighting
 
 
 def _pretrain(report: RunReport) -> dict[str, Any]:
@@ -33,7 +34,7 @@ def has_self_train(report: RunReport) -> bool:
 
 
 def has_adapt(report: RunReport) -> bool:
-    return has_pretrain(report) or has_self_train(report)
+    return has_pretrain(report) or has_self_train(report) or has_instance_weighting(report)
 
 
 def adapt_lead(report: RunReport) -> str:

@@ -57,6 +57,7 @@ from tailorlm.report.results import (
 from tailorlm.report.search import has_search, search_lead, search_table
 from tailorlm.report.summary import facts
 from tailorlm.report.tables import record_text_columns
+from tailorlm.report.weighting import has_instance_weighting, weighted_rows_table, weighting_lead, weighting_table
 
 #: (section id, navigation label, heading), in page order; the ids are a stable contract for tests and links.
 SECTIONS: list[tuple[str, str, str]] = [
@@ -166,10 +167,14 @@ def _sources(report: RunReport) -> str:
 
 
 def _adaptation(r: RunReport) -> str:
-    """Continued pretraining (adapt.pretrain) and self-training (adapt.self_train), each only when it ran."""
+    """Continued pretraining (adapt.pretrain), self-training (adapt.self_train) and instance weighting
+    (adapt.instance_weighting), each only when it ran."""
     html = paragraph(adapt_lead(r), "lead") + html_table(adapt_table(r)) if has_pretrain(r) else ""
     if has_self_train(r):
         html += "<h3>Self-training</h3>" + paragraph(self_train_lead(r)) + html_table(self_train_table(r))
+    if has_instance_weighting(r):
+        html += ("<h3>Instance weighting</h3>" + paragraph(weighting_lead(r)) + html_table(weighting_table(r))
+                 + html_table(weighted_rows_table(r)))
     return html
 
 

@@ -160,10 +160,19 @@ def _adaptation(report: RunReport) -> str:
         self_train_lead,
         self_train_table,
     )
+    from tailorlm.report.weighting import (
+        has_instance_weighting,
+        weighted_rows_table,
+        weighting_lead,
+        weighting_table,
+    )
 
     parts = [md_escape(adapt_lead(report)), table(adapt_table(report))] if has_pretrain(report) else []
     if has_self_train(report):  # adapt.self_train (adapt/self_train.py)
         parts += ["### Self-training", md_escape(self_train_lead(report)), table(self_train_table(report))]
+    if has_instance_weighting(report):  # adapt.instance_weighting (adapt/weighting.py)
+        parts += ["### Instance weighting", md_escape(weighting_lead(report)), table(weighting_table(report)),
+                  table(weighted_rows_table(report))]
     return _section("Domain adaptation", *parts) if parts else ""
 
 

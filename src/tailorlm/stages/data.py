@@ -1,5 +1,6 @@
 """Data stages: prepare (load, clean, split, report), reshape (a fold or a subset), the data-dependent ``auto``
-keys, the self-training pool, tokenise (cached), and weigh (per-row training weights)."""
+keys, the self-training pool, tokenise (cached), weigh (per-row training weights) and domain_weights
+(instance weights by target-likeness)."""
 
 from __future__ import annotations
 
@@ -102,3 +103,18 @@ def weigh(ctx: RunContext) -> None:
     from tailorlm.fairness.pipeline import apply_mitigation
 
     ctx.mitigation = apply_mitigation(ctx.recipe, ctx.need("data"), ctx.need("encoded"))
+
+
+def domain_weights(ctx: RunContext) -> dict[str, Any]:
+    """adapt.instance_weighting: each source training row weighted by how target-like it is (adapt/weighting.py).
+
+    Runs on every rank of a data-parallel run (each needs the column); the weights depend on the data alone.
+    """
+    from tailorlm.adapt.weighting import instance_weighting
+
+    report = instance_weighting(ctx.recipe, ctx.need("data"), ctx.need("target").texts, ctx.need("resolved"),
+                                ctx.tokenizer, ctx.need("encoded"))
+    ess = report["effective_sample_size"]
+    ctx.console.print(f"adapt: instance weights on {report['rows']} source rows · effective sample size {ess:.1f} "
+                      f"· domain classifier accuracy {report['domain_accuracy']:.3f}")
+    return {"adapt": {"instance_weighting": report}}

@@ -1,0 +1,135 @@
+"""adapt.instance_weighting: weigh each source training row by how target-like it is (covariate-shift correction).
+
+A probabilistic domain classifier (logistic regression on the pretrained model's frozen mean-pooled features)
+tells source rows from target texts. Each source row's ``p = p(target | x)`` is out-of-fold (cross_val_predict),
+so a row is never scored by a classifier that saw it; the density ratio ``p / (1 - p) * n_source / n_target``
+estimates ``p_target(x) / p_source(x)`` (Bickel et al. 2007; Shimodaira 2000). The ratio is clipped at
+``adapt.weight_clip`` (a few rows must not carry the whole loss) and normalised to mean 1, so the loss keeps its
+scale and the learning rate keeps its meaning. The weights multiply any ``weight`` column already there
+(fairness reweighing), so both corrections hold; the report shows the histogram, the effective sample size and
+the most and least target-like source rows, so a user sees whether the weighting did anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tailorlm.errors import DataError
+
+#: how far from 0 and 1 a domain probability may go before the ratio is taken (no division by zero)
+PROBABILITY_FLOOR = 1e-6
+#: source rows shown at each end of the weight ranking
+SHOWN_ROWS = 5
+HISTOGRAM_BINS = 10
+
+
+def require_rows(n_source: int, n_target: int) -> None:
+    """Cross-validation needs two rows of each domain; checked before any text is embedded."""
+    if n_source < 2 or n_target < 2:
+        raise DataError(f"adapt.instance_weighting needs at least 2 source and 2 target texts (got {n_source} "
+                        f"and {n_target}); give more adapt.target_unlabeled text or set it to false")
+
+
+def domain_probabilities(source: np.ndarray, target: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Out-of-fold ``p(target | x)`` of each source row from a cross-validated logistic-regression classifier."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    require_rows(len(source), len(target))
+    features = np.concatenate([source, target])
+    domain = np.concatenate([np.zeros(len(source), dtype=int), np.ones(len(target), dtype=int)])
+    folds = StratifiedKFold(n_splits=min(5, len(source), len(target)), shuffle=True, random_state=seed)
+    probabilities = cross_val_predict(LogisticRegression(max_iter=2000), features, domain, cv=folds,
+                                      method="predict_proba")
+    return probabilities[: len(source), 1]
+
+
+def density_ratio(p_target: np.ndarray, n_source: int, n_target: int) -> np.ndarray:
+    """``p/(1-p) * n_source/n_target``: the classifier's odds corrected for the two sides' sizes."""
+    p = np.clip(np.asarray(p_target, dtype=np.float64), PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR)
+    return p / (1.0 - p) * (n_source / n_target)
+
+
+def density_ratio_weights(p_target: np.ndarray, n_source: int, n_target: int, clip: float) -> np.ndarray:
+    """The density ratio clipped at ``clip``, normalised to mean 1 over the source rows."""
+    clipped = np.minimum(density_ratio(p_target, n_source, n_target), clip)
+    return clipped / clipped.mean()
+
+
+def effective_sample_size(weights: np.ndarray) -> float:
+    """Kish's ``(sum w)^2 / sum w^2``: how many equally weighted rows the weighted rows are worth."""
+    return float(weights.sum() ** 2 / np.square(weights).sum())
+
+
+def _ranked(texts: list[str], weights: np.ndarray, order: np.ndarray) -> list[dict[str, Any]]:
+    return [{"text": texts[i], "weight": round(float(weights[i]), 6)} for i in order[:SHOWN_ROWS]]
+
+
+def weight_report(texts: list[str], weights: np.ndarray, clip: float, raw_clipped: int) -> dict[str, Any]:
+    """The weights as metrics.json shows them: ESS, histogram, the rows at both ends of the ranking."""
+    ess = effective_sample_size(weights)
+    counts, edges = np.histogram(weights, bins=HISTOGRAM_BINS)
+    order = np.argsort(-weights, kind="stable")
+    return {
+        "method": "density ratio of a cross-validated logistic-regression domain classifier on frozen features",
+        "rows": len(weights),
+        "effective_sample_size": round(ess, 3),
+        "ess_share": round(ess / len(weights), 6),
+        "clip": clip,
+        "clipped_rows": raw_clipped,
+        "min": round(float(weights.min()), 6),
+        "max": round(float(weights.max()), 6),
+        "histogram": {"bins": [round(float(e), 6) for e in edges], "counts": [int(c) for c in counts]},
+        "most_target_like": _ranked(texts, weights, order),
+        "least_target_like": _ranked(texts, weights, order[::-1]),
+    }
+
+
+def apply_weights(encoded: Any, weights: np.ndarray) -> None:
+    """Multiply ``weights`` into ``encoded.train``'s weight column (fairness reweighing), or add the column."""
+    from tailorlm.train.objective import WEIGHT_COLUMN
+
+    train = encoded.train
+    if len(weights) != len(train):
+        raise RuntimeError(f"{len(weights)} instance weights for {len(train)} encoded training rows")
+    combined = np.asarray(weights, dtype=np.float64)
+    if WEIGHT_COLUMN in train.column_names:
+        combined = combined * np.asarray(train[WEIGHT_COLUMN], dtype=np.float64)
+        train = train.remove_columns(WEIGHT_COLUMN)
+    encoded.train = train.add_column(WEIGHT_COLUMN, combined.tolist())
+
+
+def frozen_features(recipe: Any, resolved: Any, tokenizer: Any, texts_by_side: list[list[str]],
+                    max_length: int) -> list[np.ndarray]:
+    """Mean-pooled features of the pretrained model as named (never the fine-tuned one) for each list of texts."""
+    from transformers import AutoModel
+
+    from tailorlm.evaluate.inference import forward_sorted, mean_pooled
+    from tailorlm.models.loading import load_pretrained
+
+    encoder = load_pretrained(AutoModel, resolved, recipe.model)
+    batch_size = recipe.training.eval_batch
+    return [forward_sorted(encoder, tokenizer, texts, max_length, batch_size, mean_pooled).astype(np.float64)
+            for texts in texts_by_side]
+
+
+def instance_weighting(recipe: Any, data: Any, target_texts: list[str], resolved: Any, tokenizer: Any,
+                       encoded: Any) -> dict[str, Any]:
+    """Weigh ``encoded.train`` by target-likeness; returns metrics.json's ``adapt.instance_weighting``."""
+    from tailorlm.adapt.shift import proxy_a_distance
+
+    source_texts = [str(text) for text in data.train["text"]]
+    if len(source_texts) != len(encoded.train):
+        raise RuntimeError(f"{len(source_texts)} source training texts for {len(encoded.train)} encoded rows: "
+                           "instance weights would not line up with their rows")
+    require_rows(len(source_texts), len(target_texts))
+    source, target = frozen_features(recipe, resolved, tokenizer, [source_texts, target_texts], encoded.max_length)
+    seed = recipe.data.seed
+    p_target = domain_probabilities(source, target, seed)
+    clip = recipe.adapt.weight_clip
+    raw_clipped = int((density_ratio(p_target, len(source), len(target)) > clip).sum())
+    weights = density_ratio_weights(p_target, len(source), len(target), clip)
+    apply_weights(encoded, weights)
+    return weight_report(source_texts, weights, clip, raw_clipped) | proxy_a_distance(source, target, seed)
