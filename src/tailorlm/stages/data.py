@@ -1,5 +1,6 @@
 """Data stages: prepare (load, clean, split, report), reshape (a fold or a subset), the data-dependent ``auto``
-keys, the self-training pool, tokenise (cached), and weigh (per-row training weights)."""
+keys, the self-training pool, augmented copies of the training rows, tokenise (cached), and weigh (per-row
+training weights)."""
 
 from __future__ import annotations
 
@@ -102,3 +103,15 @@ def weigh(ctx: RunContext) -> None:
     from tailorlm.fairness.pipeline import apply_mitigation
 
     ctx.mitigation = apply_mitigation(ctx.recipe, ctx.need("data"), ctx.need("encoded"))
+
+
+def augment(ctx: RunContext) -> dict[str, Any]:
+    """augment.method: augmented copies of the training rows, leak-free, after any reshape (augment/stage.py)."""
+    from tailorlm.augment.stage import augment_data, augmented_jsonl
+
+    ctx.data, section = augment_data(ctx.recipe, ctx.need("data"))
+    ctx.run_dir.write_text("augmented.jsonl", augmented_jsonl(ctx.data.train))
+    ctx.console.print(f"augment: {section['rows_added']} {section['method']} copies added to "
+                      f"{section['train_rows_before']} training rows ({section['dropped_leaking']} dropped as "
+                      "copies of validation/test texts)")
+    return {"augment": section}
