@@ -604,9 +604,10 @@ class Recipe(_Section):
         if not get_spec(self.task).has("kfold"):
             raise ValueError(f"augment.method: token edits keep one label per text (classification), not task "
                              f"'{self.task}'; set augment.method: none")
-        if self.augment.gate and (self.validation.kfold or self.report.data_curve or self.search.budget):
-            raise ValueError("augment.gate compares two single runs; with validation.kfold, report.data_curve or "
-                             "search.budget set augment.gate: false")
+        looped = self.validation.kfold or self.report.data_curve or self.search.budget or self.training.seeds > 1
+        if self.augment.gate and looped:
+            raise ValueError("augment.gate compares two single runs; with validation.kfold, report.data_curve, "
+                             "search.budget or training.seeds > 1 set augment.gate: false")
         return self
 
     @model_validator(mode="after")
