@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -53,7 +54,8 @@ def test_eda_edits_are_seeded_and_do_what_they_say() -> None:
 # ------------------------------------------------------------------------------------------ leak-free copies
 
 
-def _stages_through_augment(recipe, reshape=None):
+def _stages_through_augment(recipe: Any, reshape: Any = None) -> Any:
+    """The run's stages up to augment (no training), so the augmented splits can be inspected."""
     from rich.console import Console
 
     from tailorlm.run import STAGES
@@ -68,7 +70,7 @@ def _stages_through_augment(recipe, reshape=None):
     return ctx
 
 
-def _check_no_leak(ctx) -> dict:
+def _check_no_leak(ctx: Any) -> dict:
     from tailorlm.adapt.corpus import fingerprints
     from tailorlm.augment.stage import origin_ids
     from tailorlm.data.clean import clean_text, fingerprint
@@ -108,7 +110,7 @@ def test_kfold_copies_follow_their_fold_and_never_copy_its_validation(tiny_recip
                                        "augment.copies=4", "augment.max_share=4", "augment.gate=false"])
     dropped = 0
     for k in range(2):
-        def fold(data, k=k):
+        def fold(data: Any, k: int = k) -> Any:
             pool = pool_of(data)
             return fold_data(data, pool, assign_folds(pool, 2, True, recipe.training.seed)[k])
 
