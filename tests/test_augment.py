@@ -137,6 +137,15 @@ def test_gate_decisions() -> None:
     assert decide(m(0.95), m(0.80), "accuracy", 0.2)["kept"] == "plain"  # min_gain on top of the noise
     assert decide(m(0.95), m(0.80), "loss", 0.0)["kept"] == "augmented"  # a lower loss wins
     assert decide({}, m(0.8), "accuracy", 0.0)["kept"] == "plain"
+    # with a paired bootstrap over validation predictions, the interval's lower end decides
+    paired = {"difference": 0.05, "low": 0.01, "high": 0.09, "level": 0.95}
+    kept = decide(m(0.85), m(0.80), "accuracy", 0.0, paired)
+    assert kept["kept"] == "augmented" and kept["noise"] == "paired bootstrap over validation predictions"
+    assert decide(m(0.85), m(0.80), "accuracy", 0.02, paired)["kept"] == "plain"  # not above min_gain
+    noisy = decide(m(0.85), m(0.80), "accuracy", 0.0, paired | {"low": -0.01})
+    assert noisy["kept"] == "plain" and "within the noise" in noisy["reason"]
+    assert decide(m(0.85), m(0.80), "loss", 0.0, {"difference": -0.05, "low": -0.09, "high": -0.01,
+                                                   "level": 0.95})["kept"] == "augmented"
 
 
 def test_gate_keeps_the_plain_model_when_augmentation_only_adds_noise(tiny_recipe: Path,
@@ -150,12 +159,18 @@ def test_gate_keeps_the_plain_model_when_augmentation_only_adds_noise(tiny_recip
 
     monkeypatch.setattr(stage, "eda_copy", noise_only)
     out = tiny_recipe.parent / "run"
+    learnable = ["training.epochs=6", "training.learning_rate=5e-3", "training.warmup=0.0",
+                 "baseline.linear_probe=false"]
     code, _, stderr = run_cli(["run", str(tiny_recipe), "--set", "augment.method=eda", "--set",
-                               "augment.max_share=2", "--set", "augment.copies=2"])
+                               "augment.max_share=2", "--set", "augment.copies=2",
+                               *[arg for key in learnable for arg in ("--set", key)]])
     assert code == 0, stderr
     metrics = json.loads((out / "metrics.json").read_text())
     gate = metrics["augment"]["gate"]
     assert gate["kept"] == "plain", gate
+    assert gate["noise"] == "paired bootstrap over validation predictions" and gate["metric"] == "f1_macro"
+    print(json.dumps(gate))
+    assert gate["plain"] > 0.6  # the plain model learned: the gate compared two real models
     assert metrics["augment"]["rows_added"] > 0 and "kept the plain model" in gate["reason"]
     plain = json.loads((out / "augment-off" / "metrics.json").read_text())
     assert metrics["tuned"] == plain["tuned"]  # output_dir now holds the plain run's results
