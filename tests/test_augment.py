@@ -197,3 +197,13 @@ def test_augment_refuses_what_it_cannot_do(tiny_recipe: Path) -> None:
     assert_one_line_error(code, stderr, "augment.method")
     code, _, stderr = run_cli(["run", str(tiny_recipe), "--set", "augment.method=backtranslate"])
     assert_one_line_error(code, stderr, "augment.method")
+
+
+def test_unreadable_or_empty_synonyms_file_is_one_line(tiny_recipe: Path, tmp_path: Path) -> None:
+    binary, empty = tmp_path / "binary.csv", tmp_path / "empty.csv"
+    binary.write_bytes(b"\xff\xfe\x00word,\x99\n")
+    empty.write_text("word,synonym\n")
+    for path, needle in ((binary, "not a readable UTF-8"), (empty, "no word,synonym pairs")):
+        code, _, stderr = run_cli(["run", str(tiny_recipe), "--set", "augment.method=eda", "--set",
+                                   f"augment.synonyms={path}"])
+        assert_one_line_error(code, stderr, "augment.synonyms", needle)

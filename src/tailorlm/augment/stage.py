@@ -40,14 +40,17 @@ def read_synonyms(name: str) -> Synonyms:
         raise DataError(f"{path}: {what} (augment.synonyms); give a csv/tsv of word,synonym pairs (relative to "
                         f"{Path.cwd()}) or remove augment.synonyms to use only swap and deletion")
     delimiter = "\t" if path.suffix.lower() in {".tsv", ".tab"} else ","
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            pairs = [[cell.strip() for cell in cells[:2]] for cells in csv.reader(handle, delimiter=delimiter)]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: not a readable UTF-8 csv/tsv (augment.synonyms): {exc}") from None
     synonyms: dict[str, set[str]] = {}
-    with path.open(encoding="utf-8", newline="") as handle:
-        for cells in csv.reader(handle, delimiter=delimiter):
-            pair = [cell.strip() for cell in cells[:2]]
-            if len(pair) < 2 or not all(pair) or [p.lower() for p in pair] == ["word", "synonym"]:
-                continue
-            synonyms.setdefault(pair[0].lower(), set()).add(pair[1])
-            synonyms.setdefault(pair[1].lower(), set()).add(pair[0])
+    for pair in pairs:
+        if len(pair) < 2 or not all(pair) or [p.lower() for p in pair] == ["word", "synonym"]:
+            continue
+        synonyms.setdefault(pair[0].lower(), set()).add(pair[1])
+        synonyms.setdefault(pair[1].lower(), set()).add(pair[0])
     if not synonyms:
         raise DataError(f"{path}: no word,synonym pairs (augment.synonyms); give two columns, one pair a line")
     return {word: sorted(found) for word, found in synonyms.items()}
