@@ -100,6 +100,8 @@ def test_no_augmented_row_copies_a_validation_or_test_text(tiny_recipe: Path, tm
     lines = (Path(recipe.output_dir) / "augmented.jsonl").read_text().splitlines()
     assert len(lines) == int(ctx.data.train["augmented"].sum())
     assert set(json.loads(lines[0])) == {"text", "label", "origin"}
+    report = json.loads((Path(recipe.output_dir) / "data_report.json").read_text())
+    assert report["augment"] == section and "label_distribution" in report  # added to, not replaced
 
 
 def test_kfold_copies_follow_their_fold_and_never_copy_its_validation(tiny_recipe: Path, tmp_path: Path) -> None:

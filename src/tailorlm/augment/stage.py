@@ -119,7 +119,8 @@ def augment_data(recipe: Recipe, data: PreparedData) -> tuple[PreparedData, dict
         "operations": dict(sorted(made.operations.items())), "synonym_words": len(synonyms),
         "alpha": cfg.alpha, "copies": cfg.copies, "max_share": cfg.max_share, "seed": seed_of(recipe),
     }
-    return dataclasses.replace(data, train=combined), section
+    report = {**data.report, "augment": section}  # the data report says what was added to the training rows
+    return dataclasses.replace(data, train=combined, report=report), section
 
 
 def augmented_jsonl(train: pd.DataFrame) -> str:

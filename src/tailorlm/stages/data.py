@@ -111,6 +111,7 @@ def augment(ctx: RunContext) -> dict[str, Any]:
 
     ctx.data, section = augment_data(ctx.recipe, ctx.need("data"))
     ctx.run_dir.write_text("augmented.jsonl", augmented_jsonl(ctx.data.train))
+    ctx.run_dir.write_json("data_report.json", ctx.data.report)
     ctx.console.print(f"augment: {section['rows_added']} {section['method']} copies added to "
                       f"{section['train_rows_before']} training rows ({section['dropped_leaking']} dropped as "
                       "copies of validation/test texts)")
