@@ -179,7 +179,9 @@ def test_gate_keeps_the_plain_model_when_augmentation_only_adds_noise(tiny_recip
     weights = (out / "model" / "model.safetensors").read_bytes()
     assert weights == (out / "augment-off" / "model" / "model.safetensors").read_bytes()
     assert (out / "augment-on" / "model").is_dir()  # the augmented model is kept aside, not lost
-    assert (out / "report.html").exists()
+    page, markdown = (out / "report.html").read_text(), (out / "report.md").read_text()
+    assert "<h3>Augmentation</h3>" in page and "### Augmentation" in markdown
+    assert "without augmentation too and kept the plain model" in markdown  # the report says which and why
 
 
 # ------------------------------------------------------------------------------------------ bad input

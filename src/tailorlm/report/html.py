@@ -22,6 +22,7 @@ from tailorlm.report.adapt import (
     self_train_lead,
     self_train_table,
 )
+from tailorlm.report.augment import augment_lead, augment_table, has_augment
 from tailorlm.report.charts import comparison_chart, confusion_chart, learning_curves_chart, per_class_chart
 from tailorlm.report.cv import cv_lead, cv_table, has_cv
 from tailorlm.report.data_curve import (
@@ -87,7 +88,7 @@ def sections_for(report: RunReport) -> list[tuple[str, str, str]]:
         "samples": bool(report.samples),
         "cross-validation": has_cv(report),
         "budget-search": has_search(report),
-        "domain-adaptation": has_adapt(report),
+        "domain-adaptation": has_adapt(report) or has_augment(report),
         "data-curve": has_data_curve(report),
         "lr-find": has_lr_find(report),
         "confusion": report.is_classification or bool(tuned.get("confusion_matrix")),
@@ -170,6 +171,8 @@ def _adaptation(r: RunReport) -> str:
     html = paragraph(adapt_lead(r), "lead") + html_table(adapt_table(r)) if has_pretrain(r) else ""
     if has_self_train(r):
         html += "<h3>Self-training</h3>" + paragraph(self_train_lead(r)) + html_table(self_train_table(r))
+    if has_augment(r):
+        html += "<h3>Augmentation</h3>" + paragraph(augment_lead(r)) + html_table(augment_table(r))
     return html
 
 

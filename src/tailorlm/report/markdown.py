@@ -164,6 +164,10 @@ def _adaptation(report: RunReport) -> str:
     parts = [md_escape(adapt_lead(report)), table(adapt_table(report))] if has_pretrain(report) else []
     if has_self_train(report):  # adapt.self_train (adapt/self_train.py)
         parts += ["### Self-training", md_escape(self_train_lead(report)), table(self_train_table(report))]
+    from tailorlm.report.augment import augment_lead, augment_table, has_augment
+
+    if has_augment(report):  # augment.method (augment/)
+        parts += ["### Augmentation", md_escape(augment_lead(report)), table(augment_table(report))]
     return _section("Domain adaptation", *parts) if parts else ""
 
 
