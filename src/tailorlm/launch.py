@@ -34,12 +34,15 @@ def loop_of(recipe: Recipe) -> str:
     parts = [f"{recipe.training.seeds} seeds"] if recipe.training.seeds > 1 else []
     parts += [f"{recipe.validation.kfold} folds"] if recipe.validation.kfold else []
     parts += ["a data curve (25% and 50% runs after the full one)"] if recipe.report.data_curve else []
+    parts += ["with and without augmentation (augment.gate)"] if recipe.augment.method != "none" and \
+        recipe.augment.gate else []
     return ", ".join(parts) if parts else "one run"
 
 
 def run_once(recipe: Recipe, console: Console, extra_callbacks: list[Any] | None = None) -> dict[str, Any]:
     """One seed: k runs when ``validation.kfold`` is set (tune/cv.py), else one run, with the data curve's smaller
-    runs after it when ``report.data_curve`` asks (evaluate/data_curve.py)."""
+    runs after it when ``report.data_curve`` asks (evaluate/data_curve.py), or the augmented and the plain run
+    when ``augment.gate`` asks (augment/gate.py)."""
     from tailorlm.evaluate import data_curve
     from tailorlm.run import run
 
@@ -48,6 +51,10 @@ def run_once(recipe: Recipe, console: Console, extra_callbacks: list[Any] | None
         from tailorlm.tune.cv import run_cv
 
         return run_cv(recipe, console, extra_callbacks=extra_callbacks)
+    if recipe.augment.method != "none" and recipe.augment.gate:  # with and without, keep the better (augment/)
+        from tailorlm.augment.gate import run_gated
+
+        return run_gated(recipe, console, extra_callbacks)
     metrics = run(recipe, console, extra_callbacks)
     if curve_base is not None:  # 25% and 50% runs, power-law extrapolation
         metrics = data_curve.run_data_curve(curve_base, recipe, metrics, console)

@@ -488,6 +488,38 @@ class AdaptConfig(_Section):
 # --- end domain adaptation
 
 
+# --- augmentation (tailorlm/augment/)
+class AugmentConfig(_Section):
+    """Augmented copies of training rows (token edits, EDA: Wei & Zou 2019), kept only when they help: augmentation
+    often does not help pretrained transformers (Longpre et al. 2020), so ``gate`` trains without it as well."""
+
+    method: Literal["none", "eda"] = Field(
+        "none", description="none, or eda: synonym replacement and insertion (from augment.synonyms), random swap "
+        "and random deletion of words"
+    )
+    synonyms: str | None = Field(
+        None, description="word list for eda: csv/tsv with two columns word,synonym (one pair a line); None: only "
+        "swap and deletion"
+    )
+    alpha: float = Field(0.1, gt=0.0, le=0.9, description="share of a text's words one edit changes")
+    copies: int = Field(1, ge=1, le=16, description="augmented copies per training row")
+    max_share: float = Field(
+        0.5, gt=0.0, le=4.0, description="cap on augmented rows as a share of the training rows"
+    )
+    seed: int | None = Field(None, description="seed of the edits; None: training.seed")
+    gate: bool = Field(
+        True, description="also train without augmentation (output_dir/augment-off/) and keep the augmented model "
+        "only if its validation main metric is better by more than the noise"
+    )
+    min_gain: float = Field(
+        0.0, ge=0.0, le=1.0, description="the gate's smallest gain on top of the noise (a bootstrap of validation "
+        "predictions)"
+    )
+
+
+# --- end augmentation
+
+
 # --- experiment tracking (tailorlm/track/)
 class TrackingConfig(_Section):
     """Log each finished (or failed) run to MLflow: params, metrics, curves, tags, artifacts (tailor run --track)."""
@@ -522,6 +554,7 @@ class Recipe(_Section):
     search: SearchConfig = Field(default_factory=SearchConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     adapt: AdaptConfig = Field(default_factory=AdaptConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
     @field_validator("output_dir")
     @classmethod
@@ -568,6 +601,20 @@ class Recipe(_Section):
                 raise ValueError(f"adapt.{key} needs target-domain text; set adapt.target_unlabeled (a file)")
             if not get_spec(self.task).has("per_example_loss"):
                 raise ValueError(f"adapt.{key} works for classification, not task '{self.task}'; set it to false")
+        return self
+
+    @model_validator(mode="after")
+    def _augment_is_possible(self) -> Recipe:
+        """Token edits keep a row's one label (classification); the gate is a loop around one run."""
+        if self.augment.method == "none":
+            return self
+        if not get_spec(self.task).has("kfold"):
+            raise ValueError(f"augment.method: token edits keep one label per text (classification), not task "
+                             f"'{self.task}'; set augment.method: none")
+        looped = self.validation.kfold or self.report.data_curve or self.search.budget or self.training.seeds > 1
+        if self.augment.gate and looped:
+            raise ValueError("augment.gate compares two single runs; with validation.kfold, report.data_curve, "
+                             "search.budget or training.seeds > 1 set augment.gate: false")
         return self
 
     @model_validator(mode="after")

@@ -21,6 +21,8 @@ STAGES: list[Stage] = [
     Stage("prepare", data.prepare),                                      # load, clean, dedupe, split, report
     Stage("reshape", data.reshape, lambda c: c.reshape is not None,      # a k-fold fold or a data-curve subset
           "this is a k-fold fold or a data-curve run"),
+    Stage("augment", data.augment, lambda c: c.recipe.augment.method != "none", "augment.method is not none",
+          writes=("augment",)),
     Stage("auto_data", data.auto_data),                                  # batch, epochs, warmup when auto
     Stage("unlabelled", data.unlabelled, lambda c: c.recipe.adapt.self_train, "adapt.self_train is on"),
     Stage("target", data.target, lambda c: bool(c.recipe.adapt.target_unlabeled), "adapt.target_unlabeled is set",

@@ -22,6 +22,7 @@ from tailorlm.report.adapt import (
     self_train_lead,
     self_train_table,
 )
+from tailorlm.report.augment import augment_lead, augment_table, has_augment
 from tailorlm.report.charts import comparison_chart, confusion_chart, learning_curves_chart, per_class_chart
 from tailorlm.report.cv import cv_lead, cv_table, has_cv
 from tailorlm.report.data_curve import (
@@ -88,7 +89,7 @@ def sections_for(report: RunReport) -> list[tuple[str, str, str]]:
         "samples": bool(report.samples),
         "cross-validation": has_cv(report),
         "budget-search": has_search(report),
-        "domain-adaptation": has_adapt(report),
+        "domain-adaptation": has_adapt(report) or has_augment(report),
         "data-curve": has_data_curve(report),
         "lr-find": has_lr_find(report),
         "confusion": report.is_classification or bool(tuned.get("confusion_matrix")),
@@ -175,6 +176,8 @@ def _adaptation(r: RunReport) -> str:
     if has_instance_weighting(r):
         html += ("<h3>Instance weighting</h3>" + paragraph(weighting_lead(r)) + html_table(weighting_table(r))
                  + html_table(weighted_rows_table(r)))
+    if has_augment(r):
+        html += "<h3>Augmentation</h3>" + paragraph(augment_lead(r)) + html_table(augment_table(r))
     return html
 
 

@@ -173,6 +173,10 @@ def _adaptation(report: RunReport) -> str:
     if has_instance_weighting(report):  # adapt.instance_weighting (adapt/weighting.py)
         parts += ["### Instance weighting", md_escape(weighting_lead(report)), table(weighting_table(report)),
                   table(weighted_rows_table(report))]
+    from tailorlm.report.augment import augment_lead, augment_table, has_augment
+
+    if has_augment(report):  # augment.method (augment/)
+        parts += ["### Augmentation", md_escape(augment_lead(report)), table(augment_table(report))]
     return _section("Domain adaptation", *parts) if parts else ""
 
 

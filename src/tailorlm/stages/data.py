@@ -1,6 +1,6 @@
 """Data stages: prepare (load, clean, split, report), reshape (a fold or a subset), the data-dependent ``auto``
-keys, the self-training pool, tokenise (cached), weigh (per-row training weights) and domain_weights
-(instance weights by target-likeness)."""
+keys, the self-training pool, augmented copies of the training rows, tokenise (cached), weigh (per-row
+training weights) and domain_weights (instance weights by target-likeness)."""
 
 from __future__ import annotations
 
@@ -118,3 +118,16 @@ def domain_weights(ctx: RunContext) -> dict[str, Any]:
     ctx.console.print(f"adapt: instance weights on {report['rows']} source rows · effective sample size {ess:.1f} "
                       f"· domain classifier accuracy {report['domain_accuracy']:.3f}")
     return {"adapt": {"instance_weighting": report}}
+
+
+def augment(ctx: RunContext) -> dict[str, Any]:
+    """augment.method: augmented copies of the training rows, leak-free, after any reshape (augment/stage.py)."""
+    from tailorlm.augment.stage import augment_data, augmented_jsonl
+
+    ctx.data, section = augment_data(ctx.recipe, ctx.need("data"))
+    ctx.run_dir.write_text("augmented.jsonl", augmented_jsonl(ctx.data.train))
+    ctx.run_dir.write_json("data_report.json", ctx.data.report)
+    ctx.console.print(f"augment: {section['rows_added']} {section['method']} copies added to "
+                      f"{section['train_rows_before']} training rows ({section['dropped_leaking']} dropped as "
+                      "copies of validation/test texts)")
+    return {"augment": section}
