@@ -73,11 +73,12 @@ def last_hidden(output: Any) -> torch.Tensor:
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean of the hidden states over real tokens (not normalised: the domain head learns the scale)."""
+    """Mean of the hidden states over real tokens, L2-normalised: without a bound on their scale the body wins the
+    adversarial game by inflating its features (so the domain head's logits) rather than by aligning the domains."""
     if attention_mask is None:
-        return hidden.mean(dim=1)
+        return F.normalize(hidden.mean(dim=1), dim=-1)
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+    return F.normalize((hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9), dim=-1)
 
 
 def target_batches(tokenizer: Any, texts: Sequence[str], max_length: int, batch_size: int,
