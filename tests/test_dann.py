@@ -92,10 +92,25 @@ def dann_recipe(work: Path, model_dir: Path, source: Path, target: str | None, e
     return recipe
 
 
-def test_tailor_run_reports_the_domain_shift_before_and_after(tmp_path: Path, tiny_model_dir: Path) -> None:
+def test_tailor_run_reports_the_domain_shift_before_and_after(tmp_path: Path, tiny_model_dir: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from tailorlm.adapt.dann import DomainAdversarialLoss
+
+    made: list[tuple[DomainAdversarialLoss, dict[str, torch.Tensor]]] = []
+    init = DomainAdversarialLoss.__init__
+
+    def spy(self: DomainAdversarialLoss, *args: object, **kwargs: object) -> None:
+        init(self, *args, **kwargs)
+        made.append((self, {k: v.clone() for k, v in self.head.state_dict().items()}))
+
+    monkeypatch.setattr(DomainAdversarialLoss, "__init__", spy)
     source, target = write_domains(tmp_path)
     code, stdout, stderr = run_cli(["run", str(dann_recipe(tmp_path, tiny_model_dir, source, str(target)))])
     assert code == 0, stderr
+    # the trainer optimised the domain head (an extra parameter group) and cleared its gradients after each step
+    (term, initial), = made
+    assert any(not torch.equal(initial[k], v) for k, v in term.head.state_dict().items())
+    assert all(p.grad is None for p in term.parameters())
     adversarial = json.loads((tmp_path / "out" / "metrics.json").read_text())["adapt"]["adversarial"]
     assert adversarial["max_lambda"] == 1.0 and adversarial["total_steps"] > 0
     for when in ("before", "after"):
