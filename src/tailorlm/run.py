@@ -13,7 +13,7 @@ from rich.console import Console
 
 from tailorlm.lifecycle import single_run
 from tailorlm.recipe import Recipe
-from tailorlm.stages import data, model, outputs, training
+from tailorlm.stages import adversarial, data, model, outputs, training
 from tailorlm.stages.context import Reshape, RunContext, Stage
 from tailorlm.stages.runner import plan, run_stages
 
@@ -39,11 +39,15 @@ STAGES: list[Stage] = [
           "training.learning_rate is find", writes=("lr_find",)),
     Stage("auto", model.record_auto, writes=("auto",)),
     Stage("memory_plan", model.memory_plan),
+    Stage("adversarial", adversarial.adversarial, lambda c: c.recipe.adapt.adversarial, "adapt.adversarial is on",
+          writes=("adapt",)),
     Stage("baselines", training.baselines, main_only=True),
     Stage("train", training.train),
     Stage("calibrate", training.calibrate, lambda c: c.spec.has("calibration"), "the task calibrates (classification)",
           main_only=True),
     Stage("evaluate", training.evaluate, main_only=True),
+    Stage("adversarial_report", adversarial.adversarial_report, lambda c: c.recipe.adapt.adversarial,
+          "adapt.adversarial is on", writes=("adapt",), main_only=True),
     Stage("self_train", training.self_train, lambda c: c.recipe.adapt.self_train, "adapt.self_train is on",
           writes=("adapt",), main_only=True),
     Stage("results", training.results, writes=training.RESULT_SECTIONS, main_only=True),

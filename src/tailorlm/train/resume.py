@@ -267,15 +267,31 @@ class ResumableTrainer(Trainer):
     def create_optimizer(self, model: Any = None) -> Any:
         """Build from a copy of ``optimizer_cls_and_kwargs``: transformers pops ``params`` out of the dict it is
         given, so a second build (the batch-size finder retrying after out-of-memory) would silently drop the
-        layer-wise learning rates (train/optim.py) and train every layer at one rate."""
+        layer-wise learning rates (train/optim.py) and train every layer at one rate.
+
+        An extra loss term with parameters of its own (DANN's domain classifier, adapt/dann.py) exposes them as
+        ``.parameters()``; they join as one more parameter group at the training learning rate, so they are
+        optimised and scheduled with the model but never saved with it."""
+        fresh = self.optimizer is None
         spec = self.optimizer_cls_and_kwargs
-        if spec is None or self.optimizer is not None:
-            return super().create_optimizer(model)
-        self.optimizer_cls_and_kwargs = (spec[0], dict(spec[1]))
-        try:
-            return super().create_optimizer(model)
-        finally:
-            self.optimizer_cls_and_kwargs = spec
+        if spec is None or not fresh:
+            optimizer = super().create_optimizer(model)
+        else:
+            self.optimizer_cls_and_kwargs = (spec[0], dict(spec[1]))
+            try:
+                optimizer = super().create_optimizer(model)
+            finally:
+                self.optimizer_cls_and_kwargs = spec
+        if fresh:
+            self._add_term_parameters(optimizer)
+        return optimizer
+
+    def _add_term_parameters(self, optimizer: Any) -> None:
+        terms = self.objective.extra_terms if self.objective is not None else []
+        params = [p for term in terms if hasattr(term, "parameters") for p in term.parameters() if p.requires_grad]
+        if params:
+            optimizer.add_param_group({"params": params, "lr": self.args.learning_rate, "weight_decay": 0.0})
+            self.add_callback(ZeroGradients(params))  # Trainer zeroes only the model's gradients
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -290,6 +306,19 @@ class ResumableTrainer(Trainer):
             self.args.train_batch_size * self.args.gradient_accumulation_steps,
             dataset=dataset, lengths=lengths, model_input_name=input_name, seed=seed,
         )
+
+
+class ZeroGradients(TrainerCallback):
+    """Clear the gradients of parameters outside the model after each optimizer step, as Trainer's
+    ``model.zero_grad()`` does for the model's own (a loss term's parameters would otherwise accumulate)."""
+
+    def __init__(self, params: list[torch.nn.Parameter]) -> None:
+        self.params = params
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                    **kw: Any) -> None:
+        for param in self.params:
+            param.grad = None
 
 
 class SaveEvery(TrainerCallback):
