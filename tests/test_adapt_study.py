@@ -41,13 +41,13 @@ def study_recipe(tmp_path: Path, tiny_model_dir: Path) -> Path:
 
 
 def test_study_table_and_resume(study_recipe: Path) -> None:
-    args = ["adapt-study", str(study_recipe), "--seeds", "2", "--methods", "source_only,self_train,ceiling"]
+    args = ["adapt-study", str(study_recipe), "--seeds", "2", "--methods", "source_only,self_train,augment,ceiling"]
     code, stdout, stderr = run_cli(args)
     assert code == 0, stderr
     out = study_recipe.parent / "study"
     study = json.loads((out / "study.json").read_text())
     rows = {r["method"]: r for r in study["methods"]}
-    assert list(rows) == ["source_only", "self_train", "ceiling"] and study["seeds"] == [42, 43]
+    assert list(rows) == ["source_only", "self_train", "augment", "ceiling"] and study["seeds"] == [42, 43]
     for row in rows.values():
         assert len(row["per_seed"]) == 2 and row["mean"] == pytest.approx(sum(row["per_seed"]) / 2)
     assert "vs_source_only" in rows["self_train"] and "p_value" in rows["self_train"]["vs_source_only"]
@@ -59,7 +59,7 @@ def test_study_table_and_resume(study_recipe: Path) -> None:
     assert "| source_only |" in stdout
     mtime = (out / "cells/ceiling/seed-43/metrics.json").stat().st_mtime
     code, _, stderr = run_cli(args)
-    assert code == 0 and stderr.count("finished earlier, kept") == 6
+    assert code == 0 and stderr.count("finished earlier, kept") == 8
     assert (out / "cells/ceiling/seed-43/metrics.json").stat().st_mtime == mtime
 
 

@@ -219,18 +219,18 @@ def adapt_study(
     recipe: RecipeArg, set_: SetOption = None,
     seeds: Annotated[int, typer.Option("--seeds", min=1, help="seeds per method (the spread a gain must beat)")] = 3,
     methods: Annotated[str, typer.Option("--methods", help="comma-separated: source_only, dapt, dann, weighting, "
-                                         "self_train, ceiling")] = "source_only,dapt,dann,weighting,self_train,ceiling",
+                                         "self_train, augment, ceiling; default: all")] = "",
 ) -> None:
     """Which domain-adaptation method helped: every method on the same target test and seeds, against source-only.
 
     Writes OUTPUT_DIR/study.md, .csv, .json and one run directory per cell (OUTPUT_DIR/cells/); a finished cell is
     not rerun, so a stopped study continues.
     """
-    from tailorlm.adapt.study import run_study
+    from tailorlm.adapt.study import DEFAULT_METHODS, run_study
 
     loaded = _load(recipe, set_)
     _quiet_libraries()
-    run_study(loaded, err, [m.strip() for m in methods.split(",") if m.strip()], seeds)
+    run_study(loaded, err, [m.strip() for m in methods.split(",") if m.strip()] or DEFAULT_METHODS, seeds)
     out.print((Path(loaded.output_dir) / "study.md").read_text(encoding="utf-8"), highlight=False, markup=False)
 
 

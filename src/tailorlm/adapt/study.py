@@ -8,6 +8,7 @@ Every method is an ordinary run of the same recipe with one setting changed, sco
 - ``dann``: domain-adversarial training (``adapt.adversarial``);
 - ``weighting``: source rows weighted by how target-like they are (``adapt.instance_weighting``);
 - ``self_train``: the tuned model pseudo-labels the target text and a student learns from it;
+- ``augment``: token-edit copies of the source rows (the study compares it with source-only, so no gate run);
 - ``ceiling``: trained on ``adapt.target_labeled``, when given: what labels from the target would buy.
 
 A cell (method, seed) is a complete run directory in ``output_dir/cells/<method>/seed-<s>/``; a finished cell is
@@ -35,16 +36,17 @@ from tailorlm.recipe import Recipe, recipe_from_dict
 
 #: every method off: a cell turns on only its own
 ALL_OFF = {"adapt.pretrain": False, "adapt.adversarial": False, "adapt.instance_weighting": False,
-           "adapt.self_train": False}
+           "adapt.self_train": False, "augment.method": "none"}
 METHODS: dict[str, str] = {
     "source_only": "the source training data alone",
     "dapt": "continued pretraining on the target text (adapt.pretrain)",
     "dann": "domain-adversarial training (adapt.adversarial)",
     "weighting": "source rows weighted by target-likeness (adapt.instance_weighting)",
     "self_train": "pseudo-labels on the target text (adapt.self_train)",
+    "augment": "token-edit copies of the source rows (augment.method: eda; the study is its gate)",
     "ceiling": "trained on the target's own labels (adapt.target_labeled)",
 }
-DEFAULT_METHODS = ("source_only", "dapt", "dann", "weighting", "self_train", "ceiling")
+DEFAULT_METHODS = ("source_only", "dapt", "dann", "weighting", "self_train", "augment", "ceiling")
 CELLS = "cells"
 
 
@@ -57,6 +59,7 @@ def method_overrides(recipe: Recipe, method: str) -> dict[str, Any]:
         "dann": {"adapt.adversarial": True},
         "weighting": {"adapt.instance_weighting": True},
         "self_train": {"adapt.self_train": True, "adapt.unlabelled": target},
+        "augment": {"augment.method": "eda", "augment.gate": False},
         "ceiling": {"data.train": recipe.adapt.target_labeled, "data.validation": None},
     }[method]
 
