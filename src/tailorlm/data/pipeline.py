@@ -13,6 +13,7 @@ Every dropped row becomes a reject record (file, row, reason, detail) and every 
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
@@ -118,7 +119,7 @@ class LeakRule:
     first_wins: bool = True
 
 
-class RowSpec:
+class RowSpec(ABC):
     """What one task's data is, for :func:`prepare`: its rows, rejects, fingerprints, split and report.
 
     A subclass overrides :meth:`read` and what differs; the defaults are those of labelled texts.
@@ -150,14 +151,14 @@ class RowSpec:
         """The recipe's label set as this task reads it (None: inferred from train); checked before any read."""
         return None
 
+    @abstractmethod
     def read(self, split: str, path: str, cfg: DataConfig) -> FilePart:
         """Read one file: every record becomes a normalised row or a reject with its reason."""
-        raise NotImplementedError
 
-    def clean(self, part: FilePart, files: Files) -> None:
+    def clean(self, part: FilePart, files: Files) -> None:  # noqa: B027 (optional hook)
         """Per-row checks driven by ``data.clean`` (too short, empty, unknown label, ...)."""
 
-    def dedupe(self, part: FilePart, files: Files) -> None:
+    def dedupe(self, part: FilePart, files: Files) -> None:  # noqa: B027 (optional hook)
         """Duplicates (and label noise) inside one file."""
 
     def reject_rows(self, split: str, rows: pd.DataFrame, reason: str, details: list[str]) -> list[dict[str, Any]]:
@@ -168,7 +169,7 @@ class RowSpec:
         """The label set after leakage; held-out rows whose label training lost leave too."""
         return []
 
-    def check_train(self, train: FilePart) -> None:
+    def check_train(self, train: FilePart) -> None:  # noqa: B027 (optional hook)
         """What the final training rows must hold beyond being there (two classes, an entity)."""
 
     # ------------------------------------------------------------------ splitting
