@@ -36,6 +36,11 @@ TokenCounter = Callable[[list[str]], list[int]]
 PREDICT_BATCH_SIZE = 32
 
 
+class CapabilityMissing(NotImplementedError):
+    """A method a task offers only with a capability its spec lacks (``proba``): a caller should have asked
+    ``spec.has(...)`` first. Not a stub: the refusal is the behaviour for tasks without the capability."""
+
+
 class InputProblem(ValueError):
     """One prediction input cannot be used: ``reason`` is a short code (``missing_question``), ``detail`` says why.
 
@@ -188,7 +193,7 @@ class Task(ABC):
     def predict_proba(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str],
                       max_length: int, batch_size: int) -> np.ndarray:
         """Class probabilities per text, one row per text: only tasks whose spec has ``proba`` give them."""
-        raise NotImplementedError(f"task '{self.name}' gives no class probabilities (its spec lacks 'proba')")
+        raise CapabilityMissing(f"task '{self.name}' gives no class probabilities (its spec lacks 'proba')")
 
     def predict(self, loaded: LoadedModel, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """One prediction per input (inputs already passed through ``normalize_input``), in input order."""
