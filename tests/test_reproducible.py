@@ -72,3 +72,72 @@ def test_reproduce_refuses_the_original_folder_and_a_non_run(tmp_path: Path) -> 
     assert code == 2 and "new folder" in err
     code, _, err = run_cli(["run"])
     assert code == 2 and "needs a recipe file" in err
+
+
+def _numbers(metrics: dict) -> dict:
+    """metrics.json without timings and without the paths (the reproduction names the same files absolutely)."""
+    def strip(value: object) -> object:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in ("source", "name", "path", "file")}
+        return [strip(v) for v in value] if isinstance(value, list) else value
+    return strip(comparable(metrics))  # type: ignore[return-value]
+
+
+def test_reproduce_from_another_folder_uses_the_recorded_paths_and_cleans_up(
+        tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A recipe with relative paths, run in its project folder, then `--reproduce` from elsewhere: the same
+    metrics, no false "data changed" warning; a failing reproduction leaves no folder; a finished folder is
+    never overwritten without --overwrite."""
+    import os
+
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    (project / "data").mkdir(parents=True)
+    elsewhere.mkdir()
+    pd.DataFrame(sentiment_rows(64)).to_csv(project / "data" / "reviews.csv", index=False)
+    (project / "recipe.yaml").write_text(yaml.safe_dump({
+        "output_dir": "runs/first",
+        "model": {"name": os.path.relpath(tiny_model_dir, project)},
+        "data": {"train": "data/reviews.csv", "split": {"validation": 0.2, "test": 0.25}},
+        "training": {"epochs": 1, "batch_size": 8, "learning_rate": 2e-3, "max_length": 16, "seed": 11},
+        "baseline": {"zero_shot": False, "linear_probe": False},
+    }))
+    monkeypatch.chdir(project)
+    code, _, err = run_cli(["run", "recipe.yaml"])
+    assert code == 0, err
+    first = project / "runs" / "first"
+
+    monkeypatch.chdir(elsewhere)
+    code, _, err = run_cli(["run", "--reproduce", str(first)])
+    assert code == 0, err
+    assert "warning" not in err and "differs" not in err
+    again = Path(f"{first}-reproduce")
+    original = json.loads((first / "metrics.json").read_text())
+    original.pop("auto", None)
+    assert _numbers(json.loads((again / "metrics.json").read_text())) == _numbers(original)
+    assert list(elsewhere.iterdir()) == []  # nothing written relative to the folder it was started from
+
+    # a second reproduction into the finished folder is refused, and that folder (not this run's) stays
+    code, _, err = run_cli(["run", "--reproduce", str(first)])
+    assert code == 2 and "finished run" in err and "--overwrite" in err, err
+    assert (again / "metrics.json").is_file()
+
+    # a reproduction that fails after creating its folder removes it
+    failed = tmp_path / "failed-reproduce"
+    code, _, err = run_cli(["run", "--reproduce", str(first), "--set", f"output_dir={failed}",
+                            "--set", "data.text_column=no_such_column"])
+    assert code == 2 and "no_such_column" in err, err
+    assert not failed.exists()
+
+
+def test_a_finished_output_dir_is_refused_without_overwrite(small_recipe: Path, tmp_path: Path) -> None:
+    code, _, err = run_cli(["run", str(small_recipe)])
+    assert code == 0, err
+    before = (tmp_path / "first" / "metrics.json").read_bytes()
+    code, _, err = run_cli(["run", str(small_recipe), "--set", "training.learning_rate=1e-3"])
+    assert code == 2 and "finished run" in err and "--overwrite" in err and "output_dir" in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert (tmp_path / "first" / "metrics.json").read_bytes() == before
+    code, _, err = run_cli(["run", str(small_recipe), "--set", "training.learning_rate=1e-3", "--overwrite"])
+    assert code == 0, err
+    code, _, err = run_cli(["run", str(small_recipe), "--set", "overwrite=true"])
+    assert code == 0, err

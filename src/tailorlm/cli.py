@@ -102,6 +102,10 @@ OptionalRecipeArg = Annotated[
 ResumeOption = Annotated[
     bool, typer.Option("--resume", help="continue the interrupted run in output_dir (training.resume=always)")
 ]
+OverwriteOption = Annotated[
+    bool, typer.Option("--overwrite", help="replace a finished run in output_dir (overwrite=true); without it a "
+                       "finished output_dir is refused")
+]
 ReproduceOption = Annotated[
     Path | None, typer.Option("--reproduce", help="rerun a run directory's resolved recipe into RUN_DIR-reproduce")
 ]
@@ -140,7 +144,7 @@ def run(recipe: OptionalRecipeArg = None, set_: SetOption = None, num_processes:
         accelerate_config: AccelerateConfigOption = None, resume: ResumeOption = False,
         reproduce: ReproduceOption = None, seeds: SeedsOption = None, track: TrackOption = False,
         require_gain: RequireGainOption = False, data_curve: DataCurveOption = False,
-        budget: BudgetOption = None, dry_run: DryRunOption = False) -> None:
+        budget: BudgetOption = None, dry_run: DryRunOption = False, overwrite: OverwriteOption = False) -> None:
     """Prepare the data, measure the baselines, fine-tune, evaluate and write the run directory."""
     started = time.monotonic()  # --budget counts from here, the imports below included
     from tailorlm.train.distributed import is_main_process, launch_overrides, needs_launch, relaunch_run
@@ -152,6 +156,7 @@ def run(recipe: OptionalRecipeArg = None, set_: SetOption = None, num_processes:
     overrides += ["report.require_gain=true"] if require_gain else []  # --require-gain: evaluate/verdict.py
     overrides += ["report.data_curve=true"] if data_curve else []  # --data-curve: evaluate/data_curve.py
     overrides += [f"search.budget={json.dumps(budget)}"] if budget else []  # --budget: tune/budget.py
+    overrides += ["overwrite=true"] if overwrite else []  # --overwrite: safety.refuse_finished_run
     loaded = _load(recipe, overrides)
     if dry_run:
         print_plan(loaded)
@@ -167,8 +172,14 @@ def run(recipe: OptionalRecipeArg = None, set_: SetOption = None, num_processes:
         return
     _quiet_libraries()
     from tailorlm.launch import run_recipe
+    from tailorlm.provenance import removed_on_failure
 
-    metrics = run_recipe(loaded, err if is_main_process() else Console(stderr=True, quiet=True), started=started)
+    console = err if is_main_process() else Console(stderr=True, quiet=True)
+    if reproduce is not None:  # a failed reproduction leaves no RUN_DIR-reproduce/ behind
+        with removed_on_failure(Path(loaded.output_dir).expanduser()):
+            metrics = run_recipe(loaded, console, started=started)
+    else:
+        metrics = run_recipe(loaded, console, started=started)
     if not is_main_process():
         return
     print_verdict(metrics)

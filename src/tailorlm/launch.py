@@ -14,8 +14,12 @@ from tailorlm.recipe import Recipe
 def run_recipe(recipe: Recipe, console: Console, started: float | None = None) -> dict[str, Any]:
     """``tailor run``: the loop the recipe asks for; returns the top-level metrics.json.
 
-    ``started``: when the command began (``--budget`` counts its imports too).
+    ``started``: when the command began (``--budget`` counts its imports too). A finished run in ``output_dir`` is
+    refused unless ``overwrite`` (safety.refuse_finished_run).
     """
+    from tailorlm.safety import refuse_finished_run
+
+    refuse_finished_run(recipe)
     if recipe.search.budget:  # search within the budget, then the winner's run (tune/budget.py)
         from tailorlm.tune.budget import run_with_budget
 

@@ -10,10 +10,14 @@ on different data is a different experiment. On CPU the same recipe and seed giv
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +59,7 @@ def run_info() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "git_revision": _git_revision(),
         "command": " ".join(sys.argv),
+        "cwd": os.getcwd(),  # relative paths in the recipe are relative to it (--reproduce from another folder)
     }
 
 
@@ -108,11 +113,19 @@ def make_deterministic(on_gpu: bool) -> None:
 # ------------------------------------------------------------------------------------------- --reproduce
 
 
+#: recipe keys that may name a file or folder relative to the folder `tailor run` was started from
+PATH_KEYS = ("data.train", "data.validation", "data.test", "model.name", "training.accelerate_config",
+             "adapt.text", "adapt.unlabelled", "adapt.target_unlabeled", "adapt.target_test", "adapt.target_labeled",
+             "augment.synonyms")
+
+
 def reproduce_args(run_dir: Path, overrides: list[str] | None) -> tuple[Path, list[str]]:
     """The recipe file and ``--set`` overrides that rerun ``run_dir``: its resolved recipe, into a new folder.
 
     The output folder is ``<run_dir>-reproduce`` unless ``--set output_dir=...`` names one; rerunning into the
-    original folder would overwrite the run one wants to compare against, so that is refused.
+    original folder would overwrite the run one wants to compare against, so that is refused. Relative paths in
+    the recipe are pinned to what the original run read (``run_info.json``: the data files' absolute paths, and
+    the folder it ran in), so ``--reproduce`` works from any folder.
     """
     resolved = run_dir / "recipe.resolved.yaml"
     if not resolved.is_file():
@@ -122,7 +135,45 @@ def reproduce_args(run_dir: Path, overrides: list[str] | None) -> tuple[Path, li
     target = chosen[-1] if chosen else f"{run_dir.resolve()}-reproduce"
     if Path(target).expanduser().resolve() == run_dir.resolve():
         raise UserError(f"{run_dir}: --reproduce writes to a new folder; set --set output_dir=OTHER")
-    return resolved, [*extra, f"output_dir={target}", "training.resume=never"]
+    pinned = pinned_paths(run_dir, {o.partition("=")[0].strip() for o in extra})
+    return resolved, [*pinned, *extra, f"output_dir={target}", "training.resume=never"]
+
+
+def pinned_paths(run_dir: Path, overridden: set[str]) -> list[str]:
+    """``key=/absolute/path`` overrides for the recipe's relative paths, as the original run resolved them."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load((run_dir / "recipe.resolved.yaml").read_text(encoding="utf-8")) or {}
+        info = json.loads((run_dir / "run_info.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
+        return []  # an older or damaged run: the recipe is read as it is (the drift check says so)
+    recorded = info.get("data_files") or {}
+    cwd = info.get("cwd")
+    pinned = []
+    for key in PATH_KEYS:
+        section, _, name = key.partition(".")
+        value = (raw.get(section) or {}).get(name) if isinstance(raw.get(section), dict) else None
+        if key in overridden or not isinstance(value, str) or not value or Path(value).expanduser().is_absolute():
+            continue
+        absolute = (recorded.get(key) or {}).get("path")
+        if absolute is None and cwd and (Path(cwd) / value).exists():
+            absolute = os.path.normpath(Path(cwd) / value)
+        if absolute is not None:
+            pinned.append(f"{key}={json.dumps(absolute)}")
+    return pinned
+
+
+@contextmanager
+def removed_on_failure(folder: Path) -> Iterator[None]:
+    """A ``--reproduce`` that fails leaves nothing behind: the folder is removed when this run created it."""
+    existed = folder.exists()
+    try:
+        yield
+    except BaseException:
+        if not existed and folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 def check_reproducible(run_dir: Path, overrides: list[str]) -> list[str]:
@@ -133,8 +184,6 @@ def check_reproducible(run_dir: Path, overrides: list[str]) -> list[str]:
 
 def data_drift_warnings(run_dir: Path, recipe: Recipe) -> list[str]:
     """One line per data file whose content differs from what the original run recorded."""
-    import json
-
     info_file = run_dir / "run_info.json"
     try:
         stored = json.loads(info_file.read_text(encoding="utf-8")).get("data_files") or {}

@@ -541,6 +541,8 @@ class Recipe(_Section):
 
     task: Literal[TASK_NAMES] = "classification"  # type: ignore[valid-type]  # the registry's names (tasks/)
     output_dir: str = "runs/latest"
+    overwrite: bool = Field(False, description="replace a finished run in output_dir (tailor run --overwrite); "
+                            "without it, tailor run refuses a finished output_dir")
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)

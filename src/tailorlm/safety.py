@@ -68,6 +68,25 @@ def check_output_dir(recipe: Recipe) -> Path:
     return out
 
 
+def refuse_finished_run(recipe: Recipe) -> None:
+    """``tailor run`` into an ``output_dir`` whose ``status.json`` says finished would replace its results: refused
+    unless ``overwrite`` (``tailor run --overwrite``). An interrupted or failed run there is resumed or restarted
+    as before (``training.resume``)."""
+    if recipe.overwrite:
+        return
+    status_file = Path(recipe.output_dir).expanduser() / "status.json"
+    try:
+        status = json.loads(status_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(status, dict) and status.get("status") == "finished":
+        raise UserError(
+            f"output_dir {recipe.output_dir}: holds a finished run ({status_file}, {status.get('time', '?')}) and "
+            "rerunning would overwrite its results; pass --overwrite (or --set overwrite=true) to replace it, or "
+            "choose another folder (--set output_dir=runs/NEW); --resume only continues an interrupted run"
+        )
+
+
 def _check_owned_folders(out: Path) -> None:
     """A run replaces model/, model_merged/, adapted/ and deletes checkpoints/: refused now, before any work,
     when one of them holds someone else's files (the run would otherwise delete them after training)."""

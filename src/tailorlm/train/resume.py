@@ -37,8 +37,8 @@ RESUMABLE_STATUSES = ("running", "failed", "interrupted")
 WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors", "model.safetensors.index.json")
 STATE_FILES = ("optimizer.pt", "scheduler.pt", "rng_state.pth")
 #: recipe keys that may differ between the interrupted run and its resumption (tracking changes no number)
-IGNORED_KEYS = ("training.resume", "tracking.mlflow", "tracking.uri", "tracking.experiment", "tracking.log_model",
-                "tracking.run_name")
+IGNORED_KEYS = ("training.resume", "overwrite", "tracking.mlflow", "tracking.uri", "tracking.experiment",
+                "tracking.log_model", "tracking.run_name")
 
 
 # ------------------------------------------------------------------------------------------- checkpoints
