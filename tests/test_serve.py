@@ -586,7 +586,44 @@ def test_model_card_holds_the_run_numbers(cls_run: Path) -> None:
         assert rows[name] == [f"{values[k]:.3f}" for k in columns], name
     n = metrics["data"]["test"]
     assert rows["Test"] == [str(n)] and f"test split: {n} rows" in card
-    assert f"tailor predict {cls_run}" in card and f"tailor serve {cls_run}" in card
+    assert f"tailor predict {cls_run.name}" in card and f"tailor serve {cls_run.name}" in card
+    assert str(cls_run.parent) not in card and "/tmp" not in card, "no machine-local paths in the card"
+    assert front["license"] == "unknown" and front["datasets"] == ["reviews.csv"]
+    result = front["model-index"][0]["results"][0]
+    assert result["task"]["type"] == "text-classification" and result["dataset"]["split"] == "test"
+    scores = {m["type"]: m["value"] for m in result["metrics"]}
+    assert scores["f1_macro"] == round(metrics["tuned"]["f1_macro"], 4)
+    assert scores["accuracy"] == round(metrics["tuned"]["accuracy"], 4)
+
+
+def test_the_cards_transformers_snippet_predicts_like_tailor_predict(
+        cls_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The card's "with transformers alone" code, run as written in the model folder, gives `tailor predict`'s
+    probabilities to 1e-5: the fitted temperature and the training texts' cleaning included."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(cls_run, run)
+    meta_file = run / "model" / "tailor_model.json"
+    meta = json.loads(meta_file.read_text())
+    meta["temperature"] = 2.5  # a fitted temperature changes every probability: the snippet must apply it
+    meta["clean"] = {**meta.get("clean", {}), "lowercase": True}
+    meta_file.write_text(json.dumps(meta))
+    code, _, stderr = run_cli(["card", str(run)])
+    assert code == 0, stderr
+    card = (run / "model" / "README.md").read_text(encoding="utf-8")
+    snippet = re.search(r"```python\n(.*?)```", card, re.S).group(1)
+    text = "The   ENGINEER was  Lovely and quick"
+    snippet = snippet.replace('texts = ["your text here"]', f"texts = [{text!r}]")
+    monkeypatch.chdir(run / "model")
+    namespace: dict[str, Any] = {}
+    exec(compile(snippet, "card-snippet", "exec"), namespace)  # the card's own code
+    labels = namespace["model"].config.id2label
+    from_card = {labels[i]: float(v) for i, v in enumerate(namespace["probabilities"][0])}
+    predicted = _predict(str(run), "--text", text)[0]["probabilities"]
+    assert predicted.keys() == from_card.keys()
+    for label, value in predicted.items():
+        assert abs(value - from_card[label]) < 1e-5, (label, value, from_card[label])
 
 
 def test_tailor_card_rewrites_it_and_adapters_say_peft(cls_run: Path, qa_run: Path, tmp_path: Path) -> None:

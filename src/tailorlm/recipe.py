@@ -262,6 +262,10 @@ class ReportConfig(_Section):
         False, description="also train on 25% and 50% of the training split and extrapolate the test metric to 2x "
         "and 4x the labels (tailor run --data-curve): would more labels help?"
     )
+    license: str | None = Field(
+        None, description="the model card's licence (a Hub identifier such as apache-2.0 or mit); None: the shipped "
+        "base model's licence, else unknown"
+    )
 
 
 # --- tune and cross-validation (tailorlm/tune/)

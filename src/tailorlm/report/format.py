@@ -57,3 +57,21 @@ def duration(seconds: Any) -> str:
         return f"{minutes} min {secs} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min"
+
+
+def looks_like_path(name: str) -> bool:
+    """A model or file named by a path on this machine (absolute, ./, ../, ~, or a folder that exists here)."""
+    from pathlib import Path
+
+    return name.startswith(("/", ".", "~", "\\")) or (len(name) > 1 and name[1] == ":") or Path(name).exists()
+
+
+def model_label(name: str, base: str | None = None) -> str:
+    """How a report or card names a model: an alias or hub id as written, a local folder by its own name (never
+    this machine's path), with the hub id or base it came from when that says more."""
+    from pathlib import Path
+
+    shown = f"{Path(name.rstrip('/')).name} (a local folder)" if looks_like_path(name) else name
+    if base and base != name and not looks_like_path(base):
+        shown += f" ({base})"
+    return shown

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tailorlm.report.format import count, duration, finite, fmt, percent
+from tailorlm.report.format import count, duration, finite, fmt, model_label, percent
 from tailorlm.report.model import RunReport
 from tailorlm.report.significance import significance_facts
 
@@ -15,9 +15,7 @@ def facts(report: RunReport) -> list[tuple[str, str]]:
     model, train, sizes = report.model, report.train, report.data_sizes
     peft = str(model.get("peft") or "none")
     method = "full fine-tuning (all weights)" if peft == "none" else f"{peft} adapters"
-    name = str(model.get("name") or "—")
-    if model.get("base") and model.get("base") != name:
-        name += f" ({model['base']})"
+    name = model_label(str(model.get("name") or "—"), str(model.get("base") or "") or None)  # no machine paths
     data = " · ".join(f"{count(sizes.get(s))} {s}" for s in ("train", "validation", "test") if s in sizes)
     if finite(sizes.get("rejected")):
         data += f" · {count(sizes['rejected'])} rows rejected"

@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 
 from tailorlm.errors import UserError
-from tailorlm.report.format import count, duration
+from tailorlm.metric_names import metric_name
+from tailorlm.report.format import count, duration, looks_like_path, model_label
 from tailorlm.report.markdown import md_escape, table
 from tailorlm.report.model import RunReport, load_run
 from tailorlm.report.results import comparison_table, floor_note
@@ -30,6 +31,8 @@ ALIAS_HUB_IDS: dict[str, str] = {
     "minilm-seq2seq": "sentence-transformers/all-MiniLM-L6-v2",
     "smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct",
 }
+#: licences of the shipped aliases' source repositories (report.license overrides)
+ALIAS_LICENSES: dict[str, str] = {"minilm": "apache-2.0", "minilm-seq2seq": "apache-2.0", "smollm2": "apache-2.0"}
 EXAMPLE_TEXT = "your text here"
 
 
@@ -100,23 +103,66 @@ class _Card:
 
     # ------------------------------------------------------------------ header
     def front_matter(self) -> str:
-        front: dict[str, Any] = {"library_name": "peft" if self.is_adapter else "transformers"}
+        """The Hub's metadata: licence, base model, datasets, pipeline tag and the test metrics (model-index)."""
+        front: dict[str, Any] = {"library_name": "peft" if self.is_adapter else "transformers",
+                                 "license": self._license()}
         if self.hub_id:
             front["base_model"] = self.hub_id
         front["tags"] = ["tailorlm", self.task, *(["lora"] if self.is_adapter else [])]
+        datasets = self._dataset_names()
+        if datasets:
+            front["datasets"] = datasets
         if self.spec is not None:  # the Hub's pipeline tag: what its inference widget and search filter use
             front["pipeline_tag"] = self.spec.pipeline_tag
+        index = self._model_index()
+        if index:
+            front["model-index"] = index
         return "---\n" + yaml.safe_dump(front, sort_keys=False, allow_unicode=True) + "---"
 
+    def _license(self) -> str:
+        chosen = (self.recipe.get("report") or {}).get("license")
+        name = str(self.meta.get("base_model_name") or "").lower()
+        return str(chosen or ALIAS_LICENSES.get(name) or "unknown")
+
+    def _dataset_names(self) -> list[str]:
+        """The data files by name (a machine's folders are no use to a reader), train first."""
+        data = self.recipe.get("data") or {}
+        names = [Path(str(data[key])).name for key in ("train", "validation", "test") if data.get(key)]
+        return list(dict.fromkeys(names))
+
+    def _model_index(self) -> list[dict[str, Any]]:
+        """The tuned model's test scores as the Hub's model-index (one result: this task on the test split)."""
+        tuned = self.report.metrics.get("tuned")
+        if not isinstance(tuned, dict) or self.spec is None:
+            return []
+        keys = [key for key, _ in self.report.metric_columns if isinstance(tuned.get(key), (int, float))]
+        if not keys:
+            return []
+        data = self.recipe.get("data") or {}
+        test = data.get("test") or data.get("train")
+        dataset = Path(str(test)).name if test else "test split"
+        held_out = "" if data.get("test") else " (held out)"
+        tag = self.spec.pipeline_tag
+        metrics = [{"type": key, "value": round(float(tuned[key]), 4), "name": metric_name(key)}
+                   for key in keys]
+        return [{"name": self._name(), "results": [{
+            "task": {"type": tag, "name": tag.replace("-", " ")},
+            "dataset": {"type": dataset, "name": f"{dataset}{held_out}", "split": "test"},
+            "metrics": metrics}]}]
+
+    def _name(self) -> str:
+        return self.run_dir.resolve().name
+
     def title(self) -> str:
-        return (f"# {md_escape(self.run_dir.resolve().name)}: a fine-tuned {self.task} model\n\n"
+        return (f"# {md_escape(self._name())}: a fine-tuned {self.task} model\n\n"
                 f"Fine-tuned with [tailorlm](https://pypi.org/project/tailorlm/) from "
                 f"{self._base_name()}{' as a LoRA adapter' if self.is_adapter else ''}. "
                 f"{md_escape(self.report.headline())}")
 
     def _base_name(self) -> str:
+        """The base model by alias, hub id or folder name: never this machine's path."""
         name = str(self.meta.get("base_model_name") or self.report.model.get("name") or "an unknown base model")
-        shown = _code(name)
+        shown = _code(model_label(name))
         return f"{shown} ([{self.hub_id}](https://huggingface.co/{self.hub_id}))" if self.hub_id and \
             self.hub_id != name else shown
 
@@ -125,8 +171,8 @@ class _Card:
         labels = [str(label) for label in self.meta.get("labels") or self.report.metrics.get("labels") or []]
         what = self.spec.card.describe(self.meta, labels, _code) if self.spec else f"A {self.task} model."
         base = str(self.meta.get("base_model") or self.report.model.get("base") or "")
-        lines = [f"- Base model: {self._base_name()}" + (f", loaded from {_code(base)}" if base and
-                                                          base != self.hub_id else ""),
+        shown_base = base and base != self.hub_id and not looks_like_path(base)  # a hub id, not a local folder
+        lines = [f"- Base model: {self._base_name()}" + (f", loaded from {_code(base)}" if shown_base else ""),
                  "- Weights: " + ("a LoRA adapter on the base model (`tailor export` merges it into one model)"
                                   if self.is_adapter else "the full fine-tuned model (safetensors)")]
         return _section("What it does", what, "\n".join(lines))
@@ -175,7 +221,7 @@ class _Card:
     def usage(self) -> str:
         task = get_task(self.task)
         text = task.spec.card
-        run = str(self.run_dir)
+        run = self._shown_run()
         if len(task.input_fields) > 1:  # one option per field (qa: --question, --context)
             cli = f"tailor predict {run} " + " ".join(f'--{field} "..."' for field in task.input_fields)
         else:
@@ -192,27 +238,66 @@ class _Card:
             "How to use",
             f"Each input needs {', '.join(f'`{f}`' for f in task.input_fields)}. With tailorlm:",
             f"```bash\n{shell}\n```",
-            "With transformers alone:",
+            "With transformers alone (run it in this folder, or set `MODEL` to where the model is):",
             f"```python\n{self._python()}\n```",
+            self._python_note(),
         )
+
+    def _shown_run(self) -> str:
+        """The run directory as the recipe named it when that is relative, else by its name: no machine path."""
+        written = str(self.recipe.get("output_dir") or "")
+        return written if written and not Path(written).expanduser().is_absolute() else self._name()
+
+    def _python_note(self) -> str:
+        if self.spec is not None and self.spec.has("proba"):
+            return ("This computes what `tailor predict` computes: the text cleaned as the training texts were, cut "
+                    "at the same length, and the softmax of the logits divided by the temperature fitted on the "
+                    "validation split (`temperature` in `tailor_model.json`; 1 when none was fitted), so its "
+                    "probabilities match `tailor predict`'s.")
+        return ""
 
     def _python(self) -> str:
         spec = get_spec(self.task)
         auto = spec.auto_model_class
-        folder = str(self.run_dir / "model")
+        proba = spec.has("proba")
         names = [*(["AutoConfig"] if self.is_adapter else []), auto, "AutoTokenizer",
-                 *(["pipeline"] if spec.card.pipeline_call is not None else [])]
-        lines = [*(["from peft import PeftModel"] if self.is_adapter else []),
+                 *(["pipeline"] if spec.card.pipeline_call is not None and not proba else [])]
+        lines = [*(["import unicodedata", "", "import torch"] if proba else []),
+                 *(["from peft import PeftModel"] if self.is_adapter else []),
                  f"from transformers import {', '.join(names)}",
-                 "", f'MODEL = "{folder}"  # this folder, or the Hub repository you push it to',
+                 "", 'MODEL = "."  # this folder (the run\'s model/), or the Hub repository you push it to',
                  "tokenizer = AutoTokenizer.from_pretrained(MODEL)"]
         if self.is_adapter:
-            base = self.hub_id or str(self.meta.get("base_model") or "BASE_MODEL")
-            lines += [f'base = {auto}.from_pretrained("{base}", config=AutoConfig.from_pretrained(MODEL))',
-                      "model = PeftModel.from_pretrained(base, MODEL).merge_and_unload()"]
+            base = self.hub_id or "BASE_MODEL"
+            note = "" if self.hub_id else f"  # the base model: {model_label(str(self.meta.get('base_model_name')))}"
+            lines += [f'base = {auto}.from_pretrained("{base}", config=AutoConfig.from_pretrained(MODEL)){note}',
+                      "model = PeftModel.from_pretrained(base, MODEL).merge_and_unload().eval()"]
         else:
-            lines.append(f"model = {auto}.from_pretrained(MODEL)")
-        return "\n".join(lines + self._python_call(spec))
+            lines.append(f"model = {auto}.from_pretrained(MODEL).eval()")
+        return "\n".join(lines + (self._proba_call() if proba else self._python_call(spec)))
+
+    def _proba_call(self) -> list[str]:
+        """Classification as ``tailor predict`` does it: cleaning, truncation, the fitted temperature."""
+        from tailorlm.data.clean import saved_cleaning
+
+        clean = saved_cleaning(self.meta)
+        temperature = float(self.meta.get("temperature") or 1.0)
+        max_length = int(self.meta.get("max_length") or 512)
+        steps = ([' text = unicodedata.normalize("NFKC", text)'] if clean.normalize_unicode else []) + \
+            ([' text = " ".join(text.split())'] if clean.normalize_whitespace else []) + \
+            ([" text = text.lower()"] if clean.lowercase else [])
+        return [f"TEMPERATURE = {temperature!r}  # fitted on the validation split (tailor_model.json)",
+                f"MAX_LENGTH = {max_length}  # tokens, as in training", "", "",
+                "def clean(text):  # as the training texts were cleaned (data.clean)",
+                *("   " + step for step in steps), "    return text", "", "",
+                f'texts = ["{EXAMPLE_TEXT}"]',
+                "inputs = tokenizer([clean(t) for t in texts], truncation=True, max_length=MAX_LENGTH, padding=True,",
+                '                   return_tensors="pt")',
+                "with torch.no_grad():",
+                "    logits = model(**inputs).logits.double()",
+                "probabilities = torch.softmax(logits / TEMPERATURE, dim=-1)",
+                "for text, p in zip(texts, probabilities):",
+                "    print(text, {model.config.id2label[i]: round(float(v), 6) for i, v in enumerate(p)})"]
 
     def _python_call(self, spec: TaskSpec) -> list[str]:
         if spec.card.pipeline_call is not None:  # transformers' pipeline of the task's Hub pipeline tag
