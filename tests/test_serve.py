@@ -74,9 +74,9 @@ _OUTPUTS = itertools.count()
 
 
 def _predict(*args: str) -> list[dict[str, Any]]:
-    """`tailor predict ARGS --output FILE` and the JSON lines it wrote."""
+    """`tailor predict ARGS --out FILE` and the JSON lines it wrote."""
     out = Path(args[0]).parent / f"predictions-{next(_OUTPUTS)}.jsonl"
-    code, _, stderr = run_cli(["predict", *args, "--output", str(out)])
+    code, _, stderr = run_cli(["predict", *args, "--out", str(out)])
     assert code == 0, stderr
     return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
 

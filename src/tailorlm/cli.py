@@ -280,19 +280,31 @@ def prepare(recipe: RecipeArg, set_: SetOption = None) -> None:
     out.print(f"wrote {Path(loaded.output_dir) / 'data_report.json'} and rejects.jsonl")
 
 
+#: every command writes to --out; --output is the old spelling of eval and predict, kept as a hidden alias
+OutputAlias = Annotated[Path | None, typer.Option("--output", hidden=True, help="same as --out")]
+
+
+def _out_option(out_path: Path | None, alias: Path | None) -> Path | None:
+    if out_path is not None and alias is not None and out_path != alias:
+        raise UserError(f"--out {out_path} and --output {alias}: two output files; pass one --out")
+    return out_path if out_path is not None else alias
+
+
 @app.command("eval")
 def evaluate(
     model_dir: Annotated[Path, typer.Argument(help="a run directory or its model/ folder")],
     data: Annotated[Path, typer.Option("--data", help="labelled file (csv, tsv, jsonl, json, parquet)")],
     text_column: Annotated[str, typer.Option(help="column holding the text")] = "text",
     label_column: Annotated[str, typer.Option(help="column holding the label")] = "label",
-    output: Annotated[Path | None, typer.Option(help="write the metrics here as JSON")] = None,
+    output: Annotated[Path | None, typer.Option("--out", help="write the metrics here as JSON")] = None,
+    output_alias: OutputAlias = None,
 ) -> None:
     """Evaluate a saved model on any labelled file."""
     from tailorlm.models.saved import load_saved_model
     from tailorlm.tasks import get_task
     from tailorlm.tasks.base import EvalSettings
 
+    output = _out_option(output, output_alias)
     _quiet_libraries()
     loaded = load_saved_model(model_dir)
     task = get_task(loaded.task)
@@ -319,7 +331,8 @@ def predict(
         "--text", help="a text to predict for (repeatable); a generation model reads it as the prompt")] = None,
     input_file: Annotated[Path | None, typer.Option(
         "--input", help="file of inputs (csv, tsv, jsonl, json, parquet; txt: one text per line)")] = None,
-    output: Annotated[Path | None, typer.Option("--output", help="write predictions here (JSONL)")] = None,
+    output: Annotated[Path | None, typer.Option("--out", help="write predictions here (JSONL)")] = None,
+    output_alias: OutputAlias = None,
     text_column: Annotated[str | None, typer.Option(
         help="--input column holding the text (default: the task's field: text, or prompt)")] = None,
     question: Annotated[str | None, typer.Option("--question", help="qa: the question (with --context)")] = None,
@@ -331,6 +344,7 @@ def predict(
     """
     from tailorlm.serve.predict import predict_rows
 
+    output = _out_option(output, output_alias)
     if not text and input_file is None and question is None and context is None:
         raise UserError("nothing to predict: pass --text \"...\", --question/--context (qa) or --input FILE")
     _quiet_libraries()

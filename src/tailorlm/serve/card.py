@@ -229,7 +229,7 @@ class _Card:
                                                                       if text.example_note else "")
         shell = "\n".join([
             cli,
-            f"tailor predict {run} --input inputs.jsonl --output predictions.jsonl   # one object per line",
+            f"tailor predict {run} --input inputs.jsonl --out predictions.jsonl   # one object per line",
             f"tailor serve {run} --port 8000",
             "curl -s localhost:8000/predict -H 'Content-Type: application/json' \\",
             f"     -d '{{\"inputs\": [{task.input_example()}]}}'",
