@@ -60,29 +60,32 @@ def _classification_extras(work: Path) -> list[str]:
 CASES: dict[str, Case] = {
     "classification": Case(
         "classification", "examples/utility.yaml", "examples/data/utility", "bert",
-        ["data.max_rows=240", "training.batch_size=16", "training.learning_rate=1e-3", "training.calibrate=true",
+        ["data.max_rows=240", "data.max_eval_rows=240", "training.batch_size=16", "training.learning_rate=1e-3",
+         "training.calibrate=true",
          "adapt.self_train=true", "adapt.threshold=0.2", "adapt.max_pseudo=40", "baseline.linear_probe=true"],
         _classification_extras,
     ),
     "classification-fair": Case(
         "classification", "examples/utility.yaml", "examples/data/utility", "bert",
-        ["data.max_rows=240", "training.batch_size=16", "training.learning_rate=1e-3", "training.calibrate=true",
+        ["data.max_rows=240", "data.max_eval_rows=240", "training.batch_size=16", "training.learning_rate=1e-3",
+         "training.calibrate=true",
          "fairness.group_column=region", "fairness.mitigation=reweight", "fairness.counterfactual=gender"],
         _classification_extras,
     ),
     "token-classification": Case(
         "token-classification", "examples/token-classification.yaml", "examples/data/utility-ner", "bert",
-        ["data.max_rows=120", "training.batch_size=16"],
+        ["data.max_rows=120", "data.max_eval_rows=120", "training.batch_size=16"],
     ),
     "qa": Case("qa", "examples/qa.yaml", "examples/data/utility-qa", "bert",
-               ["data.max_rows=80", "training.max_length=128", "qa.doc_stride=32"]),
+               ["data.max_rows=80", "data.max_eval_rows=80", "training.max_length=128", "qa.doc_stride=32"]),
     "generation": Case(
         "generation", "examples/generation.yaml", "examples/data/generation", "llama",
-        ["data.max_rows=60", "generation.max_new_tokens=8", "generation.samples=2"],
+        ["data.max_rows=60", "data.max_eval_rows=60", "generation.max_new_tokens=8", "generation.samples=2"],
     ),
     "translation": Case(
         "translation", "examples/translation.yaml", "examples/data/scots_mt", "t5",
-        ["data.max_rows=80", "generation.num_beams=1", "generation.max_new_tokens=8", "generation.max_eval_rows=20",
+        ["data.max_rows=80", "data.max_eval_rows=80", "generation.num_beams=1", "generation.max_new_tokens=8",
+         "generation.max_eval_rows=20",
          "generation.samples=2"],
     ),
 }

@@ -178,6 +178,23 @@ def test_max_rows_reads_only_the_first_rows(tmp_path: Path) -> None:
     assert list(frame["row"]) == list(range(1, 8))
 
 
+def test_max_rows_limits_training_rows_only(tmp_path: Path) -> None:
+    """Two runs with different data.max_rows are tested on the same rows: a carved test split comes from the
+    whole file and a test file is read whole; data.max_eval_rows is the cap for validation and test."""
+    path = write_csv(tmp_path / "m.csv", labelled(200))
+    full = prepare(DataConfig(train=str(path)), ClassificationRows())
+    capped = prepare(DataConfig(train=str(path), max_rows=40), ClassificationRows())
+    assert list(capped.test["text"]) == list(full.test["text"]) and len(full.test) > 0
+    assert list(capped.validation["text"]) == list(full.validation["text"])
+    assert len(capped.train) == 40 < len(full.train)
+    test = write_csv(tmp_path / "t.csv", labelled(60, seed=1))
+    given = prepare(DataConfig(train=str(path), test=str(test), max_rows=40), ClassificationRows())
+    assert len(given.test) == len(prepare(DataConfig(train=str(path), test=str(test)), ClassificationRows()).test)
+    assert len(given.test) > 40
+    eval_capped = prepare(DataConfig(train=str(path), test=str(test), max_eval_rows=10), ClassificationRows())
+    assert len(eval_capped.test) <= 10
+
+
 # ------------------------------------------------------------------------------------------- rejects
 
 

@@ -105,7 +105,10 @@ class DataConfig(_Section):
     clean: CleanConfig = Field(default_factory=CleanConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     seed: int = 42
-    max_rows: int | None = Field(None, ge=1, description="use only the first N rows of each file (debugging)")
+    max_rows: int | None = Field(None, ge=1, description="use only the first N training rows (debugging); the "
+                                 "validation and test splits stay whole, so runs with different caps compare")
+    max_eval_rows: int | None = Field(None, ge=1, description="use only the first N rows of the validation and "
+                                      "test splits (None: all)")
     max_file_bytes: int | None = Field(
         2 * 1024**3, ge=1, description="refuse a data file (or its decompressed stream) over this size; None: no limit"
     )

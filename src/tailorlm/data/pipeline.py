@@ -259,9 +259,21 @@ def drop_rows(part: FilePart, spec: RowSpec, mask: pd.Series, reason: str, detai
 def read_files(cfg: DataConfig, spec: RowSpec) -> Files:
     """Train first, then validation and test: a missing file is reported before any row is judged."""
     given = spec.given_labels(cfg)
-    train = spec.read("train", str(cfg.train), cfg)
-    held_out = {name: spec.read(name, getattr(cfg, name), cfg) for name in HELD_OUT if getattr(cfg, name)}
+    train = spec.read("train", str(cfg.train), _train_read_config(cfg))
+    eval_cfg = cfg.model_copy(update={"max_rows": cfg.max_eval_rows})  # data.max_rows is for training rows only
+    held_out = {name: spec.read(name, getattr(cfg, name), eval_cfg) for name in HELD_OUT if getattr(cfg, name)}
     return Files(cfg, train, held_out, given)
+
+
+def _carves(cfg: DataConfig) -> bool:
+    """Whether a validation or test split is carved from the training file (no file given, a share above 0)."""
+    return any(not getattr(cfg, name) and getattr(cfg.split, name) > 0 for name in HELD_OUT)
+
+
+def _train_read_config(cfg: DataConfig) -> DataConfig:
+    """The training file is read whole when splits are carved from it, so ``data.max_rows`` (applied after the
+    carve, to the training rows) never changes the test split; otherwise only its first rows are read."""
+    return cfg.model_copy(update={"max_rows": None}) if cfg.max_rows and _carves(cfg) else cfg
 
 
 def clean_file(part: FilePart, files: Files, spec: RowSpec) -> None:
@@ -319,6 +331,11 @@ def finish_files(files: Files, spec: RowSpec) -> list[str]:
 def split_frames(files: Files, spec: RowSpec, warnings: list[str]) -> dict[str, pd.DataFrame]:
     """{train, validation, test}: a split given as a file is used as is; a missing one is carved from train."""
     rest, carved = spec.carve(files.train.frame, files, warnings)
+    cfg = files.cfg
+    if cfg.max_rows is not None and _carves(cfg):  # the first N training rows, after the carve (file order)
+        rest = rest.head(cfg.max_rows)
+    if cfg.max_eval_rows is not None:
+        carved = {name: frame.head(cfg.max_eval_rows) for name, frame in carved.items()}
     held = files.held_out
     return {"train": spec.public(rest),
             **{name: spec.public(held[name].frame if name in held else carved[name]) for name in HELD_OUT}}
