@@ -103,6 +103,26 @@ def test_compare_prints_differing_keys_and_verdict(runs: dict[str, Path]) -> Non
     assert "Is the difference real?" in (out / "compare.md").read_text()
 
 
+def test_compare_lists_one_file_under_one_spelling_and_values_whole(runs: dict[str, Path]) -> None:
+    """The same data file named relative in one run and absolute in the other is no difference; a long value is
+    shown whole."""
+    work = runs["work"]
+    other = work / "single-relative"
+    shutil.copytree(runs["single"], other, dirs_exist_ok=True, ignore=shutil.ignore_patterns("model"))
+    recipe = yaml.safe_load((other / "recipe.resolved.yaml").read_text())
+    recipe["data"]["train"] = runs["data"].name  # as written in a recipe run from `work`
+    licence = "a-licence-name-long-enough-that-a-sixty-character-cut-would-hide-where-it-ends-END"
+    recipe["report"]["license"] = licence
+    (other / "recipe.resolved.yaml").write_text(yaml.safe_dump(recipe))
+    info = json.loads((other / "run_info.json").read_text())
+    (other / "run_info.json").write_text(json.dumps(info | {"cwd": str(work)}))
+    out = work / "cmp-spelling"
+    code, stdout, stderr = run_cli(["compare", str(runs["single"]), str(other), "--out", str(out)])
+    assert code == 0, stderr
+    assert "data.train" not in stdout and "report.license" in stdout
+    assert licence in (out / "compare.md").read_text() and licence in (out / "compare.csv").read_text()
+
+
 def test_compare_refuses_pairing_different_test_sets(runs: dict[str, Path]) -> None:
     other = runs["work"] / "other-test"
     shutil.copytree(runs["single"], other, dirs_exist_ok=True, ignore=shutil.ignore_patterns("model"))

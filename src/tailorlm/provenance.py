@@ -141,27 +141,38 @@ def reproduce_args(run_dir: Path, overrides: list[str] | None) -> tuple[Path, li
 
 def pinned_paths(run_dir: Path, overridden: set[str]) -> list[str]:
     """``key=/absolute/path`` overrides for the recipe's relative paths, as the original run resolved them."""
+    return [f"{key}={json.dumps(path)}" for key, (path, relative) in recorded_paths(run_dir).items()
+            if relative and key not in overridden]
+
+
+def recorded_paths(run_dir: Path) -> dict[str, tuple[str, bool]]:
+    """``{recipe key: (absolute path, whether the recipe wrote it relative)}`` for the files and folders a run
+    named: the data files' paths from ``run_info.json``, others against the folder it ran in. A path that cannot
+    be placed (an older run without ``cwd``) is left out."""
     import yaml
 
     try:
         raw = yaml.safe_load((run_dir / "recipe.resolved.yaml").read_text(encoding="utf-8")) or {}
         info = json.loads((run_dir / "run_info.json").read_text(encoding="utf-8"))
     except (OSError, ValueError, yaml.YAMLError):
-        return []  # an older or damaged run: the recipe is read as it is (the drift check says so)
-    recorded = info.get("data_files") or {}
-    cwd = info.get("cwd")
-    pinned = []
+        return {}  # an older or damaged run: the recipe is read as it is (the drift check says so)
+    recorded = info.get("data_files") or {} if isinstance(info, dict) else {}
+    cwd = info.get("cwd") if isinstance(info, dict) else None
+    found: dict[str, tuple[str, bool]] = {}
     for key in PATH_KEYS:
         section, _, name = key.partition(".")
-        value = (raw.get(section) or {}).get(name) if isinstance(raw.get(section), dict) else None
-        if key in overridden or not isinstance(value, str) or not value or Path(value).expanduser().is_absolute():
+        value = raw.get(section, {}).get(name) if isinstance(raw.get(section), dict) else None
+        if not isinstance(value, str) or not value:
             continue
+        relative = not Path(value).expanduser().is_absolute()
         absolute = (recorded.get(key) or {}).get("path")
-        if absolute is None and cwd and (Path(cwd) / value).exists():
+        if absolute is None and not relative:
+            absolute = os.path.normpath(Path(value).expanduser())
+        elif absolute is None and cwd and (Path(cwd) / value).exists():
             absolute = os.path.normpath(Path(cwd) / value)
         if absolute is not None:
-            pinned.append(f"{key}={json.dumps(absolute)}")
-    return pinned
+            found[key] = (str(absolute), relative)
+    return found
 
 
 @contextmanager

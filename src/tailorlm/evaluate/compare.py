@@ -26,11 +26,12 @@ from tailorlm.evaluate.floors import is_floor
 from tailorlm.evaluate.predictions import load_runs
 from tailorlm.evaluate.stats import paired_test, same_test_set
 from tailorlm.metric_names import METRIC_COLUMNS, TASK_MAIN_METRIC, greater_is_better
+from tailorlm.provenance import recorded_paths
 from tailorlm.rundir import atomic_write_text
 
 #: Keys that always differ between runs and say nothing about the method (nor does where a run was logged).
-IGNORED_KEYS = frozenset({"output_dir", "tracking.mlflow", "tracking.uri", "tracking.experiment", "tracking.log_model",
-                          "tracking.run_name"})
+IGNORED_KEYS = frozenset({"output_dir", "overwrite", "tracking.mlflow", "tracking.uri", "tracking.experiment",
+                          "tracking.log_model", "tracking.run_name"})
 
 
 @dataclass
@@ -85,7 +86,10 @@ def load_summary(run_dir: Path) -> RunSummary:
         raise UserError(f"{metrics_file}: not valid JSON; run `tailor run` again to rewrite it") from None
     recipe_file = run_dir / "recipe.resolved.yaml"
     recipe = yaml.safe_load(recipe_file.read_text(encoding="utf-8")) if recipe_file.is_file() else {}
-    return RunSummary(run_dir, run_dir.name, flatten(recipe or {}), metrics, load_runs(run_dir))
+    flat = flatten(recipe or {})
+    # one file, one spelling: data/x.csv from one folder and /home/me/data/x.csv are the same file
+    flat |= {key: path for key, (path, _) in recorded_paths(run_dir).items()}
+    return RunSummary(run_dir, run_dir.name, flat, metrics, load_runs(run_dir))
 
 
 def differing_keys(summaries: list[RunSummary]) -> list[str]:
@@ -182,8 +186,8 @@ def rows(comparison: Comparison) -> list[tuple[str, list[str]]]:
 
 
 def _short(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
-    return text if len(text) <= 60 else text[:57] + "..."
+    """A recipe value as text, whole (a cut path would hide where two runs differ)."""
+    return json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
 
 
 def verdict_line(test: dict[str, Any]) -> str:
