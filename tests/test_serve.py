@@ -190,10 +190,43 @@ def test_predict_classification_texts_and_file_rows(cls_run: Path, tmp_path: Pat
     file.write_text("id,text\n1,the app was lovely and quick\n2,\n3,the call was rude and late\n", encoding="utf-8")
     rows = _predict(str(cls_run / "model"), "--input", str(file))
     assert [r["row"] for r in rows] == [1, 2, 3], "every row is accounted for, in file order"
-    assert rows[1] == {"row": 2, "error": "empty_text", "detail": "'text' is empty"}
+    assert rows[1] == {"row": 2, "id": "2", "text": "", "error": "empty_text", "detail": "'text' is empty"}
     assert {"label", "confidence", "probabilities"} <= set(rows[0]) and "error" not in rows[2]
     same = _predict(str(cls_run), "--text", "the app was lovely and quick")[0]
     assert same["probabilities"] == rows[0]["probabilities"], "file rows and --text share one code path"
+
+
+def test_predict_input_keeps_id_and_input_columns(cls_run: Path, tmp_path: Path) -> None:
+    """Results join back to the file: id and the input columns by default, --keep-columns for more or fewer."""
+    file = tmp_path / "texts.csv"
+    file.write_text("id,text,region\nA7,The App was lovely,north\nB2,42,south\n", encoding="utf-8")
+    rows = _predict(str(cls_run), "--input", str(file))
+    assert [(r["row"], r["id"]) for r in rows] == [(1, "A7"), (2, "B2")]
+    assert rows[0]["text"] == "The App was lovely" and "region" not in rows[0] and "label" in rows[0]
+    everything = _predict(str(cls_run), "--input", str(file), "--keep-columns", "*")
+    assert [r["region"] for r in everything] == ["north", "south"]
+    nothing = _predict(str(cls_run), "--input", str(file), "--keep-columns", "")
+    assert "id" not in nothing[0] and "region" not in nothing[0] and "label" in nothing[0]
+    chosen = _predict(str(cls_run), "--input", str(file), "--keep-columns", "region")
+    assert chosen[1]["region"] == "south" and "id" not in chosen[1]
+
+
+def test_eval_scores_every_row_unless_asked_to_clean(cls_run: Path, tmp_path: Path) -> None:
+    """The file the user asked to score is scored whole: duplicates and short texts count; --clean drops them."""
+    from tests.conftest import sentiment_rows
+
+    rows = sentiment_rows(6, seed=3)
+    frame = pd.DataFrame(rows + rows + [{"text": "k", "label": "positive"}, {"text": "", "label": "negative"}])
+    file = tmp_path / "to-score.csv"
+    frame.to_csv(file, index=False)
+    out = tmp_path / "eval.json"
+    code, _, stderr = run_cli(["eval", str(cls_run), "--data", str(file), "--out", str(out)])
+    assert code == 0, stderr
+    metrics = json.loads(out.read_text())
+    assert metrics["n"] == 13 and metrics["rejected"] == 1  # only the empty text cannot be scored
+    code, _, stderr = run_cli(["eval", str(cls_run), "--data", str(file), "--out", str(out), "--clean"])
+    assert code == 0, stderr
+    assert json.loads(out.read_text())["n"] == 6  # the test split's cleaning: duplicates and "k" (too short) go
 
 
 def test_predict_errors_are_one_line(cls_run: Path, qa_run: Path, tmp_path: Path) -> None:
@@ -246,7 +279,7 @@ def test_predict_token_classification(ner_run: Path, tmp_path: Path) -> None:
     file = _write_jsonl(tmp_path / "ner.jsonl", [{"tokens": text.split()}, {"tokens": []}, {"text": text}])
     rows = _predict(str(ner_run), "--input", str(file))
     assert rows[0]["tags"] == rows[2]["tags"] == row["tags"], "a token list and its text get the same tags"
-    assert rows[1] == {"row": 2, "error": "empty_text", "detail": "'tokens' holds no words"}
+    assert rows[1] == {"row": 2, "tokens": [], "error": "empty_text", "detail": "'tokens' holds no words"}
 
 
 def test_predict_translation(mt_run: Path, tmp_path: Path) -> None:
@@ -254,7 +287,8 @@ def test_predict_translation(mt_run: Path, tmp_path: Path) -> None:
     assert set(first) == {"translation"} and isinstance(first["translation"], str)
     file = _write_jsonl(tmp_path / "mt.jsonl", [{"source": "whit's the time"}, {"src": "x"}])
     rows = _predict(str(mt_run), "--input", str(file))
-    assert rows[0] == {"row": 1, "translation": first["translation"]}, "greedy decoding is deterministic"
+    assert rows[0] == {"row": 1, "source": "whit's the time", "translation": first["translation"]}, \
+        "greedy decoding is deterministic; the input column is kept"
     assert rows[1]["error"] == "missing_text"
 
 
@@ -323,6 +357,25 @@ def test_server_predicts_like_the_cli(server: tuple[str, Any], cls_run: Path) ->
     assert status == 200 and single["predictions"] == [cli[1]]
 
 
+def test_server_answers_a_bad_input_in_its_place_and_types_are_strict(server: tuple[str, Any]) -> None:
+    """One bad input in a batch gets its own error entry (as `tailor predict --input` keeps a bad row), the
+    others their predictions; {"text": 42} is a mistake, not the text "42"."""
+    base, _ = server
+    body = json.dumps({"inputs": [{"text": "the app was lovely", "id": "a"}, {"text": 42, "id": "b"},
+                                  {"txt": "no key"}]}).encode()
+    status, reply, _ = _call(f"{base}/predict", body)
+    assert status == 200, reply
+    good, number, missing = reply["predictions"]
+    assert good["id"] == "a" and "label" in good
+    assert number["id"] == "b" and number["index"] == 1 and number["error"] == "bad_text"
+    assert "must be a string" in number["detail"] and "label" not in number
+    assert missing["index"] == 2 and missing["error"] == "missing_text"
+    status, reply, _ = _call(f"{base}/predict", json.dumps({"text": 42}).encode())
+    assert status == 400 and "must be a string, not a number" in reply["error"]
+    status, reply, _ = _call(f"{base}/predict", json.dumps({"text": True}).encode())
+    assert status == 400 and "not a boolean" in reply["error"]
+
+
 @pytest.mark.parametrize(("path", "body", "method", "status", "needle"), [
     ("/predict", b"{not json", None, 400, "not valid UTF-8 JSON"),
     ("/predict", b"[1, 2]", None, 400, '{"inputs"'),
@@ -350,7 +403,7 @@ def test_server_hides_internal_errors(server: tuple[str, Any], monkeypatch: pyte
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret internals at /home/someone/model.py")
 
-    monkeypatch.setattr(server_module, "predict_inputs", broken)
+    monkeypatch.setattr(server_module, "predict_batch", broken)
     base, _ = server
     status, reply, _ = _call(f"{base}/predict", b'{"text": "hello"}')
     assert status == 500 and "secret" not in reply["error"] and "Traceback" not in reply["error"]
@@ -496,7 +549,7 @@ def test_server_refuses_past_its_queue_at_once(bounded: Any, monkeypatch: pytest
         release.wait(10)
         return [{"label": "positive"} for _ in inputs]
 
-    monkeypatch.setattr(server_module, "predict_inputs", slow_model)
+    monkeypatch.setattr(server_module, "predict_batch", slow_model)
     url = f"http://127.0.0.1:{bounded.server_address[1]}/predict"
     results: list[tuple[int, Any]] = []
 

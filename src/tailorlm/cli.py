@@ -298,8 +298,11 @@ def evaluate(
     label_column: Annotated[str, typer.Option(help="column holding the label")] = "label",
     output: Annotated[Path | None, typer.Option("--out", help="write the metrics here as JSON")] = None,
     output_alias: OutputAlias = None,
+    clean: Annotated[bool, typer.Option("--clean", help="also drop near-duplicates and texts outside the run's "
+                                        "min/max length, as its test split was (default: score every row)")] = False,
 ) -> None:
-    """Evaluate a saved model on any labelled file."""
+    """Evaluate a saved model on any labelled file: every row it holds (rows without a text or a known label are
+    listed as skipped)."""
     from tailorlm.models.saved import load_saved_model
     from tailorlm.tasks import get_task
     from tailorlm.tasks.base import EvalSettings
@@ -309,7 +312,7 @@ def evaluate(
     loaded = load_saved_model(model_dir)
     task = get_task(loaded.task)
     columns = {"text_column": text_column, "label_column": label_column}
-    frame, rejects = task.load_eval_file(data, loaded.meta, columns)
+    frame, rejects = task.load_eval_file(data, loaded.meta, columns, clean=clean)
     if rejects:
         err.print(f"{data}: {len(rejects)} rows skipped ({_reasons(rejects)})")
     if len(frame) == 0:
@@ -337,10 +340,14 @@ def predict(
         help="--input column holding the text (default: the task's field: text, or prompt)")] = None,
     question: Annotated[str | None, typer.Option("--question", help="qa: the question (with --context)")] = None,
     context: Annotated[str | None, typer.Option("--context", help="qa: the passage holding the answer")] = None,
+    keep_columns: Annotated[str | None, typer.Option(
+        "--keep-columns", help="--input columns copied into each prediction, comma-separated; '*': all, '': none "
+        "(default: id and the input columns)")] = None,
 ) -> None:
     """Predict with a saved model of any task: label, entities, answer, translation or completion, per input.
 
-    File rows that cannot be used are kept in the output as {"row": N, "error": reason}.
+    File rows that cannot be used are kept in the output as {"row": N, "error": reason}; each row keeps its id and
+    input columns, so the output joins back to the file.
     """
     from tailorlm.serve.predict import predict_rows
 
@@ -348,8 +355,9 @@ def predict(
     if not text and input_file is None and question is None and context is None:
         raise UserError("nothing to predict: pass --text \"...\", --question/--context (qa) or --input FILE")
     _quiet_libraries()
+    kept = None if keep_columns is None else [c.strip() for c in keep_columns.split(",") if c.strip()]
     rows = predict_rows(model_dir, texts=text, input_file=input_file, text_column=text_column, question=question,
-                        context=context)
+                        context=context, keep_columns=kept)
     if output is not None:
         from tailorlm.rundir import atomic_write_text
 

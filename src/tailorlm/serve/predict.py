@@ -43,6 +43,33 @@ def predict_inputs(loaded: LoadedModel, inputs: list[Any], source: str = "input"
             for item, prediction in zip(inputs, predictions, strict=True)]
 
 
+def predict_batch(loaded: LoadedModel, inputs: list[Any]) -> list[dict[str, Any]]:
+    """The server's batch: a prediction per usable input and ``{"index": i, "error": reason, "detail": ...}`` for
+    each other one (0-based, in order; its ``id`` echoed), as ``tailor predict --input`` keeps a bad row's error.
+    Only a batch with no usable input at all is a UserError (a 400), naming the first problem."""
+    task = get_task(loaded.task)
+    entries: list[dict[str, Any] | None] = [None] * len(inputs)
+    good: list[tuple[int, dict[str, Any]]] = []
+    first: tuple[int, InputProblem] | None = None
+    for index, item in enumerate(inputs):
+        echo = {"id": item["id"]} if isinstance(item, dict) and "id" in item else {}
+        try:
+            good.append((index, task.normalize_input(item)))
+        except InputProblem as problem:
+            first = first or (index, problem)
+            entries[index] = echo | {"index": index, "error": problem.reason, "detail": problem.detail}
+    if not good:
+        index, problem = first  # type: ignore[misc]  # no good input: at least one problem
+        where = f"input {index + 1}" if len(inputs) > 1 else "input"
+        raise UserError(f"{where}: {problem.detail} (a {task.name} model needs {', '.join(task.input_fields)})",
+                        fix=f"give each input as {task.input_example()}")
+    predictions = task.predict(loaded, [item for _, item in good])
+    for (index, _), prediction in zip(good, predictions, strict=True):
+        item = inputs[index]
+        entries[index] = ({"id": item["id"]} if "id" in item else {}) | prediction
+    return [entry for entry in entries if entry is not None]
+
+
 def text_inputs(task: Task, texts: list[str]) -> list[dict[str, str]]:
     """``--text`` values as inputs of the task's one text field (``prompt`` for generation)."""
     if len(task.input_fields) != 1:
@@ -53,33 +80,53 @@ def text_inputs(task: Task, texts: list[str]) -> list[dict[str, str]]:
     return [{task.input_fields[0]: text} for text in texts]
 
 
-def predict_file(loaded: LoadedModel, path: Path, text_column: str | None = None) -> list[dict[str, Any]]:
+def predict_file(loaded: LoadedModel, path: Path, text_column: str | None = None,
+                 keep_columns: list[str] | None = None) -> list[dict[str, Any]]:
     """A prediction or an error entry per record of ``path`` (csv, tsv, jsonl, json, parquet, txt), in file order.
 
     ``text_column`` names the file's column that holds the task's one text field (``text`` or ``prompt``).
+    ``keep_columns`` are copied from each record into its entry, so results join back to the file; None: ``id``
+    and the task's input columns; ``["*"]``: every column; ``[]``: none.
     """
     from tailorlm.data.load import read_records
 
     task = get_task(loaded.task)
     single = task.input_fields[0] if len(task.input_fields) == 1 else None
     records, rejects = read_records(path, txt_field=single)
+    originals = dict(records)
     if text_column and single and text_column != single:
         records = [(row, _renamed(record, text_column, single)) for row, record in records]
     _check_columns(path, task, [record for _, record in records], text_column)
+    keep = _kept(task, keep_columns, text_column)
     entries: list[dict[str, Any]] = [{"row": r["row"], "error": r["reason"], "detail": r["detail"]} for r in rejects]
     good: list[tuple[int, dict[str, Any]]] = []
     for row, record in records:
         try:
             good.append((row, task.normalize_input(record)))
         except InputProblem as problem:
-            entries.append({"row": row, "error": problem.reason, "detail": problem.detail})
+            entries.append({"row": row} | keep(originals[row]) | {"error": problem.reason, "detail": problem.detail})
     if not good:
         reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(Counter(e["error"] for e in entries).items()))
         raise DataError(f"{path}: no usable rows ({reasons or 'none'}); every row needs "
                         f"{', '.join(task.input_fields)}")
     predictions = task.predict(loaded, [item for _, item in good])
-    entries += [{"row": row} | prediction for (row, _), prediction in zip(good, predictions, strict=True)]
+    entries += [{"row": row} | keep(originals[row]) | prediction
+                for (row, _), prediction in zip(good, predictions, strict=True)]
     return sorted(entries, key=lambda e: e["row"] if isinstance(e.get("row"), int) else 0)
+
+
+def _kept(task: Task, columns: list[str] | None, text_column: str | None) -> Any:
+    """The function copying the kept columns of a record (``--keep-columns``) into its output entry."""
+    if columns is None:
+        inputs = [*task.input_fields, *task.input_aliases, *([text_column] if text_column else [])]
+        columns = ["id", *dict.fromkeys(inputs)]
+    every = columns == ["*"]
+
+    def keep(record: dict[str, Any]) -> dict[str, Any]:
+        names = [str(k) for k in record] if every else columns
+        return {name: record[name] for name in names if name in record and name != "row"}
+
+    return keep
 
 
 def _renamed(record: dict[str, Any], column: str, field: str) -> dict[str, Any]:
@@ -109,6 +156,7 @@ def _check_columns(path: Path, task: Task, records: list[dict[str, Any]], text_c
 def predict_rows(
     model_dir: Path, texts: list[str] | None = None, input_file: Path | None = None,
     text_column: str | None = None, question: str | None = None, context: str | None = None,
+    keep_columns: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """``tailor predict``: ``--text`` values, then ``--question/--context``, then the rows of ``--input`` (each
     with its row number, errors included)."""
@@ -126,5 +174,5 @@ def predict_rows(
                             fix="pass both")
         results += predict_inputs(loaded, [{"question": question, "context": context}], source="--question")
     if input_file is not None:
-        results += predict_file(loaded, input_file, text_column)
+        results += predict_file(loaded, input_file, text_column, keep_columns)
     return results

@@ -2,8 +2,9 @@
 
 Endpoints: ``GET /health`` -> ``{"status": "ok"}``; ``GET /info`` -> what the model is (task, labels, input
 fields, base model, max_length, the tuned test metrics of its run); ``POST /predict`` with
-``{"inputs": [{...}, ...]}`` (or one input object) -> ``{"predictions": [...]}``, computed by the same
-``predict_inputs`` as ``tailor predict``.
+``{"inputs": [{...}, ...]}`` (or one input object) -> ``{"predictions": [...]}``, computed by the same task code
+as ``tailor predict``; an unusable input in a batch is answered in its place as ``{"index": i, "error": reason,
+"detail": ...}`` (only a request with no usable input is a 400).
 
 Hardening, since a model server is often left running: it binds 127.0.0.1 unless told otherwise; bodies over
 ``max_body_bytes`` and batches over ``max_batch`` are refused (413) before any model work; a body that is not
@@ -43,7 +44,7 @@ from urllib.parse import urlsplit
 
 from tailorlm.errors import UserError
 from tailorlm.models.saved import LoadedModel, load_saved_model
-from tailorlm.serve.predict import predict_inputs
+from tailorlm.serve.predict import predict_batch
 from tailorlm.tasks import get_task
 
 log = logging.getLogger("tailorlm.serve")
@@ -356,7 +357,7 @@ class PredictHandler(BaseHTTPRequestHandler):
                 raise RequestError(503, "the model stayed busy until this request's deadline (--request-timeout);"
                                         f" retry after {RETRY_AFTER_S} s")
             try:
-                return predict_inputs(self.server.loaded, inputs)
+                return predict_batch(self.server.loaded, inputs)
             finally:
                 self.server.model_lock.release()
         except UserError as exc:

@@ -179,15 +179,23 @@ class Task(ABC):
         The same code measures the tuned model on the test split and any saved model in ``tailor eval``.
         """
 
-    def load_eval_file(self, path: Any, meta: dict[str, Any], columns: dict[str, str]) -> tuple[pd.DataFrame, list]:
-        """Read a file for ``tailor eval`` (default: a labelled text file validated against the model's labels),
-        cleaned with the run's ``data.clean`` as its test split was."""
+    def load_eval_file(self, path: Any, meta: dict[str, Any], columns: dict[str, str],
+                       clean: bool = False) -> tuple[pd.DataFrame, list]:
+        """Read a file for ``tailor eval`` (default: a labelled text file validated against the model's labels).
+
+        Texts are normalised as the run's ``data.clean`` normalised its training texts (what the model expects),
+        and a row that cannot be scored (no text, no label, a label the model does not know) is a reject; every
+        other row is scored, duplicates and short or long texts included. ``clean`` (``tailor eval --clean``)
+        also drops what the run's test split lost: near-duplicates and texts outside min_chars / max_chars."""
         from tailorlm.data.clean import saved_cleaning
         from tailorlm.recipe import DataConfig
         from tailorlm.tasks.classification.data import load_labelled_file
 
-        cfg = DataConfig(train=str(path), labels=meta.get("labels"), clean=saved_cleaning(meta), **columns)
-        return load_labelled_file(path, cfg, split="eval", require_label=True)
+        cleaning = saved_cleaning(meta)
+        if not clean:
+            cleaning = cleaning.model_copy(update={"min_chars": 1, "max_chars": None})
+        cfg = DataConfig(train=str(path), labels=meta.get("labels"), clean=cleaning, **columns)
+        return load_labelled_file(path, cfg, split="eval", require_label=True, dedupe=clean)
 
     # ------------------------------------------------------------------ predict
     def predict_proba(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str],
@@ -209,7 +217,8 @@ class Task(ABC):
     def normalize_input(self, item: Any) -> dict[str, Any]:
         """The fields ``predict`` reads, checked: present, not empty, strings (or a string list where allowed).
 
-        Numbers become their text (a CSV cell ``42`` and a JSON ``42`` mean the same); other keys are dropped.
+        A number or boolean is refused, not turned into text (``{"text": 42}`` is a mistake; a CSV cell is always
+        text); other keys are dropped.
         Raises :class:`InputProblem` naming the field, so a file row can be reported and a request refused.
         """
         if not self.input_fields:
@@ -235,12 +244,10 @@ class Task(ABC):
             if not words:
                 raise InputProblem(f"empty_{name}", f"'{key}' holds no words")
             return words
-        if isinstance(value, bool):
-            value = "true" if value else "false"
-        elif isinstance(value, (int, float)):
-            value = str(int(value)) if float(value).is_integer() else repr(value)
-        if not isinstance(value, str):
-            raise InputProblem(f"bad_{name}", f"'{key}' must be a string, not {type(value).__name__}")
+        if not isinstance(value, str):  # strict: {"text": 42} is a mistake to report, not the text "42"
+            kind = {bool: "a boolean", int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+            raise InputProblem(f"bad_{name}", f"'{key}' must be a string, not {kind} ({str(value)[:40]}); "
+                               f"quote it: \"{key}\": \"...\"")
         if not _visible(value):
             raise InputProblem(f"empty_{name}", f"'{key}' is empty")
         return value

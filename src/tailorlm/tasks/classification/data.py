@@ -165,13 +165,13 @@ class ClassificationRows(RowSpec):
 
 def load_labelled_file(
     path: str | Path, cfg: DataConfig, split: str = "eval", require_label: bool = True,
-    extra_columns: Extras | None = None,
+    extra_columns: Extras | None = None, dedupe: bool = True,
 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """Read and clean one file on its own (``tailor eval --data``, ``tailor predict --input``).
+    """Read and clean one file on its own (``tailor eval --data``, ``tailor predict --input``, ``tailor audit``).
 
-    With ``require_label`` the rows are checked against ``cfg.labels`` (the model's labels) and exact / near
-    duplicates inside the file are dropped, as for a test split. Without it (predict) every row with a usable
-    text is kept, duplicates included, since each input row should get its prediction.
+    With ``require_label`` the rows are checked against ``cfg.labels`` (the model's labels) and, with ``dedupe``,
+    exact / near duplicates inside the file are dropped, as for a test split. Without it (predict) every row with
+    a usable text is kept, duplicates included, since each input row should get its prediction.
     """
     part = ClassificationRows(extra_columns, require_label).read(split, path, cfg)
     given = _given_labels(cfg) if require_label else None
@@ -179,7 +179,7 @@ def load_labelled_file(
     part.apply(
         filter_rows(part.frame, cfg.clean, split, require_label, set(given) if given else None, labels_from)
     )
-    if require_label:
+    if require_label and dedupe:
         part.frame = add_fingerprints(part.frame)
         part.apply(drop_duplicates(part.frame, cfg.clean, split))
     return _public(part.frame), sorted(part.rejects, key=reject_order)

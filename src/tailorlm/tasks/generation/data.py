@@ -272,9 +272,11 @@ class GenerationRows(RowSpec):
 # ------------------------------------------------------------------------------------------- one file
 
 
-def load_generation_file(path: str | Path, cfg: DataConfig, split: str = "eval") -> tuple[pd.DataFrame, list]:
-    """One file on its own (``tailor eval --data``): cleaned and de-duplicated like a test split."""
+def load_generation_file(path: str | Path, cfg: DataConfig, split: str = "eval",
+                         dedupe: bool = True) -> tuple[pd.DataFrame, list]:
+    """One file on its own (``tailor eval --data``): cleaned, and with ``dedupe`` de-duplicated like a test split."""
     part = read_generation_file(path, cfg, split)
     _filter(part, cfg.clean)
-    _dedupe(part, cfg.clean)
+    if dedupe:
+        _dedupe(part, cfg.clean)
     return _public(part.frame), sorted(part.rejects, key=lambda r: r["row"])

@@ -414,9 +414,10 @@ class GenerationTask(Task):
         ]
         return {"metrics": metrics, "samples": samples}
 
-    def load_eval_file(self, path: Any, meta: dict[str, Any], columns: dict[str, str]) -> tuple[pd.DataFrame, list]:
+    def load_eval_file(self, path: Any, meta: dict[str, Any], columns: dict[str, str],
+                       clean: bool = False) -> tuple[pd.DataFrame, list]:
         cfg = DataConfig(train=str(path), text_column=columns.get("text_column", "text"))
-        return load_generation_file(path, cfg, split="eval")
+        return load_generation_file(path, cfg, split="eval", dedupe=clean)
 
     def predict(self, loaded: LoadedModel, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """A completion per prompt, as ``tailor generate`` writes it: the training format, the saved decoding."""

@@ -414,9 +414,11 @@ class QATask(Task):
         return [{"answer": a.text, "score": round(a.confidence, 6), "start": a.start if a.text else None,
                  "no_answer": not a.text} for a in answers]
 
-    def load_eval_file(self, path: Any, meta: dict[str, Any], columns: dict[str, str]) -> tuple[pd.DataFrame, list]:
+    def load_eval_file(self, path: Any, meta: dict[str, Any], columns: dict[str, str],
+                       clean: bool = False) -> tuple[pd.DataFrame, list]:
         """``tailor eval --data``: SQuAD JSON or rows with question, context, answers (the text options are
-        classification's and do not apply)."""
+        classification's and do not apply). A question asked twice is scored once (its id keys the answer), with
+        or without ``clean``."""
         return load_qa_eval_file(path)
 
     # ------------------------------------------------------------------ baselines

@@ -390,9 +390,10 @@ class TokenClassificationTask(Task):
             for words, sentence_tags, conf in zip(sentences, tags, confidence, strict=True)
         ]
 
-    def load_eval_file(self, path: Any, meta: dict[str, Any], columns: dict[str, str]) -> tuple[pd.DataFrame, list]:
+    def load_eval_file(self, path: Any, meta: dict[str, Any], columns: dict[str, str],
+                       clean: bool = False) -> tuple[pd.DataFrame, list]:
         """``tailor eval --data``: CoNLL, or JSONL/JSON with ``tokens``/``tags`` lists (``--text-column`` and
-        ``--label-column`` rename them when given)."""
+        ``--label-column`` rename them when given); every sentence is scored (``clean`` changes nothing here)."""
         tokens = columns.get("text_column", "text")
         tags = columns.get("label_column", "label")
         return load_token_file(path, list(meta["tags"]), tokens_column="tokens" if tokens == "text" else tokens,

@@ -202,10 +202,11 @@ class PairRows(RowSpec):
 # ------------------------------------------------------------------------------------------- one file
 
 
-def load_pair_file(path: str | Path, cfg: DataConfig, split: str = "eval") -> tuple[pd.DataFrame, list[dict]]:
-    """One file of pairs on its own (``tailor eval``): cleaned and de-duplicated like a test split."""
+def load_pair_file(path: str | Path, cfg: DataConfig, split: str = "eval",
+                   dedupe: bool = True) -> tuple[pd.DataFrame, list[dict]]:
+    """One file of pairs on its own (``tailor eval``): cleaned, and with ``dedupe`` de-duplicated like a test split."""
     part = read_pairs(path, cfg, split)
     filter_pairs(part, cfg)
-    if len(part.frame):
+    if len(part.frame) and dedupe:
         dedupe_pairs(part, cfg)
     return _public(part.frame), part.rejects

@@ -360,8 +360,10 @@ class TranslationTask(Task):
                             meta.get("generation") or {}, _forced_bos(loaded.tokenizer, meta))
         return [{"translation": out} for out in outputs]
 
-    def load_eval_file(self, path: Any, meta: dict[str, Any], columns: dict[str, str]) -> tuple[pd.DataFrame, list]:
-        """A file of pairs; the CLI's default text/label column names mean "the columns the model was tuned on"."""
+    def load_eval_file(self, path: Any, meta: dict[str, Any], columns: dict[str, str],
+                       clean: bool = False) -> tuple[pd.DataFrame, list]:
+        """A file of pairs; the CLI's default text/label column names mean "the columns the model was tuned on".
+        Duplicate pairs are scored each time unless ``clean``."""
         text_column = columns.get("text_column", "text")
         label_column = columns.get("label_column", "label")
         from tailorlm.data.clean import saved_cleaning
@@ -372,7 +374,7 @@ class TranslationTask(Task):
             source_column=meta.get("source_column", "source") if text_column == "text" else text_column,
             target_column=meta.get("target_column", "target") if label_column == "label" else label_column,
         )
-        return load_pair_file(path, cfg, split="eval")
+        return load_pair_file(path, cfg, split="eval", dedupe=clean)
 
 
 def worst_translations(measured: Measured, k: int) -> list[dict[str, Any]]:
