@@ -140,11 +140,15 @@ def test_review_round_trip_changes_exactly_the_named_labels(runs: dict[str, Path
     code, stdout, stderr = run_cli(["review", str(runs["seeds"]), "--out", str(review), "--limit", "10"])
     assert code == 0, stderr
     assert "wrote" in stdout and "apply-review" in stdout
+    # the test rows came from the training file (a carved test split): the suggestion names it, and warns
+    assert f"--data {data}`" in " ".join(stdout.split()) and "TRAIN_FILE" not in stdout
+    assert "test split" in stderr and "look better" in " ".join(stderr.split())
     with review.open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert 0 < len(rows) <= 10
-    assert list(rows[0]) == ["id", "source", "row", "text", "label", "predicted", "confidence", "reason",
+    assert list(rows[0]) == ["id", "source", "row", "split", "text", "label", "predicted", "confidence", "reason",
                              "corrected_label", "note"]
+    assert {r["split"] for r in rows} == {"test"}
     assert all(r["reason"] and r["corrected_label"] == "" for r in rows)
     # the expert corrects two rows found by id (source + row) and one given only by text
     flip = {"positive": "negative", "negative": "positive"}
@@ -152,7 +156,8 @@ def test_review_round_trip_changes_exactly_the_named_labels(runs: dict[str, Path
     rows[1]["corrected_label"] = flip[rows[1]["label"]]
     frame = pd.read_csv(data, dtype=str, keep_default_na=False)
     by_text_row = next(i for i in range(len(frame)) if frame.at[i, "text"] not in {r["text"] for r in rows})
-    rows.append({"id": "", "source": "", "row": "", "text": frame.at[by_text_row, "text"].upper(), "label": "",
+    rows.append({"id": "", "source": "", "row": "", "split": "", "text": frame.at[by_text_row, "text"].upper(),
+                 "label": "",
                  "predicted": "", "confidence": "", "reason": "", "note": "",
                  "corrected_label": flip[frame.at[by_text_row, "label"]]})
     with review.open("w", encoding="utf-8", newline="") as handle:
@@ -162,6 +167,7 @@ def test_review_round_trip_changes_exactly_the_named_labels(runs: dict[str, Path
 
     code, _, stderr = run_cli(["apply-review", str(review), "--data", str(data)])
     assert code == 0, stderr
+    assert "2 of the changed labels are test rows" in " ".join(stderr.split())
     assert data.read_bytes() == original  # the original is never touched
     new = data.with_name("reviews.v2.csv")
     before, after = pd.read_csv(data, dtype=str), pd.read_csv(new, dtype=str)
@@ -176,6 +182,7 @@ def test_review_round_trip_changes_exactly_the_named_labels(runs: dict[str, Path
         i + 1 for i in changed)  # byte-identical elsewhere (line 0 is the header)
     log = list(csv.DictReader(data.with_name("reviews.v2.changes.csv").open(encoding="utf-8")))
     assert len(log) == 3 and {r["matched_by"] for r in log} == {"row", "text"}
+    assert sorted(r["split"] for r in log) == ["", "test", "test"]  # which split each correction came from
     assert next(r for r in log if r["note"] == "sarcasm")["old_label"] == rows[0]["label"]
 
     code, _, _ = run_cli(["apply-review", str(review), "--data", str(data)])
@@ -205,3 +212,4 @@ def test_review_with_data_scores_that_file(runs: dict[str, Path]) -> None:
     assert code == 0, stderr
     rows = list(csv.DictReader(review.open(encoding="utf-8")))
     assert len(rows) == 5 and all(r["source"].endswith("reviews.csv") for r in rows)
+    assert {r["split"] for r in rows} == {"data"} and "test split" not in stderr

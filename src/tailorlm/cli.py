@@ -679,14 +679,15 @@ def review(
                     ] = None,
 ) -> None:
     """Export the examples an expert should check: errors, seed disagreements, least confident predictions."""
-    from tailorlm.review import export_review
+    from tailorlm.review import export_review, review_advice
 
     if data is not None:
         _quiet_libraries()
     rows = export_review(run_dir, out_file, limit=limit, data=data)
-    errors = sum(1 for r in rows if r["label"] is not None and r["predicted"] != r["label"])
-    out.print(f"wrote {len(rows)} examples to {out_file} ({errors} errors); fill in corrected_label, then "
-              f"`tailor apply-review {out_file} --data TRAIN_FILE`")
+    line, warnings = review_advice(rows, out_file, run_dir)
+    out.print(escape(line), highlight=False, soft_wrap=True)
+    for warning in warnings:
+        err.print(f"warning: {escape(warning)}", highlight=False)
 
 
 @app.command("apply-review")
@@ -706,6 +707,10 @@ def apply_review(
     result = apply(review_file, data, out_file, allow_new_labels, text_column, label_column)
     out.print(f"wrote {result.path}: {len(result.changes)} labels changed, {result.unchanged} already right; "
               f"changelog {result.changelog}")
+    from_test = sum(1 for change in result.changes if change.get("split") == "test")
+    if from_test:
+        err.print(f"warning: {from_test} of the changed labels are test rows (changelog column 'split'); a test "
+                  "score on the new file is not comparable with the old one", highlight=False)
     if result.skipped:
         out.print(f"skipped {len(result.skipped)} rows of other files (e.g. {escape(result.skipped[0])}); "
                   "pass that file with --data to correct them")

@@ -7,12 +7,15 @@ useful first:
 2. examples on which the seeds (or folds) of a multi-run directory disagree;
 3. the least confident of the rest: where the model is guessing.
 
-Columns: ``id, source, row, text, label, predicted, confidence, reason, corrected_label, note``. The expert fills
-``corrected_label`` (and optionally ``note``) and leaves the rest alone.
+Columns: ``id, source, row, split, text, label, predicted, confidence, reason, corrected_label, note``; ``split``
+says where the row came from (``test``: the run's test split, ``data``: the ``--data`` file). The expert fills
+``corrected_label`` (and optionally ``note``) and leaves the rest alone. ``tailor review`` then names the file to
+pass to ``apply-review --data`` (the rows' own ``source``) and warns when they are test rows: relabelling the test
+rows a model got wrong inflates the next test score.
 
 ``tailor apply-review review.csv --data train.csv`` writes a new version of the data file (``train.v2.csv``,
 then ``.v3`` ...; the original is never touched) in which exactly the named labels changed, plus a changelog
-(``train.v2.changes.csv``). How a review row finds its data row:
+(``train.v2.changes.csv``, with each correction's ``split``). How a review row finds its data row:
 
 - by ``source`` + ``row`` when the review row's source is this file (same path or same file name): ``row`` is
   tailorlm's 1-based record number (CSV/TSV: data record after the header; JSONL: line number). The texts must
@@ -39,9 +42,15 @@ from tailorlm.errors import DataError, UserError
 from tailorlm.rundir import atomic_write_text
 from tailorlm.safety import csv_safe, csv_unsafe
 
-COLUMNS = ["id", "source", "row", "text", "label", "predicted", "confidence", "reason", "corrected_label", "note"]
+COLUMNS = ["id", "source", "row", "split", "text", "label", "predicted", "confidence", "reason", "corrected_label",
+           "note"]
 NOTE_COLUMNS = ("note", "reviewer_note", "comment")
-CHANGELOG_COLUMNS = ["row", "id", "text", "old_label", "new_label", "note", "matched_by"]
+CHANGELOG_COLUMNS = ["row", "id", "split", "text", "old_label", "new_label", "note", "matched_by"]
+#: the ``split`` of review rows scored from ``tailor review --data FILE`` (not a split of the run)
+DATA_SPLIT = "data"
+TEST_WARNING = ("these rows are the run's test split: relabelling the test rows the model got wrong makes the next "
+                "test score look better than the model is; correct a test label only when it is truly wrong, and "
+                "compare runs only on the same (corrected) test file")
 
 
 # ================================================================================================ export
@@ -134,7 +143,8 @@ def _entry(seen: list[dict[str, Any]]) -> dict[str, Any]:
     disagree = len(votes) > 1
     if disagree:
         reasons.append("runs disagree: " + ", ".join(f"{k} x{v}" for k, v in votes.most_common()))
-    return {"id": first.get("id"), "source": first.get("source"), "row": first.get("row"), "text": first.get("text"),
+    return {"id": first.get("id"), "source": first.get("source"), "row": first.get("row"),
+            "split": first.get("split", "test"), "text": first.get("text"),
             "label": None if label is None else str(label), "predicted": predicted,
             "confidence": round(confidence, 4), "reason": "; ".join(reasons), "corrected_label": "", "note": "",
             "_disagree": disagree}
@@ -148,9 +158,42 @@ def export_review(run_dir: Path, out: Path, limit: int = 50, data: Path | None =
     runs = predict_file(run_dir, Path(data)) if data is not None else _prediction_runs(run_dir)
     if not runs:
         raise UserError(f"{run_dir}: no predictions.jsonl; re-run it with this tailorlm, or pass --data FILE")
+    split = DATA_SPLIT if data is not None else "test"
+    runs = [[row | {"split": split} for row in rows] for rows in runs]
     rows = review_rows(runs, limit)
     atomic_write_text(Path(out), review_csv(rows))
     return rows
+
+
+def source_files(rows: list[dict[str, Any]], run_dir: Path) -> list[str]:
+    """The files the review rows came from, most rows first, as paths that work from here: a relative source
+    is placed with the run's recorded data files (``run_info.json``) when it does not exist as written."""
+    from tailorlm.provenance import recorded_paths
+
+    recorded = [path for path, _ in recorded_paths(Path(run_dir)).values()]
+    counts = Counter(str(r["source"]) for r in rows if r.get("source"))
+    found = []
+    for source, _ in counts.most_common():
+        path = Path(source)
+        if not path.is_absolute() and not path.exists():
+            path = Path(next((p for p in recorded if Path(p).name == path.name), source))
+        found.append(str(path))
+    return list(dict.fromkeys(found))
+
+
+def review_advice(rows: list[dict[str, Any]], out: Path, run_dir: Path) -> tuple[str, list[str]]:
+    """What ``tailor review`` prints: the next command (``apply-review`` on the rows' own file) and warnings."""
+    errors = sum(1 for r in rows if r["label"] is not None and r["predicted"] != r["label"])
+    sources = source_files(rows, run_dir) or ["DATA_FILE"]
+    line = (f"wrote {len(rows)} examples to {out} ({errors} errors); fill in corrected_label, then "
+            f"`tailor apply-review {out} --data {sources[0]}`")
+    warnings = []
+    if len(sources) > 1:
+        warnings.append(f"the rows come from {len(sources)} files ({', '.join(sources)}); run apply-review once per "
+                        "file with --data")
+    if any(r.get("split") == "test" for r in rows):
+        warnings.append(TEST_WARNING)
+    return line, warnings
 
 
 def review_csv(rows: list[dict[str, Any]]) -> str:
@@ -177,6 +220,7 @@ class Correction:
     row: int | None
     ident: str
     note: str
+    split: str = ""
 
 
 @dataclass
@@ -239,6 +283,7 @@ def read_corrections(review: Path) -> list[Correction]:
             review_row=number, new_label=new, text=raw.get("text") or "", source=source,
             row=int(row_text) if row_text.isdigit() else None, ident=ident,
             note=(raw.get(note_column) or "").strip() if note_column else "",
+            split=(raw.get("split") or "").strip(),
         ))
     return corrections
 
@@ -417,7 +462,8 @@ def apply_review(review: Path, data: Path, out: Path | None = None, allow_new_la
                 result.unchanged += 1
                 continue
             replaced[record.row] = (record, c.new_label)
-            result.changes.append({"row": record.row, "id": c.ident, "text": record.text, "old_label": record.label,
+            result.changes.append({"row": record.row, "id": c.ident, "split": c.split, "text": record.text,
+                                   "old_label": record.label,
                                    "new_label": c.new_label, "note": c.note, "matched_by": how})
     new_lines = list(lines)
     for record, label in replaced.values():
