@@ -304,6 +304,7 @@ def evaluate(
     """Evaluate a saved model on any labelled file: every row it holds (rows without a text or a known label are
     listed as skipped)."""
     from tailorlm.models.saved import load_saved_model
+    from tailorlm.progress import progress_bar
     from tailorlm.tasks import get_task
     from tailorlm.tasks.base import EvalSettings
 
@@ -317,7 +318,8 @@ def evaluate(
         err.print(f"{data}: {len(rejects)} rows skipped ({_reasons(rejects)})")
     if len(frame) == 0:
         raise UserError(f"{data}: no usable rows to evaluate ({_reasons(rejects)})")
-    result = task.evaluate(loaded.model, loaded.tokenizer, frame, loaded.meta, EvalSettings(loaded.max_length))
+    with progress_bar(err, "scoring"):
+        result = task.evaluate(loaded.model, loaded.tokenizer, frame, loaded.meta, EvalSettings(loaded.max_length))
     metrics = result["metrics"] | {"rejected": len(rejects), "file": str(data)}
     out.print(metrics_table({"evaluated": metrics}, title=f"{model_dir} on {data}"))
     if output:
@@ -355,9 +357,12 @@ def predict(
     if not text and input_file is None and question is None and context is None:
         raise UserError("nothing to predict: pass --text \"...\", --question/--context (qa) or --input FILE")
     _quiet_libraries()
+    from tailorlm.progress import progress_bar
+
     kept = None if keep_columns is None else [c.strip() for c in keep_columns.split(",") if c.strip()]
-    rows = predict_rows(model_dir, texts=text, input_file=input_file, text_column=text_column, question=question,
-                        context=context, keep_columns=kept)
+    with progress_bar(err, "predicting"):
+        rows = predict_rows(model_dir, texts=text, input_file=input_file, text_column=text_column,
+                            question=question, context=context, keep_columns=kept)
     if output is not None:
         from tailorlm.rundir import atomic_write_text
 
@@ -387,7 +392,10 @@ def audit(
 
     pairs = parse_pairs(counterfactual)
     _quiet_libraries()
-    result = audit_saved_model(model_dir, data, group_column, pairs, min_group_size, text_column, label_column)
+    from tailorlm.progress import progress_bar
+
+    with progress_bar(err, "auditing"):
+        result = audit_saved_model(model_dir, data, group_column, pairs, min_group_size, text_column, label_column)
     if result.get("rejected"):
         reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(result["rejected_reasons"].items()))
         err.print(f"{data}: {result['rejected']} rows skipped ({reasons})")
@@ -776,21 +784,25 @@ def _reasons(rejects: list[dict]) -> str:
     return ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items())) or "none rejected"
 
 
-COLUMNS = [("accuracy", "accuracy"), ("f1_macro", "macro-F1"), ("precision_macro", "macro-P"),
-           ("recall_macro", "macro-R"), ("f1_weighted", "weighted-F1"), ("ece", "ECE")]
+#: classification's terminal columns, abbreviated so the table fits 80 columns; LEGEND spells them out
+COLUMNS = [("accuracy", "acc"), ("f1_macro", "F1"), ("precision_macro", "P"), ("recall_macro", "R"),
+           ("f1_weighted", "wF1"), ("ece", "ECE")]
+LEGEND = ("acc: accuracy · F1, P, R: macro F1, precision, recall · wF1: weighted F1 · ECE: calibration error "
+          "(lower is better)")
 
 
 def metrics_table(rows: dict[str, dict | None], title: str) -> Table:
-    """Classification's fixed columns when the rows carry them, otherwise every flat score they have."""
+    """Classification's fixed columns when the rows carry them, otherwise every flat score they have; numbers are
+    never cut, long headers go on two lines, and model names wrap, so the table fits an 80-column terminal."""
     from tailorlm.metric_names import flat_metric_keys, headline_keys
 
     measured = [m for m in rows.values() if isinstance(m, dict)]
     classic = any("accuracy" in m and "f1_macro" in m for m in measured)
-    columns = COLUMNS if classic else [(k, k) for k in headline_keys(flat_metric_keys(measured))]
-    table = Table(title=title)
-    table.add_column("model", no_wrap=True)
+    columns = COLUMNS if classic else [(k, k.replace("_", "\n")) for k in headline_keys(flat_metric_keys(measured))]
+    table = Table(title=title, caption=LEGEND if classic else None)
+    table.add_column("model", overflow="fold", min_width=10)
     for _, header in columns:
-        table.add_column(header, justify="right")
+        table.add_column(header, justify="right", no_wrap=True)
     for name, metrics in rows.items():
         if not metrics or ("accuracy" not in metrics if classic else not any(k in metrics for k, _ in columns)):
             continue
@@ -826,10 +838,13 @@ def comparison_table(metrics: dict) -> Table:
         change = tuned[main] - (min(scores) if lower else max(scores))
         word = "gain" if main == "f1_macro" else "change"
         suffix = " (lower is better)" if lower else ""
-        table.caption = f"{title} {word} over the best baseline: {change:+.4f}{suffix}"
+        caption = f"{title} {word} over the best baseline: {change:+.4f}{suffix}"
     elif measured_floors:
         named = ", ".join(_row_name(n) for n in measured_floors)
-        table.caption = f"only floors were measured ({named}): lower bounds, so no gain over a real baseline is claimed"
+        caption = f"only floors were measured ({named}): lower bounds, so no gain over a real baseline is claimed"
+    else:
+        return table
+    table.caption = caption + (f"\n{table.caption}" if table.caption else "")  # the legend after the result
     return table
 
 

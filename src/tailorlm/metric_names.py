@@ -73,6 +73,16 @@ def greater_is_better(metric: str) -> bool:
     return metric.removeprefix("eval_") not in LOWER_IS_BETTER
 
 
+#: Metrics whose better value does not make a better system, so no table marks a "best" one: a model that always
+#: predicts the class shares has a near-perfect calibration error (ECE) and is useless.
+NOT_RANKED = frozenset({"ece", "ece_uncalibrated"})
+
+
+def ranks_systems(metric: str) -> bool:
+    """Whether the best value of ``metric`` picks out the best system (report and card highlighting)."""
+    return metric.removeprefix("eval_") not in NOT_RANKED and not is_count(metric)
+
+
 def metric_name(key: str) -> str:
     """A metric key as a column heading: known names spelled properly, others with spaces."""
     return METRIC_TITLES.get(key) or dict(METRIC_COLUMNS).get(key) or key.replace("_", " ")

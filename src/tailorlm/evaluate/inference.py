@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from tailorlm.progress import advance, expect
+
 
 def model_device(model: torch.nn.Module) -> torch.device:
     try:
@@ -42,6 +44,7 @@ def forward_sorted(
     """
     if len(texts) == 0:
         return np.zeros((0, 0), dtype=np.float32)
+    expect(len(texts))  # the command's progress bar, when one is open (progress.py)
     encoded = tokenizer(list(texts), truncation=True, max_length=max_length)
     input_ids = encoded["input_ids"]
     device = model_device(model)
@@ -56,6 +59,7 @@ def forward_sorted(
         values = head(batch, outputs).float().cpu().numpy()
         for row, i in zip(values, batch_idx, strict=True):
             rows[i] = row
+        advance(len(batch_idx))
     model.train(was_training)
     return np.stack(rows).astype(np.float32)
 

@@ -252,7 +252,8 @@ def _kpis(report: RunReport) -> str:
 def _comparison(report: RunReport) -> str:
     lead = (
         "The same test texts scored by two cheap alternatives measured before tuning and by the fine-tuned "
-        "model. The best value in each column is highlighted." if report.is_classification else
+        "model. The best value in each column is highlighted (not the calibration error: its lowest value does not "
+        "make a better model)." if report.is_classification else
         "The same test rows scored before tuning and by the fine-tuned model. The best value in each column is "
         "highlighted (the lowest for losses, perplexity and error rates)."
     )

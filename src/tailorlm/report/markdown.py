@@ -115,7 +115,7 @@ def _comparison(report: RunReport) -> str:
     glossary = [f"- **{md_escape(title)}**: {METRIC_HELP.get(key, '')}" for key, title in report.metric_columns]
     return _section(
         "Baselines vs fine-tuned model",
-        "Best value per column in bold.",
+        "Best value per column in bold (not for the calibration error: the lowest ECE does not make a better model).",
         table(comparison_table(report)),
         md_escape(floor_note(report)),
         "\n".join(methods),

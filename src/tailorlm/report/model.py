@@ -23,6 +23,7 @@ from tailorlm.metric_names import (
     greater_is_better,
     metric_name,
     prose_name,
+    ranks_systems,
 )
 from tailorlm.report.format import finite, fmt, number, signed
 
@@ -211,6 +212,8 @@ class RunReport:
         """metric key -> key of the system with the best value, for highlighting (ties go to the first)."""
         best: dict[str, str] = {}
         for key, _ in self.metric_columns:
+            if not ranks_systems(key):  # the lowest ECE is no "best" model (metric_names.NOT_RANKED)
+                continue
             values = [(s.key, number(s.metrics, key)) for s in self.systems if s.measured]
             values = [(k, v) for k, v in values if v is not None]
             if len(values) < 2:

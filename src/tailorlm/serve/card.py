@@ -191,7 +191,8 @@ class _Card:
         n = count(self.report.data_sizes.get("test"))
         return _section(f"Results on the test split ({n} rows)",
                         "Each baseline and the fine-tuned model, measured on the same test rows (best value per "
-                        "column in bold):", table(comparison_table(self.report)), md_escape(floor_note(self.report)))
+                        "column in bold; none for the calibration error, whose lowest value is no better model):",
+                        table(comparison_table(self.report)), md_escape(floor_note(self.report)))
 
     def settings(self) -> str:
         training = self.recipe.get("training") or {}

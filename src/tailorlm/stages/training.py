@@ -22,9 +22,12 @@ RESULT_SECTIONS = ("task", "labels", "model", "baseline", "tuned", "calibration"
 
 def baselines(ctx: RunContext) -> None:
     """What the model scores before tuning (and the reference systems a careful user would try)."""
+    from tailorlm.progress import progress_bar
+
     encoded = ctx.need("encoded")
-    ctx.baselines = ctx.need("task").baselines(ctx.recipe, ctx.need("data"), ctx.need("resolved"), ctx.tokenizer,
-                                               encoded.max_length)
+    with progress_bar(ctx.console, "baselines"):  # a bar on a terminal: embedding train and test takes a while
+        ctx.baselines = ctx.need("task").baselines(ctx.recipe, ctx.need("data"), ctx.need("resolved"),
+                                                   ctx.tokenizer, encoded.max_length)
     for name, result in ctx.baselines.items():
         if result and "f1_macro" in result:
             ctx.console.print(f"baseline {name.replace('_', ' ')}: accuracy {result['accuracy']:.4f} · "
@@ -68,7 +71,10 @@ def calibrate_model(ctx: RunContext, model: Any) -> dict[str, Any]:
 
 
 def evaluate_model(ctx: RunContext, model: Any, meta: dict[str, Any]) -> dict[str, Any]:
-    return ctx.need("task").evaluate(model, ctx.tokenizer, ctx.need("data").test, meta, evaluation_settings(ctx))
+    from tailorlm.progress import progress_bar
+
+    with progress_bar(ctx.console, "test split"):
+        return ctx.need("task").evaluate(model, ctx.tokenizer, ctx.need("data").test, meta, evaluation_settings(ctx))
 
 
 def calibrate(ctx: RunContext) -> None:
