@@ -81,6 +81,11 @@ def test_each_method_writes_trials_and_best_recipe(tmp_path: Path, tiny_model_di
     caches = [json.loads((Path(t["dir"]) / "metrics.json").read_text())["data"]["tokenize_cache"] for t in trials]
     assert caches[1] == "hit"  # the second trial trains on the tokenised splits of the first (or of an earlier test)
     assert "best: trial" in stdout
+    said = " ".join(stdout.split())
+    assert "2 trials (2 complete)" in said and "{'" not in said  # human words, not a Python dict
+    assert "mostly noise" in said  # 2 trials cannot rank parameters: the summary says so
+    html = (out / "tune_report.html").read_text()
+    assert "2 trials (2 complete)" in html and "mostly noise" in html and "{&#x27;" not in html
 
 
 def test_best_recipe_reproduces_the_best_trial(tmp_path: Path, tiny_model_dir: Path) -> None:

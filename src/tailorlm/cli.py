@@ -742,6 +742,7 @@ def tune(
     """Search the recipe's search.space with Optuna; re-running the same command resumes the study."""
     import json as _json
 
+    from tailorlm.tune.report import counts_text, importance_caveat
     from tailorlm.tune.study import summary_line
     from tailorlm.tune.study import tune as run_tune
 
@@ -751,8 +752,12 @@ def tune(
     loaded = _load(recipe, overrides)
     _quiet_libraries()
     result = run_tune(loaded, err)
-    out.print(summary_line(result))
-    out.print(f"trials: {result.counts} · wrote " + ", ".join(str(p) for p in result.files.values()))
+    out.print(summary_line(result), highlight=False, soft_wrap=True)
+    complete = result.counts.get("complete", 0)
+    caveat = importance_caveat(complete)
+    out.print(f"{counts_text(result.counts)}; parameter importances in tune_report.html"
+              + (f" ({caveat[0].lower()}{caveat[1:]})" if caveat else ""), highlight=False)
+    out.print("wrote " + ", ".join(str(p) for p in result.files.values()), highlight=False)
 
 
 # --- end tune

@@ -16,6 +16,7 @@ from typing import Any
 import matplotlib
 import numpy as np
 import optuna
+from matplotlib.ticker import MaxNLocator
 
 from tailorlm import __version__
 from tailorlm.report.charts import EVAL_COLOUR, MUTED, STYLE, TRAIN_COLOUR, figure, short, style_axes, to_svg
@@ -59,6 +60,7 @@ def history_chart(rows: list[dict[str, Any]], maximize: bool) -> str | None:
                     label="best so far")
         ax.set(title="Optimisation history", xlabel="trial", ylabel="validation score")
         style_axes(ax, "both")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # there is no trial 1.5
         ax.legend(loc="best")
         return to_svg(fig)
 
@@ -126,9 +128,7 @@ def render_tune_report(study: optuna.Study, rows: list[dict[str, Any]], summary:
          safe_chart(lambda: history_chart(rows, maximize), "score of each trial and the best so far")),
         ("slices", "Score by value of each key",
          safe_chart(lambda: slice_chart(rows, keys, log_keys), "score against each searched key")),
-        ("importance", "Which keys mattered",
-         safe_chart(lambda: importance_chart(scores), "importance of each searched key") if scores
-         else empty("Not enough complete trials with different values to estimate importances.")),
+        ("importance", "Which keys mattered", _importance_html(scores, summary["counts"].get("complete", 0))),
         ("trials", "All trials", html_table(trials_table(rows, keys, best["number"] if best else None))),
     ]
     body = "\n".join(section(sid, heading, html) for sid, heading, html in sections)
@@ -147,7 +147,7 @@ def render_tune_report(study: optuna.Study, rows: list[dict[str, Any]], summary:
 <nav>{"".join(f'<a href="#{sid}">{escape(h)}</a>' for sid, h, _ in sections)}</nav></div></header>
 <main>
 <h1>Hyperparameter search</h1>
-{paragraph(f"{summary['method']} search, {summary['counts']} trials; objective: validation {summary['metric']} "
+{paragraph(f"{summary['method']} search, {counts_text(summary['counts'])}; objective: validation {summary['metric']} "
     f"({summary['direction']}). Scores are on the validation split; the test split is for the final run.", "lead")}
 {body}
 </main>
@@ -156,6 +156,38 @@ def render_tune_report(study: optuna.Study, rows: list[dict[str, Any]], summary:
 </body>
 </html>
 """
+
+
+#: how each Optuna state reads in a sentence
+STATE_WORDS = {"complete": "complete", "pruned": "pruned", "fail": "failed", "running": "running",
+               "waiting": "waiting"}
+
+
+def counts_text(trial_counts: dict[str, int]) -> str:
+    """``{"complete": 2, "pruned": 1}`` -> ``3 trials (2 complete, 1 pruned)``: what the terminal and report say."""
+    total = sum(trial_counts.values())
+    parts = [f"{n} {STATE_WORDS.get(state, state)}" for state, n in trial_counts.items() if n]
+    return f"{total} trial{'s' if total != 1 else ''}" + (f" ({', '.join(parts)})" if parts else "")
+
+
+#: below this many complete trials an importance estimate is mostly noise, and the report says so
+FEW_TRIALS_FOR_IMPORTANCE = 10
+
+
+def importance_caveat(complete: int) -> str | None:
+    """The warning shown with importances estimated from few trials, or None when there are enough."""
+    if complete >= FEW_TRIALS_FOR_IMPORTANCE:
+        return None
+    return (f"Estimated from {complete} complete trial{'s' if complete != 1 else ''}: with fewer than about "
+            f"{FEW_TRIALS_FOR_IMPORTANCE}, these shares are mostly noise; treat them as a hint, not a finding.")
+
+
+def _importance_html(scores: dict[str, float] | None, complete: int) -> str:
+    if not scores:
+        return empty("Not enough complete trials with different values to estimate importances.")
+    caveat = importance_caveat(complete)
+    chart = safe_chart(lambda: importance_chart(scores), "importance of each searched key")
+    return (paragraph(caveat, "muted") if caveat else "") + chart
 
 
 def _summary_html(summary: dict[str, Any]) -> str:
