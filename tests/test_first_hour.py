@@ -3,9 +3,16 @@ given, and a terminal run that fits 80 columns."""
 
 from __future__ import annotations
 
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.helpers import run_cli
 
@@ -36,3 +43,55 @@ def test_tune_summaries_speak_plainly_and_trial_ticks_are_whole(monkeypatch: pyt
     assert report.history_chart(rows, maximize=True) == "svg"
     ticks = drawn[0].axes[0].get_xticks()
     assert all(float(t).is_integer() for t in ticks), ticks  # no "trial 0.5"
+
+
+def _tmux() -> str:
+    """The tmux binary, or a skip (a failure under CI=true, where the test must run)."""
+    found = shutil.which("tmux") or ("/usr/bin/tmux" if Path("/usr/bin/tmux").is_file() else None)
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("tmux is not installed; the 80x24 terminal test needs it under CI (apt-get install tmux)")
+        pytest.skip("tmux is not installed: the 80x24 terminal test cannot drive a terminal")
+    return found
+
+
+@pytest.mark.timeout(400)
+def test_tailor_run_fits_an_80_by_24_terminal(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """`tailor run` in a real 80x24 terminal (tmux): no line of what it prints runs past column 80 (captured with
+    the terminal's own wraps joined back, so an overflowing line shows at its full length)."""
+    import pandas as pd
+
+    import tailorlm
+    from tests.conftest import sentiment_rows
+
+    tmux = _tmux()
+    pd.DataFrame(sentiment_rows(80)).to_csv(tmp_path / "reviews.csv", index=False)
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump({
+        "output_dir": str(tmp_path / "a-run-folder-with-a-fairly-long-name-to-wrap"),
+        "model": {"name": str(tiny_model_dir)},
+        "data": {"train": str(tmp_path / "reviews.csv"), "split": {"validation": 0.2, "test": 0.25}},
+        "training": {"epochs": 2, "batch_size": 16, "learning_rate": 1e-3, "early_stopping_patience": None},
+    }))
+    env = {"PYTHONPATH": str(Path(tailorlm.__file__).parents[1]), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "TOKENIZERS_PARALLELISM": "false", "TAILORLM_TOKENIZED_CACHE": str(tmp_path / "cache")}
+    command = (f"cd {shlex.quote(str(tmp_path))} && env {' '.join(f'{k}={shlex.quote(v)}' for k, v in env.items())} "
+               f"{shlex.quote(sys.executable)} -m tailorlm run recipe.yaml; echo TAILOR-EXIT:$?; sleep 300")
+    socket = f"tailorlm-test-{os.getpid()}"
+    base = [tmux, "-L", socket, "-f", "/dev/null"]
+    subprocess.run([*base, "new-session", "-d", "-x", "80", "-y", "24", "-s", "run", command], check=True)
+    try:
+        deadline = time.monotonic() + 360
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = subprocess.run([*base, "capture-pane", "-p", "-J", "-S", "-", "-t", "run"], check=True,
+                                    capture_output=True, text=True).stdout
+            if "TAILOR-EXIT:" in screen:
+                break
+            time.sleep(1)
+    finally:
+        subprocess.run([*base, "kill-server"], check=False, capture_output=True)
+    assert "TAILOR-EXIT:0" in screen, screen
+    assert "run directory:" in screen and "acc" in screen and "F1" in screen, screen
+    lines = [line.rstrip() for line in screen.splitlines()]
+    too_wide = [f"{len(line)}: {line}" for line in lines if len(line) > 80]
+    assert not too_wide, "lines past column 80:\n" + "\n".join(too_wide)

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from tailorlm.errors import UserError
 from tailorlm.tasks import TASK_SPECS
+from tailorlm.terminal import LineConsole
 
 app = typer.Typer(
     add_completion=False,
@@ -28,9 +29,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Fine-tune a pretrained language model on your own data and show, with numbers, what it gained.",
 )
-out = Console()
-# soft_wrap: progress lines and errors stay one line each in logs and pipes, whatever the terminal width
-err = Console(stderr=True, soft_wrap=True)
+# one line per message in logs and pipes, wrapped at the width of a terminal (terminal.py)
+out = LineConsole()
+err = LineConsole(stderr=True)
 
 SetOption = Annotated[
     list[str] | None,
@@ -207,11 +208,11 @@ def print_plan(recipe: Any) -> None:
     from tailorlm.launch import loop_of
     from tailorlm.run import dry_run
 
-    out.print(f"{recipe.task} run into {recipe.output_dir}: {loop_of(recipe)}", highlight=False, soft_wrap=True)
+    out.print(f"{recipe.task} run into {recipe.output_dir}: {loop_of(recipe)}", highlight=False)
     for entry in dry_run(recipe):
         mark = "run " if entry["runs"] else "skip"
         why = "" if entry["when"] == "always" else f"  (runs when {entry['when']})"
-        out.print(f"  {mark} {entry['stage']}{why}", highlight=False, soft_wrap=True)
+        out.print(f"  {mark} {entry['stage']}{why}", highlight=False)
 
 
 def print_verdict(metrics: dict) -> None:
@@ -220,9 +221,9 @@ def print_verdict(metrics: dict) -> None:
     if not verdict.get("sentence"):
         return
     style = {True: "bold green", False: "bold red"}.get(verdict.get("beats_best_reference"), "bold yellow")
-    out.print(f"[{style}]{escape(verdict['sentence'])}[/]", soft_wrap=True, highlight=False)
+    out.print(f"[{style}]{escape(verdict['sentence'])}[/]", highlight=False)
     for tip in verdict.get("advice") or []:
-        out.print(f"  try: {escape(tip)}", soft_wrap=True, highlight=False)
+        out.print(f"  try: {escape(tip)}", highlight=False)
 
 
 @app.command("adapt-study")
@@ -402,7 +403,7 @@ def audit(
     if "systems" in result:
         out.print(audit_table(result, title=f"{model_dir} on {data}, by {group_column}"))
     for line in result.get("summary") or []:
-        out.print(escape(line), highlight=False, soft_wrap=True)
+        out.print(escape(line), highlight=False)
     if out_file:
         from tailorlm.rundir import atomic_write_json
 
@@ -693,7 +694,7 @@ def review(
         _quiet_libraries()
     rows = export_review(run_dir, out_file, limit=limit, data=data)
     line, warnings = review_advice(rows, out_file, run_dir)
-    out.print(escape(line), highlight=False, soft_wrap=True)
+    out.print(escape(line), highlight=False)
     for warning in warnings:
         err.print(f"warning: {escape(warning)}", highlight=False)
 
@@ -752,7 +753,7 @@ def tune(
     loaded = _load(recipe, overrides)
     _quiet_libraries()
     result = run_tune(loaded, err)
-    out.print(summary_line(result), highlight=False, soft_wrap=True)
+    out.print(summary_line(result), highlight=False)
     complete = result.counts.get("complete", 0)
     caveat = importance_caveat(complete)
     out.print(f"{counts_text(result.counts)}; parameter importances in tune_report.html"
