@@ -95,3 +95,47 @@ def test_tailor_run_fits_an_80_by_24_terminal(tmp_path: Path, tiny_model_dir: Pa
     lines = [line.rstrip() for line in screen.splitlines()]
     too_wide = [f"{len(line)}: {line}" for line in lines if len(line) > 80]
     assert not too_wide, "lines past column 80:\n" + "\n".join(too_wide)
+
+
+def test_forward_passes_move_the_open_progress_bar_on_a_terminal_only(tiny_model_dir: Path) -> None:
+    """Baselines, eval, predict and audit all batch through forward_sorted, which reports to the bar."""
+    import io
+
+    from rich.console import Console
+    from transformers import AutoModel, AutoTokenizer
+
+    from tailorlm import progress
+    from tailorlm.evaluate.inference import forward_sorted
+
+    model, tokenizer = AutoModel.from_pretrained(tiny_model_dir), AutoTokenizer.from_pretrained(tiny_model_dir)
+    texts = [f"text number {i} of the batch" for i in range(10)]
+
+    def head(batch: object, outputs: object) -> object:
+        return outputs.last_hidden_state[:, 0]  # type: ignore[attr-defined]
+
+    screen = io.StringIO()
+    terminal = Console(file=screen, force_terminal=True, width=80)
+    with progress.progress_bar(terminal, "scoring"):
+        forward_sorted(model, tokenizer, texts, 16, 4, head)
+        assert progress.counts() == (10, 10)
+    assert "scoring" in screen.getvalue() and progress.counts() is None
+    log = io.StringIO()
+    with progress.progress_bar(Console(file=log, width=80), "scoring"):
+        forward_sorted(model, tokenizer, texts, 16, 4, head)
+        assert progress.counts() is None  # no bar in a log or a pipe
+    assert log.getvalue() == ""
+
+
+def test_messages_wrap_on_a_terminal_and_stay_one_line_in_a_log() -> None:
+    import io
+
+    from tailorlm.terminal import LineConsole
+
+    message = "audit: " + " ".join(f"finding-{i}" for i in range(30))  # about 300 characters
+    log = io.StringIO()
+    LineConsole(file=log, width=80).print(message)
+    assert log.getvalue().count("\n") == 1
+    screen = io.StringIO()
+    LineConsole(file=screen, width=80, force_terminal=True).print(message, highlight=False)
+    lines = screen.getvalue().splitlines()
+    assert len(lines) > 2 and all(len(line) <= 80 for line in lines)

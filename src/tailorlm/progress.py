@@ -48,6 +48,15 @@ def expect(count: int) -> None:
         progress.update(task, total=total + count)
 
 
+def counts() -> tuple[int, int] | None:
+    """(texts done, texts expected) of the open bar, or None when none is open (tests, and a caller's summary)."""
+    current = _current.get()
+    if current is None:
+        return None
+    task = current[0].tasks[0]
+    return int(task.completed), int(task.total or 0)
+
+
 def advance(count: int) -> None:
     """``count`` texts are done."""
     current = _current.get()
