@@ -187,6 +187,10 @@ class TrainingConfig(_Section):
     )
     # --- end reliability
     save_total_limit: int = Field(1, ge=1)
+    keep_best_of: list[Literal["tuned", "linear_probe"]] = Field(
+        ["tuned"], min_length=1, description="candidates for the saved model; the best on the validation split is "
+        "kept (classification: [tuned, linear_probe] saves the linear probe when the fine-tune loses to it)"
+    )
     seed: int = 42
     # --- seeds and regularisation (evaluate/seeds.py, train/optim.py)
     seeds: int = Field(1, ge=1, description="repeat the run with seeds seed, seed+1, ...: mean ± std and CI "
@@ -615,6 +619,22 @@ class Recipe(_Section):
         if self.augment.gate and looped:
             raise ValueError("augment.gate compares two single runs; with validation.kfold, report.data_curve, "
                              "search.budget or training.seeds > 1 set augment.gate: false")
+        return self
+
+    @model_validator(mode="after")
+    def _probe_can_be_kept(self) -> Recipe:
+        """training.keep_best_of: linear_probe needs the probe to be measured, on a validation split."""
+        if "linear_probe" not in self.training.keep_best_of:
+            return self
+        if not get_spec(self.task).has("keep_probe"):
+            raise ValueError(f"training.keep_best_of: a linear probe can be kept for classification, not task "
+                             f"'{self.task}'; set training.keep_best_of: [tuned]")
+        if not self.baseline.linear_probe:
+            raise ValueError("training.keep_best_of includes linear_probe but baseline.linear_probe is false; "
+                             "set baseline.linear_probe: true")
+        if self.data.split.validation <= 0 and not self.data.validation:
+            raise ValueError("training.keep_best_of chooses on the validation split; set data.split.validation > 0 "
+                             "or data.validation")
         return self
 
     @model_validator(mode="after")

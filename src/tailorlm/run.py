@@ -13,7 +13,7 @@ from rich.console import Console
 
 from tailorlm.lifecycle import single_run
 from tailorlm.recipe import Recipe
-from tailorlm.stages import adversarial, data, model, outputs, training
+from tailorlm.stages import adversarial, data, keep, model, outputs, training
 from tailorlm.stages.context import Reshape, RunContext, Stage
 from tailorlm.stages.runner import plan, run_stages
 
@@ -50,6 +50,8 @@ STAGES: list[Stage] = [
           "adapt.adversarial is on", writes=("adapt",), main_only=True),
     Stage("self_train", training.self_train, lambda c: c.recipe.adapt.self_train, "adapt.self_train is on",
           writes=("adapt",), main_only=True),
+    Stage("keep_best", keep.keep_best, keep.wants_probe, "training.keep_best_of includes linear_probe",
+          writes=("kept",), main_only=True),
     Stage("results", training.results, writes=training.RESULT_SECTIONS, main_only=True),
     Stage("audit", outputs.audit, lambda c: c.recipe.fairness.active, "fairness.group_column or "
           "fairness.counterfactual is set", writes=("fairness",), main_only=True),

@@ -25,6 +25,7 @@ CAPABILITIES: dict[str, str] = {
     "per_example_loss": "a per-row weight column scales each example's loss (fairness.mitigation: reweight)",
     "fairness": "the bias audit and reweighing by group (fairness/, tailor audit)",
     "labels": "the model answers from a closed label set, saved with it (tailor serve's /info, the model card)",
+    "keep_probe": "the linear probe baseline can be saved as the run's model (training.keep_best_of)",
     "generates": "the model writes free text, fluent but possibly wrong (the model card's limitations)",
 }
 

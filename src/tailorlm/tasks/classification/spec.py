@@ -25,5 +25,5 @@ SPEC = TaskSpec(
     demo=Demo("tailorlm.demos.classification:generate_demo_dataset", "examples/data/utility"),
     card=CardText(describe, pipeline_call='"your text here"'),
     capabilities=frozenset({"proba", "calibration", "kfold", "stratify", "self_train", "per_example_loss",
-                            "fairness", "labels"}),
+                            "fairness", "labels", "keep_probe"}),
 )
