@@ -83,7 +83,20 @@ def target(ctx: RunContext) -> dict[str, Any]:
     from tailorlm.adapt.target import read_target
 
     ctx.target = read_target(ctx.recipe, ctx.need("data"))
-    return {"adapt": {"target": ctx.target.as_dict()}}
+    return {"adapt": {"target": ctx.target.as_dict(), "shift": target_shift(ctx)}}
+
+
+def target_shift(ctx: RunContext) -> dict[str, Any]:
+    """How far the target is from the training rows (adapt/shift.py, as ``tailor shift`` measures two files):
+    vocabulary, lengths, the proxy A-distance of the named model's frozen features, the distinguishing words."""
+    from tailorlm.adapt.shift import DomainFile, texts_shift
+
+    train = ctx.need("data").train
+    if "text" not in train:  # a task whose rows are not one text (tokens, question + context)
+        return {}
+    source = DomainFile(str(ctx.recipe.data.train), [str(t) for t in train["text"]], None)
+    target = DomainFile(ctx.need("target").source, ctx.need("target").texts, None)
+    return texts_shift(source, target, ctx.need("resolved").source)
 
 
 def tokenize(ctx: RunContext) -> dict[str, Any]:
