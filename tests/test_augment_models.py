@@ -114,7 +114,8 @@ def test_mlm_substitutes_masked_words_and_respects_the_cap(tiny_recipe: Path, ml
                                    "augment.copies=2", "augment.max_share=0.3", "augment.batch_size=8"])
     section = _check_copies(ctx, "mlm")
     assert section["models"] == {"mlm": str(mlm_dir)} and section["top_k"] == 5
-    assert section["words_replaced"] > 0 and section["words_masked"] >= section["words_replaced"]
+    edits = section["operations"]
+    assert edits["replaced"] > 0 and edits["masked"] >= edits["replaced"]
     train = ctx.data.train
     originals = dict(zip(train["origin"][~train["augmented"]], train["text"][~train["augmented"]], strict=True))
     for origin, text in zip(train["origin"][train["augmented"]], train["text"][train["augmented"]], strict=True):
@@ -244,6 +245,8 @@ def test_tailor_run_with_mlm_fills_masks_with_the_adapted_body(tiny_recipe: Path
     ran = [stage["stage"] for stage in metrics["stages"] if stage["runs"]]
     assert ran.index("adapt") < ran.index("augment")
     assert len((out / "augmented.jsonl").read_text().splitlines()) == section["rows_added"]
+    markdown = (out / "report.md").read_text()
+    assert "words masked and filled by a masked language model; mlm " in markdown and "/run/adapted)" in markdown
 
 
 # ------------------------------------------------------------------------------------------ bad keys

@@ -86,7 +86,8 @@ class MaskedLMAugmenter(Augmenter):
         for p, token_id in zip(top.values.tolist(), top.indices.tolist(), strict=True):
             token = self.tokenizer.convert_ids_to_tokens(token_id)
             word = self.tokenizer.convert_tokens_to_string([token]).strip()
-            if token_id in self.special or token.startswith("##") or not any(c.isalnum() for c in word) \
+            reserved = token.startswith("[") and token.endswith("]")  # BERT's [unused12] and the like
+            if token_id in self.special or reserved or token.startswith("##") or not any(c.isalnum() for c in word) \
                     or word.lower() == original.lower():
                 continue
             options.append((word, p))
@@ -97,8 +98,7 @@ class MaskedLMAugmenter(Augmenter):
         return rng.choices([w for w, _ in options], weights=[max(p, 1e-12) for _, p in options])[0]
 
     def record(self) -> dict[str, Any]:
-        return {"models": {"mlm": self.model_name}, "top_k": self.top_k,
-                "words_masked": self.operations["masked"], "words_replaced": self.operations["replaced"]}
+        return {"models": {"mlm": self.model_name}, "top_k": self.top_k}
 
 
 def no_head(name: str) -> ModelError:

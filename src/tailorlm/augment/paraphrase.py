@@ -95,7 +95,7 @@ class Paraphraser(Augmenter):
 
     def record(self) -> dict[str, Any]:
         return {"models": self.names, "target_examples": len(self.examples),
-                "decoding": self.cfg.model_dump(), "dropped_length": self.dropped["length"],
+                "settings": self.cfg.model_dump(), "dropped_length": self.dropped["length"],
                 "dropped_similarity": self.dropped["similarity"]}
 
 
