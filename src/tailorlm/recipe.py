@@ -657,11 +657,12 @@ class Recipe(_Section):
 
     @model_validator(mode="after")
     def _augment_is_possible(self) -> Recipe:
-        """Token edits keep a row's one label (classification); the gate is a loop around one run."""
+        """Copies keep their row's one label (classification); back-translation needs its two models; the gate is a
+        loop around one run."""
         if self.augment.method == "none":
             return self
         if not get_spec(self.task).has("kfold"):
-            raise ValueError(f"augment.method: token edits keep one label per text (classification), not task "
+            raise ValueError(f"augment.method: augmented copies keep one label per text (classification), not task "
                              f"'{self.task}'; set augment.method: none")
         bt = self.augment.back_translation
         missing = [f"augment.back_translation.{key}" for key in ("forward", "backward") if not getattr(bt, key)]

@@ -1,10 +1,12 @@
 """The ``augment`` stage's work: augmented copies of the training rows, never a copy of a validation/test text.
 
 It runs after ``reshape`` (run.py), so a k-fold fold or a data-curve subset is augmented from its own training
-side only and a copy always sits on the same side of the split as its original. Each copy is cleaned like the
-data (data/clean.py) and dropped, counted, when its near-duplicate fingerprint equals a validation or test text's
-(an edit can recreate a held-out text: deleting "not" from a training review), when the edit changed nothing, or
-when it repeats a training text. Copies carry ``augmented: True`` and ``origin`` (``source#row`` of the original);
+side only and a copy always sits on the same side of the split as its original. The method (``augment.method``) is
+an ``Augmenter`` (base.py, built by methods.py) that proposes one rewrite per text; everything below is the same for
+every method. Each candidate is cleaned like the data (data/clean.py) and dropped, counted, when its near-duplicate
+fingerprint equals a validation or test text's (an edit can recreate a held-out text: deleting "not" from a
+training review), when it changed nothing, when it repeats a training text or another copy, or when it is empty.
+Copies carry ``augmented: True`` and ``origin`` (``source#row`` of the original);
 originals ``augmented: False`` and their own id. ``augment.max_share`` caps the copies; rows are visited in a
 seeded random order, first copies of every row before second ones, so the cap does not favour the file's head.
 """
