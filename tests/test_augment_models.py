@@ -226,6 +226,21 @@ def test_any_method_plugs_into_the_stage_and_never_leaks(tiny_recipe: Path, monk
     assert section["dropped_leaking"] > 0 and section["rows_added"] == int(0.5 * section["train_rows_before"])
 
 
+def test_kfold_mlm_copies_stay_on_their_folds_training_side(tiny_recipe: Path, mlm_dir: Path, tmp_path: Path) -> None:
+    from tailorlm.recipe import load_recipe
+    from tailorlm.tune.cv import assign_folds, fold_data, pool_of
+
+    recipe = load_recipe(tiny_recipe, ["augment.method=mlm", f"augment.mlm_model={mlm_dir}", "augment.gate=false",
+                                       "augment.alpha=0.3", "augment.max_share=0.3"])
+    for k in range(2):
+        def fold(data: Any, k: int = k) -> Any:
+            pool = pool_of(data)
+            return fold_data(data, pool, assign_folds(pool, 2, True, recipe.training.seed)[k])
+
+        recipe.output_dir = str(tmp_path / f"fold-{k}")
+        _check_copies(_stages_through_augment(recipe, reshape=fold), "mlm")
+
+
 # ------------------------------------------------------------------------------------------ the run path
 
 
