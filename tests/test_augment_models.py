@@ -196,6 +196,7 @@ def test_paraphrase_prompt_shows_target_examples_through_the_chat_template(gener
     assert prompt.startswith("<|im_start|>system") and prompt.endswith("<|im_start|>assistant\n")
     assert "- aye the glimmer" in prompt and "- och no" in prompt and "Text: the meter is broken" in prompt
     assert first_line('\n "the meter broke"\nSure!') == "the meter broke"
+    assert first_line("Here is the rewrite:\n\nthe meter broke") == "the meter broke"
     assert overlap(["the meter is broken"], ["The meter, broken"]) == [0.75]
 
 

@@ -50,8 +50,9 @@ def overlap(sources: list[str], rewrites: list[str]) -> list[float]:
 
 
 def first_line(text: str) -> str:
-    """The rewrite without a chatty preamble's line breaks or wrapping quotes."""
-    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    """The rewrite: its first line that is not a preamble ("Here is the rewrite:"), without wrapping quotes."""
+    lines = [part.strip() for part in text.splitlines() if part.strip()]
+    line = next((part for part in lines if not part.endswith(":")), "")
     return line.strip("\"'` ").strip()
 
 
