@@ -493,24 +493,72 @@ class AdaptConfig(_Section):
 
 
 # --- augmentation (tailorlm/augment/)
-class AugmentConfig(_Section):
-    """Augmented copies of training rows (token edits, EDA: Wei & Zou 2019), kept only when they help: augmentation
-    often does not help pretrained transformers (Longpre et al. 2020), so ``gate`` trains without it as well."""
+class AugmentDecoding(_Section):
+    """How a generative augmenter decodes: sampling (varied copies) or beam search (the most likely rewrite)."""
 
-    method: Literal["none", "eda"] = Field(
-        "none", description="none, or eda: synonym replacement and insertion (from augment.synonyms), random swap "
-        "and random deletion of words"
+    do_sample: bool = Field(True, description="sample the output (false: greedy or beam search)")
+    temperature: float = Field(0.8, gt=0.0, le=5.0, description="sampling temperature")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="nucleus sampling: the smallest token set of this mass")
+    num_beams: int = Field(1, ge=1, le=16, description="beam search width (1: none)")
+    max_new_tokens: int = Field(96, ge=1, le=1024, description="longest output, in tokens")
+
+
+class BackTranslationConfig(AugmentDecoding):
+    """``augment.method: back_translation``: source -> pivot language -> source through two seq2seq models."""
+
+    forward: str | None = Field(None, description="seq2seq model from the data's language to the pivot: a hub id "
+                                "(online) or a local folder, e.g. Helsinki-NLP/opus-mt-en-de")
+    backward: str | None = Field(None, description="seq2seq model from the pivot back to the data's language, e.g. "
+                                 "Helsinki-NLP/opus-mt-de-en")
+
+
+class ParaphraseConfig(AugmentDecoding):
+    """``augment.method: paraphrase``: the generator's rewrites that pass a length and a similarity filter."""
+
+    examples: int = Field(3, ge=0, le=16, description="target-domain examples (adapt.target_unlabeled) per prompt")
+    min_length_ratio: float = Field(0.5, ge=0.0, description="shortest kept rewrite, in words, as a share of the "
+                                    "source row's")
+    max_length_ratio: float = Field(2.0, gt=0.0, description="longest kept rewrite, as a share of the source row's")
+    similarity: Literal["embedding", "overlap"] = Field(
+        "embedding", description="embedding: cosine of mean-pooled sentence embeddings from the run's model; "
+        "overlap: the share of words the two texts share (Jaccard)"
+    )
+    min_similarity: float = Field(0.5, ge=-1.0, le=1.0, description="a rewrite less similar to its source row is "
+                                  "dropped (counted)")
+
+
+class AugmentConfig(_Section):
+    """Augmented copies of training rows (token edits, EDA: Wei & Zou 2019; masked-LM substitution; back-translation;
+    paraphrase by a generator), kept only when they help: augmentation often does not help pretrained transformers
+    (Longpre et al. 2020), so ``gate`` trains without it as well."""
+
+    method: Literal["none", "eda", "mlm", "back_translation", "paraphrase"] = Field(
+        "none", description="none; eda: synonym replacement and insertion (from augment.synonyms), random swap "
+        "and random deletion of words; mlm: masked words filled by a masked-LM (augment.mlm_model); "
+        "back_translation: through a pivot language (augment.back_translation); paraphrase: rewrites by a causal LM "
+        "(augment.generator)"
     )
     synonyms: str | None = Field(
         None, description="word list for eda: csv/tsv with two columns word,synonym (one pair a line); None: only "
         "swap and deletion"
     )
-    alpha: float = Field(0.1, gt=0.0, le=0.9, description="share of a text's words one edit changes")
+    alpha: float = Field(0.1, gt=0.0, le=0.9, description="share of a text's words one edit changes (eda) or masks "
+                         "(mlm)")
     copies: int = Field(1, ge=1, le=16, description="augmented copies per training row")
     max_share: float = Field(
         0.5, gt=0.0, le=4.0, description="cap on augmented rows as a share of the training rows"
     )
     seed: int | None = Field(None, description="seed of the edits; None: training.seed")
+    mlm_model: str | None = Field(
+        None, description="mlm: a model with a masked-LM head (alias, folder or hub id); None: the run's model "
+        "(adapted/ when adapt.pretrain is on)"
+    )
+    top_k: int = Field(5, ge=1, le=100, description="mlm: a masked word is filled from the model's top k words")
+    back_translation: BackTranslationConfig = Field(default_factory=BackTranslationConfig)
+    generator: str = Field("smollm2", description="paraphrase: the causal LM that rewrites rows (alias, folder "
+                           "or hub id; an instruct model with a chat template)")
+    paraphrase: ParaphraseConfig = Field(default_factory=ParaphraseConfig)
+    batch_size: int = Field(16, ge=1, le=1024, description="texts per forward pass or generate call")
     gate: bool = Field(
         True, description="also train without augmentation (output_dir/augment-off/) and keep the augmented model "
         "only if its validation main metric is better by more than the noise"
@@ -609,12 +657,19 @@ class Recipe(_Section):
 
     @model_validator(mode="after")
     def _augment_is_possible(self) -> Recipe:
-        """Token edits keep a row's one label (classification); the gate is a loop around one run."""
+        """Copies keep their row's one label (classification); back-translation needs its two models; the gate is a
+        loop around one run."""
         if self.augment.method == "none":
             return self
         if not get_spec(self.task).has("kfold"):
-            raise ValueError(f"augment.method: token edits keep one label per text (classification), not task "
+            raise ValueError(f"augment.method: augmented copies keep one label per text (classification), not task "
                              f"'{self.task}'; set augment.method: none")
+        bt = self.augment.back_translation
+        missing = [f"augment.back_translation.{key}" for key in ("forward", "backward") if not getattr(bt, key)]
+        if self.augment.method == "back_translation" and missing:
+            raise ValueError(f"{' and '.join(missing)} not set; name two seq2seq models, e.g. "
+                             "augment.back_translation: {forward: Helsinki-NLP/opus-mt-en-de, backward: "
+                             "Helsinki-NLP/opus-mt-de-en} (local folders offline)")
         looped = self.validation.kfold or self.report.data_curve or self.search.budget or self.training.seeds > 1
         if self.augment.gate and looped:
             raise ValueError("augment.gate compares two single runs; with validation.kfold, report.data_curve, "

@@ -134,13 +134,19 @@ def domain_weights(ctx: RunContext) -> dict[str, Any]:
 
 
 def augment(ctx: RunContext) -> dict[str, Any]:
-    """augment.method: augmented copies of the training rows, leak-free, after any reshape (augment/stage.py)."""
+    """augment.method: augmented copies of the training rows, leak-free, after any reshape and after adapt.pretrain
+    (so mlm can fill masks with the adapted body's head): the method's augmenter (augment/methods.py) proposes,
+    augment/stage.py checks, caps and tags."""
+    from tailorlm.augment.base import Sources
+    from tailorlm.augment.methods import make_augmenter
     from tailorlm.augment.stage import augment_data, augmented_jsonl
 
-    ctx.data, section = augment_data(ctx.recipe, ctx.need("data"))
+    augmenter = make_augmenter(Sources(ctx.recipe, ctx.need("data"), ctx.need("body")))
+    ctx.data, section = augment_data(ctx.recipe, ctx.need("data"), augmenter)
     ctx.run_dir.write_text("augmented.jsonl", augmented_jsonl(ctx.data.train))
     ctx.run_dir.write_json("data_report.json", ctx.data.report)
+    models = ", ".join(f"{k} {v}" for k, v in section.get("models", {}).items() if v)
     ctx.console.print(f"augment: {section['rows_added']} {section['method']} copies added to "
                       f"{section['train_rows_before']} training rows ({section['dropped_leaking']} dropped as "
-                      "copies of validation/test texts)")
+                      f"copies of validation/test texts){f'; {models}' if models else ''}")
     return {"augment": section}
