@@ -26,15 +26,42 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # -h everywhere: subcommands inherit it
     help="Fine-tune a pretrained language model on your own data and show, with numbers, what it gained.",
 )
+_typed_option = typer.core.TyperOption.display_type_rich
+
+
+def _flag_shows_no_type(self: typer.core.TyperOption, ctx: Any) -> str | None:
+    """A flag takes no value, so --help shows nothing where typer would print ``<bool>``."""
+    return None if self.is_flag else _typed_option(self, ctx)
+
+
+typer.core.TyperOption.display_type_rich = _flag_shows_no_type  # type: ignore[method-assign]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from tailorlm import __version__
+
+        typer.echo(f"tailorlm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", "-V", callback=_version, is_eager=True,
+                                                help="print tailorlm's version and exit")] = False) -> None:
+    """Fine-tune a pretrained language model on your own data and show, with numbers, what it gained."""
+
+
 out = Console()
 # soft_wrap: progress lines and errors stay one line each in logs and pipes, whatever the terminal width
 err = Console(stderr=True, soft_wrap=True)
 
 SetOption = Annotated[
     list[str] | None,
-    typer.Option("--set", "-s", help="override a recipe key, e.g. --set training.epochs=2 (repeatable)"),
+    typer.Option("--set", "-s", metavar="KEY=VALUE",
+                 help="override a recipe key, e.g. --set training.epochs=2 (repeatable)"),
 ]
 RecipeArg = Annotated[Path, typer.Argument(help="recipe YAML file", show_default=False)]
 
@@ -713,18 +740,27 @@ def tune(
 
 
 @app.command()
-def keys() -> None:
-    """List every recipe key with its default (what --set accepts)."""
-    from tailorlm.recipe import Recipe, all_keys
+def keys(
+    prefix: Annotated[str | None, typer.Argument(help="only keys under this section or starting so, e.g. training "
+                                                 "or model.peft", show_default=False)] = None,
+    search: Annotated[str | None, typer.Option("--search", help="only keys whose name, description or allowed "
+                                               "values mention this word")] = None,
+) -> None:
+    """Every recipe key (what --set accepts): its default, the values it allows and what it does."""
+    from tailorlm.keys import key_infos, select
+    from tailorlm.recipe import Recipe, closest_key
 
-    defaults = Recipe().model_dump(mode="json")
-    table = Table("key", "default", box=None)
-    for key in all_keys():
-        value: Any = defaults
-        for part in key.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        if not isinstance(value, dict):
-            table.add_row(key, json.dumps(value))
+    infos = select(key_infos(Recipe), prefix, search)
+    if not infos:
+        near = closest_key(prefix) if prefix else None
+        hint = f"; did you mean '{near}'?" if near else "; run `tailor keys` for all of them"
+        raise UserError(f"no recipe key matches{f' {prefix!r}' if prefix else ''}"
+                        f"{f' with --search {search!r}' if search else ''}{hint}")
+    table = Table("key", "default", "accepts", "description", box=None, pad_edge=False)
+    table.columns[0].no_wrap = True  # a key is what a user copies: whole, on one line
+    for info in infos:
+        table.add_row(escape(info.key), escape(json.dumps(info.default)), escape(info.accepts),
+                      escape(info.description))
     out.print(table)
 
 
