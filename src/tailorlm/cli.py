@@ -556,7 +556,8 @@ def generate(
 # --- models and memory estimates (models/estimate.py)
 @app.command()
 def models(
-    estimate_recipe: Annotated[Path | None, typer.Option("--estimate", help="recipe whose memory to estimate")] = None,
+    estimate_recipe: Annotated[Path | None, typer.Option("--estimate", hidden=True,
+                                                         help="same as `tailor estimate RECIPE`")] = None,
     set_: SetOption = None,
     task: Annotated[str | None, typer.Option("--task", help="advise: candidate models for this task")] = None,
     memory: Annotated[str | None, typer.Option("--memory", help="budget, e.g. 8GiB, 8 GB, 8000M (default: "
@@ -567,20 +568,22 @@ def models(
     max_length: Annotated[int, typer.Option("--max-length", help="tokens per example for the estimate")] = 256,
     as_json: Annotated[bool, typer.Option("--json", help="print the advice as JSON")] = False,
 ) -> None:
-    """List the shipped model aliases with their parameters; --estimate RECIPE: the memory a recipe needs;
-    --task TASK: candidate models with memory, fit and speed on this hardware, and a recommendation."""
-    from tailorlm.models.estimate import alias_parameters
-
-    if estimate_recipe is not None:
+    """List the shipped model aliases with their parameters (nothing is converted or downloaded); --task TASK:
+    candidate models with memory, fit and speed on this hardware, and a recommendation. The memory a recipe needs:
+    `tailor estimate RECIPE`."""
+    if estimate_recipe is not None:  # the old spelling of `tailor estimate`, kept hidden
         estimate(estimate_recipe, set_)
         return
-    _quiet_libraries()
     if task is not None:
+        _quiet_libraries()
         _advise(task, memory, device, peft, batch_size, max_length, set_, as_json)
         return
-    table = Table("alias", "parameters", box=None)
-    for alias, count in alias_parameters().items():
-        table.add_row(alias, f"{count / 1e6:,.1f} M" if isinstance(count, int) else count)
+    from tailorlm.models.registry import alias_rows
+
+    table = Table("alias", "parameters", "where", box=None)
+    for row in alias_rows():
+        count = f"{row.parameters / 1e6:,.1f} M" if row.parameters is not None else "—"
+        table.add_row(row.alias, count, escape(row.where))
     out.print(table)
 
 
@@ -616,6 +619,40 @@ def _advise(task: str, memory: str | None, device: str, peft: str | None, batch:
     out.print(f"rule: {report.rule}", markup=False, highlight=False)
     out.print(f"speed: an estimate, tokens/s = FLOP/s ÷ (6 × parameters), an upper bound that real training reaches "
               f"a fraction of; FLOP/s: {report.speed_how}", markup=False, highlight=False)
+
+
+@app.command()
+def cache(
+    action: Annotated[str, typer.Argument(help="list (what the cache holds, with sizes) or clear (delete it)")
+                      ] = "list",
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="clear without asking")] = False,
+) -> None:
+    """tailorlm's cache ($TAILORLM_CACHE, else ~/.cache/tailorlm): converted shipped models and tokenised splits.
+
+    clear deletes only what tailorlm created there; a later run converts or tokenises again when it needs to.
+    """
+    from tailorlm.models.cache import cache_entries, cache_root, clear_cache
+
+    if action not in ("list", "clear"):
+        raise UserError(f"tailor cache {action}: choose list or clear")
+    root, entries = cache_root(), cache_entries()
+    if not entries:
+        out.print(f"{root}: nothing of tailorlm's (set TAILORLM_CACHE to use another folder)", highlight=False)
+        return
+    table = Table("entry", "size", "what", box=None)
+    for entry in entries:
+        table.add_row(escape(entry.path.name), f"{entry.bytes / 2**20:,.1f} MiB", escape(entry.what))
+    total = sum(entry.bytes for entry in entries)
+    out.print(f"{root}: {len(entries)} entries, {total / 2**20:,.1f} MiB", highlight=False)
+    out.print(table)
+    if action == "list":
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UserError("tailor cache clear: pass --yes to delete without a terminal to confirm on")
+        typer.confirm(f"delete these {len(entries)} entries ({total / 2**20:,.1f} MiB)?", abort=True)
+    cleared = clear_cache(root)
+    out.print(f"deleted {len(cleared)} entries, {sum(e.bytes for e in cleared) / 2**20:,.1f} MiB", highlight=False)
 
 
 @app.command()

@@ -193,31 +193,3 @@ def estimate_recipe(recipe: Any) -> Estimate:
     rows = memory_rows(total, lora, shape, batch, seq, checkpointing, causal_lm=spec.peft_task_type == "CAUSAL_LM")
     return Estimate(recipe.model.name, getattr(config, "model_type", "?"), total, lora, targets, shape,
                     batch, seq, note, checkpointing, rows)
-
-
-def alias_parameters() -> dict[str, int | str]:
-    """Parameters of each shipped alias (its bare body, from the config), or why it is unavailable."""
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM
-
-    from tailorlm.errors import UserError
-    from tailorlm.models.registry import ALIASES, resolve_model
-
-    counts: dict[str, int | str] = {}
-    for alias in ALIASES:
-        try:
-            config = AutoConfig.from_pretrained(resolve_model(alias).source)
-        except UserError as exc:
-            counts[alias] = f"unavailable: {str(exc)[:80]}"
-            continue
-        counts[alias] = _body_parameters(config, (AutoModel, AutoModelForSeq2SeqLM, AutoModelForCausalLM))
-    return counts
-
-
-def _body_parameters(config: Any, classes: tuple[Any, ...]) -> int | str:
-    """The first Auto class that knows the config builds it (encoder-decoders have no bare AutoModel)."""
-    for auto_class in classes:
-        try:
-            return sum(p.numel() for p in meta_model(auto_class, config).parameters())
-        except ValueError:
-            continue
-    return f"unknown ({getattr(config, 'model_type', '?')})"

