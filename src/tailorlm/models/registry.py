@@ -157,6 +157,25 @@ def alias_status(alias: str) -> AliasStatus:
         return AliasStatus(alias, None, error=str(exc))
 
 
+def alias_config(alias: str) -> object | None:
+    """An alias's transformers config (imports transformers), also before its first build; None when its package
+    is missing."""
+    from transformers import AutoConfig
+
+    status = alias_status(alias)
+    if status.folder is not None:
+        return AutoConfig.from_pretrained(status.folder)
+    if status.error:
+        return None
+    if alias == "smollm2":
+        from tailorlm.models.gguf import smollm2_config
+
+        return smollm2_config()
+    from tailorlm.models.warmstart import warm_start_config
+
+    return warm_start_config(_shipped_minilm())
+
+
 def _offline_choices() -> list[str]:
     from tailorlm.models.offline import cached_hub_models
 

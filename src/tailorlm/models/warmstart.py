@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tailorlm.models.cache import MINILM_SEQ2SEQ_FOLDER, announce, cache_root, is_cached, save_atomically
 
@@ -40,6 +41,15 @@ def is_shipped_warm_start(name: str, source: str) -> bool:
     cross-attention is random, so its translation baseline is a floor. Any other seq2seq model is assumed to be a
     real pretrained one (the conservative reading: a stronger bar for the tuned model)."""
     return name == "minilm-seq2seq" or Path(source).name == MINILM_SEQ2SEQ_FOLDER
+
+
+def warm_start_config(encoder_folder: Path) -> Any:
+    """The encoder-decoder config :func:`build_warm_started` will save, from the encoder's config alone."""
+    from transformers import AutoConfig, EncoderDecoderConfig
+
+    encoder = AutoConfig.from_pretrained(encoder_folder)
+    decoder = AutoConfig.from_pretrained(encoder_folder, is_decoder=True, add_cross_attention=True)
+    return EncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
 
 
 def warm_start_folder() -> Path:
