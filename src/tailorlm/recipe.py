@@ -689,6 +689,10 @@ def _describe_error(error: dict[str, Any], source: str, alternatives: str = "") 
     if error["type"] == "extra_forbidden":
         suggestion = closest_key(key)
         hint = f"did you mean '{suggestion}'?" if suggestion else "see `tailor keys` for the valid keys"
+        inner = error.get("input")
+        if suggestion and isinstance(inner, dict) and _section_at(suggestion) is not None:  # a misspelt section
+            meant = [closest_key(f"{suggestion}.{sub}") or f"{suggestion}.{sub}" for sub in list(inner)[:3]]
+            hint = f"did you mean '{suggestion}' ({', '.join(meant)})?"
         return f"{source}: unknown recipe key '{key}'; {hint}"
     value = error.get("input")
     section_hint = _section_hint(key, value) if error["type"] == "model_type" else None
