@@ -131,6 +131,11 @@ def test_a_value_where_a_section_belongs_gets_the_key_it_meant(raw: dict, hint: 
     assert hint in str(info.value) and "pydantic" not in str(info.value).lower()
 
 
+def test_a_mistyped_choice_gets_the_word_it_meant() -> None:
+    with pytest.raises(RecipeError, match=r"key 'task' .*\(got 'clasification'\); did you mean 'classification'\?"):
+        recipe_from_dict({"task": "clasification"}, "r.yaml")
+
+
 def test_keys_shows_descriptions_allowed_values_and_filters() -> None:
     code, out, _ = run_cli(["keys", "model.peft"])
     assert code == 0

@@ -6,6 +6,7 @@ directory stores the resolved recipe so that the run can be reproduced from it a
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from pathlib import Path
@@ -698,11 +699,16 @@ def _describe_error(error: dict[str, Any], source: str, alternatives: str = "") 
     section_hint = _section_hint(key, value) if error["type"] == "model_type" else None
     if section_hint:
         return f"{source}: {section_hint}"
+    meant = ""
+    if error["type"] == "literal_error" and isinstance(value, str):  # task: clasification -> 'classification'
+        words = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
+        close = difflib.get_close_matches(value.strip().lower(), words, n=1, cutoff=0.6)
+        meant = f"; did you mean '{close[0]}'?" if close else ""
     shown = repr(value) if not isinstance(value, dict) else "a mapping"
     if len(shown) > 60:
         shown = shown[:57] + "..."
     where = f"key '{key}'" if key else "the recipe"
-    return f"{source}: {where} {error['msg'].lower()}{alternatives} (got {shown}){_FIX_VALUE}"
+    return f"{source}: {where} {error['msg'].lower()}{alternatives} (got {shown}){meant}{_FIX_VALUE}"
 
 
 def _union_alternatives(errors: list[dict[str, Any]], key: str) -> str:
