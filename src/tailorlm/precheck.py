@@ -10,18 +10,24 @@ compressed files beyond their header, tasks whose files have several layouts).
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tailorlm.errors import DataError, UserError
 from tailorlm.recipe import Recipe
 
-#: recipe keys that name an input file, besides data.train/validation/test
-OTHER_FILES = ("adapt.text", "adapt.unlabelled", "adapt.target_unlabeled", "adapt.target_test",
-               "adapt.target_labeled", "augment.synonyms", "training.accelerate_config")
+#: recipe keys that name an input file, besides data.train/validation/test, and when a run reads it (a file the
+#: run would not read is not this check's business)
+OTHER_FILES: dict[str, Callable[[Recipe], bool]] = {
+    "adapt.text": lambda r: r.adapt.pretrain or (r.adapt.self_train and not r.adapt.unlabelled),
+    "adapt.unlabelled": lambda r: r.adapt.self_train,
+    "adapt.target_unlabeled": lambda r: True,  # the target stage runs whenever it is set
+    "augment.synonyms": lambda r: r.augment.method != "none",
+}
 SPLITS = ("train", "validation", "test")
 #: a header longer than this is left to the run's reader
-MAX_HEADER_BYTES = 1 << 20
+MAX_HEADER_BYTES = 4 << 20
 
 
 def value_at(recipe: Recipe, key: str) -> Any:
@@ -35,8 +41,9 @@ def _missing(path: str, key: str) -> str | None:
     file = Path(path).expanduser()
     if file.is_file():
         return None
-    what = "is a folder, not a file" if file.is_dir() else "file not found"
-    return f"{path}: {what} ({key}); check the path, relative to {Path.cwd()}"
+    if file.is_dir():
+        return f"{path}: is a folder, not a file ({key}); give the data file itself"
+    return f"{path}: file not found ({key}); check the path, relative to {Path.cwd()}"
 
 
 def _header(path: Path, kind: str) -> list[str] | None:
@@ -87,9 +94,9 @@ def file_problems(recipe: Recipe) -> list[str]:
         problem = _missing(path, f"data.{split}") or _columns_problem(recipe, split, path)
         if problem:
             problems.append(problem)
-    for key in OTHER_FILES:
+    for key, read in OTHER_FILES.items():
         path = value_at(recipe, key)
-        if isinstance(path, str) and path.strip():
+        if isinstance(path, str) and path.strip() and read(recipe):
             problem = _missing(path, key)
             if problem:
                 problems.append(problem)
