@@ -214,3 +214,16 @@ def test_estimate_uses_the_length_the_run_picks(tiny_recipe: Path) -> None:
     p99_ceiling = -(-int(np.percentile(lengths, 99)) // 8) * 8
     assert est.seq < 64 and est.seq in (p99_ceiling, p99_ceiling - 8, p99_ceiling + 8)  # train split of the rows
     assert "as the run picks it" in est.seq_note
+
+
+def test_the_first_run_that_needs_smollm2_says_it_converts_and_where(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from tailorlm.models import gguf
+
+    monkeypatch.setenv("TAILORLM_CACHE", str(tmp_path))
+    converted: list[Path] = []
+    monkeypatch.setattr(gguf, "convert_gguf", lambda source, out: converted.append(out) or out)
+    assert gguf.shipped_smollm2() == tmp_path / "smollm2-135m-instruct" == converted[0]
+    line = capsys.readouterr().err.strip()
+    assert len(line.splitlines()) == 1 and "converting" in line and str(tmp_path / "smollm2-135m-instruct") in line
+    assert "tailor cache clear" in line
