@@ -136,6 +136,11 @@ def test_a_mistyped_choice_gets_the_word_it_meant() -> None:
         recipe_from_dict({"task": "clasification"}, "r.yaml")
 
 
+def test_a_comma_separated_string_where_a_list_belongs_gets_the_list() -> None:
+    with pytest.raises(RecipeError, match=r"key 'data.labels' .*; write a YAML list: \[yes, no\]"):
+        recipe_from_dict({"data": {"labels": "yes, no"}}, "r.yaml")
+
+
 def test_keys_shows_descriptions_allowed_values_and_filters() -> None:
     code, out, _ = run_cli(["keys", "model.peft"])
     assert code == 0

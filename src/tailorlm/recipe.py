@@ -704,6 +704,9 @@ def _describe_error(error: dict[str, Any], source: str, alternatives: str = "") 
         words = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
         close = difflib.get_close_matches(value.strip().lower(), words, n=1, cutoff=0.6)
         meant = f"; did you mean '{close[0]}'?" if close else ""
+    if error["type"] == "list_type" and isinstance(value, str):  # labels: a, b -> [a, b]
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        meant = f"; write a YAML list: [{', '.join(items)}]"
     shown = repr(value) if not isinstance(value, dict) else "a mapping"
     if len(shown) > 60:
         shown = shown[:57] + "..."
