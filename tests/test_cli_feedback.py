@@ -205,6 +205,19 @@ def test_offline_the_advisor_prefers_what_is_here() -> None:
     assert [a.name for a in rank(candidates, offline=True)] == ["minilm", "bert-base"]
 
 
+def test_the_advisor_estimates_unconverted_aliases_without_writing(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from tailorlm.models.advisor import shipped_candidates
+    from tailorlm.tasks import get_spec
+
+    monkeypatch.setenv("TAILORLM_CACHE", str(tmp_path / "cache"))
+    generation = {c.name: c for c in shipped_candidates(get_spec("generation"))}
+    translation = {c.name: c for c in shipped_candidates(get_spec("translation"))}
+    assert generation["smollm2"].config.num_hidden_layers == 30
+    assert translation["minilm-seq2seq"].config.decoder.add_cross_attention is True
+    assert not (tmp_path / "cache").exists()
+
+
 def test_estimate_uses_the_length_the_run_picks(tiny_recipe: Path) -> None:
     from transformers import AutoTokenizer
 

@@ -145,8 +145,7 @@ def select(infos: list[KeyInfo], prefix: str | None = None, search: str | None =
     WORD."""
     chosen = infos
     if prefix:
-        chosen = [i for i in chosen if i.key == prefix or i.key.startswith(prefix.rstrip(".") + ".")
-                  or i.key.startswith(prefix)]
+        chosen = [i for i in chosen if i.key.startswith(prefix)]
     if search:
         chosen = [i for i in chosen if i.matches(search)]
     return chosen
