@@ -163,6 +163,8 @@ def test_version_short_help_and_no_bool_metavar() -> None:
     code, out, _ = run_cli(["run", "-h"])
     assert code == 0 and "--dry-run" in out
     assert "<bool>" not in out and "KEY=VALUE" in out
+    code, out, _ = run_cli(["models", "-h"])  # `tailor estimate` is the one command; --estimate stays, hidden
+    assert code == 0 and "--estimate" not in out and "--task" in out
 
 
 # ------------------------------------------------------------------ models, cache, advisor, estimate
