@@ -247,3 +247,12 @@ def test_the_first_run_that_needs_smollm2_says_it_converts_and_where(
     line = capsys.readouterr().err.strip()
     assert len(line.splitlines()) == 1 and "converting" in line and str(tmp_path / "smollm2-135m-instruct") in line
     assert "tailor cache clear" in line
+
+
+def test_a_dry_run_prints_the_plan_then_says_the_run_could_not_start(tmp_path: Path) -> None:
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"output_dir: {tmp_path / 'run'}\ndata: {{train: {tmp_path / 'missing.csv'}}}\n",
+                      encoding="utf-8")
+    code, out, err = run_cli(["run", str(recipe), "--dry-run"])
+    assert code == 2 and "run  prepare" in out
+    assert "missing.csv: file not found (data.train)" in err and not (tmp_path / "run").exists()

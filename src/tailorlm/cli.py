@@ -85,13 +85,14 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
 
 
-def _load(recipe: Path | None, overrides: list[str] | None) -> Any:
+def _load(recipe: Path | None, overrides: list[str] | None, check_inputs: bool = True) -> Any:
     """The validated recipe, its files and model checked too (precheck.py), all before torch is imported."""
-    from tailorlm.precheck import check_inputs
+    from tailorlm.precheck import check_inputs as check
     from tailorlm.recipe import load_recipe
 
     loaded = load_recipe(recipe, overrides or [])
-    check_inputs(loaded)
+    if check_inputs:
+        check(loaded)
     return loaded
 
 
@@ -183,9 +184,12 @@ def run(recipe: OptionalRecipeArg = None, set_: SetOption = None, num_processes:
     overrides += ["report.require_gain=true"] if require_gain else []  # --require-gain: evaluate/verdict.py
     overrides += ["report.data_curve=true"] if data_curve else []  # --data-curve: evaluate/data_curve.py
     overrides += [f"search.budget={json.dumps(budget)}"] if budget else []  # --budget: tune/budget.py
-    loaded = _load(recipe, overrides)
-    if dry_run:
+    loaded = _load(recipe, overrides, check_inputs=not dry_run)
+    if dry_run:  # the plan, then whether the run could start (a missing data file, a typo'd model: exit 2)
+        from tailorlm.precheck import check_inputs
+
         print_plan(loaded)
+        check_inputs(loaded)
         return
     t = loaded.training
     if loaded.report.data_curve and t.seeds > 1:
