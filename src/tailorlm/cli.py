@@ -664,8 +664,13 @@ def cache(
 
 @app.command()
 def estimate(recipe: RecipeArg, set_: SetOption = None) -> None:
-    """Memory per process for a recipe (weights, gradients, AdamW, activations), from the config: no weights read."""
-    loaded = _load(recipe, set_)
+    """Memory per process for a recipe (weights, gradients, AdamW, activations), from the config: no weights read.
+
+    The sequence length is the recipe's max_length, or for auto the one the run would pick from data.train."""
+    from tailorlm.precheck import check_inputs
+
+    loaded = _load(recipe, set_, check_inputs=False)
+    check_inputs(loaded, files=False)  # the model must be usable; data only sharpens the length (estimate.py)
     from tailorlm.models.estimate import estimate_recipe
 
     _quiet_libraries()

@@ -117,9 +117,10 @@ def model_problem(recipe: Recipe) -> str | None:
     return None
 
 
-def check_inputs(recipe: Recipe) -> None:
-    """One UserError naming every problem with the recipe's files and model, before anything heavy is imported."""
-    problems = file_problems(recipe)
+def check_inputs(recipe: Recipe, files: bool = True) -> None:
+    """One UserError naming every problem with the recipe's files (``files``) and model, before anything heavy is
+    imported."""
+    problems = file_problems(recipe) if files else []
     model = model_problem(recipe)
     problems += [model] if model else []
     if len(problems) == 1:

@@ -22,6 +22,7 @@ buffers come on top, so leave 10-20% headroom.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -159,15 +160,16 @@ def _sequence_length(recipe: Any, shape: Shape, resolved: Any) -> tuple[int, str
     if picked is not None:
         return picked
     seq = min(shape.max_positions, 512)
-    return seq, (f"max_length auto without data.train: assumed {seq} (the model's limit, capped at 512); set "
-                 "data.train or training.max_length to estimate exactly"), None
+    return seq, (f"max_length auto without a data.train file here: assumed {seq} (the model's limit, capped at "
+                 "512); set data.train or training.max_length to estimate exactly"), None
 
 
 def run_max_length(recipe: Any, resolved: Any) -> tuple[int, str, int] | None:
     """``max_length: auto`` as the run resolves it: the task reads, cleans and encodes the training data with the
     model's tokenizer (nothing is written) and keeps the length its ``encode`` picks (the 99th percentile of the
-    training lengths, rounded up to 8, within the model's limit). With the training rows; None without data.train."""
-    if not recipe.data.train:
+    training lengths, rounded up to 8, within the model's limit). With the training rows; None without a
+    data.train file."""
+    if not recipe.data.train or not Path(recipe.data.train).expanduser().is_file():
         return None
     from tailorlm.models.loading import load_tokenizer
     from tailorlm.tasks import get_task
