@@ -7,6 +7,7 @@ directory stores the resolved recipe so that the run can be reproduced from it a
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +26,7 @@ from pydantic import (
 )
 
 from tailorlm.errors import RecipeError
+from tailorlm.keys import allowed_values, suggest_key
 from tailorlm.tasks import TASK_NAMES, get_spec
 
 #: The batch size commands without data assume while ``training.batch_size`` is still ``auto`` (train/auto.py).
@@ -715,16 +717,10 @@ def all_keys(model: type[BaseModel] = Recipe, prefix: str = "") -> list[str]:
 
 
 def closest_key(key: str) -> str | None:
-    """The valid recipe key a mistyped one most likely meant (whole dotted key first, then its last part), for the
-    did-you-mean of recipe errors and of ``search.space``; None when nothing is close."""
-    candidates = all_keys()
-    match = difflib.get_close_matches(key, candidates, n=1, cutoff=0.5)
-    if match:
-        return match[0]
-    leaf = key.rsplit(".", 1)[-1]
-    by_leaf = {k.rsplit(".", 1)[-1]: k for k in candidates}
-    leaf_match = difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=0.6)
-    return by_leaf[leaf_match[0]] if leaf_match else None
+    """The valid recipe key a mistyped one most likely meant, over full dotted keys (``training.lr`` ->
+    ``training.learning_rate``; keys.suggest_key), for the did-you-mean of recipe errors and of ``search.space``;
+    None when nothing is close."""
+    return suggest_key(key, all_keys())
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
@@ -733,19 +729,64 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc if not (isinstance(p, str) and ("-" in p or "[" in p)))
 
 
+def _section_at(key: str) -> type[BaseModel] | None:
+    """The recipe section a dotted key names (``model.peft`` -> PeftConfig), or None when it names a value."""
+    node: Any = Recipe
+    for part in key.split(".") if key else []:
+        field = node.model_fields.get(part) if isinstance(node, type) and issubclass(node, BaseModel) else None
+        if field is None:
+            return None
+        node = field.annotation
+    return node if isinstance(node, type) and issubclass(node, BaseModel) else None
+
+
+def _section_hint(key: str, value: Any) -> str | None:
+    """A value written where a section belongs (``model: {peft: lora}``, ``model: minilm``): the key it meant."""
+    section = _section_at(key)
+    if section is None or isinstance(value, dict):
+        return None
+    text = value if isinstance(value, str) else json.dumps(value)
+    for name, field in section.model_fields.items():  # a word one of its keys accepts: peft: lora -> method
+        if text in allowed_values(field.annotation) and text not in ("true", "false"):
+            return f"'{key}' is a section, not a value; use {key}.{name}: {text}"
+    if "train" in section.model_fields and isinstance(value, str) and "." in value:  # data: train.csv
+        return f"'{key}' is a section, not a value; use {key}.train: {text} (and {key}.test, {key}.text_column, ...)"
+    if "name" in section.model_fields and isinstance(value, str):  # model: minilm -> model.name
+        return f"'{key}' is a section, not a value; use {key}.name: {text}"
+    keys = ", ".join(list(section.model_fields)[:6])
+    return f"'{key}' is a section of keys ({keys}, ...), not a value; see `tailor keys {key}`"
+
+
+_FIX_VALUE = "; fix the value in the recipe or with --set"
+
+
 def _describe_error(error: dict[str, Any], source: str, alternatives: str = "") -> str:
     key = _field_path(error["loc"])
     if error["type"] == "extra_forbidden":
         suggestion = closest_key(key)
         hint = f"did you mean '{suggestion}'?" if suggestion else "see `tailor keys` for the valid keys"
+        inner = error.get("input")
+        if suggestion and isinstance(inner, dict) and _section_at(suggestion) is not None:  # a misspelt section
+            meant = [closest_key(f"{suggestion}.{sub}") or f"{suggestion}.{sub}" for sub in list(inner)[:3]]
+            hint = f"did you mean '{suggestion}' ({', '.join(meant)})?"
         return f"{source}: unknown recipe key '{key}'; {hint}"
     value = error.get("input")
+    section_hint = _section_hint(key, value) if error["type"] == "model_type" else None
+    if section_hint:
+        return f"{source}: {section_hint}"
+    meant = ""
+    if error["type"] == "literal_error" and isinstance(value, str):  # task: clasification -> 'classification'
+        words = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
+        close = difflib.get_close_matches(value.strip().lower(), words, n=1, cutoff=0.6)
+        meant = f"; did you mean '{close[0]}'?" if close else ""
+    if error["type"] == "list_type" and isinstance(value, str):  # labels: a, b -> [a, b]
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        meant = f"; write a YAML list: [{', '.join(items)}]"
     shown = repr(value) if not isinstance(value, dict) else "a mapping"
     if len(shown) > 60:
         shown = shown[:57] + "..."
     where = f"key '{key}'" if key else "the recipe"
-    return (f"{source}: {where} {error['msg'].lower()}{alternatives} (got {shown}); fix the value in the recipe or "
-            "with --set")
+    return f"{source}: {where} {error['msg'].lower()}{alternatives} (got {shown}){meant}{_FIX_VALUE}"
 
 
 def _union_alternatives(errors: list[dict[str, Any]], key: str) -> str:
@@ -755,15 +796,31 @@ def _union_alternatives(errors: list[dict[str, Any]], key: str) -> str:
     return f", or {' or '.join(words)}" if words else ""
 
 
+def describe_errors(errors: list[dict[str, Any]], source: str) -> list[str]:
+    """One message per recipe key in error (a union's branches are one key), in the order pydantic found them."""
+    by_key: dict[str, list[dict[str, Any]]] = {}
+    for error in errors:
+        by_key.setdefault(_field_path(error["loc"]), []).append(error)
+    messages = []
+    for key, group in by_key.items():
+        first = next((e for e in group if e["type"] != "literal_error"), group[0])
+        others = [e for e in group if e is not first]
+        messages.append(_describe_error(first, source, _union_alternatives(others, key)))
+    return messages
+
+
 def _validate(raw: dict[str, Any], source: str) -> Recipe:
+    """The recipe, or one RecipeError line that names every problem pydantic found (not only the first)."""
     try:
         return Recipe.model_validate(raw)
     except ValidationError as exc:
-        errors = exc.errors()
-        first = next((e for e in errors if e["type"] != "literal_error"), errors[0])
-        others = [e for e in errors if e is not first]
-        alternatives = _union_alternatives(others, _field_path(first["loc"]))
-        raise RecipeError(_describe_error(first, source, alternatives)) from None
+        messages = describe_errors(exc.errors(), source)
+        if len(messages) == 1:
+            raise RecipeError(messages[0]) from None
+        prefix, fix = f"{source}: ", _FIX_VALUE
+        parts = [m[len(prefix):] if m.startswith(prefix) else m for m in messages]
+        listed = "; ".join(f"({n}) {part.removesuffix(fix)}" for n, part in enumerate(parts, start=1))
+        raise RecipeError(f"{source}: {len(parts)} problems: {listed}; fix them in the recipe or with --set") from None
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:
