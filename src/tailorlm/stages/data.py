@@ -90,10 +90,13 @@ def target_shift(ctx: RunContext) -> dict[str, Any]:
     """How far the target is from the training rows (adapt/shift.py, as ``tailor shift`` measures two files):
     vocabulary, lengths, the proxy A-distance of the named model's frozen features, the distinguishing words."""
     from tailorlm.adapt.shift import DomainFile, texts_shift
+    from tailorlm.augment.stage import AUGMENTED_COLUMN
 
     train = ctx.need("data").train
     if "text" not in train:  # a task whose rows are not one text (tokens, question + context)
         return {}
+    if AUGMENTED_COLUMN in train:  # the user's rows, not the copies augment made of them
+        train = train[~train[AUGMENTED_COLUMN].astype(bool)]
     source = DomainFile(str(ctx.recipe.data.train), [str(t) for t in train["text"]], None)
     target = DomainFile(ctx.need("target").source, ctx.need("target").texts, None)
     return texts_shift(source, target, ctx.need("resolved").source)
