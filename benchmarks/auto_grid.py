@@ -23,6 +23,8 @@ from benchmarks.realdata import build
 
 BEFORE = {"training.epochs": 3, "training.learning_rate": 5e-5, "training.batch_size": 32, "training.warmup": 0.06}
 NAMED = {"before": BEFORE, "auto": {}}
+#: short spellings for the grid's command line
+ALIASES = {"lr": "learning_rate"}
 
 
 def parse_setting(text: str) -> dict[str, Any]:
@@ -31,6 +33,7 @@ def parse_setting(text: str) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     for part in text.split(","):
         key, _, value = part.partition("=")
+        key = ALIASES.get(key, key)
         key = key if "." in key else f"training.{key}"
         overrides[key] = _number(value)
     return overrides

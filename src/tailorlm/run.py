@@ -13,7 +13,7 @@ from rich.console import Console
 
 from tailorlm.lifecycle import single_run
 from tailorlm.recipe import Recipe
-from tailorlm.stages import adversarial, data, model, outputs, training
+from tailorlm.stages import adversarial, data, keep, model, outputs, training
 from tailorlm.stages.context import Reshape, RunContext, Stage
 from tailorlm.stages.runner import plan, run_stages
 
@@ -21,6 +21,8 @@ STAGES: list[Stage] = [
     Stage("prepare", data.prepare),                                      # load, clean, dedupe, split, report
     Stage("reshape", data.reshape, lambda c: c.reshape is not None,      # a k-fold fold or a data-curve subset
           "this is a k-fold fold or a data-curve run"),
+    Stage("adapt", model.adapt, lambda c: c.recipe.adapt.pretrain, "adapt.pretrain is on",  # DAPT, before augment:
+          writes=("adapt",)),                                            # mlm fills masks with the adapted head
     Stage("augment", data.augment, lambda c: c.recipe.augment.method != "none", "augment.method is not none",
           writes=("augment",)),
     Stage("auto_data", data.auto_data),                                  # batch, epochs, warmup when auto
@@ -32,7 +34,6 @@ STAGES: list[Stage] = [
           "fairness.mitigation is reweight"),
     Stage("domain_weights", data.domain_weights, lambda c: c.recipe.adapt.instance_weighting,
           "adapt.instance_weighting is on", writes=("adapt",)),
-    Stage("adapt", model.adapt, lambda c: c.recipe.adapt.pretrain, "adapt.pretrain is on", writes=("adapt",)),
     Stage("build", model.build),                                         # the head (+ LoRA) on the body
     Stage("auto_lr", model.auto_learning_rate),
     Stage("lr_find", model.lr_find, lambda c: c.recipe.training.learning_rate == "find",
@@ -50,6 +51,8 @@ STAGES: list[Stage] = [
           "adapt.adversarial is on", writes=("adapt",), main_only=True),
     Stage("self_train", training.self_train, lambda c: c.recipe.adapt.self_train, "adapt.self_train is on",
           writes=("adapt",), main_only=True),
+    Stage("keep_best", keep.keep_best, keep.wants_probe, "training.keep_best_of includes linear_probe",
+          writes=("kept",), main_only=True),
     Stage("results", training.results, writes=training.RESULT_SECTIONS, main_only=True),
     Stage("audit", outputs.audit, lambda c: c.recipe.fairness.active, "fairness.group_column or "
           "fairness.counterfactual is set", writes=("fairness",), main_only=True),

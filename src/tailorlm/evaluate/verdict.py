@@ -143,6 +143,24 @@ def judge(metrics: dict[str, Any], recipe: Any | None = None) -> Verdict:
         sentence = f"Verdict: the fine-tuned model does NOT beat the best reference baseline on the test split: " \
             f"{versus}. Do not ship it as is."
         tips = advice(metrics, recipe)
+    kept = kept_note(metrics)
+    if kept:
+        sentence = sentence.replace(" Do not ship it as is.", "") + f" {kept}"
+        facts["kept"] = "linear_probe"
     if warning:
         sentence += f" Caution: {warning}."
     return Verdict(beats, sentence, tips, warning, facts)
+
+
+def kept_note(metrics: dict[str, Any]) -> str | None:
+    """What training.keep_best_of saved when it was not the fine-tune (stages/keep.py)."""
+    kept = metrics.get("kept") or {}
+    if kept.get("model") in (None, "tuned"):
+        return None
+    metric, scores = kept.get("metric", "?"), kept.get("validation") or {}
+    name = str(kept["model"]).replace("_", " ")
+    test = _number((kept.get("test") or {}).get(metric))
+    on_test = f"; its test {_title(metric)} is {_fmt(test)}" if test is not None else ""
+    return (f"training.keep_best_of saved the {name} instead of the fine-tune: it scored "
+            f"{_fmt(scores.get(kept['model'], float('nan')))} against {_fmt(scores.get('tuned', float('nan')))} "
+            f"{_title(metric)} on the validation split{on_test}.")

@@ -20,6 +20,7 @@ from tailorlm.models.registry import ResolvedModel, check_local_model, read_mode
 from tailorlm.recipe import CleanConfig, ModelConfig
 from tailorlm.safety import check_remote_code
 from tailorlm.tasks import get_spec
+from tailorlm.tasks.classification.probe import PROBE_HEAD, ProbeClassifier, load_probe_head
 
 
 @dataclass
@@ -71,7 +72,12 @@ def load_saved_model(path: str | Path, *, allow_pickle: bool = False) -> LoadedM
                       "was changed or comes from elsewhere: remove 'auto_map' from its config files, or re-train")
     cfg = ModelConfig(allow_pickle=allow_pickle)  # never trust_remote_code: nothing in the folder is run
     tokenizer = load_tokenizer(resolved, cfg)  # refuses an auto_map before transformers reads the folder
-    if resolved.is_adapter:
+    if meta.get("head") == PROBE_HEAD:  # a kept linear probe (training.keep_best_of): encoder + probe head
+        from transformers import AutoModel
+
+        encoder = load_pretrained(AutoModel, resolved, cfg, what="MODEL_DIR")
+        model = ProbeClassifier(encoder, load_probe_head(folder))
+    elif resolved.is_adapter:
         model = _load_adapter(resolved, meta, auto_class, cfg)
     else:
         model = load_pretrained(auto_class, resolved, cfg, what="MODEL_DIR")

@@ -40,6 +40,15 @@ class Fitted:
 
 
 @dataclass
+class Kept:
+    """The model saved instead of the fine-tune (training.keep_best_of), with its tailor_model.json metadata."""
+
+    name: str
+    model: Any
+    meta: dict[str, Any]
+
+
+@dataclass
 class RunContext:
     """Everything one run's stages share. The first group is given; the rest is filled in by the stages, in order."""
 
@@ -64,6 +73,7 @@ class RunContext:
     model: Any = None
     chosen: dict[str, Choice] = field(default_factory=dict)  # training.* keys resolved from ``auto``
     baselines: dict[str, Any] = field(default_factory=dict)
+    probe_head: Any = None  # the linear probe as a servable head, when training.keep_best_of may keep it
     parameter_counts: tuple[int, int] = (0, 0)  # (trainable, total) of the model as trained
     #: extra loss terms a stage registers (a domain-adversarial loss): train/objective.py adds them to the task loss
     loss_terms: list[Any] = field(default_factory=list)
@@ -72,6 +82,7 @@ class RunContext:
     settings: EvalSettings | None = None
     calibration: dict[str, Any] = field(default_factory=dict)  # {"meta": saved with the model, "report": ...}
     fitted: Fitted | None = None
+    kept: Kept | None = None  # training.keep_best_of chose another candidate than the fine-tune (stages/keep.py)
     predictions: list[dict[str, Any]] | None = None
     # the runner's
     metrics: dict[str, Any] = field(default_factory=dict)

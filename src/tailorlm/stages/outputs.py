@@ -12,7 +12,7 @@ from tailorlm import __version__
 from tailorlm.stages.context import RunContext
 
 #: metrics.json's sections in reading order; a section a new stage adds comes after these
-SECTION_ORDER = ("task", "labels", "model", "baseline", "tuned", "calibration", "validation", "train", "memory",
+SECTION_ORDER = ("task", "labels", "model", "baseline", "tuned", "calibration", "validation", "kept", "train", "memory",
                  "errors", "samples", "data", "timings_s", "auto", "lr_find", "fairness", "adapt", "significance",
                  "verdict", "stages")
 
@@ -68,7 +68,12 @@ def portable_base(source: str, run_dir: Any) -> str:
 def save(ctx: RunContext) -> None:
     """The kept model into model/; the checkpoints it was chosen from are not needed any more."""
     fitted = ctx.need("fitted")
-    save_model(fitted.model, ctx.tokenizer, ctx.run_dir, ctx.recipe, ctx.need("body"), fitted.meta)
+    if ctx.kept is not None:  # training.keep_best_of chose the linear probe: the pretrained encoder + its head
+        recipe = ctx.recipe.model_copy(deep=True)
+        recipe.model.peft.method = "none"
+        save_model(ctx.kept.model, ctx.tokenizer, ctx.run_dir, recipe, ctx.need("resolved"), ctx.kept.meta)
+    else:
+        save_model(fitted.model, ctx.tokenizer, ctx.run_dir, ctx.recipe, ctx.need("body"), fitted.meta)
     shutil.rmtree(ctx.run_dir.checkpoints, ignore_errors=True)
 
 

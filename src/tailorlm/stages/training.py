@@ -28,6 +28,8 @@ def baselines(ctx: RunContext) -> None:
     with progress_bar(ctx.console, "baselines"):  # a bar on a terminal: embedding train and test takes a while
         ctx.baselines = ctx.need("task").baselines(ctx.recipe, ctx.need("data"), ctx.need("resolved"),
                                                    ctx.tokenizer, encoded.max_length)
+    probe = ctx.baselines.get("linear_probe")
+    ctx.probe_head = probe.pop("head", None) if isinstance(probe, dict) else None  # training.keep_best_of
     for name, result in ctx.baselines.items():
         if result and "f1_macro" in result:
             ctx.console.print(f"baseline {name.replace('_', ' ')}: accuracy {result['accuracy']:.4f} · "

@@ -25,6 +25,7 @@ CAPABILITIES: dict[str, str] = {
     "per_example_loss": "a per-row weight column scales each example's loss (fairness.mitigation: reweight)",
     "fairness": "the bias audit and reweighing by group (fairness/, tailor audit)",
     "labels": "the model answers from a closed label set, saved with it (tailor serve's /info, the model card)",
+    "keep_probe": "the linear probe baseline can be saved as the run's model (training.keep_best_of)",
     "generates": "the model writes free text, fluent but possibly wrong (the model card's limitations)",
 }
 
@@ -105,6 +106,10 @@ class TaskSpec:
     #: baselines of this task that are floors (lower bounds, never the bar: evaluate/floors.py), beyond the
     #: task-independent ones (a random head)
     floor_baselines: frozenset[str] = frozenset()
+    #: the recipe keys naming the text and label columns that every csv/tsv data file of the task must have, so
+    #: that a wrong column fails from the header before torch loads (precheck.py); None: the task's reader alone
+    #: knows (alternative layouts: chat or prompt/response, SQuAD or flat, CoNLL or JSONL)
+    file_columns: tuple[str, str] | None = None
 
     def __post_init__(self) -> None:
         unknown = sorted(self.capabilities - CAPABILITIES.keys())

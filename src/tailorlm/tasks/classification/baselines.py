@@ -17,6 +17,7 @@ from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 
 from tailorlm.evaluate.metrics import classification_metrics, softmax
 from tailorlm.evaluate.predictions import per_example_labels
+from tailorlm.tasks.classification.probe import ProbeHead
 
 # Cosine similarities live in [-1, 1]; a CLIP-like temperature turns them into usable probabilities for ECE.
 ZERO_SHOT_SCALE = 20.0
@@ -46,8 +47,13 @@ def linear_probe(
     test_y: np.ndarray,
     labels: Sequence[str],
     seed: int = 42,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict:
-    """Logistic regression on frozen embeddings, its regularisation chosen by 3-fold CV on the training rows."""
+    """Logistic regression on frozen embeddings, its regularisation chosen by 3-fold CV on the training rows.
+
+    With ``validation`` (embeddings, label ids), as ``training.keep_best_of`` asks, the same probe is also scored on
+    the validation split (``"validation"``, the score a fine-tune is compared with) and returned as a servable
+    ``ProbeHead`` (``"head"``, popped by the baselines stage before metrics.json is written)."""
     min_class = int(np.bincount(train_y, minlength=len(labels))[np.unique(train_y)].min())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -56,9 +62,12 @@ def linear_probe(
         else:
             probe = LogisticRegression(max_iter=2000, random_state=seed)
         probe.fit(train_embeddings, train_y)
-    probs = np.zeros((len(test_y), len(labels)), dtype=np.float64)
-    probs[:, probe.classes_] = probe.predict_proba(test_embeddings)
+    probs = _probe_proba(probe, test_embeddings, len(labels))
     metrics = classification_metrics(test_y, probs.argmax(axis=1), labels, probs)
+    if validation is not None:
+        val_probs = _probe_proba(probe, validation[0], len(labels))
+        metrics["validation"] = classification_metrics(validation[1], val_probs.argmax(axis=1), labels, val_probs)
+        metrics["head"] = ProbeHead.from_sklearn(probe, len(labels))
     metrics["per_example"] = per_example_labels(probs, list(labels))  # popped into predictions.jsonl
     chosen_c = float(np.atleast_1d(probe.C_)[0]) if hasattr(probe, "C_") else probe.C
     metrics["method"] = (
@@ -66,3 +75,9 @@ def linear_probe(
         f"{len(train_y)} training rows"
     )
     return metrics
+
+
+def _probe_proba(probe: LogisticRegression, embeddings: np.ndarray, n_labels: int) -> np.ndarray:
+    probs = np.zeros((len(embeddings), n_labels), dtype=np.float64)
+    probs[:, probe.classes_] = probe.predict_proba(embeddings)
+    return probs

@@ -184,8 +184,11 @@ class ClassificationTask(Task):
             result["zero_shot"] = zero_shot(test_emb, embed(prompts), test_y, labels)
         if cfg.linear_probe:
             train = _subsample(data.train, cfg.max_train_rows, recipe.data.seed)
+            keep = "linear_probe" in recipe.training.keep_best_of and len(data.validation) > 0
+            validation = (embed(list(data.validation["text"])), label_ids(data.validation, labels)) if keep else None
             result["linear_probe"] = linear_probe(
-                embed(list(train["text"])), label_ids(train, labels), test_emb, test_y, labels, recipe.data.seed
+                embed(list(train["text"])), label_ids(train, labels), test_emb, test_y, labels, recipe.data.seed,
+                validation,
             )
         return result
 

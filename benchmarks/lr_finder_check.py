@@ -1,0 +1,97 @@
+"""Does the learning-rate finder's suggestion fall inside the range the grid found good? (issue 13, acceptance 3)
+
+For each scenario of benchmarks/realdata.py this runs the range test (``tailor lr-find``'s code, the scenario's
+recipe with every training key at ``auto``) and reads that scenario's learning-rate rows from the grid's results
+(``benchmarks/auto_grid.py``: ``lr=...`` settings, plus the ``auto`` row at the rate ``auto`` picked). The *good
+range* is the span of grid rates whose test score is within ``--tolerance`` (default 0.02, i.e. 2 points) of the
+grid's best; the suggestion passes when it lies between the lowest and the highest good rate. Grid rows must
+come from the same code's ``auto`` epochs and batch, so only rows whose other settings are ``auto`` count.
+
+    python -m benchmarks.auto_grid --scenarios classification-small --settings auto "lr=3e-5" "lr=3e-4" --no-baselines
+    python -m benchmarks.lr_finder_check --scenarios classification-small qa-small
+
+Prints one line per scenario and appends it to ``benchmarks/results/lr_finder_check.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.auto_grid import parse_setting
+from benchmarks.realdata import build
+
+
+def grid_points(rows: list[dict[str, Any]], scenario: str) -> dict[float, float]:
+    """Learning rate -> test score, from the grid rows that vary only the learning rate (the latest row wins)."""
+    points: dict[float, float] = {}
+    for row in rows:
+        if row.get("scenario") != scenario or row.get("tuned") is None:
+            continue
+        if row["setting"] == "auto":
+            lr = (row.get("auto") or {}).get("training.learning_rate")
+        else:
+            overrides = parse_setting(row["setting"])
+            lr = overrides.pop("training.learning_rate", None) if set(overrides) == {"training.learning_rate"} \
+                else None
+        if isinstance(lr, int | float):
+            points[float(lr)] = float(row["tuned"])
+    return points
+
+
+def good_range(points: dict[float, float], tolerance: float) -> tuple[float, float, float]:
+    """(lowest good rate, highest good rate, best score): good = within ``tolerance`` of the best."""
+    best = max(points.values())
+    good = sorted(lr for lr, score in points.items() if score >= best - tolerance)
+    return good[0], good[-1], best
+
+
+def suggest(scenario: Any, out: Path) -> dict[str, Any]:
+    from rich.console import Console
+
+    from tailorlm.launch import lr_find_command
+    from tailorlm.recipe import recipe_from_dict
+
+    recipe = recipe_from_dict(scenario.recipe(out / scenario.name), f"{scenario.name}:lr-find")
+    started = time.perf_counter()
+    found, _ = lr_find_command(recipe, Console(stderr=True, quiet=True))
+    return found.as_dict() | {"wall_s": round(time.perf_counter() - started, 1)}
+
+
+def check(name: str, found: dict[str, Any], points: dict[float, float], tolerance: float) -> dict[str, Any]:
+    low, high, best = good_range(points, tolerance)
+    lr = found.get("suggestion")
+    return {"scenario": name, "suggestion": lr, "min_loss_lr": found.get("min_lr"),
+            "grid": {f"{k:g}": round(v, 4) for k, v in sorted(points.items())}, "tolerance": tolerance,
+            "good_low": low, "good_high": high, "grid_best": best,
+            "inside": lr is not None and low <= lr <= high, "wall_s": found.get("wall_s"),
+            "date": time.strftime("%Y-%m-%d")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenarios", nargs="*", default=["classification-small", "qa-small"])
+    parser.add_argument("--data", type=Path, default=Path("/tmp/tailorlm-realdata"))
+    parser.add_argument("--out", type=Path, default=Path("/tmp/tailorlm-lr-find"))
+    parser.add_argument("--grid", type=Path, default=Path("benchmarks/results/auto_grid.jsonl"))
+    parser.add_argument("--results", type=Path, default=Path("benchmarks/results/lr_finder_check.jsonl"))
+    parser.add_argument("--tolerance", type=float, default=0.02)
+    args = parser.parse_args()
+    rows = [json.loads(line) for line in args.grid.read_text().splitlines() if line.strip()]
+    scenarios = build(args.data)
+    for name in args.scenarios:
+        points = grid_points(rows, name)
+        if len(points) < 3:
+            raise SystemExit(f"{args.grid}: only {len(points)} learning-rate rows for {name}; run benchmarks.auto_grid "
+                             f"with --settings auto \"lr=...\" first")
+        result = check(name, suggest(scenarios[name], args.out), points, args.tolerance)
+        print(json.dumps(result), flush=True)
+        with args.results.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()
