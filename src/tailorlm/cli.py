@@ -207,15 +207,8 @@ def run(recipe: OptionalRecipeArg = None, set_: SetOption = None, num_processes:
             sys.exit(code)
         return
     _quiet_libraries()
-    from tailorlm.launch import run_recipe
-    from tailorlm.provenance import removed_on_failure
-
-    console = err if is_main_process() else Console(stderr=True, quiet=True)
-    if reproduce is not None:  # a failed reproduction leaves no RUN_DIR-reproduce/ behind
-        with removed_on_failure(Path(loaded.output_dir).expanduser()):
-            metrics = run_recipe(loaded, console, started=started)
-    else:
-        metrics = run_recipe(loaded, console, started=started)
+    metrics = _run_loaded(loaded, err if is_main_process() else Console(stderr=True, quiet=True), started,
+                          reproduce is not None)
     if not is_main_process():
         return
     print_verdict(metrics)
@@ -236,6 +229,17 @@ def run(recipe: OptionalRecipeArg = None, set_: SetOption = None, num_processes:
         err.print("error: --require-gain: the fine-tuned model does not beat the best reference baseline on the test "
                   "split (see the verdict above); everything is written, the model is not fit to ship", highlight=False)
         sys.exit(NO_GAIN_EXIT_CODE)
+
+
+def _run_loaded(loaded: Any, console: Console, started: float, reproducing: bool) -> dict[str, Any]:
+    """launch.run_recipe; a failed --reproduce removes the RUN_DIR-reproduce/ it created."""
+    from tailorlm.launch import run_recipe
+    from tailorlm.provenance import removed_on_failure
+
+    if not reproducing:
+        return run_recipe(loaded, console, started=started)
+    with removed_on_failure(Path(loaded.output_dir).expanduser()):
+        return run_recipe(loaded, console, started=started)
 
 
 def print_plan(recipe: Any) -> None:
