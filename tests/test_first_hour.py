@@ -3,6 +3,7 @@ given, and a terminal run that fits 80 columns."""
 
 from __future__ import annotations
 
+import io
 import os
 import shlex
 import shutil
@@ -97,10 +98,15 @@ def test_tailor_run_fits_an_80_by_24_terminal(tmp_path: Path, tiny_model_dir: Pa
     assert not too_wide, "lines past column 80:\n" + "\n".join(too_wide)
 
 
+class _Screen(io.StringIO):
+    """A file that says it is a terminal, as a tty does."""
+
+    def isatty(self) -> bool:
+        return True
+
+
 def test_forward_passes_move_the_open_progress_bar_on_a_terminal_only(tiny_model_dir: Path) -> None:
     """Baselines, eval, predict and audit all batch through forward_sorted, which reports to the bar."""
-    import io
-
     from rich.console import Console
     from transformers import AutoModel, AutoTokenizer
 
@@ -113,7 +119,7 @@ def test_forward_passes_move_the_open_progress_bar_on_a_terminal_only(tiny_model
     def head(batch: object, outputs: object) -> object:
         return outputs.last_hidden_state[:, 0]  # type: ignore[attr-defined]
 
-    screen = io.StringIO()
+    screen = _Screen()
     terminal = Console(file=screen, force_terminal=True, width=80)
     with progress.progress_bar(terminal, "scoring"):
         forward_sorted(model, tokenizer, texts, 16, 4, head)
@@ -127,15 +133,16 @@ def test_forward_passes_move_the_open_progress_bar_on_a_terminal_only(tiny_model
 
 
 def test_messages_wrap_on_a_terminal_and_stay_one_line_in_a_log() -> None:
-    import io
-
     from tailorlm.terminal import LineConsole
 
     message = "audit: " + " ".join(f"finding-{i}" for i in range(30))  # about 300 characters
     log = io.StringIO()
     LineConsole(file=log, width=80).print(message)
     assert log.getvalue().count("\n") == 1
-    screen = io.StringIO()
+    screen = _Screen()
     LineConsole(file=screen, width=80, force_terminal=True).print(message, highlight=False)
+    forced = io.StringIO()  # FORCE_COLOR into a log: still one line
+    LineConsole(file=forced, width=80, force_terminal=True).print(message, highlight=False)
+    assert forced.getvalue().count("\n") == 1
     lines = screen.getvalue().splitlines()
     assert len(lines) > 2 and all(len(line) <= 80 for line in lines)

@@ -19,13 +19,15 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from tailorlm.terminal import on_a_terminal
+
 _current: ContextVar[tuple[Progress, Any] | None] = ContextVar("tailorlm_progress", default=None)
 
 
 @contextmanager
 def progress_bar(console: Console, label: str) -> Iterator[None]:
     """A transient bar labelled ``label`` while the block runs (nothing when ``console`` is not a terminal)."""
-    if not console.is_terminal or _current.get() is not None:  # one bar at a time; pipes get none
+    if not on_a_terminal(console) or _current.get() is not None:  # one bar at a time; pipes get none
         yield
         return
     progress = Progress(SpinnerColumn(), TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),

@@ -12,12 +12,22 @@ from typing import Any
 from rich.console import Console
 
 
+def on_a_terminal(console: Console) -> bool:
+    """Whether ``console`` writes to a real terminal (its file is a tty), whatever FORCE_COLOR says: colour may be
+    forced into a log, but a log has no width to wrap at and no cursor to redraw a bar with."""
+    isatty = getattr(console.file, "isatty", None)
+    try:
+        return bool(console.is_terminal and isatty is not None and isatty())
+    except (OSError, ValueError):  # a closed file
+        return False
+
+
 class LineConsole(Console):
     """A rich console that soft-wraps (keeps each message one line) unless it writes to a terminal."""
 
     @property  # type: ignore[override]
     def soft_wrap(self) -> bool:
-        return not self.is_terminal
+        return not on_a_terminal(self)
 
     @soft_wrap.setter
     def soft_wrap(self, value: Any) -> None:  # Console.__init__ assigns it: the file decides instead
