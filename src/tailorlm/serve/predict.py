@@ -8,6 +8,7 @@ be used (``--text ""``, a request without ``question``) is a one-line :class:`Us
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -124,9 +125,14 @@ def _kept(task: Task, columns: list[str] | None, text_column: str | None) -> Any
 
     def keep(record: dict[str, Any]) -> dict[str, Any]:
         names = [str(k) for k in record] if every else columns
-        return {name: record[name] for name in names if name in record and name != "row"}
+        return {name: _plain(record[name]) for name in names if name in record and name != "row"}
 
     return keep
+
+
+def _plain(value: Any) -> Any:
+    """A cell as strict JSON takes it: a missing Parquet/pandas cell (NaN) is null."""
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def _renamed(record: dict[str, Any], column: str, field: str) -> dict[str, Any]:
