@@ -362,6 +362,8 @@ def evaluate(
         result = task.evaluate(loaded.model, loaded.tokenizer, frame, loaded.meta, EvalSettings(loaded.max_length))
     metrics = result["metrics"] | {"rejected": len(rejects), "file": str(data)}
     out.print(metrics_table({"evaluated": metrics}, title=f"{model_dir} on {data}"))
+    cleaned = " after the test split's cleaning (--clean)" if clean else ""
+    out.print(f"scored {len(frame)} rows{cleaned}; {len(rejects)} could not be scored", highlight=False)
     if output:
         from tailorlm.rundir import atomic_write_json
 
