@@ -96,7 +96,7 @@ def test_too_small_class_for_stratified_folds_is_one_line(tmp_path: Path) -> Non
 
 def test_kfold_of_another_task_is_refused(tmp_path: Path) -> None:
     recipe = write_recipe(tmp_path / "gen.yaml", "task: generation\nvalidation: {kfold: 3}\n"
-                          f"output_dir: {tmp_path / 'out'}\nmodel: {{name: x}}\n")
+                          f"output_dir: {tmp_path / 'out'}\nmodel: {{name: smollm2}}\n")
     code, _, stderr = run_cli(["run", str(recipe)])
     assert code == 2
     assert "k-fold is supported for classification" in stderr and len(stderr.strip().splitlines()) == 1

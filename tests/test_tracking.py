@@ -165,10 +165,22 @@ def test_artifacts_are_the_run_files_without_weights(tracked: Path) -> None:
 
 
 def _missing_data_recipe(tmp_path: Path, model_dir: Path) -> Path:
-    """A recipe whose run fails in its first stage (the train file is missing): a cheap failed run."""
+    """A recipe whose train file is missing: refused before the run starts (precheck.py)."""
     recipe = _recipe(tmp_path, model_dir)
     raw = yaml.safe_load(recipe.read_text())
     raw["data"]["train"] = str(tmp_path / "missing.csv")
+    recipe.write_text(yaml.safe_dump(raw))
+    return recipe
+
+
+def _unlabelled_data_recipe(tmp_path: Path, model_dir: Path) -> Path:
+    """A recipe whose run fails in its first stage (every row of the train file lacks a label): a cheap failed
+    run that the checks before the run cannot see, since the file and its columns exist."""
+    recipe = _recipe(tmp_path, model_dir)
+    raw = yaml.safe_load(recipe.read_text())
+    unlabelled = tmp_path / "unlabelled.csv"
+    unlabelled.write_text("text,label\n" + "".join(f"review number {i},\n" for i in range(12)))
+    raw["data"]["train"] = str(unlabelled)
     recipe.write_text(yaml.safe_dump(raw))
     return recipe
 
@@ -179,14 +191,14 @@ def _shared_store(tracked: Path, experiment: str) -> list[str]:
 
 
 def test_a_failed_run_is_logged_with_its_error(tmp_path: Path, tiny_model_dir: Path, tracked: Path) -> None:
-    recipe = _missing_data_recipe(tmp_path, tiny_model_dir)
+    recipe = _unlabelled_data_recipe(tmp_path, tiny_model_dir)
     code, _, stderr = run_cli(["run", str(recipe), "--track", *_shared_store(tracked, "failed")])
     assert code == 2, stderr
     run = _only_run(tracked / "mlflow.db", "failed")
     assert run.info.status == "FAILED"
     assert run.data.tags["status"] == "failed"
-    assert "missing.csv" in run.data.tags["error"] and "\n" not in run.data.tags["error"]
-    assert run.data.params["data.train"] == str(tmp_path / "missing.csv")
+    assert "unlabelled.csv" in run.data.tags["error"] and "\n" not in run.data.tags["error"]
+    assert run.data.params["data.train"] == str(tmp_path / "unlabelled.csv")
 
 
 def test_tracking_off_by_default_creates_no_store(tmp_path: Path, tiny_model_dir: Path) -> None:

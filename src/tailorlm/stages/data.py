@@ -86,6 +86,10 @@ def target(ctx: RunContext) -> dict[str, Any]:
     return {"adapt": {"target": ctx.target.as_dict(), "shift": target_shift(ctx)}}
 
 
+#: texts per side below which the shift is not measured (the domain classifier is cross-validated 5-fold)
+MIN_SHIFT_ROWS = 10
+
+
 def target_shift(ctx: RunContext) -> dict[str, Any]:
     """How far the target is from the training rows (adapt/shift.py, as ``tailor shift`` measures two files):
     vocabulary, lengths, the proxy A-distance of the named model's frozen features, the distinguishing words."""
@@ -97,6 +101,8 @@ def target_shift(ctx: RunContext) -> dict[str, Any]:
         return {}
     if AUGMENTED_COLUMN in train:  # the user's rows, not the copies augment made of them
         train = train[~train[AUGMENTED_COLUMN].astype(bool)]
+    if min(len(train), len(ctx.need("target").texts)) < MIN_SHIFT_ROWS:  # a domain classifier needs both sides
+        return {"skipped": f"fewer than {MIN_SHIFT_ROWS} texts on a side"}
     source = DomainFile(str(ctx.recipe.data.train), [str(t) for t in train["text"]], None)
     target = DomainFile(ctx.need("target").source, ctx.need("target").texts, None)
     return texts_shift(source, target, ctx.need("resolved").source)
