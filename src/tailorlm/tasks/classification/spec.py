@@ -24,6 +24,6 @@ SPEC = TaskSpec(
     auto_model_class="AutoModelForSequenceClassification",
     demo=Demo("tailorlm.demos.classification:generate_demo_dataset", "examples/data/utility"),
     card=CardText(describe, pipeline_call='"your text here"'),
-    capabilities=frozenset({"proba", "calibration", "kfold", "stratify", "self_train", "per_example_loss",
-                            "fairness", "labels", "keep_probe"}),
+    capabilities=frozenset({"multi_task", "proba", "calibration", "kfold", "stratify", "self_train",
+                            "per_example_loss", "fairness", "labels", "keep_probe"}),
 )
