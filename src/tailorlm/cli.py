@@ -276,6 +276,7 @@ def evaluate(
     text_column: Annotated[str, typer.Option(help="column holding the text")] = "text",
     label_column: Annotated[str, typer.Option(help="column holding the label")] = "label",
     output: Annotated[Path | None, typer.Option(help="write the metrics here as JSON")] = None,
+    task_name: Annotated[str | None, typer.Option("--task", help="multi-task model: which task to score")] = None,
 ) -> None:
     """Evaluate a saved model on any labelled file."""
     from tailorlm.models.saved import load_saved_model
@@ -283,7 +284,7 @@ def evaluate(
     from tailorlm.tasks.base import EvalSettings
 
     _quiet_libraries()
-    loaded = load_saved_model(model_dir)
+    loaded = load_saved_model(model_dir, task=task_name)
     task = get_task(loaded.task)
     columns = {"text_column": text_column, "label_column": label_column}
     frame, rejects = task.load_eval_file(data, loaded.meta, columns)
@@ -313,6 +314,7 @@ def predict(
         help="--input column holding the text (default: the task's field: text, or prompt)")] = None,
     question: Annotated[str | None, typer.Option("--question", help="qa: the question (with --context)")] = None,
     context: Annotated[str | None, typer.Option("--context", help="qa: the passage holding the answer")] = None,
+    task_name: Annotated[str | None, typer.Option("--task", help="multi-task model: which task predicts")] = None,
 ) -> None:
     """Predict with a saved model of any task: label, entities, answer, translation or completion, per input.
 
@@ -324,7 +326,7 @@ def predict(
         raise UserError("nothing to predict: pass --text \"...\", --question/--context (qa) or --input FILE")
     _quiet_libraries()
     rows = predict_rows(model_dir, texts=text, input_file=input_file, text_column=text_column, question=question,
-                        context=context)
+                        context=context, task_name=task_name)
     if output is not None:
         from tailorlm.rundir import atomic_write_text
 

@@ -563,8 +563,8 @@ class TaskEntry(_Section):
     @field_validator("name")
     @classmethod
     def _plain_name(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
-            raise ValueError("use letters, digits, '_', '-' or '.' (it names a folder and predict --task)")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", value):
+            raise ValueError("use letters, digits, '_' or '-' (it names a folder and predict --task)")
         return value
 
 
@@ -648,10 +648,12 @@ class Recipe(_Section):
         if select != "weighted" and select not in seen:
             raise ValueError(f"multitask.select: '{select}' is not a task name; use weighted or one of: "
                              f"{', '.join(sorted(seen))}")
-        looped = self.validation.kfold or self.report.data_curve or self.search.budget or self.adapt.pretrain
-        if looped or self.training.seeds > 1 or self.augment.method != "none" or self.adapt.self_train or self.training.num_processes > 1:
+        looped = self.validation.kfold or self.report.data_curve or self.search.budget or self.training.seeds > 1
+        others = self.augment.method != "none" or self.adapt.self_train or self.adapt.pretrain
+        if looped or others or self.training.num_processes > 1:
             raise ValueError("tasks: a multi-task run is one run of one process; remove training.seeds, "
-                             "validation.kfold, report.data_curve, search.budget, augment, adapt and training.num_processes")
+                             "validation.kfold, report.data_curve, search.budget, augment, adapt and "
+                             "training.num_processes")
         return self
 
     @model_validator(mode="after")

@@ -93,6 +93,10 @@ def dry_run(recipe: Recipe, reshape: Reshape | None = None) -> list[dict[str, An
     """The stages a run of ``recipe`` would run and the condition of each, without touching any file."""
     from tailorlm.rundir import RunDir
 
+    if recipe.tasks:  # a multi-task recipe runs multitask/run.py's stages
+        from tailorlm.multitask.run import dry_run as multitask_dry_run
+
+        return multitask_dry_run(recipe)
     ctx = RunContext(recipe, Console(stderr=True, quiet=True), RunDir(recipe.output_dir), reshape=reshape)
     return plan(STAGES, ctx)
 
