@@ -1,0 +1,234 @@
+"""Multi-task learning (issue 15): task sampling, loss balancing, heads trained only by their own task, a joint
+`tailor run` of classification + regression + token classification on a tiny BERT, save/reload through predict
+and eval, and the bad inputs that stop with one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from tailorlm.multitask.balance import UncertaintyWeights, cosines, pcgrad
+from tailorlm.multitask.sampling import SamplingPlan, TaskBatchSampler
+from tests.conftest import sentiment_rows
+from tests.helpers import run_cli
+from tests.test_task_regression import scored_rows
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SIZES = (800, 200, 50)
+
+
+# ---------------------------------------------------------------------------------------------- sampling
+
+
+@pytest.mark.parametrize(("method", "expected"), [
+    ("proportional", np.array(SIZES) / sum(SIZES)),
+    ("temperature", np.sqrt(SIZES) / np.sqrt(SIZES).sum()),  # T = 2
+    ("round_robin", np.full(3, 1 / 3)),
+])
+def test_tasks_are_sampled_in_the_configured_proportions(method: str, expected: np.ndarray) -> None:
+    """4,000 batches: each task's share within 0.02 of its planned one (about 2.5 binomial standard errors at
+    p = 0.5; round-robin is exact up to the one batch 4,000 leaves over)."""
+    plan = SamplingPlan(method, SIZES, steps=4000, temperature=2.0)
+    assert np.allclose(plan.probabilities(), expected)
+    shares = np.bincount(plan.schedule(seed=3), minlength=3) / 4000
+    assert np.abs(shares - expected).max() < (1 / 4000 if method == "round_robin" else 0.02), shares
+    assert plan.record(3)["batches"] == np.bincount(plan.schedule(seed=3), minlength=3).tolist()
+
+
+def test_temperature_flattens_and_annealing_moves_from_proportional_to_flatter() -> None:
+    hot = SamplingPlan("temperature", SIZES, 10, temperature=1e6).probabilities()
+    assert np.allclose(hot, 1 / 3, atol=1e-4)  # T -> infinity is uniform
+    annealed = SamplingPlan("annealed", SIZES, 2000, anneal_to=5.0)
+    assert np.allclose(annealed.probabilities(0), np.array(SIZES) / sum(SIZES))
+    schedule = np.array(annealed.schedule(seed=1))
+    first, last = (schedule[:500] == 0).mean(), (schedule[-500:] == 0).mean()
+    assert first > last + 0.1, (first, last)  # the big task leads early, the small ones catch up
+
+
+def test_every_batch_holds_one_task_and_rows_repeat_only_after_a_full_pass() -> None:
+    plan = SamplingPlan("proportional", (30, 10), steps=40)
+    batches = list(TaskBatchSampler(plan, batch_size=4, seed=0))
+    assert len(batches) == 40 and all(len({t for t, _ in b}) == 1 for b in batches)
+    small = [row for b in batches if b[0][0] == 1 for _, row in b]
+    assert sorted(small[:10]) == list(range(10))  # the first pass covers every row once
+    pcgrad_batches = list(TaskBatchSampler(plan, batch_size=4, seed=0, all_tasks_each_step=True))
+    assert all({t for t, _ in b} == {0, 1} for b in pcgrad_batches)
+
+
+# ---------------------------------------------------------------------------------------------- balance
+
+
+def test_uncertainty_weighting_learns_a_larger_weight_for_the_less_noisy_task() -> None:
+    """Two regression tasks on one shared layer, the same signal, one with 20x the target noise: the learned
+    weight exp(-s) of the clean task ends well above the noisy one's."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(512, 6, generator=gen)
+    signal = x @ torch.randn(6, 1, generator=gen)
+    targets = [signal + 0.05 * torch.randn(512, 1, generator=gen), signal + 1.0 * torch.randn(512, 1, generator=gen)]
+    torch.manual_seed(0)
+    shared, heads = torch.nn.Linear(6, 16), torch.nn.ModuleList([torch.nn.Linear(16, 1) for _ in range(2)])
+    balance = UncertaintyWeights(2)
+    optimizer = torch.optim.Adam([*shared.parameters(), *heads.parameters(), *balance.parameters()], lr=0.02)
+    for step in range(600):
+        task, rows = step % 2, torch.randint(0, 512, (32,), generator=gen)
+        loss = torch.nn.functional.mse_loss(heads[task](torch.relu(shared(x[rows]))), targets[task][rows])
+        optimizer.zero_grad()
+        balance(task, loss).backward()
+        optimizer.step()
+    clean, noisy = balance.weights()
+    assert clean > 5 * noisy, (clean, noisy)  # at the optimum exp(-s) = 1 / MSE: about 1/0.0025 vs 1/1
+
+
+def test_pcgrad_removes_the_conflicting_component_and_keeps_agreeing_gradients() -> None:
+    a, b = torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 1.0])
+    combined = pcgrad([a, b])
+    a_proj = a - (a @ b) / (b @ b) * b
+    b_proj = b - (b @ a) / (a @ a) * a
+    assert torch.allclose(combined, a_proj + b_proj)
+    assert torch.allclose(pcgrad([a, torch.tensor([1.0, 1.0])]), torch.tensor([2.0, 1.0]))  # no conflict: a sum
+    assert cosines(["a", "b"], [a, b]) == {"a|b": pytest.approx(-2 ** -0.5, abs=1e-6)}
+
+
+# ---------------------------------------------------------------------------------------------- heads
+
+
+def test_each_head_gets_gradients_only_from_its_own_tasks_batches(tiny_model_dir: Path) -> None:
+    from transformers import AutoModel, AutoTokenizer, BertConfig, BertForSequenceClassification, DataCollatorWithPadding
+
+    from tailorlm.multitask.model import MultiTaskModel
+    from tailorlm.multitask.trainer import TaskRowsDataset, task_collate
+    from tailorlm.train.objective import Objective
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    config = BertConfig.from_pretrained(tiny_model_dir)
+    models = {"a": BertForSequenceClassification(config), "b": BertForSequenceClassification(config)}
+    mt = MultiTaskModel(AutoModel.from_pretrained(tiny_model_dir), models)
+    assert mt.view("a").bert is mt.view("b").bert is mt.encoder
+    assert len({id(p) for p in mt.parameters()}) == len(list(mt.state_dict()))  # every weight once
+    texts = [f"text number {i}" for i in range(12)]
+    splits = [[dict(tokenizer(t), labels=i % 2) for i, t in enumerate(texts)] for _ in range(2)]
+    collate = task_collate(["a", "b"], [DataCollatorWithPadding(tokenizer)] * 2)
+    dataset = TaskRowsDataset(splits)
+    for batch_rows in TaskBatchSampler(SamplingPlan("round_robin", (12, 12), steps=6), 4, seed=0):
+        batch = collate([dataset[key] for key in batch_rows])
+        name = batch.pop("task")
+        mt.zero_grad(set_to_none=True)
+        Objective("example")(mt.view(name), batch)[0].backward()
+        for head in ("a", "b"):
+            got = [p.grad is not None and bool(p.grad.abs().sum() > 0) for p in mt.heads[head].parameters()]
+            assert all(got) if head == name else not any(got), (name, head, got)
+        assert mt.encoder.embeddings.word_embeddings.weight.grad is not None  # the shared encoder learns from both
+
+
+# ---------------------------------------------------------------------------------------------- a joint run
+
+
+def _write(path: Path, rows: list[dict]) -> Path:
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def multitask_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from tailorlm.demos.token_classification import generate_ner_dataset
+
+    tmp = tmp_path_factory.mktemp("mt-data")
+    ner = generate_ner_dataset(tmp / "ner", seed=5, n_sentences=100)
+    return {"sent_train": _write(tmp / "sent.csv", sentiment_rows(160)),
+            "score_train": _write(tmp / "score.csv", scored_rows(160)),
+            "ner_train": ner["train.jsonl"], "ner_test": ner["test.jsonl"]}
+
+
+def multitask_recipe(tmp: Path, model: Path, files: dict[str, Path], **multitask: object) -> dict:
+    split = {"validation": 0.2, "test": 0.25}
+    return {
+        "output_dir": str(tmp / "run"),
+        "model": {"name": str(model)},
+        "tasks": [
+            {"name": "sentiment", "task": "classification", "data": {"train": str(files["sent_train"]),
+                                                                     "split": split}},
+            {"name": "score", "task": "regression", "data": {"train": str(files["score_train"]),
+                                                              "label_column": "score", "split": split}},
+            {"name": "ner", "task": "token-classification", "data": {"train": str(files["ner_train"]),
+                                                                     "test": str(files["ner_test"])}},
+        ],
+        "training": {"batch_size": 16, "learning_rate": 2e-3, "warmup": 0.0, "early_stopping_patience": None,
+                     "epochs": 3},
+        "multitask": {"sampling": "temperature", "steps": 45, "conflict_batches": 1, **multitask},
+    }
+
+
+@pytest.fixture(scope="module")
+def multitask_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path,
+                  multitask_files: dict[str, Path]) -> Path:
+    tmp = tmp_path_factory.mktemp("mt-run")
+    recipe = tmp / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(multitask_recipe(tmp, tiny_model_dir, multitask_files)), encoding="utf-8")
+    code, _, stderr = run_cli(["run", str(recipe)])
+    assert code == 0, stderr
+    return tmp / "run"
+
+
+def test_a_joint_run_reports_every_task_against_its_own_baselines(multitask_run: Path) -> None:
+    metrics = json.loads((multitask_run / "metrics.json").read_text())
+    assert metrics["task"] == "multi-task" and set(metrics["tasks"]) == {"sentiment", "score", "ner"}
+    assert set(metrics["tasks"]["sentiment"]["baseline"]) == {"zero_shot", "linear_probe"}
+    assert set(metrics["tasks"]["score"]["baseline"]) == {"mean", "ridge_probe"}
+    assert set(metrics["tasks"]["ner"]["baseline"]) >= {"majority_tag"}
+    for name, main in (("sentiment", "f1_macro"), ("score", "rmse"), ("ner", "f1")):
+        assert main in metrics["tasks"][name]["tuned"] and main in metrics["tasks"][name]["validation"]
+        assert (multitask_run / "tasks" / name / "data_report.json").is_file()
+        assert (multitask_run / "tasks" / name / "predictions.jsonl").is_file() or name == "ner"  # no per-row
+        assert "sentence" in metrics["verdict"][name]
+    sampling = metrics["multitask"]["sampling"]
+    assert sampling["method"] == "temperature" and sum(sampling["batches"]) == sampling["steps"] == 45
+    assert metrics["multitask"]["gradient_cosines"] and "sentiment|score" in metrics["multitask"]["gradient_cosines"][0]
+    history = json.loads((multitask_run / "log_history.json").read_text())
+    assert any("loss_sentiment" in e for e in history) and any("eval_combined" in e for e in history)
+    assert metrics["train"]["global_step"] == 45
+    assert (multitask_run / "report.md").read_text().count("multi-task fine-tune") == 3
+    model = multitask_run / "model"
+    assert (model / "encoder" / "model.safetensors").is_file() and not (model / "model.safetensors").exists()
+    assert sorted(p.name for p in (model / "heads").iterdir()) == ["ner", "score", "sentiment"]
+
+
+def test_the_saved_model_reloads_and_predicts_identically_per_task(multitask_run: Path,
+                                                                   multitask_files: dict[str, Path]) -> None:
+    metrics = json.loads((multitask_run / "metrics.json").read_text())
+    predictions = {name: [json.loads(line) for line in (multitask_run / "tasks" / name / "predictions.jsonl")
+                          .read_text().splitlines()] for name in ("sentiment", "score")}
+    texts = [row["text"] for row in predictions["sentiment"][:5]]
+    code, stdout, stderr = run_cli(["predict", str(multitask_run), "--task", "sentiment",
+                                    *[a for t in texts for a in ("--text", t)]])
+    assert code == 0, stderr
+    labels = [json.loads(chunk)["label"] for chunk in _json_objects(stdout)]
+    assert labels == [row["predicted"] for row in predictions["sentiment"][:5]]
+    row = predictions["score"][0]
+    code, stdout, stderr = run_cli(["predict", str(multitask_run), "--task", "score", "--text", row["text"]])
+    assert code == 0, stderr
+    assert json.loads(stdout)["score"] == pytest.approx(row["prediction"], abs=1e-4)
+    out = multitask_run.parent / "eval-ner.json"
+    code, _, stderr = run_cli(["eval", str(multitask_run), "--task", "ner", "--data",
+                               str(multitask_files["ner_test"]), "--output", str(out)])
+    assert code == 0, stderr
+    assert json.loads(out.read_text())["f1"] == pytest.approx(metrics["tasks"]["ner"]["tuned"]["f1"], abs=1e-6)
+
+
+def _json_objects(text: str) -> list[str]:
+    """The pretty-printed JSON objects of ``tailor predict``'s output, one per input."""
+    decoder, out, i = json.JSONDecoder(), [], 0
+    while i < len(text):
+        if text[i].isspace():
+            i += 1
+            continue
+        obj, end = decoder.raw_decode(text, i)
+        out.append(json.dumps(obj))
+        i = end
+    return out
