@@ -159,9 +159,9 @@ def multitask_recipe(tmp: Path, model: Path, files: dict[str, Path], **multitask
             {"name": "ner", "task": "token-classification", "data": {"train": str(files["ner_train"]),
                                                                      "test": str(files["ner_test"])}},
         ],
-        "training": {"batch_size": 16, "learning_rate": 2e-3, "warmup": 0.0, "early_stopping_patience": None,
+        "training": {"batch_size": 16, "learning_rate": 4e-3, "warmup": 0.0, "early_stopping_patience": None,
                      "epochs": 3},
-        "multitask": {"sampling": "temperature", "steps": 45, "conflict_batches": 1, **multitask},
+        "multitask": {"sampling": "temperature", "steps": 90, "conflict_batches": 1, **multitask},
     }
 
 
@@ -188,11 +188,17 @@ def test_a_joint_run_reports_every_task_against_its_own_baselines(multitask_run:
         assert (multitask_run / "tasks" / name / "predictions.jsonl").is_file() or name == "ner"  # no per-row
         assert "sentence" in metrics["verdict"][name]
     sampling = metrics["multitask"]["sampling"]
-    assert sampling["method"] == "temperature" and sum(sampling["batches"]) == sampling["steps"] == 45
+    assert sampling["method"] == "temperature" and sum(sampling["batches"]) == sampling["steps"] == 90
     assert metrics["multitask"]["gradient_cosines"] and "sentiment|score" in metrics["multitask"]["gradient_cosines"][0]
     history = json.loads((multitask_run / "log_history.json").read_text())
     assert any("loss_sentiment" in e for e in history) and any("eval_combined" in e for e in history)
-    assert metrics["train"]["global_step"] == 45
+    assert metrics["train"]["global_step"] == 90
+    # it learned, on every task (the floors: a constant label, the training mean; measured: macro-F1 1.0, RMSE
+    # 1.06 vs 1.94 for the mean, entity F1 0.38 at 150 steps)
+    tasks = metrics["tasks"]
+    assert tasks["sentiment"]["tuned"]["f1_macro"] > 0.8
+    assert tasks["score"]["tuned"]["rmse"] < 0.8 * tasks["score"]["baseline"]["mean"]["rmse"]
+    assert tasks["ner"]["tuned"]["f1"] > 0.0
     assert (multitask_run / "report.md").read_text().count("multi-task fine-tune") == 3
     model = multitask_run / "model"
     assert (model / "encoder" / "model.safetensors").is_file() and not (model / "model.safetensors").exists()

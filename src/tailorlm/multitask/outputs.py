@@ -101,7 +101,7 @@ def significance(ctx: MultiTaskContext) -> dict[str, Any]:
         if "significance" in scratch:
             tests[unit.name] = scratch["significance"]
         verdicts[unit.name] = judge(scratch, unit.recipe).as_dict()
-        ctx.console.print(f"[{unit.name}] {verdicts[unit.name]['sentence']}")
+        ctx.console.print(f"{unit.name}: {verdicts[unit.name]['sentence']}", markup=False)
     return {"significance": tests, "verdict": verdicts}
 
 

@@ -73,7 +73,7 @@ def prepare(ctx: MultiTaskContext) -> None:
         folder = ctx.unit_dir(unit)
         folder.write_json("data_report.json", unit.data.report)
         write_rejects(folder.rejects, unit.data.rejects)
-        ctx.console.print(f"data [{unit.name}, {entry.task}]: train {len(unit.data.train)} · validation "
+        ctx.console.print(f"data ({unit.name}, {entry.task}): train {len(unit.data.train)} · validation "
                           f"{len(unit.data.validation)} · test {len(unit.data.test)} rows; {len(unit.data.rejects)} "
                           f"rejected (see {folder.rejects})")
         ctx.units.append(unit)
