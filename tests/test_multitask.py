@@ -100,7 +100,13 @@ def test_pcgrad_removes_the_conflicting_component_and_keeps_agreeing_gradients()
 
 
 def test_each_head_gets_gradients_only_from_its_own_tasks_batches(tiny_model_dir: Path) -> None:
-    from transformers import AutoModel, AutoTokenizer, BertConfig, BertForSequenceClassification, DataCollatorWithPadding
+    from transformers import (
+        AutoModel,
+        AutoTokenizer,
+        BertConfig,
+        BertForSequenceClassification,
+        DataCollatorWithPadding,
+    )
 
     from tailorlm.multitask.model import MultiTaskModel
     from tailorlm.multitask.trainer import TaskRowsDataset, task_collate
@@ -238,3 +244,143 @@ def _json_objects(text: str) -> list[str]:
         out.append(json.dumps(obj))
         i = end
     return out
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+
+def _one_line_exit_2(args: list[str], *expected: str) -> str:
+    code, _, stderr = run_cli(args)
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    assert code == 2, stderr
+    assert len(lines) == 1, stderr
+    for text in expected:
+        assert text in lines[0], lines[0]
+    return lines[0]
+
+
+def _bad_recipe(tmp: Path, tiny_model_dir: Path, files: dict[str, Path], change: object) -> Path:
+    recipe = multitask_recipe(tmp, tiny_model_dir, files)
+    change(recipe)
+    path = tmp / "bad.yaml"
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    return path
+
+
+def test_a_duplicated_task_name_exits_2_with_one_line(tmp_path: Path, tiny_model_dir: Path,
+                                                      multitask_files: dict[str, Path]) -> None:
+    def duplicate(recipe: dict) -> None:
+        recipe["tasks"][2]["name"] = "sentiment"
+
+    _one_line_exit_2(["run", str(_bad_recipe(tmp_path, tiny_model_dir, multitask_files, duplicate))],
+                     "tasks[2].name", "'sentiment' is used twice")
+
+
+def test_a_task_that_cannot_share_the_encoder_exits_2_with_one_line(tmp_path: Path, tiny_model_dir: Path,
+                                                                    multitask_files: dict[str, Path]) -> None:
+    def generation(recipe: dict) -> None:
+        recipe["tasks"][1]["task"] = "generation"
+
+    _one_line_exit_2(["run", str(_bad_recipe(tmp_path, tiny_model_dir, multitask_files, generation))],
+                     "tasks[1].task", "'generation' cannot share the encoder", "classification")
+
+
+def _other_tokenizer_model(folder: Path) -> Path:
+    """A tiny BERT whose tokenizer has its own 40-word vocabulary."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder.mkdir()
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *[chr(c) for c in range(ord("a"), ord("z") + 1)]]
+    (folder / "vocab.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    config = BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=64)
+    BertModel(config).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def test_mismatched_tokenizers_exit_2_with_one_line(tmp_path: Path, tiny_model_dir: Path,
+                                                    multitask_files: dict[str, Path]) -> None:
+    other = _other_tokenizer_model(tmp_path / "other-model")
+
+    def mismatched(recipe: dict) -> None:
+        recipe["tasks"][1]["model"] = str(other)
+
+    line = _one_line_exit_2(["run", str(_bad_recipe(tmp_path, tiny_model_dir, multitask_files, mismatched))],
+                            "tasks[1].model", "a different tokenizer", "share one encoder")
+    assert "Traceback" not in line
+
+
+def test_an_unknown_task_in_predict_and_eval_exits_2_with_one_line(multitask_run: Path,
+                                                                   multitask_files: dict[str, Path]) -> None:
+    _one_line_exit_2(["predict", str(multitask_run), "--task", "urgency", "--text", "hello"],
+                     "--task 'urgency'", "sentiment, score, ner")
+    _one_line_exit_2(["predict", str(multitask_run), "--text", "hello"], "multi-task model", "--task NAME")
+    _one_line_exit_2(["eval", str(multitask_run), "--task", "nope", "--data", str(multitask_files["ner_test"])],
+                     "--task 'nope'")
+
+
+def test_the_recipe_refuses_an_unknown_select_task_and_a_single_task_list(tmp_path: Path, tiny_model_dir: Path,
+                                                                         multitask_files: dict[str, Path]) -> None:
+    def select(recipe: dict) -> None:
+        recipe["multitask"]["select"] = "urgency"
+
+    _one_line_exit_2(["run", str(_bad_recipe(tmp_path, tiny_model_dir, multitask_files, select))],
+                     "multitask.select", "'urgency'")
+
+    def single(recipe: dict) -> None:
+        recipe["tasks"] = recipe["tasks"][:1]
+
+    _one_line_exit_2(["run", str(_bad_recipe(tmp_path, tiny_model_dir, multitask_files, single))],
+                     "at least two tasks")
+
+
+# ---------------------------------------------------------------------------------------------- other settings
+
+
+def _two_task_run(tmp: Path, tiny_model_dir: Path, files: dict[str, Path], **settings: object) -> dict:
+    recipe = multitask_recipe(tmp, tiny_model_dir, files, **settings.pop("multitask", {}))
+    recipe["tasks"] = recipe["tasks"][:2]
+    for key, value in settings.items():
+        recipe.setdefault(key, {}).update(value)
+    path = tmp / "two.yaml"
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    code, _, stderr = run_cli(["run", str(path)])
+    assert code == 0, stderr
+    return json.loads((tmp / "run" / "metrics.json").read_text())
+
+
+def test_uncertainty_weighting_with_one_shared_lora_adapter_and_the_single_task_comparison(
+        tmp_path: Path, tiny_model_dir: Path, multitask_files: dict[str, Path]) -> None:
+    metrics = _two_task_run(tmp_path, tiny_model_dir, multitask_files, model={"peft": {"method": "lora", "r": 4}},
+                            multitask={"balance": "uncertainty", "steps": 40, "comparison": "single_task",
+                                       "sampling": "round_robin"})
+    mt = metrics["multitask"]
+    assert set(mt["uncertainty_weights"]) == {"sentiment", "score"} and mt["uncertainty_history"]
+    assert mt["uncertainty_weights"] != {"sentiment": 1.0, "score": 1.0}  # the log-variances were trained
+    assert mt["sampling"]["batches"] == [20, 20]
+    assert metrics["train"]["trainable_params"] < metrics["train"]["total_params"]  # LoRA: the encoder is frozen
+    comparison = metrics["comparison"]
+    assert set(comparison["tasks"]) == {"sentiment", "score"}
+    assert comparison["tasks"]["sentiment"]["batches"] == 20
+    for name in ("sentiment", "score"):
+        entry = comparison["tasks"][name]
+        assert entry["single_task"] is not None and entry["multi_task"] is not None
+        assert (tmp_path / "run" / "single" / name / "metrics.json").is_file()
+    assert "paired_test" in comparison["tasks"]["sentiment"]
+    assert comparison["train_time_s"]["single_tasks_sum"] > 0
+    assert comparison["parameters_served"]["multi_task"] < comparison["parameters_served"]["single_tasks_sum"]
+    assert "single-task fine-tune" in (tmp_path / "run" / "report.md").read_text()
+    code, stdout, stderr = run_cli(["predict", str(tmp_path / "run"), "--task", "score", "--text", "great shop"])
+    assert code == 0, stderr  # the merged encoder reloads with its head
+    assert isinstance(json.loads(stdout)["score"], float)
+
+
+def test_pcgrad_takes_one_batch_of_every_task_per_step(tmp_path: Path, tiny_model_dir: Path,
+                                                       multitask_files: dict[str, Path]) -> None:
+    metrics = _two_task_run(tmp_path, tiny_model_dir, multitask_files,
+                            multitask={"balance": "pcgrad", "steps": 30, "select": "sentiment"})
+    assert metrics["train"]["global_step"] == 30 and metrics["train"]["global_batch"] == 32
+    assert metrics["multitask"]["select"] == {"metric": "sentiment_f1_macro", "greater_is_better": True,
+                                              "by": "sentiment"}
+    assert metrics["tasks"]["sentiment"]["tuned"]["f1_macro"] > 0.6

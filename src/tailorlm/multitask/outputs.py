@@ -110,19 +110,22 @@ def compare_single(ctx: MultiTaskContext) -> dict[str, Any]:
     from tailorlm.evaluate.predictions import FILE, read_jsonl
     from tailorlm.evaluate.stats import paired_test, same_test_set
     from tailorlm.metric_names import greater_is_better
-    from tailorlm.run import run
 
+    run = ctx.need("run_single")  # tailorlm.run.run, handed in by launch.py (run.py imports this package)
     rows: dict[str, Any] = {}
     single_train_s, single_params = 0.0, 0
-    for unit in ctx.units:
+    batches = ctx.need("sampling").record(ctx.recipe.training.seed)["batches"]
+    for unit, budget in zip(ctx.units, batches, strict=True):
         single = task_recipe(ctx.recipe, unit.entry, ctx.run_dir.path / "single" / unit.name)
         single.baseline.zero_shot = single.baseline.linear_probe = False  # measured once, in the multi-task run
-        single.training.epochs = max(1.0, float(ctx.recipe.training.epochs))
+        # the same budget per task: as many batches of its rows as the joint run gave it
+        per_epoch = -(-len(unit.data.train) // int(single.training.batch_size))
+        single.training.epochs = max(budget, 1) / per_epoch
         metrics = run(single, ctx.console)
         single_train_s += metrics["train"]["runtime_s"]
         single_params += metrics["train"]["total_params"]
         metric = unit.main_metric
-        entry = {"metric": metric, "greater_is_better": greater_is_better(metric),
+        entry = {"metric": metric, "greater_is_better": greater_is_better(metric), "batches": budget,
                  "multi_task": unit.evaluation["metrics"].get(metric), "single_task": metrics["tuned"].get(metric)}
         single_rows = read_jsonl(ctx.run_dir.path / "single" / unit.name / FILE)
         if unit.predictions and same_test_set(unit.predictions, single_rows):

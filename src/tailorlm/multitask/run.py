@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -32,11 +33,14 @@ STAGES: list[Stage] = [
 ]
 
 
-def run_multitask(recipe: Recipe, console: Console | None = None) -> dict[str, Any]:
-    """One multi-task run of ``recipe`` (it has ``tasks:``) in its run directory; returns metrics.json."""
+def run_multitask(recipe: Recipe, console: Console | None = None,
+                  run_single: Callable[..., dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One multi-task run of ``recipe`` (it has ``tasks:``) in its run directory; returns metrics.json.
+
+    ``run_single``: the single-task run (``tailorlm.run.run``) that ``comparison: single_task`` calls per task."""
     console = console or Console(stderr=True)
     with single_run(recipe, console) as opened:
-        ctx = stages.MultiTaskContext(recipe, console, opened.run_dir)
+        ctx = stages.MultiTaskContext(recipe, console, opened.run_dir, run_single=run_single)
         return run_stages(STAGES, ctx)
 
 

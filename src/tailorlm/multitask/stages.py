@@ -8,6 +8,7 @@ the verdict, per task; what is multi-task is the model (``model.py``), the sampl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,8 @@ class MultiTaskContext(RunContext):
 
     units: list[TaskUnit] = field(default_factory=list)
     sampling: SamplingPlan | None = None
+    #: one single-task run (``tailorlm.run.run``) for ``comparison: single_task``
+    run_single: Callable[..., dict[str, Any]] | None = None
 
     def unit_dir(self, unit: TaskUnit) -> RunDir:
         return RunDir.create(self.run_dir.path / TASKS_DIR / unit.name)
