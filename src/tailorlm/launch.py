@@ -46,11 +46,6 @@ def run_once(recipe: Recipe, console: Console, extra_callbacks: list[Any] | None
     from tailorlm.evaluate import data_curve
     from tailorlm.run import run
 
-    if recipe.tasks:  # several tasks on one encoder: its own list of stages (multitask/run.py)
-        from tailorlm.multitask.run import run_multitask
-
-        return run_multitask(recipe, console, run_single=run)
-
     curve_base = data_curve.start(recipe) if recipe.report.data_curve else None  # checked before any training
     if recipe.validation.kfold:
         from tailorlm.tune.cv import run_cv

@@ -75,6 +75,10 @@ def run(recipe: Recipe, console: Console | None = None, extra_callbacks: list[An
     from tailorlm.train.distributed import WorkerRunDir, is_main_process
 
     console = console or Console(stderr=True)
+    if recipe.tasks:  # several tasks on one encoder: their own list of stages (multitask/run.py)
+        from tailorlm.multitask.run import run_multitask
+
+        return run_multitask(recipe, console, run_single=run, extra_callbacks=extra_callbacks)
     fill_model_name(recipe)
     if not is_main_process():  # data parallel: only rank 0 writes the run directory (train/distributed.py)
         worker_dir = WorkerRunDir(recipe.output_dir)

@@ -57,8 +57,7 @@ def results(ctx: MultiTaskContext) -> dict[str, Any]:
                   "peft": ctx.recipe.model.peft.method, "encoders": 1, "heads": len(ctx.units)},
         "multitask": record,
         "train": train_section(outcome, ctx.parameter_counts),
-        "validation": {"combined": validation.get("combined"), "loss": validation.get("loss"),
-                       "step": validation.get("step")},
+        "validation": validation,  # the kept checkpoint's: combined, loss, <task>_<metric> (tune's objective)
     }
 
 

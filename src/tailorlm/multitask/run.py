@@ -34,13 +34,16 @@ STAGES: list[Stage] = [
 
 
 def run_multitask(recipe: Recipe, console: Console | None = None,
-                  run_single: Callable[..., dict[str, Any]] | None = None) -> dict[str, Any]:
+                  run_single: Callable[..., dict[str, Any]] | None = None,
+                  extra_callbacks: list[Any] | None = None) -> dict[str, Any]:
     """One multi-task run of ``recipe`` (it has ``tasks:``) in its run directory; returns metrics.json.
 
-    ``run_single``: the single-task run (``tailorlm.run.run``) that ``comparison: single_task`` calls per task."""
+    ``run_single``: the single-task run (``tailorlm.run.run``) that ``comparison: single_task`` calls per task;
+    ``extra_callbacks`` join the Trainer's (tune's pruning, on ``eval_combined`` or ``eval_<task>_<metric>``)."""
     console = console or Console(stderr=True)
     with single_run(recipe, console) as opened:
-        ctx = stages.MultiTaskContext(recipe, console, opened.run_dir, run_single=run_single)
+        ctx = stages.MultiTaskContext(recipe, console, opened.run_dir, list(extra_callbacks or []),
+                                      run_single=run_single)
         return run_stages(STAGES, ctx)
 
 

@@ -242,7 +242,8 @@ def train(ctx: MultiTaskContext) -> None:
                       "parameters trained")
     ctx.outcome = fit_multitask(ctx.model, ctx.units, ctx.tokenizer, ctx.recipe, plan, ctx.run_dir.checkpoints,
                                 ctx.run_dir.log_history, ctx.console, lambda: validation_metrics(ctx),
-                                selection(ctx.recipe, ctx.units), resume_from=ctx.run_dir.resume_from)
+                                selection(ctx.recipe, ctx.units), resume_from=ctx.run_dir.resume_from,
+                                extra_callbacks=ctx.extra_callbacks)
 
 
 def evaluate(ctx: MultiTaskContext) -> None:

@@ -200,14 +200,16 @@ def multitask_arguments(recipe: Recipe, steps: int, eval_every: int, out: Path, 
 
 def fit_multitask(mt: MultiTaskModel, units: list[TaskUnit], tokenizer: Any, recipe: Recipe, plan: SamplingPlan,
                   checkpoints: Path, log_path: Path, console: Console, validate: Callable[[], dict[str, float]],
-                  select: tuple[str, bool], resume_from: Path | None = None) -> TrainOutcome:
+                  select: tuple[str, bool], resume_from: Path | None = None,
+                  extra_callbacks: list[Any] | None = None) -> TrainOutcome:
     """Train ``mt`` in place for ``plan.steps`` optimizer steps; the best checkpoint by ``select`` is loaded back."""
     t = recipe.training
     steps = max(1, plan.steps // t.gradient_accumulation)  # the plan counts batches, the Trainer updates
     evaluations = min(MAX_EVALUATIONS, max(1, t.evals_per_epoch * max(1, round(float(t.epochs)))))
     args = multitask_arguments(recipe, steps, max(1, steps // evaluations), checkpoints, *select)
     sampler = TaskBatchSampler(plan, int(t.batch_size), t.seed, recipe.multitask.balance == "pcgrad")
-    callbacks: list[Any] = [RichProgressCallback(console, select[0]), LogHistoryWriter(log_path)]
+    callbacks: list[Any] = [RichProgressCallback(console, select[0]), LogHistoryWriter(log_path),
+                            *(extra_callbacks or [])]
     if t.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_min_delta))
     eval_sets = {u.name: u.encoded.validation for u in units}
