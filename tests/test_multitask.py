@@ -384,3 +384,48 @@ def test_pcgrad_takes_one_batch_of_every_task_per_step(tmp_path: Path, tiny_mode
     assert metrics["multitask"]["select"] == {"metric": "sentiment_f1_macro", "greater_is_better": True,
                                               "by": "sentiment"}
     assert metrics["tasks"]["sentiment"]["tuned"]["f1_macro"] > 0.6
+
+
+def test_qa_shares_the_encoder_with_a_classifier(tmp_path: Path, tiny_model_dir: Path,
+                                                 multitask_files: dict[str, Path]) -> None:
+    from tailorlm.demos.qa import generate_qa_dataset
+
+    qa = generate_qa_dataset(tmp_path / "qa", seed=3, n_passages=24)
+    recipe = multitask_recipe(tmp_path, tiny_model_dir, multitask_files, steps=20, sampling="proportional")
+    recipe["tasks"] = [recipe["tasks"][0], {"name": "answers", "task": "qa", "data": {
+        "train": str(qa["train"]), "validation": str(qa["validation"]), "test": str(qa["test"])}}]
+    path = tmp_path / "qa.yaml"
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    code, _, stderr = run_cli(["run", str(path)])
+    assert code == 0, stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert {"exact_match", "f1"} <= set(metrics["tasks"]["answers"]["tuned"])
+    assert "span_probe" in metrics["tasks"]["answers"]["baseline"]
+    code, stdout, stderr = run_cli(["predict", str(tmp_path / "run"), "--task", "answers", "--question", "who?",
+                                    "--context", "Ann runs the shop."])
+    assert code == 0, stderr
+    assert "answer" in json.loads(stdout)
+
+
+def test_uncertainty_weighting_in_a_run_weighs_the_clean_task_above_its_noisy_copy(
+        tmp_path: Path, tiny_model_dir: Path) -> None:
+    """The same texts scored twice, once with the exact score and once with heavy noise added: trained jointly
+    through the multi-task trainer, the clean task's learned weight exp(-s) ends above the noisy one's."""
+    rng = np.random.default_rng(0)
+    rows = scored_rows(200)
+    clean = _write(tmp_path / "clean.csv", rows)
+    noisy = _write(tmp_path / "noisy.csv", [r | {"score": float(r["score"]) + rng.normal(0, 3.0)} for r in rows])
+    data = {"label_column": "score", "split": {"validation": 0.15, "test": 0.15}}
+    recipe = {"output_dir": str(tmp_path / "run"), "model": {"name": str(tiny_model_dir)},
+              "tasks": [{"name": "clean", "task": "regression", "data": {"train": str(clean), **data}},
+                        {"name": "noisy", "task": "regression", "data": {"train": str(noisy), **data}}],
+              "training": {"batch_size": 16, "learning_rate": 4e-3, "warmup": 0.0, "early_stopping_patience": None,
+                           "epochs": 1},
+              "baseline": {"linear_probe": False},
+              "multitask": {"balance": "uncertainty", "sampling": "round_robin", "steps": 80, "conflict_batches": 0}}
+    path = tmp_path / "u.yaml"
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    code, _, stderr = run_cli(["run", str(path)])
+    assert code == 0, stderr
+    weights = json.loads((tmp_path / "run" / "metrics.json").read_text())["multitask"]["uncertainty_weights"]
+    assert weights["clean"] > 1.2 * weights["noisy"], weights

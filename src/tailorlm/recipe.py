@@ -581,6 +581,9 @@ class MultiTaskConfig(_Section):
         "fixed", description="fixed: loss_weight; uncertainty: learned log-variances (Kendall et al. 2018); "
         "pcgrad: one batch per task per step, conflicting gradients projected (Yu et al. 2020)"
     )
+    uncertainty_lr: PositiveFloat = Field(
+        0.05, description="uncertainty: the learning rate of the log-variances (their own group, scheduled like the "
+        "rest; at a fine-tuning rate they would barely move)")
     steps: PositiveInt | Literal["auto"] = Field(
         "auto", description="the total optimizer-step budget (one batch each, one task per batch); auto: the sum "
         "of each task's training.epochs: auto steps"

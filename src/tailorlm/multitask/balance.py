@@ -2,8 +2,8 @@
 
 - ``fixed``: each task's loss times its ``loss_weight``;
 - ``uncertainty`` (Kendall, Gal & Cipolla 2018): a learned log-variance s_t per task, loss_t · exp(-s_t) + s_t;
-  a noisier task learns a larger s_t, so a smaller weight exp(-s_t). s_t is trained with the model (its own
-  parameter group, no weight decay);
+  a noisier task learns a larger s_t, so a smaller weight exp(-s_t). s_t is trained with the model in its own
+  parameter group (``multitask.uncertainty_lr``, no weight decay): at a fine-tuning rate it would barely move;
 - ``pcgrad`` (Yu et al. 2020, "Gradient surgery"): one batch of every task per step; where two tasks' gradients
   on the shared encoder point against each other (negative dot product), each is projected onto the other's
   normal plane before they are summed. Heads get their own task's gradient unchanged.

@@ -78,6 +78,7 @@ class MultiTaskTrainer(Trainer):
         self.loss_weights = {u.name: u.entry.loss_weight for u in units}
         self.collate = task_collate([u.name for u in units], [u.task.collator(self.processing_class) for u in units])
         self.conflict_batches = recipe.multitask.conflict_batches
+        self.uncertainty_lr = recipe.multitask.uncertainty_lr
         self.seen: dict[str, list[float]] = {u.name: [] for u in units}
         self.model_accepts_loss_kwargs = False  # the objective returns a batch mean; Trainer scales for accumulation
 
@@ -87,8 +88,18 @@ class MultiTaskTrainer(Trainer):
         return DataLoader(dataset, batch_sampler=self.sampler, collate_fn=self.collate,
                           pin_memory=self.args.dataloader_pin_memory and torch.cuda.is_available())
 
-    def get_decay_parameter_names(self, model: Any) -> list[str]:
-        return [n for n in super().get_decay_parameter_names(model) if not n.startswith("uncertainty.")]
+    def create_optimizer(self, model: Any = None) -> Any:
+        """Trainer's optimizer, with the uncertainty log-variances as their own group (no decay, their own rate)."""
+        balance = self.mt.uncertainty
+        if balance is None or self.optimizer is not None:
+            return super().create_optimizer(model)
+        balance.log_vars.requires_grad_(False)  # left out of Trainer's groups...
+        try:
+            optimizer = super().create_optimizer(model)
+        finally:
+            balance.log_vars.requires_grad_(True)
+        optimizer.add_param_group({"params": [balance.log_vars], "lr": self.uncertainty_lr, "weight_decay": 0.0})
+        return optimizer  # ...and the scheduler, built after, scales this group's rate like the others
 
     def task_loss(self, name: str, inputs: dict[str, Any]) -> tuple[torch.Tensor, Any]:
         """Task ``name``'s objective on its batch, weighed by the balance method."""
