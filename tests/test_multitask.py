@@ -429,3 +429,40 @@ def test_uncertainty_weighting_in_a_run_weighs_the_clean_task_above_its_noisy_co
     assert code == 0, stderr
     weights = json.loads((tmp_path / "run" / "metrics.json").read_text())["multitask"]["uncertainty_weights"]
     assert weights["clean"] > 1.2 * weights["noisy"], weights
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_result(
+        tmp_path: Path, tiny_model_dir: Path, multitask_files: dict[str, Path]) -> None:
+    from rich.console import Console
+    from transformers import TrainerCallback
+
+    from tailorlm.recipe import recipe_from_dict
+    from tailorlm.run import run
+
+    class StopAt(TrainerCallback):
+        def on_step_end(self, args: object, state: object, control: object, **kw: object) -> None:
+            if state.global_step == 14:  # after the checkpoint of step 12
+                raise KeyboardInterrupt
+
+    def recipe(out: str) -> object:
+        raw = multitask_recipe(tmp_path, tiny_model_dir, multitask_files, steps=20, conflict_batches=0)
+        raw["tasks"] = raw["tasks"][:2]
+        raw["training"]["evals_per_epoch"] = 2
+        raw["output_dir"] = str(tmp_path / out)
+        return recipe_from_dict(raw)
+
+    quiet = Console(quiet=True)
+    straight = run(recipe("straight"), quiet)
+    with pytest.raises(KeyboardInterrupt):
+        run(recipe("killed"), quiet, extra_callbacks=[StopAt()])
+    status = json.loads((tmp_path / "killed" / "status.json").read_text())
+    assert status["status"] == "interrupted"
+    resumed_recipe = recipe("killed")
+    resumed_recipe.training.resume = "always"
+    resumed = run(resumed_recipe, quiet)
+    assert json.loads((tmp_path / "killed" / "status.json").read_text())["resumed_from"].endswith("checkpoint-12")  # evaluated every 3 steps
+    for name in ("sentiment", "score"):
+        a, b = (({k: v for k, v in m["tasks"][name]["tuned"].items() if isinstance(v, float)}) for m in (resumed,
+                                                                                                    straight))
+        assert a == pytest.approx(b, abs=1e-6), name
+    assert resumed["validation"]["combined"] == pytest.approx(straight["validation"]["combined"], abs=1e-6)
