@@ -460,7 +460,8 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_result(
     resumed_recipe = recipe("killed")
     resumed_recipe.training.resume = "always"
     resumed = run(resumed_recipe, quiet)
-    assert json.loads((tmp_path / "killed" / "status.json").read_text())["resumed_from"].endswith("checkpoint-12")  # evaluated every 3 steps
+    resumed_from = json.loads((tmp_path / "killed" / "status.json").read_text())["resumed_from"]
+    assert resumed_from.endswith("checkpoint-12")  # evaluated (and saved) every 3 steps
     for name in ("sentiment", "score"):
         a, b = (({k: v for k, v in m["tasks"][name]["tuned"].items() if isinstance(v, float)}) for m in (resumed,
                                                                                                     straight))

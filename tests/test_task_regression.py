@@ -106,3 +106,52 @@ def test_eval_and_predict_reload_the_saved_model(regression_run: Path) -> None:
     code, stdout, stderr = run_cli(["predict", str(run), "--text", "the service was great and lovely"])
     assert code == 0, stderr
     assert isinstance(json.loads(stdout)["score"], float)
+
+
+def test_huber_and_mse_losses_per_example() -> None:
+    import torch
+
+    from tailorlm.train.objective import Objective, per_example_loss
+
+    outputs = {"logits": torch.tensor([[0.0], [3.0]])}
+    targets = {"labels": torch.tensor([0.5, 0.0])}
+    assert per_example_loss(outputs, targets, "mse").tolist() == pytest.approx([0.25, 9.0])
+    assert per_example_loss(outputs, targets, "huber", huber_delta=1.0).tolist() == pytest.approx([0.125, 2.5])
+    assert Objective("huber").takes_over({}) and not Objective("mse").takes_over({})  # MSE is the head's own loss
+
+
+def test_the_demo_is_deterministic_and_holds_out_test_phrasings(tmp_path: Path) -> None:
+    from tailorlm.demos.regression import SITUATIONS, generate_regression_dataset
+
+    a = generate_regression_dataset(tmp_path / "a", seed=3, n_rows=200)
+    b = generate_regression_dataset(tmp_path / "b", seed=3, n_rows=200)
+    frames = {name: pd.read_csv(path) for name, path in a.items()}
+    assert all(frames[n].equals(pd.read_csv(b[n])) for n in frames)
+    assert frames["train"]["score"].between(0, 5).all() and len(frames["train"]) == 140
+    held_out = [p for _, test, _ in SITUATIONS for p in test]
+    assert not frames["train"]["text"].str.contains("|".join(held_out)).any()
+    assert frames["test"]["text"].str.contains("|".join(held_out)).any()
+    assert not set(frames["train"]["text"]) & set(frames["test"]["text"])
+
+
+def test_text_pairs_are_encoded_and_scored_as_pairs(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from tailorlm.recipe import recipe_from_dict
+    from tailorlm.tasks import get_task
+    from tailorlm.tasks.base import EvalSettings
+
+    path = tmp_path / "sts.csv"
+    pd.DataFrame(scored_rows(60, pairs=True)).to_csv(path, index=False)
+    recipe = recipe_from_dict({"task": "regression", "model": {"name": str(tiny_model_dir)},
+                               "data": {"train": str(path), "label_column": "score", "text_pair_column": "sentence2"}})
+    task, tokenizer = get_task("regression"), AutoTokenizer.from_pretrained(tiny_model_dir)
+    data = task.prepare_data(recipe, None)
+    encoded = task.encode(recipe, data, tokenizer)
+    assert all(1 in row for row in encoded.train["token_type_ids"])  # the second segment is the pair
+    from tailorlm.models.registry import resolve_model
+
+    model = task.build_model(resolve_model(str(tiny_model_dir)), recipe, data)
+    result = task.evaluate(model, tokenizer, data.test, task.model_meta(data), EvalSettings(max_length=64))
+    assert result["metrics"]["n"] == len(data.test) and task.model_meta(data)["pair"] is True
+    assert {"gold", "prediction", "scores"} <= set(result["predictions"][0])
