@@ -155,3 +155,17 @@ def test_text_pairs_are_encoded_and_scored_as_pairs(tmp_path: Path, tiny_model_d
     result = task.evaluate(model, tokenizer, data.test, task.model_meta(data), EvalSettings(max_length=64))
     assert result["metrics"]["n"] == len(data.test) and task.model_meta(data)["pair"] is True
     assert {"gold", "prediction", "scores"} <= set(result["predictions"][0])
+
+
+def test_the_untrained_head_predicts_the_training_mean(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from tailorlm.models.registry import resolve_model
+    from tailorlm.recipe import recipe_from_dict
+    from tailorlm.tasks import get_task
+
+    path = tmp_path / "scores.csv"
+    pd.DataFrame([r | {"score": float(r["score"]) + 10.0} for r in scored_rows(60)]).to_csv(path, index=False)
+    recipe = recipe_from_dict({"task": "regression", "data": {"train": str(path), "label_column": "score"}})
+    task = get_task("regression")
+    data = task.prepare_data(recipe, None)
+    model = task.build_model(resolve_model(str(tiny_model_dir)), recipe, data)
+    assert float(model.classifier.bias.detach()) == pytest.approx(data.train["target"].mean(), abs=1e-5)

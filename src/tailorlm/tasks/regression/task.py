@@ -76,7 +76,9 @@ class RegressionTask(Task):
         config = load_pretrained(AutoConfig, resolved, recipe.model, num_labels=1)
         config.problem_type = "regression"
         set_dropout(config, recipe.training.dropout, recipe.training.attention_dropout)
-        return load_pretrained(AutoModelForSequenceClassification, resolved, recipe.model, config=config)
+        model = load_pretrained(AutoModelForSequenceClassification, resolved, recipe.model, config=config)
+        start_at_the_mean(model, float(data.train["target"].mean()))
+        return model
 
     def model_meta(self, data: PreparedData) -> dict[str, Any]:
         return {"pair": _pairs(data.train) is not None, "target": "target",
@@ -155,6 +157,17 @@ class RegressionTask(Task):
             encoder = load_pretrained(AutoModel, resolved, recipe.model)
             result["ridge_probe"] = ridge_probe(encoder, tokenizer, data, max_length, recipe.training.eval_batch)
         return result
+
+
+def start_at_the_mean(model: PreTrainedModel, mean: float) -> None:
+    """The output layer's bias set to the training mean: the untrained head is the mean predictor, not 0, so a
+    target far from 0 (scores 0-5) costs no steps at a fine-tuning learning rate to reach its level."""
+    import torch
+
+    outputs = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == 1]
+    if outputs and outputs[-1].bias is not None:
+        with torch.no_grad():
+            outputs[-1].bias.fill_(mean)
 
 
 def ridge_probe(encoder: Any, tokenizer: PreTrainedTokenizerBase, data: PreparedData, max_length: int,
