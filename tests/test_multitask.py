@@ -205,7 +205,12 @@ def test_a_joint_run_reports_every_task_against_its_own_baselines(multitask_run:
     assert tasks["sentiment"]["tuned"]["f1_macro"] > 0.8
     assert tasks["score"]["tuned"]["rmse"] < 0.8 * tasks["score"]["baseline"]["mean"]["rmse"]
     assert tasks["ner"]["tuned"]["f1"] > 0.0
-    assert (multitask_run / "report.md").read_text().count("multi-task fine-tune") == 3
+    report = (multitask_run / "report.md").read_text()
+    assert report.count("multi-task fine-tune") == 3 and "sentiment / score" in report
+    assert (multitask_run / "report.html").read_text().count("<table>") >= 4
+    code, _, stderr = run_cli(["report", str(multitask_run)])  # tailor report draws the multi-task report again
+    assert code == 0, stderr
+    assert (multitask_run / "report.md").read_text() == report
     model = multitask_run / "model"
     assert (model / "encoder" / "model.safetensors").is_file() and not (model / "model.safetensors").exists()
     assert sorted(p.name for p in (model / "heads").iterdir()) == ["ner", "score", "sentiment"]

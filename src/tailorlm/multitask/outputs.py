@@ -140,10 +140,10 @@ def compare_single(ctx: MultiTaskContext) -> dict[str, Any]:
 
 
 def write(ctx: MultiTaskContext) -> None:
-    from tailorlm.multitask.report import markdown_report
+    from tailorlm.multitask.report import write_report
 
     ctx.metrics["timings_s"] = dict(ctx.timings)
     ctx.metrics["stages"] = ctx.plan
     ctx.run_dir.write_json("metrics.json", ctx.metrics)
     ctx.run_dir.write_json("log_history.json", ctx.need("outcome").log_history)
-    ctx.run_dir.write_text("report.md", markdown_report(ctx.metrics))
+    write_report(ctx.run_dir.path, ctx.metrics)
