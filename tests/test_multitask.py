@@ -472,3 +472,18 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_result(
                                                                                                     straight))
         assert a == pytest.approx(b, abs=1e-6), name
     assert resumed["validation"]["combined"] == pytest.approx(straight["validation"]["combined"], abs=1e-6)
+
+
+def test_set_reaches_one_task_by_name_and_the_recipe_refuses_top_level_data(tmp_path: Path, tiny_model_dir: Path,
+                                                                            multitask_files: dict[str, Path]) -> None:
+    from tailorlm.errors import RecipeError
+    from tailorlm.recipe import load_recipe
+
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(multitask_recipe(tmp_path, tiny_model_dir, multitask_files)), encoding="utf-8")
+    recipe = load_recipe(path, ["tasks.score.loss_weight=2.5", "tasks.0.data.label_column=stars"])
+    assert recipe.tasks[1].loss_weight == 2.5 and recipe.tasks[0].data.label_column == "stars"
+    with pytest.raises(RecipeError, match=r"no task 'urgency'.*sentiment, score, ner"):
+        load_recipe(path, ["tasks.urgency.loss_weight=2"])
+    with pytest.raises(RecipeError, match=r"remove the top-level data\.train"):
+        load_recipe(path, [f"data.train={multitask_files['sent_train']}"])

@@ -638,6 +638,8 @@ class Recipe(_Section):
             return self
         if len(self.tasks) < 2:
             raise ValueError("tasks: list at least two tasks (one task is an ordinary recipe with task: and data:)")
+        if self.data.train:
+            raise ValueError("tasks: each task names its own files (tasks[i].data); remove the top-level data.train")
         seen: set[str] = set()
         for i, entry in enumerate(self.tasks):
             if entry.name in seen:
@@ -823,15 +825,30 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         path, value = _parse_override(item)
         node = raw
         for depth, part in enumerate(path[:-1]):
+            if isinstance(node, list):  # tasks.<name or index>: one entry of the task list
+                node = _list_entry(node, part, item, ".".join(path[:depth]))
+                continue
             child = node.get(part)
             if child is None:
                 child = node[part] = {}
+            elif isinstance(child, list) and part == "tasks":
+                node = child
+                continue
             elif not isinstance(child, dict):
                 parent = ".".join(path[: depth + 1])
                 raise RecipeError(f"--set {item}: '{parent}' is a value, not a section")
             node = child
         node[path[-1]] = value
     return raw
+
+
+def _list_entry(entries: list[Any], part: str, item: str, where: str) -> dict[str, Any]:
+    """``tasks.score`` or ``tasks.1``: the entry of that name (or index) of the recipe's task list."""
+    for i, entry in enumerate(entries):
+        if isinstance(entry, dict) and (entry.get("name") == part or str(i) == part):
+            return entry
+    names = ", ".join(str(e.get("name")) for e in entries if isinstance(e, dict))
+    raise RecipeError(f"--set {item}: no task '{part}' in {where}; use one of: {names}")
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
