@@ -487,3 +487,31 @@ def test_set_reaches_one_task_by_name_and_the_recipe_refuses_top_level_data(tmp_
         load_recipe(path, ["tasks.urgency.loss_weight=2"])
     with pytest.raises(RecipeError, match=r"remove the top-level data\.train"):
         load_recipe(path, [f"data.train={multitask_files['sent_train']}"])
+
+
+def test_tailor_tune_searches_a_per_task_key_and_a_sampler_key_on_the_combined_score(
+        tmp_path: Path, tiny_model_dir: Path, multitask_files: dict[str, Path]) -> None:
+    import csv
+
+    raw = multitask_recipe(tmp_path, tiny_model_dir, multitask_files, steps=10, conflict_batches=0)
+    raw["tasks"] = raw["tasks"][:2]
+    raw["baseline"] = {"zero_shot": False, "linear_probe": False}
+    raw["search"] = {"pruner": "none", "space": {
+        "tasks.score.loss_weight": {"type": "categorical", "choices": [0.1, 3.0]},
+        "multitask.sampling": {"type": "categorical", "choices": ["round_robin"]}}}
+    path = tmp_path / "tune.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    code, _, stderr = run_cli(["tune", str(path), "--method", "grid", "--trials", "2"])
+    assert code == 0, stderr
+    with (tmp_path / "run" / "trials.csv").open(encoding="utf-8") as handle:
+        trials = list(csv.DictReader(handle))
+    assert [t["state"] for t in trials] == ["complete", "complete"]
+    assert sorted(t["tasks.score.loss_weight"] for t in trials) == ["0.1", "3.0"]
+    assert trials[0]["value"] != trials[1]["value"]  # the weight reached the trial: the combined score moved
+    for trial in trials:
+        resolved = yaml.safe_load((Path(trial["dir"]) / "recipe.resolved.yaml").read_text())
+        assert resolved["multitask"]["sampling"] == "round_robin"
+        assert str(resolved["tasks"][1]["loss_weight"]) == trial["tasks.score.loss_weight"]
+    bad = dict(raw, search={"space": {"tasks.urgency.loss_weight": {"type": "categorical", "choices": [1.0]}}})
+    path.write_text(yaml.safe_dump(bad), encoding="utf-8")
+    _one_line_exit_2(["tune", str(path), "--trials", "1"], "no task 'urgency'", "sentiment, score")
