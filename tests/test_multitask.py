@@ -515,3 +515,18 @@ def test_tailor_tune_searches_a_per_task_key_and_a_sampler_key_on_the_combined_s
     bad = dict(raw, search={"space": {"tasks.urgency.loss_weight": {"type": "categorical", "choices": [1.0]}}})
     path.write_text(yaml.safe_dump(bad), encoding="utf-8")
     _one_line_exit_2(["tune", str(path), "--trials", "1"], "no task 'urgency'", "sentiment, score")
+
+
+def test_test_texts_another_task_trains_on_are_counted() -> None:
+    from types import SimpleNamespace
+
+    from tailorlm.multitask.stages import cross_task_overlap
+
+    def unit(name: str, train: list[str], test: list[str]) -> object:
+        data = SimpleNamespace(train=pd.DataFrame({"text": train}), test=pd.DataFrame({"text": test}))
+        return SimpleNamespace(name=name, data=data)
+
+    units = [unit("intent", ["Power is off!", "bill too high"], ["meter reading"]),
+             unit("urgency", ["meter reading", "gas smell"], ["power is OFF", "new text"]),
+             unit("tags", ["x"], ["y"])]
+    assert cross_task_overlap(units) == {"intent": {"urgency": 1}, "urgency": {"intent": 1}}

@@ -45,6 +45,7 @@ def results(ctx: MultiTaskContext) -> dict[str, Any]:
         "tasks": [u.name for u in ctx.units], "sampling": ctx.need("sampling").record(ctx.recipe.training.seed),
         "balance": mt.balance, "select": {"metric": metric, "greater_is_better": greater, "by": mt.select},
         "gradient_cosines": _history(outcome.log_history, "grad_cosine_"),
+        "test_texts_trained_by_other_tasks": ctx.overlap,
     }
     if model.uncertainty is not None:
         record["uncertainty_weights"] = dict(zip(model.names, model.uncertainty.weights(), strict=True))

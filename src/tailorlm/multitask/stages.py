@@ -35,6 +35,8 @@ class MultiTaskContext(RunContext):
 
     units: list[TaskUnit] = field(default_factory=list)
     sampling: SamplingPlan | None = None
+    #: test texts of one task that another trains on (cross_task_overlap), recorded in metrics.json
+    overlap: dict[str, dict[str, int]] = field(default_factory=dict)
     #: one single-task run (``tailorlm.run.run``) for ``comparison: single_task``
     run_single: Callable[..., dict[str, Any]] | None = None
 
@@ -80,6 +82,30 @@ def prepare(ctx: MultiTaskContext) -> None:
                           f"{len(unit.data.validation)} · test {len(unit.data.test)} rows; {len(unit.data.rejects)} "
                           f"rejected (see {folder.rejects})")
         ctx.units.append(unit)
+    ctx.overlap = cross_task_overlap(ctx.units)
+    for name, others in ctx.overlap.items():
+        shown = ", ".join(f"{n} rows in {other}'s training split" for other, n in others.items())
+        ctx.console.print(f"warning: {name}'s test split shares texts with other tasks ({shown}): the shared "
+                          "encoder trains on them with another task's label, so the multi-task score on those rows "
+                          "may be optimistic; give the tasks the same test texts, split from one file", markup=False)
+
+
+def cross_task_overlap(units: list[TaskUnit]) -> dict[str, dict[str, int]]:
+    """Per task, how many of its test texts another task trains on (the shared encoder saw them, with another
+    task's label): ``{task: {other: rows}}``, by the near-duplicate fingerprint; tasks without a text column skip."""
+    from tailorlm.data.clean import fingerprint
+
+    def prints(frame: Any) -> set[str]:
+        return {fingerprint(str(t)) for t in frame["text"]} if "text" in frame else set()
+
+    trained = {u.name: prints(u.data.train) for u in units}
+    out: dict[str, dict[str, int]] = {}
+    for unit in units:
+        tested = [fingerprint(str(t)) for t in unit.data.test["text"]] if "text" in unit.data.test else []
+        counts = {other: sum(fp in seen for fp in tested) for other, seen in trained.items() if other != unit.name}
+        if any(counts.values()):
+            out[unit.name] = {k: v for k, v in counts.items() if v}
+    return out
 
 
 def _sync_training(ctx: MultiTaskContext) -> None:
