@@ -530,3 +530,31 @@ def test_test_texts_another_task_trains_on_are_counted() -> None:
              unit("urgency", ["meter reading", "gas smell"], ["power is OFF", "new text"]),
              unit("tags", ["x"], ["y"])]
     assert cross_task_overlap(units) == {"intent": {"urgency": 1}, "urgency": {"intent": 1}}
+
+
+def test_seeds_summarise_each_task_and_the_single_task_comparison_over_runs(
+        tmp_path: Path, tiny_model_dir: Path, multitask_files: dict[str, Path]) -> None:
+    raw = multitask_recipe(tmp_path, tiny_model_dir, multitask_files, steps=12, conflict_batches=0,
+                           comparison="single_task")
+    raw["tasks"] = raw["tasks"][:2]
+    raw["training"]["seeds"] = 2
+    raw["baseline"] = {"zero_shot": False}
+    path = tmp_path / "seeds.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    code, _, stderr = run_cli(["run", str(path)])
+    assert code == 0, stderr
+    out = tmp_path / "run"
+    metrics = json.loads((out / "metrics.json").read_text())
+    per_seed = [json.loads((out / f"seed-{s}" / "metrics.json").read_text()) for s in (42, 43)]
+    assert metrics["seeds"]["values"] == [42, 43]
+    for name, main in (("sentiment", "f1_macro"), ("score", "rmse")):
+        task = metrics["tasks"][name]
+        values = [m["tasks"][name]["tuned"][main] for m in per_seed]
+        assert task["per_seed"] == values and task["tuned"][main] == pytest.approx(np.mean(values))
+        assert task["tuned_std"][main] == pytest.approx(np.std(values, ddof=1))
+        assert metrics["significance"][name]["seeds"] == 2
+        assert "sentence" in metrics["verdict"][name]
+        single = [m["comparison"]["tasks"][name]["single_task"] for m in per_seed]
+        assert metrics["comparison"]["tasks"][name]["single_task"] == pytest.approx(np.mean(single))
+        assert "p_value" in metrics["comparison"]["tasks"][name]["paired_test"]
+    assert "(mean of 2 seeds)" in (out / "report.md").read_text()

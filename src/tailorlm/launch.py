@@ -20,6 +20,11 @@ def run_recipe(recipe: Recipe, console: Console, started: float | None = None) -
         from tailorlm.tune.budget import run_with_budget
 
         return run_with_budget(recipe, console, started=started)
+    if recipe.tasks and recipe.training.seeds > 1:  # N joint multi-task runs, summarised per task (multitask/)
+        from tailorlm.multitask.seeds import run_multitask_seeds
+        from tailorlm.run import run
+
+        return run_multitask_seeds(recipe, console, run)
     if recipe.training.seeds > 1:  # N seeds into output_dir/seed-<s>/, mean ± std and CI (evaluate/seeds.py)
         from tailorlm.evaluate.seeds import run_seeds
 

@@ -653,12 +653,11 @@ class Recipe(_Section):
         if select != "weighted" and select not in seen:
             raise ValueError(f"multitask.select: '{select}' is not a task name; use weighted or one of: "
                              f"{', '.join(sorted(seen))}")
-        looped = self.validation.kfold or self.report.data_curve or self.search.budget or self.training.seeds > 1
+        looped = self.validation.kfold or self.report.data_curve or self.search.budget
         others = self.augment.method != "none" or self.adapt.self_train or self.adapt.pretrain
         if looped or others or self.training.num_processes > 1:
-            raise ValueError("tasks: a multi-task run is one run of one process; remove training.seeds, "
-                             "validation.kfold, report.data_curve, search.budget, augment, adapt and "
-                             "training.num_processes")
+            raise ValueError("tasks: a multi-task run is one run of one process; remove validation.kfold, "
+                             "report.data_curve, search.budget, augment, adapt and training.num_processes")
         return self
 
     @model_validator(mode="after")

@@ -25,9 +25,11 @@ def _task_blocks(name: str, section: dict[str, Any], comparison: dict[str, Any] 
     metric = section["main_metric"]
     rows = [[f"baseline: {base.replace('_', ' ')}" + (" (floor)" if result.get("floor") else ""), _fmt(result[metric])]
             for base, result in section.get("baseline", {}).items() if isinstance(result, dict) and metric in result]
+    seeds = f" (mean of {len(section['per_seed'])} seeds)" if "per_seed" in section else ""
     if comparison:
-        rows.append(["single-task fine-tune", _fmt(comparison.get("single_task"))])
-    rows.append(["multi-task fine-tune", _fmt(section["tuned"].get(metric))])
+        rows.append([f"single-task fine-tune{seeds}", _fmt(comparison.get("single_task"))])
+    spread = f" ± {_fmt(section['tuned_std'].get(metric))}" if metric in section.get("tuned_std", {}) else ""
+    rows.append([f"multi-task fine-tune{seeds}", _fmt(section["tuned"].get(metric)) + spread])
     blocks: list[Block] = [("h3", f"{name} ({section['task']})"), ("table", (["system", metric_name(metric)], rows))]
     test = (comparison or {}).get("paired_test")
     if test:
