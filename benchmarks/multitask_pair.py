@@ -8,22 +8,21 @@ Tasks, cut from ../shared/data with ``random.Random(0)``-style seeded shuffles (
   disjoint rows of ``stsb_train_3000.csv``;
 - ``books``: Amazon book-review sentiment (``classification``), train and test disjoint rows of
   ``amazon_books.csv``.
-Each seed is one ``tailor run`` of the multi-task recipe with ``multitask.comparison: single_task`` (each task
-alone with the batches the joint run gave it) into ``OUT/seed-<s>/``. The summary (``OUT/summary.json`` and the
-printed Markdown table) gives, per task, the main metric of the multi-task and single-task models (mean ± std
-over seeds), the paired bootstrap over the seed-mean on the same test rows (evaluate/stats.py), the training time
-of one joint run vs the single runs together, and the parameters served. It never runs in the test suite.
+It writes ``OUT/recipe.yaml`` (``multitask.comparison: single_task``: each task also alone with the batches the
+joint run gave it; ``training.seeds``) and runs it as ``tailor run`` does, into ``OUT/run/`` (``seed-<s>/`` per
+seed; the top level's metrics.json and report.md hold the per-task summary). The printed Markdown table gives,
+per task, the main metric of the multi-task model (mean ± std over seeds) and of the single-task one, the paired
+bootstrap of the seed-means on the same test rows (evaluate/stats.py), the best reference baseline, the training
+time of one joint run vs the single runs together, and the parameters served. It never runs in the test suite.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -61,46 +60,23 @@ def recipe(files: dict[str, Path], out: Path, seed: int, steps: str | int, model
     }
 
 
-def summarize(seed_metrics: list[dict[str, Any]], seed_dirs: list[Path]) -> dict[str, Any]:
-    from tailorlm.evaluate.predictions import FILE, read_jsonl
-    from tailorlm.evaluate.stats import paired_test
-
-    tasks: dict[str, Any] = {}
-    for name in seed_metrics[0]["tasks"]:
-        rows = [m["comparison"]["tasks"][name] for m in seed_metrics]
-        multi = np.array([r["multi_task"] for r in rows], dtype=float)
-        single = np.array([r["single_task"] for r in rows], dtype=float)
-        runs_multi = [read_jsonl(d / "tasks" / name / FILE) for d in seed_dirs]
-        runs_single = [read_jsonl(d / "single" / name / FILE) for d in seed_dirs]
-        metric = (seed_metrics[0].get("significance", {}).get(name) or {}).get("metric", rows[0]["metric"])
-        labels = seed_metrics[0]["tasks"][name].get("labels") or []
-        tasks[name] = {"metric": rows[0]["metric"], "greater_is_better": rows[0]["greater_is_better"],
-                       "multi_task": {"mean": float(multi.mean()), "std": float(multi.std(ddof=1))},
-                       "single_task": {"mean": float(single.mean()), "std": float(single.std(ddof=1))},
-                       "paired_test": paired_test(runs_multi, runs_single, metric, labels),
-                       "baselines": {k: v.get(rows[0]["metric"]) for k, v in
-                                     seed_metrics[0]["tasks"][name]["baseline"].items() if isinstance(v, dict)}}
-    times = [m["comparison"]["train_time_s"] for m in seed_metrics]
-    return {"seeds": len(seed_metrics), "tasks": tasks,
-            "train_time_s": {"multi_task": float(np.mean([t["multi_task"] for t in times])),
-                             "single_tasks_sum": float(np.mean([t["single_tasks_sum"] for t in times]))},
-            "parameters_served": seed_metrics[0]["comparison"]["parameters_served"]}
-
-
-def table(summary: dict[str, Any]) -> str:
-    lines = ["| task | metric | multi-task | single-task | paired test (multi vs single) | baselines |",
-             "|---|---|---|---|---|---|"]
-    for name, t in summary["tasks"].items():
-        test = t["paired_test"] or {}
-        boot = test.get("bootstrap", {})
-        p = f"diff {boot.get('difference', float('nan')):+.4f}, p = {test.get('p_value', float('nan')):.3g}" \
-            if test else "–"
-        bases = ", ".join(f"{k} {v:.4f}" for k, v in t["baselines"].items() if isinstance(v, (int, float)))
-        lines.append(f"| {name} | {t['metric']} | {t['multi_task']['mean']:.4f} ± {t['multi_task']['std']:.4f} | "
-                     f"{t['single_task']['mean']:.4f} ± {t['single_task']['std']:.4f} | {p} | {bases} |")
-    time_s = summary["train_time_s"]
-    lines.append(f"\ntraining time per seed: multi-task {time_s['multi_task']:.0f} s vs single tasks together "
-                 f"{time_s['single_tasks_sum']:.0f} s; parameters served {summary['parameters_served']}")
+def table(metrics: dict[str, Any]) -> str:
+    """The per-task comparison of a ``--seeds`` multi-task run's top-level metrics.json, as Markdown."""
+    comparison = metrics["comparison"]
+    lines = ["| task | metric | multi-task (mean ± std) | single-task | multi vs single (paired, seed-means) | "
+             "best reference baseline |", "|---|---|---|---|---|---|"]
+    for name, task in metrics["tasks"].items():
+        metric, row = task["main_metric"], comparison["tasks"][name]
+        test = row.get("paired_test") or {}
+        paired = (f"diff {test['bootstrap']['difference']:+.4f} ({test['metric']}), p = {test['p_value']:.3g}"
+                  if test else "–")
+        verdict = metrics["verdict"][name]
+        reference = f"{verdict.get('best_reference')} {verdict.get('best_reference_value', float('nan')):.4f}"
+        lines.append(f"| {name} | {metric} | {task['tuned'][metric]:.4f} ± {task['tuned_std'].get(metric, 0):.4f} | "
+                     f"{row['single_task']:.4f} | {paired} | {reference} |")
+    time_s = comparison["train_time_s"]
+    lines.append(f"\ntraining time per seed: multi-task {time_s['multi_task']:.0f} s vs the single-task runs "
+                 f"together {time_s['single_tasks_sum']:.0f} s; parameters served {comparison['parameters_served']}")
     return "\n".join(lines)
 
 
@@ -115,19 +91,20 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--shared", type=Path, default=SHARED, help="the shared data folder (../shared/data)")
     parser.add_argument("--model", default="minilm", help="the shared encoder (a smoke test: a tiny local model)")
     args = parser.parse_args(argv)
+    import yaml
     from rich.console import Console
 
-    from tailorlm.recipe import recipe_from_dict
-    from tailorlm.run import run
+    from tailorlm.launch import run_recipe
+    from tailorlm.recipe import load_recipe
 
     files = cut(args.out / "data", args.sts_rows, args.sentiment_rows, args.test_rows, args.shared)
     steps = args.steps if args.steps == "auto" else int(args.steps)
-    dirs = [args.out / f"seed-{seed}" for seed in range(args.seeds)]
-    metrics = [run(recipe_from_dict(recipe(files, d, seed, steps, args.model)), Console(stderr=True))
-               for seed, d in enumerate(dirs)]
-    summary = summarize(metrics, dirs)
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    print(table(summary))
+    raw = recipe(files, args.out / "run", 0, steps, args.model)
+    raw["training"]["seeds"] = args.seeds
+    path = args.out / "recipe.yaml"  # `tailor run OUT/recipe.yaml` reruns it
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    metrics = run_recipe(load_recipe(path), Console(stderr=True))
+    print(table(metrics))
     return 0
 
 
