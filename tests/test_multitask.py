@@ -558,3 +558,33 @@ def test_seeds_summarise_each_task_and_the_single_task_comparison_over_runs(
         assert metrics["comparison"]["tasks"][name]["single_task"] == pytest.approx(np.mean(single))
         assert "p_value" in metrics["comparison"]["tasks"][name]["paired_test"]
     assert "(mean of 2 seeds)" in (out / "report.md").read_text()
+
+
+def test_in_a_real_run_each_step_updates_only_the_head_of_the_task_its_batch_came_from(
+        tmp_path: Path, tiny_model_dir: Path, multitask_files: dict[str, Path]) -> None:
+    """Just before every optimizer step of a real run, only the sampled task's head holds gradients (the other
+    head's are None: Trainer zeroes them to None after each step), and the shared encoder holds them every time."""
+    from rich.console import Console
+    from transformers import TrainerCallback
+
+    from tailorlm.recipe import recipe_from_dict
+    from tailorlm.run import run
+
+    seen: list[tuple[bool, ...]] = []
+
+    class HeadsWithGradients(TrainerCallback):
+        def on_pre_optimizer_step(self, args: object, state: object, control: object, model: object = None,
+                                  **kw: object) -> None:
+            heads = tuple(any(p.grad is not None for p in model.heads[n].parameters()) for n in model.names)
+            encoder = model.encoder.embeddings.word_embeddings.weight.grad is not None
+            seen.append((*heads, encoder))
+
+    raw = multitask_recipe(tmp_path, tiny_model_dir, multitask_files, steps=12, conflict_batches=0)
+    raw["tasks"] = raw["tasks"][:2]
+    raw["baseline"] = {"zero_shot": False, "linear_probe": False}
+    recipe = recipe_from_dict(raw)
+    metrics = run(recipe, Console(quiet=True), extra_callbacks=[HeadsWithGradients()])
+    sizes = tuple(metrics["multitask"]["sampling"]["sizes"])
+    schedule = SamplingPlan("temperature", sizes, 12, temperature=2.0).schedule(seed=recipe.training.seed)
+    assert len(seen) == 12 and len(set(schedule)) == 2  # both tasks were sampled
+    assert [(task == 0, task == 1, True) for task in schedule] == seen
