@@ -37,6 +37,9 @@ def loop_of(recipe: Recipe) -> str:
     if recipe.search.budget:
         return f"a search within {recipe.search.budget}, then the winner's run"
     parts = [f"{recipe.training.seeds} seeds"] if recipe.training.seeds > 1 else []
+    if recipe.tasks:  # the recipe's top-level task is not used: each task has its own (multitask/)
+        shown = ", ".join(f"{t.name} ({t.task})" for t in recipe.tasks)
+        return ", ".join([*parts, f"one multi-task run of {len(recipe.tasks)} tasks on one encoder: {shown}"])
     parts += [f"{recipe.validation.kfold} folds"] if recipe.validation.kfold else []
     parts += ["a data curve (25% and 50% runs after the full one)"] if recipe.report.data_curve else []
     parts += ["with and without augmentation (augment.gate)"] if recipe.augment.method != "none" and \
