@@ -57,6 +57,8 @@ def test_study_table_and_resume(study_recipe: Path) -> None:
     assert (out / "study.md").read_text().startswith("# Adaptation study") and "study.csv" in {
         p.name for p in out.iterdir()}
     assert "| source_only |" in stdout
+    page = (out / "study.html").read_text()
+    assert 'id="chart"' in page and "data:image/svg+xml;base64," in page and "<td>self_train</td>" in page
     mtime = (out / "cells/ceiling/seed-43/metrics.json").stat().st_mtime
     code, _, stderr = run_cli(args)
     assert code == 0 and stderr.count("finished earlier, kept") == 8

@@ -31,8 +31,16 @@ def test_target_text_is_read_and_leak_checked(target_recipe: tuple[Path, Path], 
     code, _, stderr = run_cli(["run", str(recipe), "--set", f"output_dir={out}", "--set", "training.epochs=1",
                                "--set", f"adapt.target_unlabeled={target}", "--set", "baseline.linear_probe=false"])
     assert code == 0, stderr
-    section = json.loads((out / "metrics.json").read_text())["adapt"]["target"]
+    adapt = json.loads((out / "metrics.json").read_text())["adapt"]
+    section = adapt["target"]
     assert section["dropped_leaking"] == 2 and section["rows"] == 60 and section["read"] == 62
+    # the run's domain-shift section (as tailor shift measures two files): "island" only in the target
+    shift = adapt["shift"]
+    assert shift["target"]["rows"] == 60 and shift["vocabulary"]["target_oov_rate"] > 0
+    assert "island" in [row["word"] for row in shift["distinguishing_words"]["target"]]
+    assert 0.0 <= shift["embeddings"]["proxy_a_distance"] <= 2.0
+    assert "### Domain shift" in (out / "report.md").read_text()
+    assert "Domain shift</h3>" in (out / "report.html").read_text()
 
 
 def test_missing_target_file_is_one_line(target_recipe: tuple[Path, Path], tmp_path: Path) -> None:

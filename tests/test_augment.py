@@ -64,7 +64,9 @@ def _stages_through_augment(recipe: Any, reshape: Any = None) -> Any:
     from tailorlm.stages.runner import run_stages
 
     names = [s.name for s in STAGES]
-    assert names.index("augment") == names.index("reshape") + 1  # a fold's copies stay on its training side
+    # a fold's copies stay on its training side; adapt.pretrain's body (mlm's default) exists; nothing is encoded
+    assert names.index("reshape") < names.index("augment") and names.index("adapt") < names.index("augment")
+    assert names.index("augment") < min(names.index("auto_data"), names.index("tokenize"))
     ctx = RunContext(recipe, Console(stderr=True, quiet=True), RunDir.create(recipe.output_dir), reshape=reshape)
     run_stages(STAGES[: names.index("augment") + 1], ctx)
     return ctx
@@ -152,14 +154,14 @@ def test_gate_decisions() -> None:
 
 def test_gate_keeps_the_plain_model_when_augmentation_only_adds_noise(tiny_recipe: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    import tailorlm.augment.stage as stage
+    import tailorlm.augment.eda as eda
 
     vocabulary = POSITIVE + NEGATIVE + NOUNS
 
     def noise_only(text: str, alpha: float, synonyms: dict, rng: random.Random) -> tuple[str, str]:
         return " ".join(rng.choice(vocabulary) for _ in range(6)), "noise"
 
-    monkeypatch.setattr(stage, "eda_copy", noise_only)
+    monkeypatch.setattr(eda, "eda_copy", noise_only)
     out = tiny_recipe.parent / "run"
     learnable = ["training.epochs=6", "training.learning_rate=5e-3", "training.warmup=0.0",
                  "baseline.linear_probe=false"]

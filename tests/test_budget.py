@@ -125,9 +125,13 @@ def test_plan_runs_free_then_fixes_epochs_then_stops() -> None:
     assert stop.kind == "stop" and "less than 2 epoch(s)" in stop.reason
 
 
-def test_plan_of_the_first_trial_keeps_half_the_time_for_its_retraining() -> None:
+def test_the_defaults_trial_may_train_until_the_budgets_last_tenth() -> None:
+    # it runs the baselines, so if it wins its run is the result: nothing to retrain, no half kept back
     plan = plan_next(10.0, 100.0, None, None, (2, 10), runs_baselines=True)
-    assert plan.kind == "free" and plan.deadline == pytest.approx((100 + 10 - FINAL_SLACK_S) / 2)
+    assert plan.kind == "free" and plan.deadline == pytest.approx(100 - 0.1 * 90)
+    # any other first trial would have to be retrained if it won: it keeps half the time for that
+    other = plan_next(10.0, 100.0, None, None, (2, 10), runs_baselines=False)
+    assert other.deadline == pytest.approx((100 + 10 - FINAL_SLACK_S) / 2)
 
 
 class FakeClock:
@@ -156,6 +160,46 @@ def test_deadline_callback_prunes_after_an_evaluation_and_fails_before_one() -> 
     clock.now = 12.0
     with pytest.raises(optuna.TrialPruned, match="time budget at step 7, after 1 evaluation"):
         callback.on_step_end(None, State(), None)
+
+
+class Control:
+    should_training_stop = False
+
+
+def test_the_defaults_trial_stops_at_its_best_checkpoint_rather_than_being_pruned() -> None:
+    clock, control = FakeClock(), Control()
+    callback = DeadlineCallback(clock)
+    callback.deadline, callback.graceful = 10.0, True
+    callback.on_train_begin(None, State(), control)
+    clock.now = 11.0
+    with pytest.raises(OutOfTime):  # still: without an evaluation it measured nothing
+        callback.on_step_end(None, State(), control)
+    callback.on_evaluate(None, State(), control)
+    callback.on_step_end(None, State(), control)
+    assert control.should_training_stop is True and callback.stopped_at == 7
+
+
+def test_a_winning_defaults_trial_is_copied_as_the_result(tmp_path: Path) -> None:
+    from tailorlm.tune.budget import adopt_trial, reusable
+
+    trial_dir, out = tmp_path / "run" / "search" / "trials" / "trial-000", tmp_path / "run"
+    (trial_dir / "model").mkdir(parents=True)
+    (trial_dir / "checkpoints" / "checkpoint-4").mkdir(parents=True)
+    (trial_dir / "model" / "model.safetensors").write_bytes(b"weights")
+    (trial_dir / "metrics.json").write_text(json.dumps({"tuned": {"f1_macro": 0.8}}))
+    (trial_dir / "recipe.resolved.yaml").write_text(f"# auto: epochs 18\ntask: classification\n"
+                                                    f"output_dir: {trial_dir}\n")
+    trial = create_trial(state=TrialState.COMPLETE, value=0.8, params={}, distributions={},
+                         user_attrs={"dir": str(trial_dir), "role": "defaults"})
+    assert reusable(trial)
+    assert adopt_trial(trial_dir, out) == {"tuned": {"f1_macro": 0.8}}
+    assert (out / "model" / "model.safetensors").read_bytes() == b"weights"
+    assert not (out / "checkpoints").exists() and (trial_dir / "model").is_dir()  # copied, not moved
+    resolved = (out / "recipe.resolved.yaml").read_text()
+    assert resolved.startswith("# auto: epochs 18") and f'output_dir: "{out}"' in resolved
+    other = create_trial(state=TrialState.COMPLETE, value=0.9, params={}, distributions={},
+                         user_attrs={"dir": str(trial_dir), "role": ""})
+    assert not reusable(other)  # a trial that skipped the baselines is retrained with them
 
 
 def finished_trial(folder: Path, number: int, seconds: float, stages: dict[str, float], epochs: float,

@@ -45,7 +45,7 @@ def test_set_overrides_any_key_with_yaml_values(tmp_path: Path) -> None:
     ("raw", "expected"),
     [
         ({"training": {"epoch": 2}}, "unknown recipe key 'training.epoch'; did you mean 'training.epochs'?"),
-        ({"modle": {"name": "x"}}, "did you mean 'model'?"),
+        ({"modle": {"name": "x"}}, "did you mean 'model' (model.name)?"),
         ({"data": {"text_col": "t"}}, "did you mean 'data.text_column'?"),
         ({"training": {"epochs": "many"}}, "key 'training.epochs'"),
         ({"model": {"peft": {"method": "qlora"}}}, "key 'model.peft.method'"),

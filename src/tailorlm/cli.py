@@ -26,15 +26,42 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # -h everywhere: subcommands inherit it
     help="Fine-tune a pretrained language model on your own data and show, with numbers, what it gained.",
 )
+_typed_option = typer.core.TyperOption.display_type_rich
+
+
+def _flag_shows_no_type(self: typer.core.TyperOption, ctx: Any) -> str | None:
+    """A flag takes no value, so --help shows nothing where typer would print ``<bool>``."""
+    return None if self.is_flag else _typed_option(self, ctx)
+
+
+typer.core.TyperOption.display_type_rich = _flag_shows_no_type  # type: ignore[method-assign]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from tailorlm import __version__
+
+        typer.echo(f"tailorlm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", "-V", callback=_version, is_eager=True,
+                                                help="print tailorlm's version and exit")] = False) -> None:
+    """Fine-tune a pretrained language model on your own data and show, with numbers, what it gained."""
+
+
 out = Console()
 # soft_wrap: progress lines and errors stay one line each in logs and pipes, whatever the terminal width
 err = Console(stderr=True, soft_wrap=True)
 
 SetOption = Annotated[
     list[str] | None,
-    typer.Option("--set", "-s", help="override a recipe key, e.g. --set training.epochs=2 (repeatable)"),
+    typer.Option("--set", "-s", metavar="KEY=VALUE",
+                 help="override a recipe key, e.g. --set training.epochs=2 (repeatable)"),
 ]
 RecipeArg = Annotated[Path, typer.Argument(help="recipe YAML file", show_default=False)]
 
@@ -58,10 +85,15 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
 
 
-def _load(recipe: Path | None, overrides: list[str] | None) -> Any:
+def _load(recipe: Path | None, overrides: list[str] | None, check_inputs: bool = True) -> Any:
+    """The validated recipe, its files and model checked too (precheck.py), all before torch is imported."""
+    from tailorlm.precheck import check_inputs as check
     from tailorlm.recipe import load_recipe
 
-    return load_recipe(recipe, overrides or [])
+    loaded = load_recipe(recipe, overrides or [])
+    if check_inputs:
+        check(loaded)
+    return loaded
 
 
 # --------------------------------------------------------------------------------------------- commands
@@ -152,9 +184,12 @@ def run(recipe: OptionalRecipeArg = None, set_: SetOption = None, num_processes:
     overrides += ["report.require_gain=true"] if require_gain else []  # --require-gain: evaluate/verdict.py
     overrides += ["report.data_curve=true"] if data_curve else []  # --data-curve: evaluate/data_curve.py
     overrides += [f"search.budget={json.dumps(budget)}"] if budget else []  # --budget: tune/budget.py
-    loaded = _load(recipe, overrides)
-    if dry_run:
+    loaded = _load(recipe, overrides, check_inputs=not dry_run)
+    if dry_run:  # the plan, then whether the run could start (a missing data file, a typo'd model: exit 2)
+        from tailorlm.precheck import check_inputs
+
         print_plan(loaded)
+        check_inputs(loaded)
         return
     t = loaded.training
     if loaded.report.data_curve and t.seeds > 1:
@@ -226,9 +261,9 @@ def adapt_study(
     Writes OUTPUT_DIR/study.md, .csv, .json and one run directory per cell (OUTPUT_DIR/cells/); a finished cell is
     not rerun, so a stopped study continues.
     """
+    loaded = _load(recipe, set_)  # recipe, files and model checked before the imports below load torch
     from tailorlm.adapt.study import DEFAULT_METHODS, run_study
 
-    loaded = _load(recipe, set_)
     _quiet_libraries()
     run_study(loaded, err, [m.strip() for m in methods.split(",") if m.strip()] or DEFAULT_METHODS, seeds)
     out.print((Path(loaded.output_dir) / "study.md").read_text(encoding="utf-8"), highlight=False, markup=False)
@@ -240,9 +275,9 @@ def lr_find(recipe: RecipeArg, set_: SetOption = None) -> None:
 
     Writes OUTPUT_DIR/lr-find/ (lr_find.json, lr_find.svg, the data report); nothing else in output_dir.
     """
+    loaded = _load(recipe, set_)
     from tailorlm.launch import lr_find_command
 
-    loaded = _load(recipe, set_)
     _quiet_libraries()
     found, folder = lr_find_command(loaded, err)
     if found.suggestion is not None:
@@ -257,9 +292,9 @@ def lr_find(recipe: RecipeArg, set_: SetOption = None) -> None:
 @app.command()
 def prepare(recipe: RecipeArg, set_: SetOption = None) -> None:
     """Only load, clean and split the data; write data_report.json and rejects.jsonl."""
+    loaded = _load(recipe, set_)
     from tailorlm.stages.data import prepare_data
 
-    loaded = _load(recipe, set_)
     _quiet_libraries()
     data, *_ = prepare_data(loaded, err)
     removed = {k: v for k, v in data.report.get("removed", {}).items() if v}
@@ -527,7 +562,8 @@ def generate(
 # --- models and memory estimates (models/estimate.py)
 @app.command()
 def models(
-    estimate_recipe: Annotated[Path | None, typer.Option("--estimate", help="recipe whose memory to estimate")] = None,
+    estimate_recipe: Annotated[Path | None, typer.Option("--estimate", hidden=True,
+                                                         help="same as `tailor estimate RECIPE`")] = None,
     set_: SetOption = None,
     task: Annotated[str | None, typer.Option("--task", help="advise: candidate models for this task")] = None,
     memory: Annotated[str | None, typer.Option("--memory", help="budget, e.g. 8GiB, 8 GB, 8000M (default: "
@@ -538,20 +574,22 @@ def models(
     max_length: Annotated[int, typer.Option("--max-length", help="tokens per example for the estimate")] = 256,
     as_json: Annotated[bool, typer.Option("--json", help="print the advice as JSON")] = False,
 ) -> None:
-    """List the shipped model aliases with their parameters; --estimate RECIPE: the memory a recipe needs;
-    --task TASK: candidate models with memory, fit and speed on this hardware, and a recommendation."""
-    from tailorlm.models.estimate import alias_parameters
-
-    if estimate_recipe is not None:
+    """List the shipped model aliases with their parameters (nothing is converted or downloaded); --task TASK:
+    candidate models with memory, fit and speed on this hardware, and a recommendation. The memory a recipe needs:
+    `tailor estimate RECIPE`."""
+    if estimate_recipe is not None:  # the old spelling of `tailor estimate`, kept hidden
         estimate(estimate_recipe, set_)
         return
-    _quiet_libraries()
     if task is not None:
+        _quiet_libraries()
         _advise(task, memory, device, peft, batch_size, max_length, set_, as_json)
         return
-    table = Table("alias", "parameters", box=None)
-    for alias, count in alias_parameters().items():
-        table.add_row(alias, f"{count / 1e6:,.1f} M" if isinstance(count, int) else count)
+    from tailorlm.models.registry import alias_rows
+
+    table = Table("alias", "parameters", "where", box=None)
+    for row in alias_rows():
+        count = f"{row.parameters / 1e6:,.1f} M" if row.parameters is not None else "—"
+        table.add_row(row.alias, count, escape(row.where))
     out.print(table)
 
 
@@ -583,6 +621,9 @@ def _advise(task: str, memory: str | None, device: str, peft: str | None, batch:
     for row in report.models:
         if row.note:
             out.print(f"  {row.name}: {row.note}", markup=False, highlight=False)
+    if report.offline:
+        out.print(f"offline: {report.offline}; the recommendation is a model available here (offline column: "
+                  "shipped or cached), download-only ones need the hub", markup=False, highlight=False)
     out.print(f"recommended: {report.why}", markup=False, highlight=False)
     out.print(f"rule: {report.rule}", markup=False, highlight=False)
     out.print(f"speed: an estimate, tokens/s = FLOP/s ÷ (6 × parameters), an upper bound that real training reaches "
@@ -590,11 +631,50 @@ def _advise(task: str, memory: str | None, device: str, peft: str | None, batch:
 
 
 @app.command()
+def cache(
+    action: Annotated[str, typer.Argument(help="list (what the cache holds, with sizes) or clear (delete it)")
+                      ] = "list",
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="clear without asking")] = False,
+) -> None:
+    """tailorlm's cache ($TAILORLM_CACHE, else ~/.cache/tailorlm): converted shipped models and tokenised splits.
+
+    clear deletes only what tailorlm created there; a later run converts or tokenises again when it needs to.
+    """
+    from tailorlm.models.cache import cache_entries, cache_root, clear_cache
+
+    if action not in ("list", "clear"):
+        raise UserError(f"tailor cache {action}: choose list or clear")
+    root, entries = cache_root(), cache_entries()
+    if not entries:
+        out.print(f"{root}: nothing of tailorlm's (set TAILORLM_CACHE to use another folder)", highlight=False)
+        return
+    table = Table("entry", "size", "what", box=None)
+    for entry in entries:
+        table.add_row(escape(entry.path.name), f"{entry.bytes / 2**20:,.1f} MiB", escape(entry.what))
+    total = sum(entry.bytes for entry in entries)
+    out.print(f"{root}: {len(entries)} entries, {total / 2**20:,.1f} MiB", highlight=False)
+    out.print(table)
+    if action == "list":
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UserError("tailor cache clear: pass --yes to delete without a terminal to confirm on")
+        typer.confirm(f"delete these {len(entries)} entries ({total / 2**20:,.1f} MiB)?", abort=True)
+    cleared = clear_cache(root)
+    out.print(f"deleted {len(cleared)} entries, {sum(e.bytes for e in cleared) / 2**20:,.1f} MiB", highlight=False)
+
+
+@app.command()
 def estimate(recipe: RecipeArg, set_: SetOption = None) -> None:
-    """Memory per process for a recipe (weights, gradients, AdamW, activations), from the config: no weights read."""
+    """Memory per process for a recipe (weights, gradients, AdamW, activations), from the config: no weights read.
+
+    The sequence length is the recipe's max_length, or for auto the one the run would pick from data.train."""
+    from tailorlm.precheck import check_inputs
+
+    loaded = _load(recipe, set_, check_inputs=False)
+    check_inputs(loaded, files=False)  # the model must be usable; data only sharpens the length (estimate.py)
     from tailorlm.models.estimate import estimate_recipe
 
-    loaded = _load(recipe, set_)
     _quiet_libraries()
     est = estimate_recipe(loaded)
     s = est.shape
@@ -696,15 +776,13 @@ def tune(
     track: TrackOption = False,
 ) -> None:
     """Search the recipe's search.space with Optuna; re-running the same command resumes the study."""
-    import json as _json
-
+    flags = {"method": method, "trials": trials, "metric": metric, "direction": direction, "pruner": pruner}
+    overrides = [*(set_ or []), *(f"search.{k}={json.dumps(v)}" for k, v in flags.items() if v is not None)]
+    overrides += ["tracking.mlflow=true"] if track else []  # --track: the study and each trial in MLflow
+    loaded = _load(recipe, overrides)
     from tailorlm.tune.study import summary_line
     from tailorlm.tune.study import tune as run_tune
 
-    flags = {"method": method, "trials": trials, "metric": metric, "direction": direction, "pruner": pruner}
-    overrides = [*(set_ or []), *(f"search.{k}={_json.dumps(v)}" for k, v in flags.items() if v is not None)]
-    overrides += ["tracking.mlflow=true"] if track else []  # --track: the study and each trial in MLflow
-    loaded = _load(recipe, overrides)
     _quiet_libraries()
     result = run_tune(loaded, err)
     out.print(summary_line(result))
@@ -715,18 +793,27 @@ def tune(
 
 
 @app.command()
-def keys() -> None:
-    """List every recipe key with its default (what --set accepts)."""
-    from tailorlm.recipe import Recipe, all_keys
+def keys(
+    prefix: Annotated[str | None, typer.Argument(help="only keys under this section or starting so, e.g. training "
+                                                 "or model.peft", show_default=False)] = None,
+    search: Annotated[str | None, typer.Option("--search", help="only keys whose name, description or allowed "
+                                               "values mention this word")] = None,
+) -> None:
+    """Every recipe key (what --set accepts): its default, the values it allows and what it does."""
+    from tailorlm.keys import key_infos, select
+    from tailorlm.recipe import Recipe, closest_key
 
-    defaults = Recipe().model_dump(mode="json")
-    table = Table("key", "default", box=None)
-    for key in all_keys():
-        value: Any = defaults
-        for part in key.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        if not isinstance(value, dict):
-            table.add_row(key, json.dumps(value))
+    infos = select(key_infos(Recipe), prefix, search)
+    if not infos:
+        near = closest_key(prefix) if prefix else None
+        hint = f"; did you mean '{near}'?" if near else "; run `tailor keys` for all of them"
+        raise UserError(f"no recipe key matches{f' {prefix!r}' if prefix else ''}"
+                        f"{f' with --search {search!r}' if search else ''}{hint}")
+    table = Table("key", "default", "accepts", "description", box=None, pad_edge=False)
+    table.columns[0].no_wrap = True  # a key is what a user copies: whole, on one line
+    for info in infos:
+        table.add_row(escape(info.key), escape(json.dumps(info.default)), escape(info.accepts),
+                      escape(info.description))
     out.print(table)
 
 

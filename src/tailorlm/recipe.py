@@ -7,6 +7,7 @@ directory stores the resolved recipe so that the run can be reproduced from it a
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +26,7 @@ from pydantic import (
 )
 
 from tailorlm.errors import RecipeError
+from tailorlm.keys import allowed_values, suggest_key
 from tailorlm.tasks import TASK_NAMES, get_spec
 
 #: The batch size commands without data assume while ``training.batch_size`` is still ``auto`` (train/auto.py).
@@ -503,24 +505,72 @@ class AdaptConfig(_Section):
 
 
 # --- augmentation (tailorlm/augment/)
-class AugmentConfig(_Section):
-    """Augmented copies of training rows (token edits, EDA: Wei & Zou 2019), kept only when they help: augmentation
-    often does not help pretrained transformers (Longpre et al. 2020), so ``gate`` trains without it as well."""
+class AugmentDecoding(_Section):
+    """How a generative augmenter decodes: sampling (varied copies) or beam search (the most likely rewrite)."""
 
-    method: Literal["none", "eda"] = Field(
-        "none", description="none, or eda: synonym replacement and insertion (from augment.synonyms), random swap "
-        "and random deletion of words"
+    do_sample: bool = Field(True, description="sample the output (false: greedy or beam search)")
+    temperature: float = Field(0.8, gt=0.0, le=5.0, description="sampling temperature")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="nucleus sampling: the smallest token set of this mass")
+    num_beams: int = Field(1, ge=1, le=16, description="beam search width (1: none)")
+    max_new_tokens: int = Field(96, ge=1, le=1024, description="longest output, in tokens")
+
+
+class BackTranslationConfig(AugmentDecoding):
+    """``augment.method: back_translation``: source -> pivot language -> source through two seq2seq models."""
+
+    forward: str | None = Field(None, description="seq2seq model from the data's language to the pivot: a hub id "
+                                "(online) or a local folder, e.g. Helsinki-NLP/opus-mt-en-de")
+    backward: str | None = Field(None, description="seq2seq model from the pivot back to the data's language, e.g. "
+                                 "Helsinki-NLP/opus-mt-de-en")
+
+
+class ParaphraseConfig(AugmentDecoding):
+    """``augment.method: paraphrase``: the generator's rewrites that pass a length and a similarity filter."""
+
+    examples: int = Field(3, ge=0, le=16, description="target-domain examples (adapt.target_unlabeled) per prompt")
+    min_length_ratio: float = Field(0.5, ge=0.0, description="shortest kept rewrite, in words, as a share of the "
+                                    "source row's")
+    max_length_ratio: float = Field(2.0, gt=0.0, description="longest kept rewrite, as a share of the source row's")
+    similarity: Literal["embedding", "overlap"] = Field(
+        "embedding", description="embedding: cosine of mean-pooled sentence embeddings from the run's model; "
+        "overlap: the share of words the two texts share (Jaccard)"
+    )
+    min_similarity: float = Field(0.5, ge=-1.0, le=1.0, description="a rewrite less similar to its source row is "
+                                  "dropped (counted)")
+
+
+class AugmentConfig(_Section):
+    """Augmented copies of training rows (token edits, EDA: Wei & Zou 2019; masked-LM substitution; back-translation;
+    paraphrase by a generator), kept only when they help: augmentation often does not help pretrained transformers
+    (Longpre et al. 2020), so ``gate`` trains without it as well."""
+
+    method: Literal["none", "eda", "mlm", "back_translation", "paraphrase"] = Field(
+        "none", description="none; eda: synonym replacement and insertion (from augment.synonyms), random swap "
+        "and random deletion of words; mlm: masked words filled by a masked-LM (augment.mlm_model); "
+        "back_translation: through a pivot language (augment.back_translation); paraphrase: rewrites by a causal LM "
+        "(augment.generator)"
     )
     synonyms: str | None = Field(
         None, description="word list for eda: csv/tsv with two columns word,synonym (one pair a line); None: only "
         "swap and deletion"
     )
-    alpha: float = Field(0.1, gt=0.0, le=0.9, description="share of a text's words one edit changes")
+    alpha: float = Field(0.1, gt=0.0, le=0.9, description="share of a text's words one edit changes (eda) or masks "
+                         "(mlm)")
     copies: int = Field(1, ge=1, le=16, description="augmented copies per training row")
     max_share: float = Field(
         0.5, gt=0.0, le=4.0, description="cap on augmented rows as a share of the training rows"
     )
     seed: int | None = Field(None, description="seed of the edits; None: training.seed")
+    mlm_model: str | None = Field(
+        None, description="mlm: a model with a masked-LM head (alias, folder or hub id); None: the run's model "
+        "(adapted/ when adapt.pretrain is on)"
+    )
+    top_k: int = Field(5, ge=1, le=100, description="mlm: a masked word is filled from the model's top k words")
+    back_translation: BackTranslationConfig = Field(default_factory=BackTranslationConfig)
+    generator: str = Field("smollm2", description="paraphrase: the causal LM that rewrites rows (alias, folder "
+                           "or hub id; an instruct model with a chat template)")
+    paraphrase: ParaphraseConfig = Field(default_factory=ParaphraseConfig)
+    batch_size: int = Field(16, ge=1, le=1024, description="texts per forward pass or generate call")
     gate: bool = Field(
         True, description="also train without augmentation (output_dir/augment-off/) and keep the augmented model "
         "only if its validation main metric is better by more than the noise"
@@ -702,12 +752,19 @@ class Recipe(_Section):
 
     @model_validator(mode="after")
     def _augment_is_possible(self) -> Recipe:
-        """Token edits keep a row's one label (classification); the gate is a loop around one run."""
+        """Copies keep their row's one label (classification); back-translation needs its two models; the gate is a
+        loop around one run."""
         if self.augment.method == "none":
             return self
         if not get_spec(self.task).has("kfold"):
-            raise ValueError(f"augment.method: token edits keep one label per text (classification), not task "
+            raise ValueError(f"augment.method: augmented copies keep one label per text (classification), not task "
                              f"'{self.task}'; set augment.method: none")
+        bt = self.augment.back_translation
+        missing = [f"augment.back_translation.{key}" for key in ("forward", "backward") if not getattr(bt, key)]
+        if self.augment.method == "back_translation" and missing:
+            raise ValueError(f"{' and '.join(missing)} not set; name two seq2seq models, e.g. "
+                             "augment.back_translation: {forward: Helsinki-NLP/opus-mt-en-de, backward: "
+                             "Helsinki-NLP/opus-mt-de-en} (local folders offline)")
         looped = self.validation.kfold or self.report.data_curve or self.search.budget or self.training.seeds > 1
         if self.augment.gate and looped:
             raise ValueError("augment.gate compares two single runs; with validation.kfold, report.data_curve, "
@@ -753,16 +810,10 @@ def all_keys(model: type[BaseModel] = Recipe, prefix: str = "") -> list[str]:
 
 
 def closest_key(key: str) -> str | None:
-    """The valid recipe key a mistyped one most likely meant (whole dotted key first, then its last part), for the
-    did-you-mean of recipe errors and of ``search.space``; None when nothing is close."""
-    candidates = all_keys()
-    match = difflib.get_close_matches(key, candidates, n=1, cutoff=0.5)
-    if match:
-        return match[0]
-    leaf = key.rsplit(".", 1)[-1]
-    by_leaf = {k.rsplit(".", 1)[-1]: k for k in candidates}
-    leaf_match = difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=0.6)
-    return by_leaf[leaf_match[0]] if leaf_match else None
+    """The valid recipe key a mistyped one most likely meant, over full dotted keys (``training.lr`` ->
+    ``training.learning_rate``; keys.suggest_key), for the did-you-mean of recipe errors and of ``search.space``;
+    None when nothing is close."""
+    return suggest_key(key, all_keys())
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
@@ -771,19 +822,64 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc if not (isinstance(p, str) and ("-" in p or "[" in p)))
 
 
+def _section_at(key: str) -> type[BaseModel] | None:
+    """The recipe section a dotted key names (``model.peft`` -> PeftConfig), or None when it names a value."""
+    node: Any = Recipe
+    for part in key.split(".") if key else []:
+        field = node.model_fields.get(part) if isinstance(node, type) and issubclass(node, BaseModel) else None
+        if field is None:
+            return None
+        node = field.annotation
+    return node if isinstance(node, type) and issubclass(node, BaseModel) else None
+
+
+def _section_hint(key: str, value: Any) -> str | None:
+    """A value written where a section belongs (``model: {peft: lora}``, ``model: minilm``): the key it meant."""
+    section = _section_at(key)
+    if section is None or isinstance(value, dict):
+        return None
+    text = value if isinstance(value, str) else json.dumps(value)
+    for name, field in section.model_fields.items():  # a word one of its keys accepts: peft: lora -> method
+        if text in allowed_values(field.annotation) and text not in ("true", "false"):
+            return f"'{key}' is a section, not a value; use {key}.{name}: {text}"
+    if "train" in section.model_fields and isinstance(value, str) and "." in value:  # data: train.csv
+        return f"'{key}' is a section, not a value; use {key}.train: {text} (and {key}.test, {key}.text_column, ...)"
+    if "name" in section.model_fields and isinstance(value, str):  # model: minilm -> model.name
+        return f"'{key}' is a section, not a value; use {key}.name: {text}"
+    keys = ", ".join(list(section.model_fields)[:6])
+    return f"'{key}' is a section of keys ({keys}, ...), not a value; see `tailor keys {key}`"
+
+
+_FIX_VALUE = "; fix the value in the recipe or with --set"
+
+
 def _describe_error(error: dict[str, Any], source: str, alternatives: str = "") -> str:
     key = _field_path(error["loc"])
     if error["type"] == "extra_forbidden":
         suggestion = closest_key(key)
         hint = f"did you mean '{suggestion}'?" if suggestion else "see `tailor keys` for the valid keys"
+        inner = error.get("input")
+        if suggestion and isinstance(inner, dict) and _section_at(suggestion) is not None:  # a misspelt section
+            meant = [closest_key(f"{suggestion}.{sub}") or f"{suggestion}.{sub}" for sub in list(inner)[:3]]
+            hint = f"did you mean '{suggestion}' ({', '.join(meant)})?"
         return f"{source}: unknown recipe key '{key}'; {hint}"
     value = error.get("input")
+    section_hint = _section_hint(key, value) if error["type"] == "model_type" else None
+    if section_hint:
+        return f"{source}: {section_hint}"
+    meant = ""
+    if error["type"] == "literal_error" and isinstance(value, str):  # task: clasification -> 'classification'
+        words = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
+        close = difflib.get_close_matches(value.strip().lower(), words, n=1, cutoff=0.6)
+        meant = f"; did you mean '{close[0]}'?" if close else ""
+    if error["type"] == "list_type" and isinstance(value, str):  # labels: a, b -> [a, b]
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        meant = f"; write a YAML list: [{', '.join(items)}]"
     shown = repr(value) if not isinstance(value, dict) else "a mapping"
     if len(shown) > 60:
         shown = shown[:57] + "..."
     where = f"key '{key}'" if key else "the recipe"
-    return (f"{source}: {where} {error['msg'].lower()}{alternatives} (got {shown}); fix the value in the recipe or "
-            "with --set")
+    return f"{source}: {where} {error['msg'].lower()}{alternatives} (got {shown}){meant}{_FIX_VALUE}"
 
 
 def _union_alternatives(errors: list[dict[str, Any]], key: str) -> str:
@@ -793,15 +889,31 @@ def _union_alternatives(errors: list[dict[str, Any]], key: str) -> str:
     return f", or {' or '.join(words)}" if words else ""
 
 
+def describe_errors(errors: list[dict[str, Any]], source: str) -> list[str]:
+    """One message per recipe key in error (a union's branches are one key), in the order pydantic found them."""
+    by_key: dict[str, list[dict[str, Any]]] = {}
+    for error in errors:
+        by_key.setdefault(_field_path(error["loc"]), []).append(error)
+    messages = []
+    for key, group in by_key.items():
+        first = next((e for e in group if e["type"] != "literal_error"), group[0])
+        others = [e for e in group if e is not first]
+        messages.append(_describe_error(first, source, _union_alternatives(others, key)))
+    return messages
+
+
 def _validate(raw: dict[str, Any], source: str) -> Recipe:
+    """The recipe, or one RecipeError line that names every problem pydantic found (not only the first)."""
     try:
         return Recipe.model_validate(raw)
     except ValidationError as exc:
-        errors = exc.errors()
-        first = next((e for e in errors if e["type"] != "literal_error"), errors[0])
-        others = [e for e in errors if e is not first]
-        alternatives = _union_alternatives(others, _field_path(first["loc"]))
-        raise RecipeError(_describe_error(first, source, alternatives)) from None
+        messages = describe_errors(exc.errors(), source)
+        if len(messages) == 1:
+            raise RecipeError(messages[0]) from None
+        prefix, fix = f"{source}: ", _FIX_VALUE
+        parts = [m[len(prefix):] if m.startswith(prefix) else m for m in messages]
+        listed = "; ".join(f"({n}) {part.removesuffix(fix)}" for n, part in enumerate(parts, start=1))
+        raise RecipeError(f"{source}: {len(parts)} problems: {listed}; fix them in the recipe or with --set") from None
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:

@@ -21,6 +21,8 @@ STAGES: list[Stage] = [
     Stage("prepare", data.prepare),                                      # load, clean, dedupe, split, report
     Stage("reshape", data.reshape, lambda c: c.reshape is not None,      # a k-fold fold or a data-curve subset
           "this is a k-fold fold or a data-curve run"),
+    Stage("adapt", model.adapt, lambda c: c.recipe.adapt.pretrain, "adapt.pretrain is on",  # DAPT, before augment:
+          writes=("adapt",)),                                            # mlm fills masks with the adapted head
     Stage("augment", data.augment, lambda c: c.recipe.augment.method != "none", "augment.method is not none",
           writes=("augment",)),
     Stage("auto_data", data.auto_data),                                  # batch, epochs, warmup when auto
@@ -32,7 +34,6 @@ STAGES: list[Stage] = [
           "fairness.mitigation is reweight"),
     Stage("domain_weights", data.domain_weights, lambda c: c.recipe.adapt.instance_weighting,
           "adapt.instance_weighting is on", writes=("adapt",)),
-    Stage("adapt", model.adapt, lambda c: c.recipe.adapt.pretrain, "adapt.pretrain is on", writes=("adapt",)),
     Stage("build", model.build),                                         # the head (+ LoRA) on the body
     Stage("auto_lr", model.auto_learning_rate),
     Stage("lr_find", model.lr_find, lambda c: c.recipe.training.learning_rate == "find",

@@ -172,8 +172,13 @@ def embedding_shift(model_name: str, source: list[str], target: list[str], seed:
 
 def shift_report(source: DomainFile, target: DomainFile, model_name: str) -> dict[str, Any]:
     """Everything ``tailor shift`` measures about two files, as shift.json holds it."""
+    return {"written_by": WRITTEN_BY, **texts_shift(source, target, model_name)}
+
+
+def texts_shift(source: DomainFile, target: DomainFile, model_name: str) -> dict[str, Any]:
+    """The shift measures of two sets of texts: ``tailor shift``'s, and a run's with a target domain
+    (``adapt.shift`` in metrics.json, the report's "Domain shift")."""
     report: dict[str, Any] = {
-        "written_by": WRITTEN_BY,
         "source": {"path": source.path, "rows": len(source.texts)},
         "target": {"path": target.path, "rows": len(target.texts)},
         "vocabulary": vocabulary_shift(source.texts, target.texts),

@@ -209,7 +209,7 @@ def _flat(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_study(folder: Path, study: dict[str, Any]) -> None:
-    """study.json, study.csv and study.md in the study's folder (atomic writes)."""
+    """study.json, study.csv, study.md and study.html (report/study.py) in the study's folder (atomic writes)."""
     from tailorlm.rundir import atomic_write_json, atomic_write_text
 
     atomic_write_json(folder / "study.json", study)
@@ -219,6 +219,9 @@ def write_study(folder: Path, study: dict[str, Any]) -> None:
     writer.writerows(_flat(r) for r in study["methods"])
     atomic_write_text(folder / "study.csv", buffer.getvalue())
     atomic_write_text(folder / "study.md", study_markdown(study))
+    from tailorlm.report.study import render_study_html
+
+    atomic_write_text(folder / "study.html", render_study_html(study))
 
 
 def study_markdown(study: dict[str, Any]) -> str:

@@ -7,8 +7,13 @@ on every machine. Words are whitespace tokens; a synonym list maps a lower-cased
 
 from __future__ import annotations
 
+import csv
 import random
 from collections.abc import Callable
+from pathlib import Path
+
+from tailorlm.augment.base import Augmenter
+from tailorlm.errors import DataError
 
 Synonyms = dict[str, list[str]]
 
@@ -84,3 +89,48 @@ def eda_copy(text: str, alpha: float, synonyms: Synonyms, rng: random.Random) ->
     """One augmented copy of ``text``: a random available edit (as Wei & Zou, one per copy); (text, edit)."""
     operation = rng.choice(available(synonyms))
     return edit(text, operation, alpha, synonyms, rng), operation
+
+
+def read_synonyms(name: str) -> Synonyms:
+    """``augment.synonyms``: csv/tsv of word,synonym pairs, used both ways; one-line errors naming the key."""
+    path = Path(name).expanduser()
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "file not found"
+        raise DataError(f"{path}: {what} (augment.synonyms); give a csv/tsv of word,synonym pairs (relative to "
+                        f"{Path.cwd()}) or remove augment.synonyms to use only swap and deletion")
+    delimiter = "\t" if path.suffix.lower() in {".tsv", ".tab"} else ","
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            pairs = [[cell.strip() for cell in cells[:2]] for cells in csv.reader(handle, delimiter=delimiter)]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: not a readable UTF-8 csv/tsv (augment.synonyms): {exc}") from None
+    synonyms: dict[str, set[str]] = {}
+    for pair in pairs:
+        if len(pair) < 2 or not all(pair) or [p.lower() for p in pair] == ["word", "synonym"]:
+            continue
+        synonyms.setdefault(pair[0].lower(), set()).add(pair[1])
+        synonyms.setdefault(pair[1].lower(), set()).add(pair[0])
+    if not synonyms:
+        raise DataError(f"{path}: no word,synonym pairs (augment.synonyms); give two columns, one pair a line")
+    return {word: sorted(found) for word, found in synonyms.items()}
+
+
+class EdaAugmenter(Augmenter):
+    """``augment.method: eda``: one random available edit per copy (``eda_copy``)."""
+
+    name = "eda"
+
+    def __init__(self, alpha: float, synonyms: Synonyms) -> None:
+        super().__init__()
+        self.alpha, self.synonyms = alpha, synonyms
+
+    def candidates(self, texts: list[str], rng: random.Random) -> list[str | None]:
+        out: list[str | None] = []
+        for text in texts:
+            copy, operation = eda_copy(text, self.alpha, self.synonyms, rng)
+            self.operations[operation] += 1
+            out.append(copy)
+        return out
+
+    def record(self) -> dict[str, object]:
+        return {"synonym_words": len(self.synonyms)}

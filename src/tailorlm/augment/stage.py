@@ -1,59 +1,34 @@
 """The ``augment`` stage's work: augmented copies of the training rows, never a copy of a validation/test text.
 
 It runs after ``reshape`` (run.py), so a k-fold fold or a data-curve subset is augmented from its own training
-side only and a copy always sits on the same side of the split as its original. Each copy is cleaned like the
-data (data/clean.py) and dropped, counted, when its near-duplicate fingerprint equals a validation or test text's
-(an edit can recreate a held-out text: deleting "not" from a training review), when the edit changed nothing, or
-when it repeats a training text. Copies carry ``augmented: True`` and ``origin`` (``source#row`` of the original);
+side only and a copy always sits on the same side of the split as its original. The method (``augment.method``) is
+an ``Augmenter`` (base.py, built by methods.py) that proposes one rewrite per text; everything below is the same for
+every method. Each candidate is cleaned like the data (data/clean.py) and dropped, counted, when its near-duplicate
+fingerprint equals a validation or test text's (an edit can recreate a held-out text: deleting "not" from a
+training review), when it changed nothing, when it repeats a training text or another copy, or when it is empty.
+Copies carry ``augmented: True`` and ``origin`` (``source#row`` of the original);
 originals ``augmented: False`` and their own id. ``augment.max_share`` caps the copies; rows are visited in a
 seeded random order, first copies of every row before second ones, so the cap does not favour the file's head.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import random
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from tailorlm.adapt.corpus import fingerprints
-from tailorlm.augment.eda import Synonyms, eda_copy
+from tailorlm.augment.base import Augmenter
 from tailorlm.data.clean import clean_text, fingerprint
 from tailorlm.data.pipeline import PreparedData
-from tailorlm.errors import DataError
 from tailorlm.recipe import Recipe
 
 AUGMENTED_COLUMN = "augmented"
 ORIGIN_COLUMN = "origin"
-
-
-def read_synonyms(name: str) -> Synonyms:
-    """``augment.synonyms``: csv/tsv of word,synonym pairs, used both ways; one-line errors naming the key."""
-    path = Path(name).expanduser()
-    if not path.is_file():
-        what = "is a folder" if path.is_dir() else "file not found"
-        raise DataError(f"{path}: {what} (augment.synonyms); give a csv/tsv of word,synonym pairs (relative to "
-                        f"{Path.cwd()}) or remove augment.synonyms to use only swap and deletion")
-    delimiter = "\t" if path.suffix.lower() in {".tsv", ".tab"} else ","
-    try:
-        with path.open(encoding="utf-8", newline="") as handle:
-            pairs = [[cell.strip() for cell in cells[:2]] for cells in csv.reader(handle, delimiter=delimiter)]
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{path}: not a readable UTF-8 csv/tsv (augment.synonyms): {exc}") from None
-    synonyms: dict[str, set[str]] = {}
-    for pair in pairs:
-        if len(pair) < 2 or not all(pair) or [p.lower() for p in pair] == ["word", "synonym"]:
-            continue
-        synonyms.setdefault(pair[0].lower(), set()).add(pair[1])
-        synonyms.setdefault(pair[1].lower(), set()).add(pair[0])
-    if not synonyms:
-        raise DataError(f"{path}: no word,synonym pairs (augment.synonyms); give two columns, one pair a line")
-    return {word: sorted(found) for word, found in synonyms.items()}
 
 
 def origin_ids(frame: pd.DataFrame) -> list[str]:
@@ -74,9 +49,12 @@ class Copies:
     operations: Counter[str] = dataclasses.field(default_factory=Counter)
 
 
-def make_copies(train: pd.DataFrame, recipe: Recipe, synonyms: Synonyms, held_out: set[str]) -> Copies:
-    """Up to ``copies`` per training row and ``max_share`` in all, leak-free (see the module docstring)."""
-    cfg, clean = recipe.augment, recipe.data.clean
+def make_copies(train: pd.DataFrame, recipe: Recipe, augmenter: Augmenter, held_out: set[str]) -> Copies:
+    """Up to ``copies`` per training row and ``max_share`` in all, leak-free (see the module docstring).
+
+    The augmenter is asked for as many candidates as the cap still allows, so a model-based method never
+    generates far past it; its own filters' drops stay on the augmenter."""
+    cfg = recipe.augment
     rng = random.Random(seed_of(recipe))
     cap = int(cfg.max_share * len(train))
     seen = {fingerprint(text) for text in train["text"]}
@@ -85,29 +63,42 @@ def make_copies(train: pd.DataFrame, recipe: Recipe, synonyms: Synonyms, held_ou
     rng.shuffle(order)
     made = Copies()
     for _ in range(cfg.copies):
-        for i in order:
-            if len(made.rows) >= cap:
-                return made
-            text, operation = eda_copy(records[i]["text"], cfg.alpha, synonyms, rng)
-            key = fingerprint(clean_text(text, clean))
-            reason = ("leaking" if key in held_out else "duplicate" if key in seen else None)
-            if reason:
-                made.dropped["unchanged" if key == fingerprint(records[i]["text"]) else reason] += 1
-                continue
-            seen.add(key)
-            made.operations[operation] += 1
-            made.rows.append({**records[i], "text": clean_text(text, clean), AUGMENTED_COLUMN: True,
-                              ORIGIN_COLUMN: ids[i]})
+        start = 0
+        while start < len(order) and len(made.rows) < cap:
+            chunk = order[start:start + cap - len(made.rows)]
+            start += len(chunk)
+            texts = augmenter.candidates([records[i]["text"] for i in chunk], rng)
+            for i, text in zip(chunk, texts, strict=True):
+                if text is not None:
+                    keep(made, {**records[i], ORIGIN_COLUMN: ids[i]}, text, recipe, held_out, seen)
     return made
 
 
-def augment_data(recipe: Recipe, data: PreparedData) -> tuple[PreparedData, dict[str, Any]]:
-    """``data`` with augmented training rows appended (validation and test untouched), and the metrics section."""
+def keep(made: Copies, record: dict[str, Any], text: str, recipe: Recipe, held_out: set[str],
+         seen: set[str]) -> None:
+    """Add ``text`` as a copy of ``record`` unless it is empty, unchanged, a held-out text or a repeat (counted)."""
+    cleaned = clean_text(text, recipe.data.clean)
+    key = fingerprint(cleaned)
+    if not key:
+        made.dropped["empty"] += 1
+    elif key == fingerprint(record["text"]):
+        made.dropped["unchanged"] += 1
+    elif key in held_out:
+        made.dropped["leaking"] += 1
+    elif key in seen:
+        made.dropped["duplicate"] += 1
+    else:
+        seen.add(key)
+        made.rows.append({**record, "text": cleaned, AUGMENTED_COLUMN: True})
+
+
+def augment_data(recipe: Recipe, data: PreparedData, augmenter: Augmenter) -> tuple[PreparedData, dict[str, Any]]:
+    """``data`` with ``augmenter``'s copies appended to the training rows (validation and test untouched), and
+    the metrics section: the method, its models and settings, and how many candidates each filter dropped."""
     cfg = recipe.augment
-    synonyms = read_synonyms(cfg.synonyms) if cfg.synonyms else {}
     held_out = fingerprints((data.validation, data.test), recipe.data.clean)
     train = data.train.copy()
-    made = make_copies(train, recipe, synonyms, held_out)
+    made = make_copies(train, recipe, augmenter, held_out)
     train[AUGMENTED_COLUMN] = False
     train[ORIGIN_COLUMN] = origin_ids(train)
     added = pd.DataFrame(made.rows, columns=list(train.columns))
@@ -116,8 +107,9 @@ def augment_data(recipe: Recipe, data: PreparedData) -> tuple[PreparedData, dict
         "method": cfg.method, "rows_added": len(made.rows), "train_rows_before": len(train),
         "train_rows_after": len(combined), "dropped_leaking": made.dropped["leaking"],
         "dropped_unchanged": made.dropped["unchanged"], "dropped_duplicate": made.dropped["duplicate"],
-        "operations": dict(sorted(made.operations.items())), "synonym_words": len(synonyms),
+        "dropped_empty": made.dropped["empty"], "operations": dict(sorted(augmenter.operations.items())),
         "alpha": cfg.alpha, "copies": cfg.copies, "max_share": cfg.max_share, "seed": seed_of(recipe),
+        **augmenter.record(),
     }
     report = {**data.report, "augment": section}  # the data report says what was added to the training rows
     return dataclasses.replace(data, train=combined, report=report), section

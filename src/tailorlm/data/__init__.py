@@ -8,6 +8,18 @@ and every unusable file a one-line :class:`~tailorlm.errors.DataError`.
 
 from __future__ import annotations
 
-from tailorlm.data.pipeline import PreparedData, RowSpec, write_rejects
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tailorlm.data.pipeline import PreparedData, RowSpec, write_rejects
 
 __all__ = ["PreparedData", "RowSpec", "write_rejects"]
+
+
+def __getattr__(name: str) -> Any:
+    """The pipeline's names on first use: ``tailorlm.data.load`` alone (the CLI's header checks) needs no pandas."""
+    if name in __all__:
+        from tailorlm.data import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'tailorlm.data' has no attribute {name!r}")

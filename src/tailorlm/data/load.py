@@ -28,12 +28,13 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
-
-import pandas as pd
+from typing import IO, TYPE_CHECKING, Any
 
 from tailorlm.errors import DataError
 from tailorlm.recipe import DataConfig
+
+if TYPE_CHECKING:  # pandas is imported where a frame is built: the CLI's checks read headers without it
+    import pandas as pd
 
 FORMATS = ("csv", "tsv", "jsonl", "json", "parquet", "txt")
 _EXTENSIONS = {
@@ -302,6 +303,8 @@ def check_columns(
 
 def _table(rows: list[int], texts: list[str | None], labels: list[str | None],
            extras: dict[str, list[str | None]] | None = None) -> pd.DataFrame:
+    import pandas as pd
+
     columns = {
         "row": pd.Series(rows, dtype="int64"),
         "raw_text": pd.Series(texts, dtype=object),

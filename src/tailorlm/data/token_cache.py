@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from tailorlm.models.cache import cache_root
+from tailorlm.models.cache import TOKENIZED_FOLDER, cache_root
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -54,7 +54,7 @@ _DATA_KEYS_WITHOUT_TOKENS = ("train", "validation", "test", "cache_tokenized")
 def tokenized_root() -> Path:
     """``$TAILORLM_TOKENIZED_CACHE`` when set (the tests use a fresh one), else ``<model cache>/tokenized``."""
     configured = os.environ.get("TAILORLM_TOKENIZED_CACHE")
-    return Path(configured).expanduser() if configured else cache_root() / "tokenized"
+    return Path(configured).expanduser() if configured else cache_root() / TOKENIZED_FOLDER
 
 
 def encode_with_cache(task: Task, recipe: Recipe, data: PreparedData, tokenizer: PreTrainedTokenizerBase,

@@ -1,23 +1,24 @@
-"""Model resolution (aliases, local folders, hub ids), safe loading and LoRA."""
+"""Model resolution (aliases, local folders, hub ids), safe loading and LoRA.
 
-from tailorlm.models.peft import apply_lora, choose_targets, count_parameters
-from tailorlm.models.registry import (
-    ALIASES,
-    ResolvedModel,
-    check_local_model,
-    read_model_meta,
-    resolve_model,
-    write_model_meta,
-)
+The names below load on first use, so ``tailorlm.models.registry`` (the CLI's checks before a run) does not
+import torch through ``models.peft``.
+"""
 
-__all__ = [
-    "ALIASES",
-    "ResolvedModel",
-    "apply_lora",
-    "check_local_model",
-    "choose_targets",
-    "count_parameters",
-    "read_model_meta",
-    "resolve_model",
-    "write_model_meta",
-]
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_WHERE = {
+    "apply_lora": "peft", "choose_targets": "peft", "count_parameters": "peft",
+    "ALIASES": "registry", "ResolvedModel": "registry", "check_local_model": "registry",
+    "read_model_meta": "registry", "resolve_model": "registry", "write_model_meta": "registry",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(import_module(f"tailorlm.models.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'tailorlm.models' has no attribute {name!r}")

@@ -158,15 +158,12 @@ def hub_cached(repo_ids: tuple[str, ...]) -> bool:
 
 def shipped_candidates(spec: TaskSpec) -> list[Candidate]:
     """Aliases whose model kind matches the task's, and always the task's own default; unavailable ones skipped."""
-    from transformers import AutoConfig
-
-    from tailorlm.models.registry import ALIASES, resolve_model
+    from tailorlm.models.registry import ALIASES, alias_config
 
     found = []
     for alias in ALIASES:
-        try:
-            config = AutoConfig.from_pretrained(resolve_model(alias).source)
-        except UserError:  # its package is not installed: not a candidate on this machine
+        config = alias_config(alias)  # nothing converted: smollm2's shape is known before its first use
+        if config is None:  # its package is not installed: not a candidate on this machine
             continue
         if alias == spec.default_model or config_kind(config) == task_kind(spec):
             found.append(Candidate(alias, config, "shipped", "task default" if alias == spec.default_model else ""))
@@ -342,20 +339,27 @@ RULE = ("models that fit (estimate + 15% headroom within the memory, full or LoR
         "smallest LoRA memory first")
 
 
-def rank(advice: list[Advice]) -> list[Advice]:
-    """The order of :data:`RULE`: the first one that fits is the recommendation."""
-    fitting = sorted((a for a in advice if a.fits), key=lambda a: (-a.parameters, -(a.tokens_per_s or 0)))
+OFFLINE_RULE = ("the hub cannot be reached ({why}), so models available here (shipped, cached) come before "
+                "download-only ones")
+
+
+def rank(advice: list[Advice], offline: bool = False) -> list[Advice]:
+    """The order of :data:`RULE` (and, ``offline``, :data:`OFFLINE_RULE` first): the first one that fits is the
+    recommendation."""
+    fitting = sorted((a for a in advice if a.fits), key=lambda a: (
+        offline and a.offline == "download", -a.parameters, -(a.tokens_per_s or 0)))
     rest = sorted((a for a in advice if not a.fits), key=lambda a: a.lora_bytes)
     return fitting + rest
 
 
-def why(best: Advice | None, memory: int) -> str:
+def why(best: Advice | None, memory: int, offline: bool = False) -> str:
     """One line on the recommendation, or what to change when nothing fits."""
     if best is None:
         return (f"nothing fits {memory / 2**30:.1f} GiB; try a smaller --batch-size or --max-length, --peft lora, "
                 "or --set training.gradient_checkpointing=true")
     method, needed = ("full", best.full_bytes) if best.fits_full else ("LoRA", best.lora_bytes)
-    return (f"{best.name}: the largest candidate ({best.parameters / 1e6:,.0f} M parameters) whose {method} "
+    which = "available offline " if offline and best.offline != "download" else ""
+    return (f"{best.name}: the largest {which}candidate ({best.parameters / 1e6:,.0f} M parameters) whose {method} "
             f"fine-tune fits {memory / 2**30:.1f} GiB ({needed * HEADROOM / 2**30:.2f} GiB with headroom)")
 
 
@@ -374,6 +378,7 @@ class Report:
     recommended: str | None
     why: str
     models: list[Advice]
+    offline: str | None = None  # why the hub cannot be reached now, when it cannot
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -414,7 +419,11 @@ def advise(task_name: str, *, memory: str | None = None, device: str = "auto", p
                    device_flops=speed.flops)
         for c in [*shipped_candidates(spec), *catalogue_candidates(spec)]
     ]
-    ranked = rank(advice)
+    from tailorlm.models.offline import hub_unreachable
+
+    hub_down = hub_unreachable()
+    ranked = rank(advice, offline=hub_down is not None)
     best = ranked[0] if ranked and ranked[0].fits else None
-    return Report(task_name, device, precision, budget, source, batch, seq, peft, speed.how, RULE,
-                  best.name if best else None, why(best, budget), ranked)
+    rule = f"{OFFLINE_RULE.format(why=hub_down)}; then {RULE}" if hub_down else RULE
+    return Report(task_name, device, precision, budget, source, batch, seq, peft, speed.how, rule,
+                  best.name if best else None, why(best, budget, hub_down is not None), ranked, hub_down)

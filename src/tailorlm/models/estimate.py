@@ -22,6 +22,7 @@ buffers come on top, so leave 10-20% headroom.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -149,11 +150,37 @@ class Estimate:
     rows: list[MemoryRow]
 
 
-def _sequence_length(recipe: Any, shape: Shape) -> tuple[int, str]:
+def _sequence_length(recipe: Any, shape: Shape, resolved: Any) -> tuple[int, str, int | None]:
+    """The length the run will train at, why, and the training rows when they were read: training.max_length, or
+    for ``auto`` the one the run picks from the training data (:func:`run_max_length`); only without data.train
+    the model's limit, capped at 512."""
     if recipe.training.max_length != "auto":
-        return int(recipe.training.max_length), "training.max_length"
+        return int(recipe.training.max_length), "training.max_length", None
+    picked = run_max_length(recipe, resolved)
+    if picked is not None:
+        return picked
     seq = min(shape.max_positions, 512)
-    return seq, f"max_length auto: assumed {seq} (the model's limit, capped at 512); set it to estimate exactly"
+    return seq, (f"max_length auto without a data.train file here: assumed {seq} (the model's limit, capped at "
+                 "512); set data.train or training.max_length to estimate exactly"), None
+
+
+def run_max_length(recipe: Any, resolved: Any) -> tuple[int, str, int] | None:
+    """``max_length: auto`` as the run resolves it: the task reads, cleans and encodes the training data with the
+    model's tokenizer (nothing is written) and keeps the length its ``encode`` picks (the 99th percentile of the
+    training lengths, rounded up to 8, within the model's limit). With the training rows; None without a
+    data.train file."""
+    if not recipe.data.train or not Path(recipe.data.train).expanduser().is_file():
+        return None
+    from tailorlm.models.loading import load_tokenizer
+    from tailorlm.tasks import get_task
+
+    task = get_task(recipe.task)
+    tokenizer = load_tokenizer(resolved, recipe.model)
+    data = task.prepare_data(recipe, lambda texts: [len(ids) for ids in tokenizer(list(texts),
+                                                                                  truncation=False)["input_ids"]])
+    seq = task.encode(recipe, data, tokenizer).max_length
+    rows = len(data.train)
+    return seq, f"max_length auto: {seq}, as the run picks it from the {rows} training rows (their p99 length)", rows
 
 
 def head_config(recipe: Any, spec: Any, config: Any) -> Any:
@@ -173,7 +200,7 @@ def estimate_recipe(recipe: Any) -> Estimate:
     from tailorlm.models.peft import choose_targets
     from tailorlm.models.registry import resolve_model
     from tailorlm.tasks import get_spec
-    from tailorlm.train.auto import nominal
+    from tailorlm.train.auto import choose_batch_size, nominal
 
     spec = get_spec(recipe.task)
     recipe.model.name = spec.model_name(recipe.model.name)
@@ -187,37 +214,11 @@ def estimate_recipe(recipe: Any) -> Estimate:
         targets = []
     lora = lora_trainable(model, targets, recipe.model.peft.r, HEAD_NAMES)
     shape = config_shape(config)
-    seq, note = _sequence_length(recipe, shape)
+    seq, note, n_train = _sequence_length(recipe, shape, resolved)
     checkpointing = recipe.training.gradient_checkpointing
-    batch = nominal(recipe).training.batch_size  # batch_size: auto needs the data; the estimate uses its stand-in
+    batch = nominal(recipe).training.batch_size  # batch_size: auto needs the data; without it, its stand-in
+    if n_train is not None and recipe.training.batch_size == "auto":
+        batch = choose_batch_size(n_train).value  # as the run picks it (train/auto.py)
     rows = memory_rows(total, lora, shape, batch, seq, checkpointing, causal_lm=spec.peft_task_type == "CAUSAL_LM")
     return Estimate(recipe.model.name, getattr(config, "model_type", "?"), total, lora, targets, shape,
                     batch, seq, note, checkpointing, rows)
-
-
-def alias_parameters() -> dict[str, int | str]:
-    """Parameters of each shipped alias (its bare body, from the config), or why it is unavailable."""
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM
-
-    from tailorlm.errors import UserError
-    from tailorlm.models.registry import ALIASES, resolve_model
-
-    counts: dict[str, int | str] = {}
-    for alias in ALIASES:
-        try:
-            config = AutoConfig.from_pretrained(resolve_model(alias).source)
-        except UserError as exc:
-            counts[alias] = f"unavailable: {str(exc)[:80]}"
-            continue
-        counts[alias] = _body_parameters(config, (AutoModel, AutoModelForSeq2SeqLM, AutoModelForCausalLM))
-    return counts
-
-
-def _body_parameters(config: Any, classes: tuple[Any, ...]) -> int | str:
-    """The first Auto class that knows the config builds it (encoder-decoders have no bare AutoModel)."""
-    for auto_class in classes:
-        try:
-            return sum(p.numel() for p in meta_model(auto_class, config).parameters())
-        except ValueError:
-            continue
-    return f"unknown ({getattr(config, 'model_type', '?')})"

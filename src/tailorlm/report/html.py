@@ -56,6 +56,7 @@ from tailorlm.report.results import (
     samples_table,
 )
 from tailorlm.report.search import has_search, search_lead, search_table
+from tailorlm.report.shift import has_shift, shift_lead, shift_table
 from tailorlm.report.summary import facts
 from tailorlm.report.tables import record_text_columns
 from tailorlm.report.weighting import has_instance_weighting, weighted_rows_table, weighting_lead, weighting_table
@@ -89,7 +90,7 @@ def sections_for(report: RunReport) -> list[tuple[str, str, str]]:
         "samples": bool(report.samples),
         "cross-validation": has_cv(report),
         "budget-search": has_search(report),
-        "domain-adaptation": has_adapt(report) or has_augment(report),
+        "domain-adaptation": has_adapt(report) or has_augment(report) or has_shift(report),
         "data-curve": has_data_curve(report),
         "lr-find": has_lr_find(report),
         "confusion": report.is_classification or bool(tuned.get("confusion_matrix")),
@@ -171,6 +172,8 @@ def _adaptation(r: RunReport) -> str:
     """Continued pretraining (adapt.pretrain), self-training (adapt.self_train) and instance weighting
     (adapt.instance_weighting), each only when it ran."""
     html = paragraph(adapt_lead(r), "lead") + html_table(adapt_table(r)) if has_pretrain(r) else ""
+    if has_shift(r):
+        html += "<h3>Domain shift</h3>" + paragraph(shift_lead(r)) + html_table(shift_table(r))
     if has_self_train(r):
         html += "<h3>Self-training</h3>" + paragraph(self_train_lead(r)) + html_table(self_train_table(r))
     if has_instance_weighting(r):

@@ -65,3 +65,32 @@ def safe_chart(draw: Callable[[], str | None], alt: str, caption: str = "") -> s
         return _chart(draw(), alt, caption)
     except Exception as exc:  # a broken chart is reported in place, the tables still carry the numbers
         return empty(f"(chart could not be drawn: {type(exc).__name__}: {exc})")
+
+
+def page(title: str, kind: str, heading: str, lead: str, sections: list[tuple[str, str, str]], footer: str) -> str:
+    """One self-contained HTML page: the stylesheet inlined, a top bar naming the ``kind`` of page with a link to
+    each of ``sections`` (``(id, heading, html)``), the heading, the lead paragraph, the sections, the footer."""
+    body = "\n".join(section(sid, name, html) for sid, name, html in sections)
+    links = "".join(f'<a href="#{sid}">{escape(name)}</a>' for sid, name, _ in sections)
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{escape(title)}</title>
+<style>
+{css()}
+</style>
+</head>
+<body>
+<header class="top"><div class="top-inner"><div class="brand">tailorlm <span>{escape(kind)}</span></div>
+<nav>{links}</nav></div></header>
+<main>
+<h1>{escape(heading)}</h1>
+{paragraph(lead, "lead")}
+{body}
+</main>
+<footer>{escape(footer)}</footer>
+</body>
+</html>
+"""

@@ -160,6 +160,7 @@ def _adaptation(report: RunReport) -> str:
         self_train_lead,
         self_train_table,
     )
+    from tailorlm.report.shift import has_shift, shift_lead, shift_table
     from tailorlm.report.weighting import (
         has_instance_weighting,
         weighted_rows_table,
@@ -168,6 +169,8 @@ def _adaptation(report: RunReport) -> str:
     )
 
     parts = [md_escape(adapt_lead(report)), table(adapt_table(report))] if has_pretrain(report) else []
+    if has_shift(report):  # adapt.target_unlabeled (adapt/shift.py)
+        parts += ["### Domain shift", md_escape(shift_lead(report)), table(shift_table(report))]
     if has_self_train(report):  # adapt.self_train (adapt/self_train.py)
         parts += ["### Self-training", md_escape(self_train_lead(report)), table(self_train_table(report))]
     if has_instance_weighting(report):  # adapt.instance_weighting (adapt/weighting.py)

@@ -83,7 +83,23 @@ def target(ctx: RunContext) -> dict[str, Any]:
     from tailorlm.adapt.target import read_target
 
     ctx.target = read_target(ctx.recipe, ctx.need("data"))
-    return {"adapt": {"target": ctx.target.as_dict()}}
+    return {"adapt": {"target": ctx.target.as_dict(), "shift": target_shift(ctx)}}
+
+
+def target_shift(ctx: RunContext) -> dict[str, Any]:
+    """How far the target is from the training rows (adapt/shift.py, as ``tailor shift`` measures two files):
+    vocabulary, lengths, the proxy A-distance of the named model's frozen features, the distinguishing words."""
+    from tailorlm.adapt.shift import DomainFile, texts_shift
+    from tailorlm.augment.stage import AUGMENTED_COLUMN
+
+    train = ctx.need("data").train
+    if "text" not in train:  # a task whose rows are not one text (tokens, question + context)
+        return {}
+    if AUGMENTED_COLUMN in train:  # the user's rows, not the copies augment made of them
+        train = train[~train[AUGMENTED_COLUMN].astype(bool)]
+    source = DomainFile(str(ctx.recipe.data.train), [str(t) for t in train["text"]], None)
+    target = DomainFile(ctx.need("target").source, ctx.need("target").texts, None)
+    return texts_shift(source, target, ctx.need("resolved").source)
 
 
 def tokenize(ctx: RunContext) -> dict[str, Any]:
@@ -121,13 +137,19 @@ def domain_weights(ctx: RunContext) -> dict[str, Any]:
 
 
 def augment(ctx: RunContext) -> dict[str, Any]:
-    """augment.method: augmented copies of the training rows, leak-free, after any reshape (augment/stage.py)."""
+    """augment.method: augmented copies of the training rows, leak-free, after any reshape and after adapt.pretrain
+    (so mlm can fill masks with the adapted body's head): the method's augmenter (augment/methods.py) proposes,
+    augment/stage.py checks, caps and tags."""
+    from tailorlm.augment.base import Sources
+    from tailorlm.augment.methods import make_augmenter
     from tailorlm.augment.stage import augment_data, augmented_jsonl
 
-    ctx.data, section = augment_data(ctx.recipe, ctx.need("data"))
+    augmenter = make_augmenter(Sources(ctx.recipe, ctx.need("data"), ctx.need("body")))
+    ctx.data, section = augment_data(ctx.recipe, ctx.need("data"), augmenter)
     ctx.run_dir.write_text("augmented.jsonl", augmented_jsonl(ctx.data.train))
     ctx.run_dir.write_json("data_report.json", ctx.data.report)
+    models = ", ".join(f"{k} {v}" for k, v in section.get("models", {}).items() if v)
     ctx.console.print(f"augment: {section['rows_added']} {section['method']} copies added to "
                       f"{section['train_rows_before']} training rows ({section['dropped_leaking']} dropped as "
-                      "copies of validation/test texts)")
+                      f"copies of validation/test texts){f'; {models}' if models else ''}")
     return {"augment": section}

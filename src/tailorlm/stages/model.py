@@ -14,8 +14,13 @@ from tailorlm.stages.context import RunContext
 def adapt(ctx: RunContext) -> dict[str, Any]:
     """adapt.pretrain: the body keeps pretraining on domain text first; the baselines keep the original model."""
     from tailorlm.adapt import adapt_model
+    from tailorlm.train.auto import resolve_data_dependent
 
-    ctx.body, record = adapt_model(ctx.recipe, ctx.need("resolved"), ctx.tokenizer, ctx.need("data"), ctx.run_dir,
+    # before augment (an mlm augmenter fills masks with the adapted head), so before auto_data: the pretraining's
+    # batch and warm-up are the training's ``auto`` choices for the rows prepared so far, resolved on a copy
+    recipe = ctx.recipe.model_copy(deep=True)
+    resolve_data_dependent(recipe, len(ctx.need("data").train))
+    ctx.body, record = adapt_model(recipe, ctx.need("resolved"), ctx.tokenizer, ctx.need("data"), ctx.run_dir,
                                    ctx.console)
     return {"adapt": record} if record else {}
 

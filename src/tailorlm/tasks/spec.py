@@ -107,6 +107,10 @@ class TaskSpec:
     #: baselines of this task that are floors (lower bounds, never the bar: evaluate/floors.py), beyond the
     #: task-independent ones (a random head)
     floor_baselines: frozenset[str] = frozenset()
+    #: the recipe keys naming the text and label columns that every csv/tsv data file of the task must have, so
+    #: that a wrong column fails from the header before torch loads (precheck.py); None: the task's reader alone
+    #: knows (alternative layouts: chat or prompt/response, SQuAD or flat, CoNLL or JSONL)
+    file_columns: tuple[str, str] | None = None
 
     def __post_init__(self) -> None:
         unknown = sorted(self.capabilities - CAPABILITIES.keys())

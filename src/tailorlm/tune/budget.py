@@ -14,7 +14,8 @@ A user short of time and of hyperparameter lore names a time, not a search space
    at its deadline;
 4. trains the winner (or the defaults, if nothing completed) as a normal ``run.run`` into ``output_dir`` with
    baselines and the full report, and adds ``search`` to its metrics.json: the trials, the defaults' score,
-   budget_s and wall_s.
+   budget_s and wall_s. A winning defaults trial is not retrained: it ran with the baselines, so its run
+   directory is copied into ``output_dir`` (``adopt_trial``), and it may train until the budget's last tenth.
 
 Each invocation gets the whole budget; trials of earlier invocations are kept and count (TPE learns from them,
 the defaults are not run again).
@@ -40,7 +41,7 @@ from tailorlm.lifecycle import group_run
 from tailorlm.recipe import ParamSpec, Recipe, budget_seconds, recipe_from_dict
 from tailorlm.rundir import RunDir, atomic_write_json
 from tailorlm.track import start_tracking
-from tailorlm.tune.budget_plan import Costs, TrialTimes, plan_next
+from tailorlm.tune.budget_plan import FINAL_SLACK_S, Costs, TrialTimes, plan_next
 from tailorlm.tune.objective import Objective, trial_recipe
 from tailorlm.tune.outputs import best_trial, counts, trial_rows, write_outputs
 from tailorlm.tune.study import (
@@ -181,15 +182,23 @@ class DeadlineCallback(TrainerCallback):
         self.clock = clock
         self.deadline = math.inf
         self.evaluations = 0
+        #: the defaults trial is never retrained: at its deadline it ends at its best checkpoint, complete
+        self.graceful = False
+        self.stopped_at: int | None = None
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.evaluations = 0
+        self.stopped_at = None
 
     def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.evaluations += 1
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.clock() <= self.deadline:
+            return
+        if self.evaluations and self.graceful:
+            self.stopped_at = state.global_step
+            control.should_training_stop = True  # the Trainer reloads the best checkpoint, as early stopping does
             return
         if self.evaluations:
             raise optuna.TrialPruned(f"stopped by the time budget at step {state.global_step}, after "
@@ -235,6 +244,8 @@ class Scheduler:
         costs = Costs.from_trials(list(measured.values()))
         best = best_trial(study)
         reserve = costs.final_s(measured[best.number]) if costs and best and best.number in measured else None
+        if best is not None and reusable(best):
+            reserve = FINAL_SLACK_S  # the defaults trial's run is copied, not retrained
         return costs, reserve
 
     def __call__(self, study: optuna.Study) -> bool:
@@ -251,6 +262,7 @@ class Scheduler:
             study.enqueue_trial({EPOCHS: plan.epochs}, user_attrs={"note": f"epochs fixed to {plan.epochs}: "
                                                                           "the most that fit in the time left"})
         self.callback.deadline = plan.deadline
+        self.callback.graceful = next_defaults
         return True
 
     def _stop(self, reason: str) -> bool:
@@ -349,12 +361,45 @@ def _final_run(recipe: Recipe, search: Recipe, study: optuna.Study, defaults: De
 
     winner = best_trial(study)
     params = winner.params if winner is not None else defaults.params
+    if winner is not None and reusable(winner):
+        console.print(f"budget: the winner is trial {winner.number}, the defaults, which measured the baselines: "
+                      "its run is the result (nothing retrained)")
+        return adopt_trial(Path(winner.user_attrs["dir"]), Path(recipe.output_dir))
     if winner is None:
         console.print("budget: no trial completed within the budget; training the defaults")
     else:
         console.print(f"budget: training the winner, trial {winner.number} ({_shown(params)}), with baselines")
     final = trial_recipe(search, params, Path(recipe.output_dir), baselines=True)
     return run_pipeline(final, console)
+
+
+def reusable(trial: FrozenTrial) -> bool:
+    """The defaults trial ran with the baselines and, as the best so far, kept its model: its run is a final run."""
+    folder = Path(trial.user_attrs.get("dir", ""))
+    return trial.user_attrs.get("role") == "defaults" and (folder / "model").is_dir() and \
+        (folder / "metrics.json").is_file()
+
+
+def adopt_trial(trial_dir: Path, output_dir: Path) -> dict[str, Any]:
+    """Copy a trial's run directory into ``output_dir`` (beside ``search/``) as the budget's result; its resolved
+    recipe names ``output_dir``, so rerunning it writes there. Returns its metrics.json."""
+    import shutil
+
+    for entry in trial_dir.iterdir():
+        if entry.name in ("checkpoints", "search"):
+            continue
+        target = output_dir / entry.name
+        if entry.is_dir():
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(entry, target)
+        else:
+            shutil.copy2(entry, target)
+    resolved = output_dir / "recipe.resolved.yaml"
+    if resolved.is_file():
+        lines = [f"output_dir: {json.dumps(str(output_dir))}" if line.startswith("output_dir:") else line
+                 for line in resolved.read_text(encoding="utf-8").splitlines()]
+        resolved.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return json.loads((output_dir / "metrics.json").read_text(encoding="utf-8"))
 
 
 def _rewrite(recipe: Recipe, metrics: dict[str, Any]) -> None:

@@ -10,12 +10,14 @@ by ``end = start + budget``. A trial ``j`` that starts at ``s`` and finishes tra
   skipped): ``t + post + reserve <= end``;
 - or, if trial ``j`` itself becomes the best, its own retraining, which takes as long as it did (plus the
   baselines): ``t + post + (t + post - s) + extra <= end``, i.e. ``t <= (end + s - extra) / 2 - post``.
-The smaller of the two bounds is the trial's training deadline (``trial_deadline``). Before a trial starts, the
-planner works out how many epochs fit before that deadline at the measured seconds per epoch: all of the space
-(the sampler chooses freely), fewer (the next trial's epochs are fixed to the most that fit, the sampler chooses
-the rest), or fewer than the space's lowest (the search stops). During the trial, a callback stops it at the
-deadline if the estimate was wrong: it is then pruned at its last evaluation. Optuna's own ``timeout`` could do
-neither: it is checked between trials only, so the trial that crosses it runs to its end.
+The smaller of the two bounds is the trial's training deadline (``trial_deadline``). The defaults trial is the
+exception (``defaults_deadline``): it measures the baselines, so if it wins its run is kept as the result, and it
+may train until the budget's last tenth, stopping at its best checkpoint so far when time runs out.
+Before a trial starts, the planner works out how many epochs fit before that deadline at the measured seconds per
+epoch: all of the space (the sampler chooses freely), fewer (the next trial's epochs are fixed to the most that
+fit, the sampler chooses the rest), or fewer than the space's lowest (the search stops). During the trial, a
+callback stops it at the deadline if the estimate was wrong: it is then pruned at its last evaluation. Optuna's
+own ``timeout`` could do neither: it is checked between trials only, so the trial that crosses it runs to its end.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from dataclasses import dataclass
 SAFETY = 1.1
 #: seconds for what follows the final run (metrics.json's search section, the report drawn again)
 FINAL_SLACK_S = 3.0
+#: the defaults trial trains until this share of the budget is left, for its own test evaluation, saving, report
+DEFAULTS_TAIL_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,14 @@ def trial_deadline(end: float, start: float, reserve: float | None, post_s: floa
     return min(end - post_s - reserve, if_it_wins)
 
 
+def defaults_deadline(end: float, start: float) -> float:
+    """The defaults trial's training deadline. It runs the baselines, so when it wins its run directory is the
+    result and nothing is retrained (tune/budget.py ``adopt_trial``): it may train until the budget's last tenth,
+    which its test evaluation, saving and report use. A budget too short for a search is then the defaults run,
+    within the budget, rather than a failed trial followed by the defaults trained past the budget."""
+    return end - max(FINAL_SLACK_S, DEFAULTS_TAIL_SHARE * (end - start))
+
+
 @dataclass(frozen=True)
 class Plan:
     """What the next trial may be: ``free`` (any point of the space), ``epochs`` (fixed to fit) or ``stop``."""
@@ -109,7 +121,8 @@ def plan_next(now: float, end: float, costs: Costs | None, reserve: float | None
     defaults trial runs, under its deadline (the caller decides).
     """
     if costs is None:
-        return Plan("free", trial_deadline(end, now, reserve, 0.0, 0.0), reason="no trial measured yet")
+        deadline = defaults_deadline(end, now) if runs_baselines else trial_deadline(end, now, reserve, 0.0, 0.0)
+        return Plan("free", deadline, reason="no trial measured yet")
     extra = 0.0 if runs_baselines else costs.baselines_s
     deadline = trial_deadline(end, now, reserve, costs.post_s, extra)
     before_training = costs.pre_s + (costs.baselines_s if runs_baselines else 0.0)

@@ -25,6 +25,7 @@ SPEC = TaskSpec(
     auto_model_class="AutoModelForSequenceClassification",
     demo=Demo("tailorlm.demos.regression:generate_regression_dataset", "examples/data/utility-urgency"),
     card=CardText(describe, pipeline_call=None),
+    file_columns=("data.text_column", "data.label_column"),  # a pair's second column is checked by its reader
     capabilities=frozenset({"multi_task", "per_example_loss"}),
     floor_baselines=frozenset({"mean"}),
 )

@@ -35,6 +35,7 @@ SPEC = TaskSpec(
     auto_model_class="AutoModelForSeq2SeqLM",
     demo=Demo("tailorlm.demos.translation:generate_demo_mt", "examples/data/scots_mt"),
     card=CardText(describe),
+    file_columns=("data.source_column", "data.target_column"),
     capabilities=frozenset({"generates"}),
     auto_lr_factor=2.0,  # a warm-started seq2seq model's cross-attention starts from nothing
     floor_baselines=frozenset({"pretrained"}),  # minilm-seq2seq before tuning: random cross-attention
