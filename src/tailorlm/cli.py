@@ -340,6 +340,7 @@ def evaluate(
     output_alias: OutputAlias = None,
     clean: Annotated[bool, typer.Option("--clean", help="also drop near-duplicates and texts outside the run's "
                                         "min/max length, as its test split was (default: score every row)")] = False,
+    task_name: Annotated[str | None, typer.Option("--task", help="multi-task model: which task to score")] = None,
 ) -> None:
     """Evaluate a saved model on any labelled file: every row it holds (rows without a text or a known label are
     listed as skipped)."""
@@ -350,7 +351,7 @@ def evaluate(
 
     output = _out_option(output, output_alias)
     _quiet_libraries()
-    loaded = load_saved_model(model_dir)
+    loaded = load_saved_model(model_dir, task=task_name)
     task = get_task(loaded.task)
     columns = {"text_column": text_column, "label_column": label_column}
     frame, rejects = task.load_eval_file(data, loaded.meta, columns, clean=clean)
@@ -387,6 +388,7 @@ def predict(
     keep_columns: Annotated[str | None, typer.Option(
         "--keep-columns", help="--input columns copied into each prediction, comma-separated; '*': all, '': none "
         "(default: id and the input columns)")] = None,
+    task_name: Annotated[str | None, typer.Option("--task", help="multi-task model: which task predicts")] = None,
 ) -> None:
     """Predict with a saved model of any task: label, entities, answer, translation or completion, per input.
 
@@ -404,7 +406,7 @@ def predict(
     kept = None if keep_columns is None else [c.strip() for c in keep_columns.split(",") if c.strip()]
     with progress_bar(err, "predicting"):
         rows = predict_rows(model_dir, texts=text, input_file=input_file, text_column=text_column,
-                            question=question, context=context, keep_columns=kept)
+                            question=question, context=context, keep_columns=kept, task_name=task_name)
     if output is not None:
         from tailorlm.rundir import atomic_write_text
 

@@ -24,6 +24,11 @@ def run_recipe(recipe: Recipe, console: Console, started: float | None = None) -
         from tailorlm.tune.budget import run_with_budget
 
         return run_with_budget(recipe, console, started=started)
+    if recipe.tasks and recipe.training.seeds > 1:  # N joint multi-task runs, summarised per task (multitask/)
+        from tailorlm.multitask.seeds import run_multitask_seeds
+        from tailorlm.run import run
+
+        return run_multitask_seeds(recipe, console, run)
     if recipe.training.seeds > 1:  # N seeds into output_dir/seed-<s>/, mean ± std and CI (evaluate/seeds.py)
         from tailorlm.evaluate.seeds import run_seeds
 
@@ -36,6 +41,9 @@ def loop_of(recipe: Recipe) -> str:
     if recipe.search.budget:
         return f"a search within {recipe.search.budget}, then the winner's run"
     parts = [f"{recipe.training.seeds} seeds"] if recipe.training.seeds > 1 else []
+    if recipe.tasks:  # the recipe's top-level task is not used: each task has its own (multitask/)
+        shown = ", ".join(f"{t.name} ({t.task})" for t in recipe.tasks)
+        return ", ".join([*parts, f"one multi-task run of {len(recipe.tasks)} tasks on one encoder: {shown}"])
     parts += [f"{recipe.validation.kfold} folds"] if recipe.validation.kfold else []
     parts += ["a data curve (25% and 50% runs after the full one)"] if recipe.report.data_curve else []
     parts += ["with and without augmentation (augment.gate)"] if recipe.augment.method != "none" and \

@@ -24,7 +24,8 @@ METRIC_COLUMNS: list[tuple[str, str]] = [
     ("ece", "Calibration error (ECE)"),
 ]
 #: Metrics where a smaller number is the better one (ask ``greater_is_better`` rather than this set).
-LOWER_IS_BETTER = frozenset({"ece", "loss", "perplexity", "ter", "wer", "cer"})
+LOWER_IS_BETTER = frozenset({"ece", "loss", "perplexity", "ter", "wer", "cer", "rmse", "mae", "mse",
+                             "squared_error", "absolute_error"})
 #: The number a task's headline is about; any other task uses its first flat metric.
 TASK_MAIN_METRIC: dict[str, str] = {name: spec.main_metric.name for name, spec in TASK_SPECS.items()}
 #: Display names of metrics other tasks report; unknown keys are shown as written, underscores as spaces.
@@ -40,6 +41,11 @@ METRIC_TITLES: dict[str, str] = {
     "chrf": "chrF",
     "ter": "TER",
     "ece": "Calibration error (ECE)",
+    "rmse": "RMSE",
+    "mae": "MAE",
+    "pearson": "Pearson r",
+    "spearman": "Spearman ρ",
+    "squared_error": "Squared error",
 }
 #: Numeric keys of a metrics dict that are counts or bookkeeping, not scores to compare.
 NOT_METRICS = frozenset({"n", "support", "rejected", "step", "epoch", "tokens", "n_tokens", "rows", "runtime_s"})
@@ -62,6 +68,11 @@ METRIC_HELP: dict[str, str] = {
     "recall": "of what it should have found, the share the model found",
     "bleu": "n-gram overlap between the model's output and the reference, 0-100 (sacrebleu, corpus level)",
     "chrf": "character n-gram F-score against the reference, 0-100; kinder than BLEU to word-form changes",
+    "rmse": "root mean squared error between the predicted and the true number (lower is better)",
+    "mae": "mean absolute error between the predicted and the true number (lower is better)",
+    "pearson": "linear correlation between predicted and true numbers, -1 to 1 (higher is better)",
+    "spearman": "rank correlation: whether higher true numbers get higher predictions, -1 to 1 (higher is better)",
+    "squared_error": "mean squared error per example (lower is better)",
     "ter": "edits needed to turn the output into the reference, per reference word (lower is better)",
 }
 

@@ -76,6 +76,8 @@ def data_files(recipe: Recipe) -> dict[str, dict[str, Any]]:
     """``{"data.train": {"path", "sha256", "bytes"}, ...}`` for the data files the recipe names and that exist."""
     files: dict[str, dict[str, Any]] = {}
     named = {f"data.{key}": getattr(recipe.data, key) for key in DATA_KEYS}
+    for entry in recipe.tasks or []:  # a multi-task recipe: every task's files (resume checks them too)
+        named |= {f"tasks.{entry.name}.data.{key}": getattr(entry.data, key) for key in DATA_KEYS}
     a = recipe.adapt
     used = a.pretrain or (a.self_train and not a.unlabelled)  # self-training reads adapt.text when no unlabelled
     named["adapt.text"] = a.text if used else None  # a changed corpus: no resume

@@ -104,6 +104,9 @@ class DataConfig(_Section):
     target_lang: str | None = Field(None, description="translation: target language code, e.g. de")
     tokens_column: str = Field("tokens", description="token-classification: list of words")
     tags_column: str = Field("tags", description="token-classification: one tag per word (BIO)")
+    text_pair_column: str | None = Field(
+        None, description="regression: a second text per row (sentence pairs, e.g. STS-B's sentence2)"
+    )
     clean: CleanConfig = Field(default_factory=CleanConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     seed: int = 42
@@ -253,6 +256,13 @@ class QAConfig(_Section):
     n_best: int = Field(20, ge=1)
     max_answer_length: int = Field(30, ge=1, description="in tokens")
     null_threshold: float = Field(0.0, description="SQuAD v2: predict 'no answer' when null score - best > this")
+
+
+class RegressionConfig(_Section):
+    """A float target per text (task: regression); ``data.label_column`` names the target column."""
+
+    loss: Literal["mse", "huber"] = Field("mse", description="mse, or huber (less pulled by outlying targets)")
+    huber_delta: PositiveFloat = Field(1.0, description="huber: errors beyond this count linearly")
 
 
 class BaselineConfig(_Section):
@@ -597,6 +607,56 @@ class TrackingConfig(_Section):
 # --- end experiment tracking
 
 
+class TaskEntry(_Section):
+    """One task of a multi-task recipe (``tasks:``): its own data and task type; model and training are shared."""
+
+    name: str = Field(..., min_length=1, description="what predict --task, the report and metrics.json call it")
+    task: Literal[TASK_NAMES]  # type: ignore[valid-type]
+    data: DataConfig = Field(default_factory=DataConfig)
+    loss_weight: NonNegativeFloat = Field(1.0, description="balance: fixed: this task's loss times this")
+    select_weight: NonNegativeFloat = Field(1.0, description="weight of its main metric in checkpoint choice")
+    model: str | None = Field(None, description="must be model.name or share its tokenizer (one encoder)")
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", value):
+            raise ValueError("use letters, digits, '_' or '-' (it names a folder and predict --task)")
+        return value
+
+
+class MultiTaskConfig(_Section):
+    """How the tasks of ``tasks:`` are trained together (multitask/)."""
+
+    sampling: Literal["proportional", "temperature", "round_robin", "annealed"] = Field(
+        "temperature", description="which task each batch comes from: ∝ n, ∝ n^(1/T), in turn, or T annealed"
+    )
+    temperature: PositiveFloat = Field(2.0, description="temperature sampling: p ∝ n^(1/T); large T is uniform")
+    anneal_to: PositiveFloat = Field(
+        5.0, description="annealed: T moves linearly from 1 (proportional) to this over training")
+    balance: Literal["fixed", "uncertainty", "pcgrad"] = Field(
+        "fixed", description="fixed: loss_weight; uncertainty: learned log-variances (Kendall et al. 2018); "
+        "pcgrad: one batch per task per step, conflicting gradients projected (Yu et al. 2020)"
+    )
+    uncertainty_lr: PositiveFloat = Field(
+        0.05, description="uncertainty: the learning rate of the log-variances (their own group, scheduled like the "
+        "rest; at a fine-tuning rate they would barely move)")
+    steps: PositiveInt | Literal["auto"] = Field(
+        "auto", description="the total optimizer-step budget (one batch each, one task per batch); auto: the sum "
+        "of each task's training.epochs: auto steps"
+    )
+    select: str = Field("weighted", description="checkpoint choice: weighted (mean of per-task main metrics, "
+                        "select_weight each, lower-is-better ones negated) or a task's name")
+    conflict_batches: int = Field(2, ge=0, description="batches per task for the gradient-cosine diagnostics at "
+                                  "each evaluation; 0: off")
+    comparison: Literal["none", "single_task"] = Field(
+        "none", description="single_task: also train each task alone with the same settings, side by side")
+
+
+#: task types whose model is an encoder with a head on it, so several can share that encoder
+SHAREABLE_HINT = "only encoder tasks with a head can share one encoder"
+
+
 class Recipe(_Section):
     """A whole run: what to learn, from which data, starting from which model, how, and where to write."""
 
@@ -618,6 +678,10 @@ class Recipe(_Section):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     adapt: AdaptConfig = Field(default_factory=AdaptConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    regression: RegressionConfig = Field(default_factory=RegressionConfig)
+    #: multi-task learning: several named tasks on one shared encoder (multitask/); None: one task
+    tasks: list[TaskEntry] | None = None
+    multitask: MultiTaskConfig = Field(default_factory=MultiTaskConfig)
 
     @field_validator("output_dir")
     @classmethod
@@ -625,6 +689,35 @@ class Recipe(_Section):
         if not value.strip():
             raise ValueError("must not be empty")
         return value
+
+    @model_validator(mode="after")
+    def _tasks_can_share_an_encoder(self) -> Recipe:
+        """tasks: unique names, task types that put a head on an encoder, settings one run can honour."""
+        if self.tasks is None:
+            return self
+        if len(self.tasks) < 2:
+            raise ValueError("tasks: list at least two tasks (one task is an ordinary recipe with task: and data:)")
+        if self.data.train:
+            raise ValueError("tasks: each task names its own files (tasks[i].data); remove the top-level data.train")
+        seen: set[str] = set()
+        for i, entry in enumerate(self.tasks):
+            if entry.name in seen:
+                raise ValueError(f"tasks[{i}].name: '{entry.name}' is used twice; give each task its own name")
+            seen.add(entry.name)
+            if not get_spec(entry.task).has("multi_task"):
+                shareable = ", ".join(n for n in TASK_NAMES if get_spec(n).has("multi_task"))
+                raise ValueError(f"tasks[{i}].task: '{entry.task}' cannot share the encoder ({SHAREABLE_HINT}: "
+                                 f"{shareable}); train it in its own recipe")
+        select = self.multitask.select
+        if select != "weighted" and select not in seen:
+            raise ValueError(f"multitask.select: '{select}' is not a task name; use weighted or one of: "
+                             f"{', '.join(sorted(seen))}")
+        looped = self.validation.kfold or self.report.data_curve or self.search.budget
+        others = self.augment.method != "none" or self.adapt.self_train or self.adapt.pretrain
+        if looped or others or self.training.num_processes > 1:
+            raise ValueError("tasks: a multi-task run is one run of one process; remove validation.kfold, "
+                             "report.data_curve, search.budget, augment, adapt and training.num_processes")
+        return self
 
     @model_validator(mode="after")
     def _splits_leave_training_data(self) -> Recipe:
@@ -852,15 +945,30 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         path, value = _parse_override(item)
         node = raw
         for depth, part in enumerate(path[:-1]):
+            if isinstance(node, list):  # tasks.<name or index>: one entry of the task list
+                node = _list_entry(node, part, item, ".".join(path[:depth]))
+                continue
             child = node.get(part)
             if child is None:
                 child = node[part] = {}
+            elif isinstance(child, list) and part == "tasks":
+                node = child
+                continue
             elif not isinstance(child, dict):
                 parent = ".".join(path[: depth + 1])
                 raise RecipeError(f"--set {item}: '{parent}' is a value, not a section")
             node = child
         node[path[-1]] = value
     return raw
+
+
+def _list_entry(entries: list[Any], part: str, item: str, where: str) -> dict[str, Any]:
+    """``tasks.score`` or ``tasks.1``: the entry of that name (or index) of the recipe's task list."""
+    for i, entry in enumerate(entries):
+        if isinstance(entry, dict) and (entry.get("name") == part or str(i) == part):
+            return entry
+    names = ", ".join(str(e.get("name")) for e in entries if isinstance(e, dict))
+    raise RecipeError(f"--set {item}: no task '{part}' in {where}; use one of: {names}")
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

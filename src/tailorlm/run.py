@@ -76,6 +76,10 @@ def run(recipe: Recipe, console: Console | None = None, extra_callbacks: list[An
     from tailorlm.train.distributed import WorkerRunDir, is_main_process
 
     console = console or Console(stderr=True)
+    if recipe.tasks:  # several tasks on one encoder: their own list of stages (multitask/run.py)
+        from tailorlm.multitask.run import run_multitask
+
+        return run_multitask(recipe, console, run_single=run, extra_callbacks=extra_callbacks)
     fill_model_name(recipe)
     if not is_main_process():  # data parallel: only rank 0 writes the run directory (train/distributed.py)
         worker_dir = WorkerRunDir(recipe.output_dir)
@@ -94,6 +98,10 @@ def dry_run(recipe: Recipe, reshape: Reshape | None = None) -> list[dict[str, An
     """The stages a run of ``recipe`` would run and the condition of each, without touching any file."""
     from tailorlm.rundir import RunDir
 
+    if recipe.tasks:  # a multi-task recipe runs multitask/run.py's stages
+        from tailorlm.multitask.run import dry_run as multitask_dry_run
+
+        return multitask_dry_run(recipe)
     ctx = RunContext(recipe, Console(stderr=True, quiet=True), RunDir(recipe.output_dir), reshape=reshape)
     return plan(STAGES, ctx)
 

@@ -54,15 +54,16 @@ def check_output_dir(recipe: Recipe) -> Path:
     """The resolved output folder, refused when writing there could destroy something (module docstring)."""
     out = Path(recipe.output_dir).expanduser().resolve()
     _refuse_root_or_home(out, recipe.output_dir, "output_dir")
-    for key in ("train", "validation", "test"):
-        name = getattr(recipe.data, key)
+    sections = [("data", recipe.data)] + [(f"tasks[{i}].data", e.data) for i, e in enumerate(recipe.tasks or [])]
+    for section, key in ((s, k) for s in sections for k in ("train", "validation", "test")):
+        name = getattr(section[1], key)
         if not name:
             continue
         data = Path(name).expanduser().resolve()
         if data == out or out in data.parents:
             raise RecipeError(
-                f"data.{key} ({name}) lies inside output_dir ({recipe.output_dir}); a run rewrites files there, so "
-                "keep data and outputs apart: set output_dir to another folder, e.g. runs/NAME"
+                f"{section[0]}.{key} ({name}) lies inside output_dir ({recipe.output_dir}); a run rewrites files "
+                "there, so keep data and outputs apart: set output_dir to another folder, e.g. runs/NAME"
             )
     _check_owned_folders(out)
     return out

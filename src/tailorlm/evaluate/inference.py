@@ -37,15 +37,20 @@ def forward_sorted(
     max_length: int,
     batch_size: int,
     head: Callable[[dict[str, torch.Tensor], object], torch.Tensor],
+    pairs: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Run ``model`` over ``texts`` in length-sorted batches; ``head(batch, outputs)`` picks what to keep.
 
+    ``pairs``: a second text per text (sentence-pair inputs, tokenised as the tokenizer joins pairs).
     Returns a float32 array whose rows follow the order of ``texts``.
     """
     if len(texts) == 0:
         return np.zeros((0, 0), dtype=np.float32)
     expect(len(texts))  # the command's progress bar, when one is open (progress.py)
-    encoded = tokenizer(list(texts), truncation=True, max_length=max_length)
+    if pairs is not None:
+        encoded = tokenizer(list(texts), list(pairs), truncation=True, max_length=max_length)
+    else:
+        encoded = tokenizer(list(texts), truncation=True, max_length=max_length)
     input_ids = encoded["input_ids"]
     device = model_device(model)
     was_training = model.training

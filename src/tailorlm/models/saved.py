@@ -59,12 +59,27 @@ def model_folder(path: Path) -> Path:
     return path
 
 
-def load_saved_model(path: str | Path, *, allow_pickle: bool = False) -> LoadedModel:
-    """Load ``path`` (a run directory or a model folder) for inference; LoRA adapters are merged for speed."""
+def load_saved_model(path: str | Path, *, allow_pickle: bool = False, task: str | None = None) -> LoadedModel:
+    """Load ``path`` (a run directory or a model folder) for inference; LoRA adapters are merged for speed.
+
+    A multi-task folder (multitask/model.py) needs ``task``, the name of one of its tasks: that task's model
+    (the shared encoder with its head) and metadata are loaded, so eval, predict and serve treat it like any."""
     folder = Path(path)
     if not folder.exists():
         raise ModelError(f"{folder}: model folder does not exist; pass a run directory or its model/ folder")
     folder = model_folder(folder)
+    if read_model_meta(folder).get("multi_task"):
+        from tailorlm.multitask.model import load_task_model, pick_task
+
+        name = pick_task(read_model_meta(folder), task, folder)
+        model, tokenizer, meta = load_task_model(folder, name, allow_pickle=allow_pickle)
+        if meta.get("temperature"):
+            from tailorlm.evaluate.calibration import set_temperature
+
+            set_temperature(model, meta["temperature"])
+        return LoadedModel(model=model, tokenizer=tokenizer, meta=meta | {"task_name": name}, path=folder)
+    if task is not None:
+        raise ModelError(f"--task '{task}': {folder} holds a single-task model; drop --task")
     resolved = check_local_model(folder, allow_pickle=allow_pickle, what="MODEL_DIR")
     meta = read_model_meta(folder)
     auto_class = get_spec(meta.get("task", "classification")).auto_class()

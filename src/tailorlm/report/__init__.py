@@ -21,6 +21,15 @@ from tailorlm.rundir import atomic_write_text
 __all__ = ["render_report"]
 
 
+def _is_multitask(run_dir: Path) -> bool:
+    try:
+        import json
+
+        return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8")).get("task") == "multi-task"
+    except (OSError, ValueError, AttributeError):
+        return False  # load_run says what is wrong with the file
+
+
 def render_report(run_dir: Path) -> tuple[Path, Path]:
     """Write ``report.html`` and ``report.md`` into ``run_dir`` (atomically) and return their paths."""
     # Imported here: matplotlib is only needed when a report is drawn, not whenever the package is imported.
@@ -28,6 +37,12 @@ def render_report(run_dir: Path) -> tuple[Path, Path]:
     from tailorlm.report.markdown import render_markdown
 
     run_dir = Path(run_dir)
+    if _is_multitask(run_dir):  # several tasks on one encoder: their own report (multitask/report.py)
+        import json
+
+        from tailorlm.multitask.report import write_report
+
+        return write_report(run_dir, json.loads((run_dir / "metrics.json").read_text(encoding="utf-8")))
     report = load_run(run_dir)
     html_path, md_path = run_dir / "report.html", run_dir / "report.md"
     atomic_write_text(html_path, render_html(report))

@@ -162,11 +162,11 @@ def _check_columns(path: Path, task: Task, records: list[dict[str, Any]], text_c
 def predict_rows(
     model_dir: Path, texts: list[str] | None = None, input_file: Path | None = None,
     text_column: str | None = None, question: str | None = None, context: str | None = None,
-    keep_columns: list[str] | None = None,
+    keep_columns: list[str] | None = None, task_name: str | None = None,
 ) -> list[dict[str, Any]]:
     """``tailor predict``: ``--text`` values, then ``--question/--context``, then the rows of ``--input`` (each
-    with its row number, errors included)."""
-    loaded = load_saved_model(model_dir)
+    with its row number, errors included). ``task_name``: the task of a multi-task model (``--task``)."""
+    loaded = load_saved_model(model_dir, task=task_name)
     task = get_task(loaded.task)
     results: list[dict[str, Any]] = []
     if texts:

@@ -15,13 +15,14 @@ from tailorlm.errors import RecipeError
 from tailorlm.tasks.classification.spec import SPEC as CLASSIFICATION
 from tailorlm.tasks.generation.spec import SPEC as GENERATION
 from tailorlm.tasks.qa.spec import SPEC as QA
+from tailorlm.tasks.regression.spec import SPEC as REGRESSION
 from tailorlm.tasks.spec import TaskSpec
 from tailorlm.tasks.token_classification.spec import SPEC as TOKEN_CLASSIFICATION
 from tailorlm.tasks.translation.spec import SPEC as TRANSLATION
 
 #: every task by its recipe name, in the order the recipe's ``task`` lists them
 TASK_SPECS: dict[str, TaskSpec] = {
-    spec.name: spec for spec in (CLASSIFICATION, GENERATION, QA, TRANSLATION, TOKEN_CLASSIFICATION)
+    spec.name: spec for spec in (CLASSIFICATION, GENERATION, QA, TRANSLATION, TOKEN_CLASSIFICATION, REGRESSION)
 }
 TASK_NAMES: tuple[str, ...] = tuple(TASK_SPECS)
 

@@ -102,6 +102,12 @@ class Task(ABC):
     def model_hint(self) -> str | None:
         return self.spec.model_hint
 
+    def loss_kind(self, recipe: Recipe) -> str:
+        """How train/objective.py computes this head's loss per example (``LOSS_KIND`` of its peft task type)."""
+        from tailorlm.train.objective import LOSS_KIND
+
+        return LOSS_KIND[self.peft_task_type]
+
     @property
     def default_metric(self) -> str:
         """The validation metric that picks the best checkpoint unless the recipe says otherwise."""

@@ -26,6 +26,7 @@ CAPABILITIES: dict[str, str] = {
     "fairness": "the bias audit and reweighing by group (fairness/, tailor audit)",
     "labels": "the model answers from a closed label set, saved with it (tailor serve's /info, the model card)",
     "keep_probe": "the linear probe baseline can be saved as the run's model (training.keep_best_of)",
+    "multi_task": "an encoder with a head on it: several such tasks can share one encoder (tasks:, multitask/)",
     "generates": "the model writes free text, fluent but possibly wrong (the model card's limitations)",
 }
 

@@ -17,7 +17,8 @@ from typing import Any
 from tailorlm.recipe import Recipe, all_keys
 
 #: metrics.json sections whose numeric leaves become metrics; a --seeds or k-fold summary adds its own
-RUN_METRIC_SECTIONS = ("baseline", "tuned", "validation", "train", "timings_s")
+#: ``tasks`` and ``comparison``: a multi-task run's per-task metrics (multitask/), absent from a single-task one
+RUN_METRIC_SECTIONS = ("baseline", "tuned", "validation", "train", "timings_s", "tasks", "comparison")
 GROUP_METRIC_SECTIONS = (*RUN_METRIC_SECTIONS, "tuned_std", "seeds", "cv")
 #: log_history.json keys that are curves; ``eval_*`` scores are added (not their runtime / throughput)
 CURVE_KEYS = ("loss", "learning_rate", "grad_norm")

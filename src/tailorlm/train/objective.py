@@ -28,7 +28,7 @@ LOSS_KIND = {"SEQ_CLS": "example", "TOKEN_CLS": "token", "SEQ_2_SEQ_LM": "seq2se
              "QUESTION_ANS": "span"}
 #: the batch keys holding the targets of each kind (popped before the forward pass: the model must not reduce)
 TARGET_KEYS = {"example": ("labels",), "token": ("labels",), "seq2seq": ("labels",), "causal": ("labels",),
-               "span": ("start_positions", "end_positions")}
+               "span": ("start_positions", "end_positions"), "mse": ("labels",), "huber": ("labels",)}
 
 ExtraTerm = Callable[[Any, dict[str, Any], Any], torch.Tensor]
 
@@ -46,8 +46,15 @@ def token_mean(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: floa
 
 
 def per_example_loss(outputs: Any, targets: dict[str, torch.Tensor], kind: str,
-                     label_smoothing: float = 0.0) -> torch.Tensor:
-    """One loss per example of the batch, the way the head's own loss is defined."""
+                     label_smoothing: float = 0.0, huber_delta: float = 1.0) -> torch.Tensor:
+    """One loss per example of the batch, the way the head's own loss is defined (``mse``/``huber``: a
+    one-output regression head against a float target)."""
+    if kind in ("mse", "huber"):
+        predicted = _logits(outputs).float().reshape(-1)
+        target = targets["labels"].float().reshape(-1)
+        if kind == "mse":
+            return F.mse_loss(predicted, target, reduction="none")
+        return F.huber_loss(predicted, target, reduction="none", delta=huber_delta)
     if kind == "example":
         return F.cross_entropy(_logits(outputs).float(), targets["labels"], reduction="none",
                                label_smoothing=label_smoothing)
@@ -81,6 +88,7 @@ class Objective:
     kind: str
     label_smoothing: float = 0.0
     extra_terms: list[ExtraTerm] = field(default_factory=list)
+    huber_delta: float = 1.0
 
     @classmethod
     def for_head(cls, peft_task_type: str, label_smoothing: float = 0.0) -> Objective:
@@ -88,7 +96,7 @@ class Objective:
 
     def takes_over(self, inputs: dict[str, Any]) -> bool:
         """Whether this batch needs the objective (weights or extra terms), not the model's own loss."""
-        return WEIGHT_COLUMN in inputs or bool(self.extra_terms)
+        return WEIGHT_COLUMN in inputs or bool(self.extra_terms) or self.kind == "huber"  # not the model's own
 
     def __call__(self, model: Any, inputs: dict[str, Any]) -> tuple[torch.Tensor, Any]:
         inputs = dict(inputs)
@@ -97,7 +105,8 @@ class Objective:
         if self.kind == "seq2seq" and "decoder_input_ids" not in inputs:  # what the model derives from its labels
             inputs["decoder_input_ids"] = model.prepare_decoder_input_ids_from_labels(labels=targets["labels"])
         outputs = model(**inputs)
-        loss = weighted_mean(per_example_loss(outputs, targets, self.kind, self.label_smoothing), weights)
+        per_example = per_example_loss(outputs, targets, self.kind, self.label_smoothing, self.huber_delta)
+        loss = weighted_mean(per_example, weights)
         for term in self.extra_terms:
             loss = loss + term(model, inputs, outputs)
         return loss, outputs

@@ -166,8 +166,8 @@ def fit(
         optimizer_cls_and_kwargs=optimizer_cls_and_kwargs(model, args, recipe.training.layer_lr_decay),
     )
     # per-example weights and extra loss terms, for every head (train/objective.py)
-    trainer.objective = Objective(Objective.for_head(task.peft_task_type).kind, recipe.training.label_smoothing,
-                                  list(loss_terms or []))
+    trainer.objective = Objective(task.loss_kind(recipe), recipe.training.label_smoothing, list(loss_terms or []),
+                                  huber_delta=recipe.regression.huber_delta)
     # causal LM: the loss from the labelled tokens' logits only, never the whole batch's (train/lm_loss.py)
     trainer.selected_logits_loss = task.peft_task_type == "CAUSAL_LM" and accepts_logits_to_keep(model)
     # Our rich progress replaces Trainer's tqdm bar and its print-every-log fallback.

@@ -35,6 +35,10 @@ def _field_type(key: str) -> Any:
     """The annotation of a dotted recipe key, to tell integer keys from float ones."""
     model: type[BaseModel] = Recipe
     annotation: Any = None
+    if key.startswith("tasks."):  # tasks.<name>.<key>: a key of TaskEntry
+        from tailorlm.recipe import TaskEntry
+
+        model, key = TaskEntry, key.split(".", 2)[2]
     for part in key.split("."):
         annotation = model.model_fields[part].annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -66,13 +70,27 @@ def check_space(recipe: Recipe) -> None:
         )
     leaves = set(leaf_keys())
     for key, spec in space.items():
-        _check_key(key, leaves)
+        _check_key(key, leaves) if not key.startswith("tasks.") else _check_task_key(recipe, key)
         if spec.type in ("loguniform", "uniform") and is_integer_type(_field_type(key)):
             raise RecipeError(f"search.space '{key}': an integer key; use type: int (or categorical)")
         for value in _probe_values(spec):
             _check_value(recipe, key, value)
         if recipe.search.method == "grid":
             grid_values(key, spec)
+
+
+def _check_task_key(recipe: Recipe, key: str) -> None:
+    """``tasks.<name>.<key>``: a key of one task of a multi-task recipe (its name, type and files stay)."""
+    from tailorlm.recipe import TaskEntry
+
+    _, name, rest = [*key.split(".", 2), "", ""][:3]
+    names = [entry.name for entry in recipe.tasks or []]
+    if name not in names:
+        shown = ", ".join(names) or "none"
+        raise RecipeError(f"search.space '{key}': no task '{name}'; the recipe's tasks are: {shown}")
+    fixed = rest in ("name", "task") or rest in ("data.train", "data.validation", "data.test")
+    if rest not in all_keys(TaskEntry) or fixed:
+        raise RecipeError(f"search.space '{key}': not a searchable key of a task (e.g. tasks.{name}.loss_weight)")
 
 
 def _check_key(key: str, leaves: set[str]) -> None:

@@ -62,7 +62,8 @@ def resolve_metric(recipe: Recipe) -> tuple[str, str]:
     from tailorlm.tasks import get_task
 
     task = get_task(recipe.task)
-    metric = recipe.search.metric or recipe.training.metric or task.default_metric
+    default = "combined" if recipe.tasks else task.default_metric  # multi-task: multitask/ selection score
+    metric = recipe.search.metric or recipe.training.metric or default
     if recipe.search.direction:
         return metric, recipe.search.direction
     return metric, "maximize" if greater_is_better(metric) else "minimize"

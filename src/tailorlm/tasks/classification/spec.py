@@ -25,6 +25,6 @@ SPEC = TaskSpec(
     demo=Demo("tailorlm.demos.classification:generate_demo_dataset", "examples/data/utility"),
     card=CardText(describe, pipeline_call='"your text here"'),
     file_columns=("data.text_column", "data.label_column"),
-    capabilities=frozenset({"proba", "calibration", "kfold", "stratify", "self_train", "per_example_loss",
-                            "fairness", "labels", "keep_probe"}),
+    capabilities=frozenset({"multi_task", "proba", "calibration", "kfold", "stratify", "self_train",
+                            "per_example_loss", "fairness", "labels", "keep_probe"}),
 )

@@ -27,5 +27,6 @@ SPEC = TaskSpec(
     card=CardText(describe, pipeline_call='question="...", context="..."',
                   length_note="Contexts longer than {n} tokens are read in overlapping windows; the best span of "
                               "all wins."),
+    capabilities=frozenset({"multi_task"}),
     auto_lr_factor=2.0,  # span head from nothing
 )

@@ -25,6 +25,6 @@ SPEC = TaskSpec(
     auto_model_class="AutoModelForTokenClassification",
     demo=Demo("tailorlm.demos.token_classification:generate_ner_dataset", "examples/data/utility-ner"),
     card=CardText(describe, pipeline_call='"your text here"'),
-    capabilities=frozenset({"labels"}),
+    capabilities=frozenset({"multi_task", "labels"}),
     auto_lr_factor=3.0,  # tag head from nothing
 )

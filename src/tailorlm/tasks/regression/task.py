@@ -1,0 +1,217 @@
+"""Regression: a float target per text (or text pair), one linear output on an encoder, MSE or Huber loss.
+
+The head is transformers' sequence-classification head with one output (``problem_type: regression``), so
+saving, loading, LoRA and serving are those of any Hub regression model (STS-B cross-encoders). Metrics: RMSE
+(the main metric and checkpoint choice, lower is better), MAE, Pearson and Spearman. Baselines: predicting the
+training mean (a floor) and ridge regression on frozen mean-pooled embeddings (the reference; for pairs the
+sentence-BERT features u, v, |u - v|, u * v).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from datasets import Dataset
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForSequenceClassification,
+    DataCollatorWithPadding,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from tailorlm.data.pipeline import PreparedData, prepare, require_test
+from tailorlm.evaluate.inference import forward_sorted, logits_of, mean_pooled
+from tailorlm.evaluate.predictions import row_identity
+from tailorlm.models.loading import load_pretrained
+from tailorlm.models.registry import ResolvedModel
+from tailorlm.recipe import Recipe
+from tailorlm.tasks.base import PREDICT_BATCH_SIZE, EncodedSplits, EvalSettings, Task
+from tailorlm.tasks.common import model_token_limit, set_dropout
+from tailorlm.tasks.regression.data import RegressionRows, load_scored_file
+from tailorlm.tasks.regression.metrics import per_example_errors, regression_metrics
+from tailorlm.tasks.regression.spec import SPEC
+
+if TYPE_CHECKING:
+    from tailorlm.models.saved import LoadedModel
+
+#: ridge penalties tried by leave-one-out cross-validation for the embedding baseline
+RIDGE_ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0)
+
+
+def _pairs(frame: pd.DataFrame) -> list[str] | None:
+    if "pair" not in frame or frame["pair"].isna().all():
+        return None
+    return [str(p) for p in frame["pair"]]
+
+
+class RegressionTask(Task):
+    spec = SPEC
+    input_fields = ("text",)
+
+    def loss_kind(self, recipe: Recipe) -> str:
+        return recipe.regression.loss
+
+    # ------------------------------------------------------------------ data
+    def prepare_data(self, recipe: Recipe, count_tokens: Callable[[list[str]], list[int]] | None) -> PreparedData:
+        data = prepare(recipe.data, RegressionRows(recipe.data.text_pair_column), count_tokens)
+        require_test(data, recipe.data, "rows")
+        return data
+
+    def encode(self, recipe: Recipe, data: PreparedData, tokenizer: PreTrainedTokenizerBase) -> EncodedSplits:
+        max_length = _max_length(recipe, data, tokenizer)
+        train = _tokenize(data.train, tokenizer, max_length)
+        validation = _tokenize(data.validation, tokenizer, max_length) if len(data.validation) else None
+        return EncodedSplits(train=train, validation=validation, max_length=max_length)
+
+    def collator(self, tokenizer: PreTrainedTokenizerBase) -> Callable:
+        return DataCollatorWithPadding(tokenizer)
+
+    # ------------------------------------------------------------------ model
+    def build_model(self, resolved: ResolvedModel, recipe: Recipe, data: PreparedData) -> PreTrainedModel:
+        config = load_pretrained(AutoConfig, resolved, recipe.model, num_labels=1)
+        config.problem_type = "regression"
+        set_dropout(config, recipe.training.dropout, recipe.training.attention_dropout)
+        model = load_pretrained(AutoModelForSequenceClassification, resolved, recipe.model, config=config)
+        start_at_the_mean(model, float(data.train["target"].mean()))
+        return model
+
+    def model_meta(self, data: PreparedData) -> dict[str, Any]:
+        return {"pair": _pairs(data.train) is not None, "target": "target",
+                "target_range": [float(data.train["target"].min()), float(data.train["target"].max())]}
+
+    # ------------------------------------------------------------------ metrics
+    def compute_metrics(self, data: PreparedData) -> Callable:
+        def compute(eval_pred: Any) -> dict[str, float]:
+            predictions = eval_pred.predictions
+            if isinstance(predictions, tuple):
+                predictions = predictions[0]
+            metrics = regression_metrics(eval_pred.label_ids, np.asarray(predictions).reshape(-1))
+            return {k: v for k, v in metrics.items() if k != "n"}
+
+        return compute
+
+    def predict_values(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str],
+                       pairs: list[str] | None, max_length: int, batch_size: int) -> np.ndarray:
+        out = forward_sorted(model, tokenizer, texts, max_length, batch_size, logits_of, pairs=pairs)
+        return out.reshape(-1).astype(np.float64)
+
+    def evaluate(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, frame: pd.DataFrame,
+                 meta: dict[str, Any], settings: EvalSettings) -> dict[str, Any]:
+        y_true = frame["target"].to_numpy(dtype=np.float64)
+        y_pred = self.predict_values(model, tokenizer, list(frame["text"]), _pairs(frame), settings.max_length,
+                                     settings.batch_size)
+        rows = frame.reset_index(drop=True)
+        predictions = [row_identity(rows, i) | {"text": str(rows.at[i, "text"]), "gold": float(y_true[i])} | entry
+                       for i, entry in enumerate(per_example_errors(y_true, y_pred))]
+        order = np.argsort(-np.abs(y_pred - y_true), kind="stable")[: settings.top_errors]
+        errors = [{"text": str(rows.at[int(i), "text"]), "target": float(y_true[i]),
+                   "predicted": round(float(y_pred[i]), 4)} for i in order]
+        return {"metrics": regression_metrics(y_true, y_pred), "errors": errors, "predictions": predictions}
+
+    def load_eval_file(self, path: Any, meta: dict[str, Any], columns: dict[str, str]) -> tuple[pd.DataFrame, list]:
+        from tailorlm.data.clean import saved_cleaning
+        from tailorlm.recipe import DataConfig
+
+        pair_column = columns.pop("text_pair_column", None) or ("sentence2" if meta.get("pair") else None)
+        cfg = DataConfig(train=str(path), clean=saved_cleaning(meta), **columns)
+        return load_scored_file(path, cfg, pair_column)
+
+    # ------------------------------------------------------------------ predict
+    def normalize_input(self, item: Any) -> dict[str, Any]:
+        """``text``, plus ``text_pair`` for a model trained on pairs (checked by ``predict``)."""
+        out = super().normalize_input(item)
+        pair = item.get("text_pair") if isinstance(item, dict) else None
+        if pair is not None:
+            out["text_pair"] = self._field_value("text_pair", "text_pair", pair)
+        return out
+
+    def predict(self, loaded: LoadedModel, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from tailorlm.data.clean import clean_text
+        from tailorlm.errors import UserError
+
+        paired = bool(loaded.meta.get("pair"))
+        if paired and any("text_pair" not in item for item in inputs):
+            raise UserError('this model scores text pairs: give each input a "text_pair" as well as a "text"')
+        texts = [clean_text(item["text"], loaded.clean) for item in inputs]
+        pairs = [clean_text(item["text_pair"], loaded.clean) for item in inputs] if paired else None
+        values = self.predict_values(loaded.model, loaded.tokenizer, texts, pairs, loaded.max_length,
+                                     PREDICT_BATCH_SIZE)
+        return [{"text": text, **({"text_pair": pairs[i]} if pairs else {}), "score": round(float(v), 6)}
+                for i, (text, v) in enumerate(zip(texts, values, strict=True))]
+
+    # ------------------------------------------------------------------ baselines
+    def baselines(self, recipe: Recipe, data: PreparedData, resolved: ResolvedModel,
+                  tokenizer: PreTrainedTokenizerBase, max_length: int) -> dict[str, Any]:
+        train_y = data.train["target"].to_numpy(dtype=np.float64)
+        test_y = data.test["target"].to_numpy(dtype=np.float64)
+        mean = np.full_like(test_y, float(train_y.mean()))
+        result: dict[str, Any] = {"mean": regression_metrics(test_y, mean) | {
+            "per_example": per_example_errors(test_y, mean),
+            "method": f"every test row gets the training mean ({train_y.mean():.4g})"}}
+        if recipe.baseline.linear_probe:
+            encoder = load_pretrained(AutoModel, resolved, recipe.model)
+            result["ridge_probe"] = ridge_probe(encoder, tokenizer, data, max_length, recipe.training.eval_batch)
+        return result
+
+
+def start_at_the_mean(model: PreTrainedModel, mean: float) -> None:
+    """The output layer's bias set to the training mean: the untrained head is the mean predictor, not 0, so a
+    target far from 0 (scores 0-5) costs no steps at a fine-tuning learning rate to reach its level."""
+    import torch
+
+    outputs = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == 1]
+    if outputs and outputs[-1].bias is not None:
+        with torch.no_grad():
+            outputs[-1].bias.fill_(mean)
+
+
+def ridge_probe(encoder: Any, tokenizer: PreTrainedTokenizerBase, data: PreparedData, max_length: int,
+                batch_size: int) -> dict[str, Any]:
+    """Ridge regression on frozen mean-pooled embeddings, the penalty chosen by leave-one-out CV on train."""
+    from sklearn.linear_model import RidgeCV
+
+    def features(frame: pd.DataFrame) -> np.ndarray:
+        u = forward_sorted(encoder, tokenizer, list(frame["text"]), max_length, batch_size, mean_pooled)
+        pairs = _pairs(frame)
+        if pairs is None:
+            return u
+        v = forward_sorted(encoder, tokenizer, pairs, max_length, batch_size, mean_pooled)
+        return np.hstack([u, v, np.abs(u - v), u * v])
+
+    train_y = data.train["target"].to_numpy(dtype=np.float64)
+    test_y = data.test["target"].to_numpy(dtype=np.float64)
+    probe = RidgeCV(alphas=RIDGE_ALPHAS).fit(features(data.train), train_y)
+    predicted = probe.predict(features(data.test))
+    return regression_metrics(test_y, predicted) | {
+        "per_example": per_example_errors(test_y, predicted),
+        "method": f"ridge regression (alpha={float(probe.alpha_):g}) on frozen mean-pooled pretrained embeddings "
+                  f"of {len(train_y)} training rows"}
+
+
+def _max_length(recipe: Recipe, data: PreparedData, tokenizer: PreTrainedTokenizerBase) -> int:
+    limit = model_token_limit(tokenizer)
+    if recipe.training.max_length != "auto":
+        return min(int(recipe.training.max_length), limit)
+    pairs = _pairs(data.train)
+    texts = list(data.train["text"])
+    encoded = tokenizer(texts, pairs, truncation=False) if pairs else tokenizer(texts, truncation=False)
+    lengths = [len(ids) for ids in encoded["input_ids"]]
+    p99 = int(np.percentile(lengths, 99)) if lengths else limit
+    return max(8, min(limit, -(-p99 // 8) * 8))
+
+
+def _tokenize(frame: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, max_length: int) -> Dataset:
+    pairs = _pairs(frame)
+    texts = list(frame["text"])
+    encoded = (tokenizer(texts, pairs, truncation=True, max_length=max_length) if pairs
+               else tokenizer(texts, truncation=True, max_length=max_length))
+    columns = dict(encoded)
+    columns["labels"] = frame["target"].astype(float).tolist()
+    columns["length"] = [len(ids) for ids in encoded["input_ids"]]
+    return Dataset.from_dict(columns)
+
