@@ -4,6 +4,7 @@ through the saved folder, exactly what the probe baseline predicted on the test 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +59,7 @@ baseline: {{zero_shot: false, linear_probe: true}}
 
 
 def test_a_losing_fine_tune_is_replaced_by_the_probe_that_predicts_like_the_baseline(
-        tmp_path: Path, tiny_model_dir: Path, sentiment_csv: Path) -> None:
+        tmp_path: Path, tiny_model_dir: Path, sentiment_csv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     recipe = _recipe(tmp_path, tiny_model_dir, sentiment_csv, "[tuned, linear_probe]")
     code, out, err = run_cli(["run", str(recipe)])
     assert code == 0, err
@@ -75,12 +76,25 @@ def test_a_losing_fine_tune_is_replaced_by_the_probe_that_predicts_like_the_base
     rows = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
     inputs = tmp_path / "inputs.jsonl"
     inputs.write_text("".join(json.dumps({"text": r["text"]}) + "\n" for r in rows))
-    code, _, err = run_cli(["predict", str(run), "--input", str(inputs), "--output", str(tmp_path / "p.jsonl")])
+    code, _, err = run_cli(["predict", str(run), "--input", str(inputs), "--out", str(tmp_path / "p.jsonl")])
     assert code == 0, err
     predicted = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
     for row, answer in zip(rows, predicted, strict=True):
         assert answer["label"] == row["baselines"]["linear_probe"]["predicted"]
         assert answer["confidence"] == pytest.approx(row["baselines"]["linear_probe"]["confidence"], abs=1e-4)
+
+    # the model card says it holds the probe, and its transformers-only snippet predicts what tailor predict does
+    card = (run / "model" / "README.md").read_text(encoding="utf-8")
+    assert "This folder holds the linear probe" in card
+    snippet = re.search(r"```python\n(.*?)```", card, re.S).group(1)
+    text = rows[0]["text"]
+    snippet = snippet.replace('texts = ["your text here"]', f"texts = [{text!r}]")
+    monkeypatch.chdir(run / "model")
+    namespace: dict = {}
+    exec(compile(snippet, "card-snippet", "exec"), namespace)  # the card's own code
+    from_card = {namespace["LABELS"][i]: float(v) for i, v in enumerate(namespace["probabilities"][0])}
+    assert max(from_card.values()) == pytest.approx(predicted[0]["confidence"], abs=1e-5)
+    assert max(from_card, key=from_card.__getitem__) == predicted[0]["label"]
 
 
 def test_the_default_keeps_the_fine_tune_and_runs_no_choice(

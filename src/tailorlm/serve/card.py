@@ -192,7 +192,15 @@ class _Card:
         return _section(f"Results on the test split ({n} rows)",
                         "Each baseline and the fine-tuned model, measured on the same test rows (best value per "
                         "column in bold; none for the calibration error, whose lowest value is no better model):",
-                        table(comparison_table(self.report)), md_escape(floor_note(self.report)))
+                        table(comparison_table(self.report)), md_escape(floor_note(self.report)),
+                        md_escape(self._kept_note()))
+
+    def _kept_note(self) -> str:
+        """Which of those rows this folder holds, when training.keep_best_of saved another than the fine-tune."""
+        from tailorlm.evaluate.verdict import kept_note
+
+        note = kept_note(self.report.metrics)
+        return f"**This folder holds the linear probe, not the fine-tuned model.** {note}" if note else ""
 
     def settings(self) -> str:
         training = self.recipe.get("training") or {}
@@ -258,6 +266,10 @@ class _Card:
         return ""
 
     def _python(self) -> str:
+        from tailorlm.tasks.classification.probe import PROBE_HEAD
+
+        if self.meta.get("head") == PROBE_HEAD:
+            return self._probe_python()
         spec = get_spec(self.task)
         auto = spec.auto_model_class
         proba = spec.has("proba")
@@ -277,8 +289,8 @@ class _Card:
             lines.append(f"model = {auto}.from_pretrained(MODEL).eval()")
         return "\n".join(lines + (self._proba_call() if proba else self._python_call(spec)))
 
-    def _proba_call(self) -> list[str]:
-        """Classification as ``tailor predict`` does it: cleaning, truncation, the fitted temperature."""
+    def _inputs_lines(self) -> list[str]:
+        """The constants, the cleaning and the tokenised inputs, as ``tailor predict`` prepares a text."""
         from tailorlm.data.clean import saved_cleaning
 
         clean = saved_cleaning(self.meta)
@@ -293,12 +305,40 @@ class _Card:
                 *("   " + step for step in steps), "    return text", "", "",
                 f'texts = ["{EXAMPLE_TEXT}"]',
                 "inputs = tokenizer([clean(t) for t in texts], truncation=True, max_length=MAX_LENGTH, padding=True,",
-                '                   return_tensors="pt")',
+                '                   return_tensors="pt")']
+
+    def _proba_call(self) -> list[str]:
+        """Classification as ``tailor predict`` does it: cleaning, truncation, the fitted temperature."""
+        return [*self._inputs_lines(),
                 "with torch.no_grad():",
                 "    logits = model(**inputs).logits.double()",
                 "probabilities = torch.softmax(logits / TEMPERATURE, dim=-1)",
                 "for text, p in zip(texts, probabilities):",
                 "    print(text, {model.config.id2label[i]: round(float(v), 6) for i, v in enumerate(p)})"]
+
+    def _probe_python(self) -> str:
+        """A kept linear probe (training.keep_best_of): the pretrained encoder's L2-normalised mean-pooled
+        embedding through the probe's linear layer (tasks/classification/probe.py), as ``tailor predict`` runs it."""
+        from tailorlm.tasks.classification.probe import PROBE_FILE
+
+        labels = [str(label) for label in self.meta.get("labels") or []]
+        return "\n".join([
+            "import unicodedata", "", "import torch", "from safetensors.torch import load_file",
+            "from transformers import AutoModel, AutoTokenizer", "",
+            'MODEL = "."  # this folder (the run\'s model/), or the Hub repository you push it to',
+            "tokenizer = AutoTokenizer.from_pretrained(MODEL)",
+            "model = AutoModel.from_pretrained(MODEL).eval()  # the pretrained encoder, unchanged",
+            f'head = load_file(f"{{MODEL}}/{PROBE_FILE}")  # logistic regression on its embeddings, as one layer',
+            f"LABELS = {labels!r}",
+            *self._inputs_lines(),
+            "with torch.no_grad():",
+            "    hidden = model(**inputs).last_hidden_state",
+            '    mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)',
+            "    pooled = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1)",
+            '    logits = (pooled @ head["weight"].T + head["bias"]).double()',
+            "probabilities = torch.softmax(logits / TEMPERATURE, dim=-1)",
+            "for text, p in zip(texts, probabilities):",
+            "    print(text, {LABELS[i]: round(float(v), 6) for i, v in enumerate(p)})"])
 
     def _python_call(self, spec: TaskSpec) -> list[str]:
         if spec.card.pipeline_call is not None:  # transformers' pipeline of the task's Hub pipeline tag
