@@ -4,6 +4,7 @@ schedule and bookkeeping, a tailor run that reports the domain shift before and 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -138,3 +139,84 @@ def test_a_missing_target_file_is_one_line_naming_the_key(tmp_path: Path, tiny_m
     code, _, err = run_cli(["run", str(recipe)])
     assert_one_line_error(code, err, "adapt.target_unlabeled")
     assert not (tmp_path / "out" / "model").exists()
+
+
+class _Body(torch.nn.Module):
+    """A one-layer feature extractor with the interface the DANN term reads (``config.hidden_size``, a forward
+    returning ``last_hidden_state``), over 6 input features: 1 that carries the label, 4 that the domains shift."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from types import SimpleNamespace
+
+        self.config = SimpleNamespace(hidden_size=8)
+        self.layer = torch.nn.Linear(6, 8)
+
+    def forward(self, x: torch.Tensor) -> object:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(last_hidden_state=torch.tanh(self.layer(x)).unsqueeze(1))
+
+
+class _Classifier(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body, self.head = _Body(), torch.nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        from tailorlm.adapt.dann import mean_pool
+
+        return {"logits": self.head(5 * mean_pool(self.body(x).last_hidden_state, None))}
+
+
+def _domain(n: int, shift: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    y = torch.randint(0, 2, (n,), generator=generator)
+    x = torch.randn(n, 6, generator=generator) * 0.5
+    x[:, 0] += (2 * y - 1) * 1.5
+    x[:, 2:] += shift  # the target's nuisance: easy to tell apart, useless for the label
+    return x, y
+
+
+def _train(adversarial: bool, steps: int = 1500, seed: int = 0) -> tuple[float, float]:
+    """(held-out domain accuracy of a fresh classifier on the learnt features, target task accuracy)."""
+    from tailorlm.adapt.dann import DomainAdversarialLoss, mean_pool
+    from tailorlm.adapt.shift import domain_accuracy
+
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    (xs, ys), (xt, _) = _domain(512, 0.0, generator), _domain(512, 1.5, generator)
+    model = _Classifier()
+
+    def targets() -> Iterator[dict[str, torch.Tensor]]:
+        while True:
+            yield from ({"x": xt[i:i + 32]} for i in range(0, 512, 32))
+
+    term = DomainAdversarialLoss(model.body, targets(), steps, 1.0, seed=seed) if adversarial else None
+    params = [*model.parameters(), *(term.parameters() if term else [])]
+    optimizer = torch.optim.SGD(params, lr=0.05, momentum=0.9)  # DANN's own optimiser (Ganin et al. 2016)
+    model.train()
+    for step in range(steps):
+        i = step * 32 % 512
+        outputs = model(xs[i:i + 32])
+        loss = torch.nn.functional.cross_entropy(outputs["logits"], ys[i:i + 32])
+        if term is not None:
+            loss = loss + term(model, {}, outputs)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        (hs, _), (ht, yt) = _domain(400, 0.0, generator), _domain(400, 1.5, generator)
+        features = [mean_pool(model.body(x).last_hidden_state, None).double().numpy() for x in (hs, ht)]
+        task_accuracy = float((model(ht)["logits"].argmax(1) == yt).float().mean())
+    return domain_accuracy(*features), task_accuracy
+
+
+def test_on_two_constructed_domains_the_adapted_features_hide_the_domain_and_keep_the_task() -> None:
+    """Without DANN a fresh domain classifier tells the domains apart from the learnt features; with it, its
+    held-out accuracy falls to near chance, while the task accuracy on the (unlabelled) target domain holds."""
+    plain_domain, plain_task = _train(adversarial=False)
+    dann_domain, dann_task = _train(adversarial=True)
+    assert plain_domain > 0.9 and plain_task > 0.95
+    assert dann_domain < 0.65, (plain_domain, dann_domain)
+    assert dann_task > 0.95, dann_task
