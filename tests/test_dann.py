@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -220,3 +221,41 @@ def test_on_two_constructed_domains_the_adapted_features_hide_the_domain_and_kee
     assert plain_domain > 0.9 and plain_task > 0.95
     assert dann_domain < 0.65, (plain_domain, dann_domain)
     assert dann_task > 0.95, dann_task
+
+
+def test_the_terms_state_survives_a_checkpoint_so_a_resumed_run_continues_it(tiny_model_dir: Path,
+                                                                              tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from tailorlm.adapt.dann import DomainAdversarialLoss, SaveWithCheckpoints, body_of, target_batches
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    texts = [f"tweet lol {r['text']}" for r in sentiment_rows(12)]
+
+    def make() -> tuple[Any, DomainAdversarialLoss]:
+        torch.manual_seed(0)
+        model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
+        return model, DomainAdversarialLoss(body_of(model), target_batches(tokenizer, texts, 32, 4, seed=0),
+                                            total_steps=10, max_lambda=1.0)
+
+    model, term = make()
+    batch = tokenizer([r["text"] for r in sentiment_rows(4)], padding=True, return_tensors="pt")
+    model.train()
+    optimizer = torch.optim.SGD(term.parameters(), lr=0.5)
+    for _ in range(3):
+        term(model, dict(batch), model(**batch)).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    checkpoint = tmp_path / "checkpoint-3"
+    checkpoint.mkdir()
+    SaveWithCheckpoints(term).on_save(SimpleNamespace(output_dir=str(tmp_path)), SimpleNamespace(global_step=3), None)
+    _, resumed = make()
+    assert resumed.restore(checkpoint) is True
+    assert resumed.steps == 3 and resumed.totals == term.totals and resumed.lambda_ == term.lambda_
+    for key, value in term.head.state_dict().items():
+        assert torch.equal(resumed.head.state_dict()[key], value), key
+    assert torch.equal(next(resumed.targets)["input_ids"], next(term.targets)["input_ids"])  # same next batch
+    _, fresh = make()
+    assert fresh.restore(tmp_path) is False and fresh.steps == 0  # a checkpoint without the state: afresh

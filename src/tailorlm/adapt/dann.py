@@ -21,15 +21,20 @@ it to 0.66-0.77 in as many steps: Adam's per-parameter scaling blunts the revers
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
+from transformers import TrainerCallback
 
 SCHEDULE = "max_lambda * (2 / (1 + exp(-10 p)) - 1)"
+#: the term's state in a Trainer checkpoint folder (resume)
+STATE_WEIGHTS, STATE_COUNTS = "dann_head.safetensors", "dann_state.json"
 
 
 class GradientReversal(torch.autograd.Function):
@@ -164,6 +169,45 @@ class DomainAdversarialLoss:
         return {"steps": self.steps, "final_lambda": round(self.last_lambda, 6),
                 "domain_loss": round(self.totals["loss"] / seen, 6) if seen else None,
                 "domain_accuracy": round(self.totals["correct"] / seen, 6) if seen else None}
+
+
+    # ---------------------------------------------------------------- resume (train/resume.py)
+    def save(self, folder: Path) -> None:
+        """The term's state beside a Trainer checkpoint: the domain head (safetensors), steps and totals (JSON).
+        The head's optimizer state is in the checkpoint's optimizer file already (its extra parameter group)."""
+        from safetensors.torch import save_file
+
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()},
+                  str(folder / STATE_WEIGHTS))
+        (folder / STATE_COUNTS).write_text(json.dumps({"steps": self.steps, "totals": self.totals}),
+                                           encoding="utf-8")
+
+    def restore(self, folder: Path) -> bool:
+        """Continue from a checkpoint's state: the head, the schedule's progress, the running totals, and the target
+        batches advanced past those already drawn, so the resumed run sees what the uninterrupted one would have.
+        False when the checkpoint has no DANN state (written before it existed): the term starts afresh."""
+        from safetensors.torch import load_file
+
+        if not (folder / STATE_WEIGHTS).is_file() or not (folder / STATE_COUNTS).is_file():
+            return False
+        self.head.load_state_dict(load_file(str(folder / STATE_WEIGHTS)))
+        counts = json.loads((folder / STATE_COUNTS).read_text(encoding="utf-8"))
+        self.steps, self.totals = int(counts["steps"]), dict(counts["totals"])
+        for _ in range(self.steps):
+            next(self.targets)
+        return True
+
+
+class SaveWithCheckpoints(TrainerCallback):
+    """Writes the DANN term's state into every checkpoint the Trainer saves (``on_save`` comes after the files)."""
+
+    def __init__(self, term: DomainAdversarialLoss) -> None:
+        self.term = term
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if folder.is_dir():
+            self.term.save(folder)
 
 
 def _logits_device(outputs: Any) -> torch.device:

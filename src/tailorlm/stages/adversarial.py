@@ -29,7 +29,7 @@ def forward_passes(ctx: RunContext, micro: int) -> int:
 
 def adversarial(ctx: RunContext) -> dict[str, Any]:
     """Build the DANN term on the task model's body and register it with the training objective."""
-    from tailorlm.adapt.dann import SCHEDULE, DomainAdversarialLoss, body_of, target_batches
+    from tailorlm.adapt.dann import SCHEDULE, DomainAdversarialLoss, SaveWithCheckpoints, body_of, target_batches
     from tailorlm.train.trainer import plan_batch
 
     recipe, encoded, target = ctx.recipe, ctx.need("encoded"), ctx.need("target")
@@ -39,8 +39,11 @@ def adversarial(ctx: RunContext) -> dict[str, Any]:
     term = DomainAdversarialLoss(body_of(ctx.model), batches, total, recipe.adapt.adversarial_max_lambda,
                                  seed=recipe.training.seed)
     ctx.loss_terms.append(term)
+    ctx.extra_callbacks.append(SaveWithCheckpoints(term))  # resume continues the head and the schedule
+    resumed = ctx.run_dir.resume_from is not None and term.restore(ctx.run_dir.resume_from)
     ctx.console.print(f"adapt: domain-adversarial training against {len(target.texts):,} target texts "
-                      f"(lambda up to {recipe.adapt.adversarial_max_lambda} over {total} steps)")
+                      f"(lambda up to {recipe.adapt.adversarial_max_lambda} over {total} steps)"
+                      + (f"; resumed at step {term.steps}" if resumed else ""))
     return {"adapt": {"adversarial": {"max_lambda": recipe.adapt.adversarial_max_lambda, "schedule": SCHEDULE,
                                       "total_steps": total, "target_rows": len(target.texts),
                                       "target_batch": micro}}}
