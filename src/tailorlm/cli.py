@@ -730,12 +730,14 @@ def estimate(recipe: RecipeArg, set_: SetOption = None) -> None:
               f"{', '.join(est.lora_targets) or 'nothing'}: {est.lora_trainable:,} trainable")
     out.print(f"layers {s.layers} · hidden {s.hidden} · heads {s.heads} · vocab {s.vocab} · batch {est.batch} · "
               f"sequence {est.seq} ({est.seq_note}) · gradient checkpointing {'on' if est.checkpointing else 'off'}")
-    table = Table("setting", "trainable", "weights", "gradients", "AdamW", "activations", "total", box=None)
+    table = Table("setting", "trainable", "weights", "grads", "AdamW", "activ.", "total", box=None,
+                  title="GiB per process", title_justify="left")
     for row in est.rows:
-        table.add_row(row.setting, f"{row.trainable:,}", *(f"{v / 2**30:.2f} GiB" for v in (
-            row.weights, row.gradients, row.optimizer, row.activations, row.total)))
-    out.print(table)
-    out.print("activations ≈ L·s·b·h·(34 + 5·a·s/h) bytes at 16 bit (Korthikanti et al. 2022), ×2 in fp32; "
+        table.add_row(row.setting.replace("bf16 autocast", "bf16*"), f"{row.trainable:,}", *(
+            f"{v / 2**30:.2f}" for v in (row.weights, row.gradients, row.optimizer, row.activations, row.total)))
+    out.print(table)  # fits 80 columns: the unit in the title, bf16* in the legend below
+    out.print("bf16*: bf16 autocast (weights and AdamW stay fp32). "
+              "activations ≈ L·s·b·h·(34 + 5·a·s/h) bytes at 16 bit (Korthikanti et al. 2022), ×2 in fp32; "
               "+ CUDA context and fragmentation: keep 10-20% headroom. Per process; see models/estimate.py.")
 
 
