@@ -202,6 +202,8 @@ def test_cli_estimate_and_models(tiny_recipe: Path) -> None:
     code, out, err = run_cli(["estimate", str(tiny_recipe)])
     assert code == 0, err
     assert "full · fp32" in out and "GiB" in out and "parameters" in out
+    rows = [line for line in out.splitlines() if line.strip().startswith(("full", "lora", "setting"))]
+    assert len(rows) == 5 and all(len(line.rstrip()) <= 80 for line in rows), rows  # no value wraps to a row
     code, out, err = run_cli(["models"])
     assert code == 0, err
     assert "minilm" in out and "22.7 M" in out
