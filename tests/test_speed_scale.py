@@ -203,7 +203,8 @@ def test_cli_estimate_and_models(tiny_recipe: Path) -> None:
     assert code == 0, err
     assert "full · fp32" in out and "GiB" in out and "parameters" in out
     rows = [line for line in out.splitlines() if line.strip().startswith(("full", "lora", "setting"))]
-    assert len(rows) == 5 and all(len(line.rstrip()) <= 80 for line in rows), rows  # no value wraps to a row
+    assert len(rows) == 5 and all(len(line.rstrip()) <= 80 for line in rows), rows
+    assert not [line for line in out.splitlines() if line.strip() == "autocast"], out  # no value wraps to a row
     code, out, err = run_cli(["models"])
     assert code == 0, err
     assert "minilm" in out and "22.7 M" in out
