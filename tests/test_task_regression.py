@@ -99,7 +99,7 @@ def test_eval_and_predict_reload_the_saved_model(regression_run: Path) -> None:
     run = regression_run / "run"
     out = regression_run / "eval.json"
     code, _, stderr = run_cli(["eval", str(run), "--data", str(regression_run / "test.csv"), "--label-column",
-                               "score", "--output", str(out)])
+                               "score", "--out", str(out), "--clean"])  # --clean: as the run's test split was
     assert code == 0, stderr
     tuned = json.loads((run / "metrics.json").read_text())["tuned"]
     assert json.loads(out.read_text())["rmse"] == pytest.approx(tuned["rmse"], abs=1e-5)

@@ -115,12 +115,14 @@ class RegressionRows(RowSpec):
         return {"target": {name: target_summary(frame) for name, frame in frames.items()}}
 
 
-def load_scored_file(path: str | Path, cfg: DataConfig, pair_column: str | None,
-                     split: str = "eval") -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """Read and clean one file on its own (``tailor eval --data``), duplicates dropped as for a test split."""
+def load_scored_file(path: str | Path, cfg: DataConfig, pair_column: str | None, split: str = "eval",
+                     dedupe: bool = True) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Read and clean one file on its own (``tailor eval --data``); duplicates dropped as for a test split only
+    with ``dedupe`` (``tailor eval --clean``): by default every row the user gave is scored."""
     rows = RegressionRows(pair_column)
     part = rows.read(split, path, cfg)
     files = Files(cfg, part, {})
     rows.clean(part, files)
-    rows.dedupe(part, files)
+    if dedupe:
+        rows.dedupe(part, files)
     return rows.public(part.frame), sorted(part.rejects, key=reject_order)

@@ -113,13 +113,18 @@ class RegressionTask(Task):
                    "predicted": round(float(y_pred[i]), 4)} for i in order]
         return {"metrics": regression_metrics(y_true, y_pred), "errors": errors, "predictions": predictions}
 
-    def load_eval_file(self, path: Any, meta: dict[str, Any], columns: dict[str, str]) -> tuple[pd.DataFrame, list]:
+    def load_eval_file(self, path: Any, meta: dict[str, Any], columns: dict[str, str],
+                       clean: bool = False) -> tuple[pd.DataFrame, list]:
+        """Every scorable row, as ``Task.load_eval_file`` has it; ``clean`` also drops what a test split lost."""
         from tailorlm.data.clean import saved_cleaning
         from tailorlm.recipe import DataConfig
 
         pair_column = columns.pop("text_pair_column", None) or ("sentence2" if meta.get("pair") else None)
-        cfg = DataConfig(train=str(path), clean=saved_cleaning(meta), **columns)
-        return load_scored_file(path, cfg, pair_column)
+        cleaning = saved_cleaning(meta)
+        if not clean:
+            cleaning = cleaning.model_copy(update={"min_chars": 1, "max_chars": None})
+        cfg = DataConfig(train=str(path), clean=cleaning, **columns)
+        return load_scored_file(path, cfg, pair_column, dedupe=clean)
 
     # ------------------------------------------------------------------ predict
     def normalize_input(self, item: Any) -> dict[str, Any]:
