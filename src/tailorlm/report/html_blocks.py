@@ -9,6 +9,7 @@ from collections.abc import Callable
 from html import escape
 from importlib import resources
 
+from tailorlm import __version__
 from tailorlm.report.tables import Cell, Table
 
 
@@ -67,16 +68,19 @@ def safe_chart(draw: Callable[[], str | None], alt: str, caption: str = "") -> s
         return empty(f"(chart could not be drawn: {type(exc).__name__}: {exc})")
 
 
-def page(title: str, kind: str, heading: str, lead: str, sections: list[tuple[str, str, str]], footer: str) -> str:
-    """One self-contained HTML page: the stylesheet inlined, a top bar naming the ``kind`` of page with a link to
-    each of ``sections`` (``(id, heading, html)``), the heading, the lead paragraph, the sections, the footer."""
-    body = "\n".join(section(sid, name, html) for sid, name, html in sections)
-    links = "".join(f'<a href="#{sid}">{escape(name)}</a>' for sid, name, _ in sections)
+
+def page(title: str, kind: str, heading: str, lead_html: str, nav: list[tuple[str, str]], body: str,
+         footer: str) -> str:
+    """One self-contained HTML page (report.html, tune_report.html, study.html): the stylesheet inlined, a top bar
+    naming the ``kind`` of page with a link per ``(section id, label)`` of ``nav``, the heading, the lead (HTML,
+    escaped by the caller), the sections' HTML and the footer text."""
+    links = "".join(f'<a href="#{sid}">{escape(label)}</a>' for sid, label in nav)
     return f"""<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="tailorlm {escape(__version__)}">
 <title>{escape(title)}</title>
 <style>
 {css()}
@@ -87,7 +91,7 @@ def page(title: str, kind: str, heading: str, lead: str, sections: list[tuple[st
 <nav>{links}</nav></div></header>
 <main>
 <h1>{escape(heading)}</h1>
-{paragraph(lead, "lead")}
+{lead_html}
 {body}
 </main>
 <footer>{escape(footer)}</footer>
