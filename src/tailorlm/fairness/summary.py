@@ -28,24 +28,33 @@ def signed_points(value: float) -> str:
     return text.replace("-", "\u2212")
 
 
-def _ci_text(ci: dict[str, Any] | None) -> str:
-    if not ci or ci.get("low") is None or ci.get("high") is None:
-        return ""
-    return f" ({ci.get('level', 0.95):.0%} CI {points(ci['low'])}–{points(ci['high'])})"
+def _test_text(gap: dict[str, Any]) -> str:
+    p_holm = gap.get("p_holm")
+    return "" if p_holm is None else f", permutation p = {p_holm:.3f} Holm-adjusted"
 
 
 def gap_sentence(metric: str, gap: dict[str, Any]) -> str:
-    """"Accuracy is 12 points lower for group 'north' (0.71) than for group 'south' (0.83) (95% CI 4–20)."""
+    """"Accuracy is 12 points lower for group 'north' (0.71) than for group 'south' (0.83) (95% CI 4–20, ...)."
+
+    When the permutation test finds no difference between groups (Holm-adjusted p >= 0.05) the sentence says so
+    in words: "no evidence of a gap".
+    """
     title = GAP_METRICS.get(metric, metric)
     title = title[:1].upper() + title[1:]
     if gap["difference"] < SAME:
         return f"{title} is the same ({gap['highest_value']:.2f}) in every compared group."
+    ci = gap.get("ci") or {}
+    interval = ""
+    if ci.get("low") is not None and ci.get("high") is not None:
+        interval = f"{ci.get('level', 0.95):.0%} CI {signed_points(ci['low'])} to {signed_points(ci['high'])}"
+    detail = ", ".join(x for x in (interval, _test_text(gap).lstrip(", ")) if x)
     sentence = (f"{title} is {points(gap['difference'])} points lower for group "
                 f"'{gap['lowest']}' ({gap['lowest_value']:.2f}) than for group '{gap['highest']}' "
-                f"({gap['highest_value']:.2f}){_ci_text(gap.get('ci'))}")
-    low = (gap.get("ci") or {}).get("low")
-    if low is not None and low < 0.02:
-        sentence += "; the interval starts near zero, so the gap may be noise at this test size"
+                f"({gap['highest_value']:.2f})" + (f" ({detail})" if detail else ""))
+    if gap.get("significant") is False:
+        sentence += "; no evidence of a gap: a difference this size arises by chance between groups of these sizes"
+    elif gap.get("significant"):
+        sentence += "; the groups differ beyond chance"
     return sentence + "."
 
 
