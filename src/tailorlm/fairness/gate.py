@@ -27,12 +27,15 @@ def check_gate(fairness: dict[str, Any], cfg: FairnessConfig) -> dict[str, Any] 
     failures: list[str] = []
     checked: list[str] = []
     notes: list[str] = []
-    if cfg.max_gap is not None:
-        gaps = ((fairness.get("systems") or {}).get("tuned") or {}).get("gaps") or {}
+    for grouping in fairness.get("groupings") or [fairness]:
+        if cfg.max_gap is None:
+            break
+        gaps = ((grouping.get("systems") or {}).get("tuned") or {}).get("gaps") or {}
+        where = f" by {grouping['group_column']}" if fairness.get("groupings") else ""
         for metric, gap in gaps.items():
             if gap is None:
                 continue
-            checked.append(f"{metric} gap")
+            checked.append(f"{metric} gap{where}")
             if gap["difference"] > cfg.max_gap and gap.get("significant", True):
                 failures.append(
                     f"{metric} gap {gap['difference']:.3f} between '{gap['highest']}' and '{gap['lowest']}' "
@@ -40,11 +43,15 @@ def check_gate(fairness: dict[str, Any], cfg: FairnessConfig) -> dict[str, Any] 
             elif gap["difference"] > cfg.max_gap:
                 notes.append(f"{metric} gap {gap['difference']:.3f} is above fairness.max_gap {cfg.max_gap} but "
                              f"not beyond chance (permutation p = {gap.get('p_holm')}, Holm-adjusted): not failed")
-    flip_rate = (fairness.get("counterfactual") or {}).get("flip_rate")
-    if cfg.max_flip_rate is not None and flip_rate is not None:
-        checked.append("counterfactual flip rate")
+    families = fairness.get("counterfactual_families") or [fairness.get("counterfactual") or {}]
+    for family in families:
+        flip_rate = family.get("flip_rate")
+        if cfg.max_flip_rate is None or flip_rate is None:
+            continue
+        name = f" ({family['pairs']})" if len(families) > 1 else ""
+        checked.append(f"counterfactual flip rate{name}")
         if flip_rate > cfg.max_flip_rate:
-            failures.append(f"counterfactual flip rate {flip_rate:.3f} is above fairness.max_flip_rate "
+            failures.append(f"counterfactual flip rate{name} {flip_rate:.3f} is above fairness.max_flip_rate "
                             f"{cfg.max_flip_rate}")
     if not checked:
         failures.append("nothing to check: the audit compared no groups and swapped no terms (see the Fairness "

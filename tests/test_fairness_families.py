@@ -1,0 +1,169 @@
+"""Counterfactual families, intersectional groups, the representation report and the mitigations (issue 18)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+# The Equity Evaluation Corpus's kind of sentence: a person phrase in an emotion template
+EEC_STYLE = [
+    ("My mom found herself in a scary situation.", "My dad found himself in a scary situation."),
+    ("The situation makes her feel angry.", "The situation makes him feel angry."),
+    ("I made her feel sad.", "I made him feel sad."),
+    ("I saw her in the market.", "I saw him in the market."),
+    ("I talked to her yesterday.", "I talked to him yesterday."),
+    ("Her daughter has two children.", "His son has two children."),
+    ("This woman told us all about her recent annoying events.", "This man told us all about his recent annoying "
+     "events."),
+    ("He said the bike is his.", "She said the bike is hers."),
+    ("My mum and dad came; Mrs. Smith thanked him.", "My dad and mum came; Mr. Smith thanked her."),
+    ("My dad feels happy.", "My mom feels happy."),
+    ("HER BROTHER felt glad.", "HIS SISTER felt glad."),
+    ("My girlfriend goes to the school in our neighborhood.", "My boyfriend goes to the school in our "
+     "neighborhood."),
+]
+MASCULINE = {"he", "him", "his", "himself", "dad", "man", "mr", "son", "brother", "boyfriend"}
+FEMININE = {"she", "her", "hers", "herself", "mom", "mum", "woman", "mrs", "daughter", "sister", "girlfriend"}
+
+
+def test_gender_swaps_are_grammatical_on_corpus_style_sentences() -> None:
+    from tailorlm.fairness.counterfactual import Swapper
+    from tailorlm.fairness.families import resolve_family
+
+    swap = Swapper(resolve_family("gender")["pairs"])
+    for text, expected in EEC_STYLE:
+        assert swap(text) == expected, text
+        assert swap(swap(text)) in (text, text.replace("mum", "mom")), text  # swapping back restores it
+        words = set(re.findall(r"[a-z]+", swap(text).lower()))
+        if "herself" in words or "himself" in words:  # never a mixed-up pair: "my mom found himself"
+            assert not (words & MASCULINE and words & {"herself"}) and not (words & FEMININE and "himself" in words)
+
+
+def test_name_families_cover_two_axes_and_swap_capitalised_names_only() -> None:
+    from tailorlm.fairness.counterfactual import Swapper
+    from tailorlm.fairness.families import builtin_families, resolve_family
+
+    race = Swapper(resolve_family("race_names")["pairs"])
+    assert race("Jack used a jack; Ebony's car.") == "Lamar used a jack; Amanda's car."
+    gender_names = Swapper(resolve_family("gender_names")["pairs"])
+    assert gender_names("Adam found himself alone, said his mom.") == "Amanda found herself alone, said her dad."
+    families = builtin_families()
+    assert {"gender", "gender_names", "race_names", "nationality", "religion", "age"} <= set(families)
+    for name, family in families.items():
+        assert family["source"] and family["axis"], name
+        terms = [t.lower() for pair in family["pairs"] for t in pair]
+        assert all(a.lower() != b.lower() for a, b in family["pairs"]), name
+        if name != "gender":  # gender has deliberate many-to-one partners (mom/mum -> dad)
+            assert len(terms) == len(set(terms)), (name, [t for t in terms if terms.count(t) > 1])
+    assert Swapper(resolve_family("religion")["pairs"])("A Christian went to church.") == "A Muslim went to mosque."
+    assert Swapper(resolve_family("nationality")["pairs"])("The Irish team") == "The Somali team"
+
+
+def test_recipe_takes_family_names_user_families_and_refuses_unknown_ones() -> None:
+    from tailorlm.fairness.families import resolve_families
+    from tailorlm.recipe import FairnessConfig
+
+    cfg = FairnessConfig(group_column=["gender", "race"], counterfactual=["gender_names", "dialect"],
+                         swap_families={"dialect": [["y'all", "you all"]]})
+    assert cfg.group_columns == ["gender", "race"] and cfg.active
+    names = [f["name"] for f in resolve_families(cfg.counterfactual, cfg.swap_families)]
+    assert names == ["gender_names", "dialect"]
+    with pytest.raises(ValueError, match="unknown family 'races'"):
+        FairnessConfig(counterfactual="races")
+    with pytest.raises(ValueError, match="names a column twice"):
+        FairnessConfig(group_column=["a", "a"])
+    with pytest.raises(ValueError, match="counterfactual_augment needs fairness.counterfactual"):
+        FairnessConfig(mitigation="counterfactual_augment")
+    with pytest.raises(ValueError, match="postprocess: demographic_parity needs fairness.group_column"):
+        FairnessConfig(postprocess="demographic_parity")
+
+
+def _frame(n: int, seed: int) -> pd.DataFrame:
+    from tailorlm.data.load import extra_column
+
+    rng = np.random.default_rng(seed)
+    gender = rng.choice(["female", "male"], n)
+    race = rng.choice(["black", "white"], n, p=[0.3, 0.7])
+    label = np.where(rng.random(n) < np.where(gender == "female", 0.8, 0.3), "positive", "negative")
+    text = [f"{'She' if g == 'female' else 'He'} called about the bill" for g in gender]
+    return pd.DataFrame({"text": text, "label": label, extra_column("gender"): gender, extra_column("race"): race})
+
+
+def test_intersectional_groups_with_small_group_warnings_and_the_representation_report() -> None:
+    from tailorlm.fairness.pipeline import audit, representation_of
+    from tailorlm.recipe import FairnessConfig
+
+    frame = _frame(120, 0)
+    rows = [{"label": y, "predicted": y} for y in frame["label"]]
+    cfg = FairnessConfig(group_column=["gender", "race"], counterfactual=["gender", "race_names"], min_group_size=20)
+
+    def proba(texts: list[str]) -> np.ndarray:
+        she = np.array([0.8 if t.lower().startswith("she") else 0.3 for t in texts])
+        return np.stack([1 - she, she], axis=1)
+
+    result = audit(rows, frame, ["negative", "positive"], cfg, proba)
+    names = [g["group_column"] for g in result["groupings"]]
+    assert names == ["gender", "race", "gender × race"] and result["groupings"][2]["intersection"]
+    inter = result["groupings"][2]
+    assert sum(inter["groups"].values()) == 120 and set(inter["groups"]) == {
+        "female × black", "female × white", "male × black", "male × white"}
+    small = [g for g, n in inter["groups"].items() if n < 20]
+    assert inter["small_groups"] == small and small  # the intersection thins the black groups below 20
+    assert rows[0]["groups"]["gender × race"] == f"{rows[0]['groups']['gender']} × {rows[0]['groups']['race']}"
+    assert any(line.startswith("[gender × race] Too small to compare") for line in result["summary"])
+    families = {f["pairs"]: f for f in result["counterfactual_families"]}
+    assert families["gender"]["flip_rate"] == 1.0 and families["race_names"]["rows_swapped"] == 0
+    rep = representation_of({"train": frame}, cfg)["splits"]["train"]
+    female = rep["groups"]["gender"]["female"]
+    assert female["rows"] == int((frame["extra:gender"] == "female").sum())
+    assert female["labels"]["positive"] == pytest.approx(
+        ((frame["extra:gender"] == "female") & (frame["label"] == "positive")).sum() / female["rows"])
+    assert rep["terms"]["gender"]["positive"]["share"] == 1.0  # every text holds he or she
+
+
+def test_threshold_optimizer_narrows_a_planted_parity_gap_on_the_test_split() -> None:
+    from tailorlm.fairness.postprocess import threshold_optimizer
+
+    rng = np.random.default_rng(0)
+
+    def split(n: int) -> tuple[np.ndarray, list[str], list[str]]:
+        group = rng.choice(["a", "b"], n)
+        truth = rng.random(n) < 0.5
+        score = np.clip(0.35 * truth + 0.35 + np.where(group == "a", 0.15, -0.15) + rng.normal(0, 0.1, n), 0, 1)
+        return score, list(np.where(truth, "yes", "no")), list(group)
+
+    result = threshold_optimizer("demographic_parity", split(600), split(600), ["no", "yes"])
+    before, after = result["unmitigated"], result["mitigated"]
+    assert before["demographic_parity_difference"] > 0.2
+    assert after["demographic_parity_difference"] < before["demographic_parity_difference"] / 2
+    assert result["accuracy_cost"] == pytest.approx(before["accuracy"] - after["accuracy"])
+    assert result["applied_at_predict"] is False
+    assert "skipped" in threshold_optimizer("equalized_odds", split(50), split(50), ["a", "b", "c"])
+
+
+def test_counterfactual_augmentation_adds_swapped_copies_to_training_only() -> None:
+    from tailorlm.data.pipeline import PreparedData
+    from tailorlm.fairness.cda import counterfactual_augment
+    from tailorlm.recipe import Recipe
+
+    def frame(texts: list[str], source: str) -> pd.DataFrame:
+        return pd.DataFrame({"text": texts, "label": ["positive"] * len(texts), "source": source,
+                             "row": range(len(texts))})
+
+    train = frame(["He paid the bill", "They paid late", "She is happy", "He is happy"], "train.csv")
+    test = frame(["She paid the bill"], "test.csv")  # the copy of row 0 would leak it
+    data = PreparedData(train, frame([], "v"), test, ["negative", "positive"], [], {})
+    recipe = Recipe.model_validate({"task": "classification", "data": {"train": "train.csv"},
+                                    "fairness": {"counterfactual": "gender", "mitigation": "counterfactual_augment"}})
+    out, section = counterfactual_augment(recipe, data)
+    copies = out.train[out.train["augmented"]]
+    # row 0's copy leaks the test text, rows 2 and 3 swap into each other (duplicates): nothing new but no leak
+    assert section["dropped_leaking"] == 1 and section["dropped_duplicate"] == 2 and len(copies) == 0
+    train.loc[3, "text"] = "He is sad"
+    out, section = counterfactual_augment(recipe, PreparedData(train, frame([], "v"), test, data.labels, [], {}))
+    copies = out.train[out.train["augmented"]]
+    assert sorted(copies["text"]) == ["He is happy", "She is sad"] and section["rows_added"] == 2
+    assert list(copies["origin"]) == ["train.csv#2", "train.csv#3"] and len(out.test) == 1
