@@ -75,9 +75,9 @@ def test_recipe_takes_family_names_user_families_and_refuses_unknown_ones() -> N
         FairnessConfig(counterfactual="races")
     with pytest.raises(ValueError, match="names a column twice"):
         FairnessConfig(group_column=["a", "a"])
-    with pytest.raises(ValueError, match="counterfactual_augment needs fairness.counterfactual"):
+    with pytest.raises(ValueError, match=r"counterfactual_augment needs fairness\.counterfactual"):
         FairnessConfig(mitigation="counterfactual_augment")
-    with pytest.raises(ValueError, match="postprocess: demographic_parity needs fairness.group_column"):
+    with pytest.raises(ValueError, match=r"postprocess: demographic_parity needs fairness\.group_column"):
         FairnessConfig(postprocess="demographic_parity")
 
 
@@ -167,3 +167,115 @@ def test_counterfactual_augmentation_adds_swapped_copies_to_training_only() -> N
     copies = out.train[out.train["augmented"]]
     assert sorted(copies["text"]) == ["He is happy", "She is sad"] and section["rows_added"] == 2
     assert list(copies["origin"]) == ["train.csv#2", "train.csv#3"] and len(out.test) == 1
+
+
+# ------------------------------------------------------------------------------------------------ runs
+
+
+def _named_rows(n: int, seed: int, skew: float) -> list[dict[str, str]]:
+    """Texts "<name> said <pronoun> found the <noun> <adjective>": the adjective decides the label; in training
+    the gender (name and pronoun) agrees with the label in ``skew`` of the rows, a planted term-label correlation.
+    Names from the EEC lists, so gender and race are both named (race_names, gender_names)."""
+    import random
+
+    from tailorlm.fairness.families import resolve_family
+    from tests.conftest import NEGATIVE, NOUNS, POSITIVE
+
+    pairs = resolve_family("race_names")["pairs"]
+    pool = {("male", "white"): [a for a, _ in pairs[:10]], ("male", "black"): [b for _, b in pairs[:10]],
+            ("female", "white"): [a for a, _ in pairs[10:]], ("female", "black"): [b for _, b in pairs[10:]]}
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = "positive" if i % 2 == 0 else "negative"
+        agrees = rng.random() < skew
+        gender = "male" if (label == "positive") == agrees else "female"
+        race = rng.choice(["white", "black"])
+        adjective = rng.choice(POSITIVE if label == "positive" else NEGATIVE)
+        rows.append({"text": f"{rng.choice(pool[(gender, race)])} said {'he' if gender == 'male' else 'she'} found "
+                             f"the {rng.choice(NOUNS)} {adjective}", "label": label, "gender": gender, "race": race})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def planted_runs(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir) -> dict:
+    """The same recipe trained without and with counterfactual augmentation on data with a planted correlation."""
+    import json
+
+    import yaml
+
+    from tests.helpers import run_cli
+
+    work = tmp_path_factory.mktemp("planted")
+    pd.DataFrame(_named_rows(200, 1, 0.9)).to_csv(work / "train.csv", index=False)
+    pd.DataFrame(_named_rows(80, 2, 0.5)).to_csv(work / "test.csv", index=False)
+    runs = {}
+    for name, mitigation in (("plain", "none"), ("cda", "counterfactual_augment")):
+        recipe = work / f"{name}.yaml"
+        recipe.write_text(yaml.safe_dump({
+            "output_dir": str(work / name), "model": {"name": str(tiny_model_dir)},
+            "data": {"train": str(work / "train.csv"), "test": str(work / "test.csv"), "split": {"validation": 0.2}},
+            "training": {"epochs": 7, "batch_size": 16, "learning_rate": 3e-3, "warmup": 0.0,
+                         "early_stopping_patience": None},
+            "baseline": {"zero_shot": False, "linear_probe": False},
+            "fairness": {"group_column": ["gender", "race"], "counterfactual": ["gender_names", "race_names"],
+                         "min_group_size": 5, "mitigation": mitigation, "postprocess": "demographic_parity"}}))
+        code, _, stderr = run_cli(["run", str(recipe)])
+        assert code == 0, stderr
+        runs[name] = work / name
+        runs[f"{name}_metrics"] = json.loads((work / name / "metrics.json").read_text())
+    runs["work"] = work
+    return runs
+
+
+def test_counterfactual_augmentation_lowers_the_flip_rate_at_no_accuracy_cost(planted_runs: dict) -> None:
+    plain, cda = planted_runs["plain_metrics"], planted_runs["cda_metrics"]
+
+    def flips(metrics: dict) -> float:
+        return {f["pairs"]: f for f in metrics["fairness"]["counterfactual_families"]}["gender_names"]["flip_rate"]
+
+    assert flips(plain) > 0.15, flips(plain)  # the plain model learned the planted gender shortcut
+    assert flips(cda) < flips(plain) / 2
+    assert cda["tuned"]["accuracy"] >= plain["tuned"]["accuracy"] - 0.01  # at most 1 point of clean accuracy
+    mitigation = cda["fairness"]["mitigation"]
+    assert mitigation["method"] == "counterfactual_augment" and mitigation["rows_added"] > 100
+    assert "Counterfactual data augmentation" in (planted_runs["cda"] / "report.md").read_text()
+
+
+def test_run_report_shows_families_intersections_representation_and_postprocessing(planted_runs: dict) -> None:
+    fair = planted_runs["plain_metrics"]["fairness"]
+    assert [g["group_column"] for g in fair["groupings"]] == ["gender", "race", "gender × race"]
+    assert {f["pairs"] for f in fair["counterfactual_families"]} == {"gender_names", "race_names"}
+    assert all(f["rows_swapped"] == f["n"] == fair["n"] for f in fair["counterfactual_families"])
+    train = fair["representation"]["splits"]["train"]
+    assert train["groups"]["gender"]["male"]["labels"]["positive"] > 0.8  # the planted skew, seen before training
+    assert set(fair["representation"]["splits"]) == {"train", "validation", "test"}
+    post = fair["postprocess"]
+    assert post["method"] == "ThresholdOptimizer"
+    if "skipped" not in post:  # a skewed validation split can leave a group with one label: then it says so
+        assert set(post["unmitigated"]) == set(post["mitigated"]) and post["applied_at_predict"] is False
+    else:
+        assert "each with both labels" in post["skipped"]
+    md = (planted_runs["plain"] / "report.md").read_text()
+    for heading in ("By group ('gender × race')", "Counterfactual swaps: race_names", "Representation of the data",
+                    "ThresholdOptimizer"):
+        assert heading.replace("_", "\\_") in md or heading in md, heading
+
+
+def test_tailor_audit_takes_several_group_columns_and_families(planted_runs: dict) -> None:
+    import json
+
+    from tests.helpers import run_cli
+
+    out = planted_runs["work"] / "audit.json"
+    code, stdout, stderr = run_cli(["audit", str(planted_runs["plain"]), "--data", str(planted_runs["work"] /
+                                    "test.csv"), "--group-column", "gender", "--group-column", "race",
+                                    "--counterfactual", "gender_names,race_names", "--min-group-size", "5",
+                                    "--out", str(out)])
+    assert code == 0, stderr
+    assert "by gender × race" in stdout and "counterfactual race_names (race)" in stdout
+    audit = json.loads(out.read_text())
+    assert len(audit["groupings"]) == 3 and audit["representation"]["splits"]["file"]["rows"] == audit["n"]
+    code, _, stderr = run_cli(["audit", str(planted_runs["plain"]), "--data", str(planted_runs["work"] / "test.csv"),
+                               "--group-column", "gender", "--counterfactual", "races"])
+    assert code == 2 and "--counterfactual: unknown family 'races'" in stderr and stderr.strip().count("\n") == 0

@@ -55,8 +55,10 @@ def threshold_optimizer(constraint: str, validation: tuple[np.ndarray, Sequence[
     positive = labels[1]
     p_val, y_val, g_val = np.asarray(validation[0]), np.asarray(validation[1]) == positive, np.asarray(validation[2])
     p_test, y_test, g_test = np.asarray(test[0]), np.asarray(test[1]) == positive, np.asarray(test[2])
-    if len(set(g_val)) < 2 or len(set(y_val)) < 2:
-        return {"method": "ThresholdOptimizer", "skipped": "the validation split needs two groups and both labels"}
+    one_sided = sorted(str(g) for g in np.unique(g_val) if len(np.unique(y_val[g_val == g])) < 2)
+    if len(set(g_val)) < 2 or one_sided:
+        return {"method": "ThresholdOptimizer", "skipped": "the validation split needs two groups, each with both "
+                f"labels{' (only one label in: ' + ', '.join(one_sided) + ')' if one_sided else ''}"}
     optimizer = ThresholdOptimizer(estimator=_Scores(), constraints=constraint, prefit=True, predict_method="predict")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
