@@ -240,6 +240,14 @@ def test_counterfactual_augmentation_lowers_the_flip_rate_at_no_accuracy_cost(pl
     mitigation = cda["fairness"]["mitigation"]
     assert mitigation["method"] == "counterfactual_augment" and mitigation["rows_added"] > 100
     assert "Counterfactual data augmentation" in (planted_runs["cda"] / "report.md").read_text()
+    from tests.helpers import run_cli
+
+    out = planted_runs["work"] / "compare"
+    code, _, stderr = run_cli(["compare", str(planted_runs["plain"]), str(planted_runs["cda"]), "--out", str(out)])
+    assert code == 0, stderr
+    table = (out / "compare.md").read_text()  # the cost in accuracy beside the flip rate it removed, one table
+    assert "fairness flip rate (gender_names)" in table and "fairness accuracy gap (gender × race)" in table
+    assert "test accuracy" in table and "fairness.mitigation" in table
 
 
 def test_run_report_shows_families_intersections_representation_and_postprocessing(planted_runs: dict) -> None:
