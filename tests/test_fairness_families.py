@@ -207,15 +207,15 @@ def planted_runs(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir) -> di
     from tests.helpers import run_cli
 
     work = tmp_path_factory.mktemp("planted")
-    pd.DataFrame(_named_rows(200, 1, 0.9)).to_csv(work / "train.csv", index=False)
-    pd.DataFrame(_named_rows(80, 2, 0.5)).to_csv(work / "test.csv", index=False)
+    pd.DataFrame(_named_rows(140, 1, 0.9)).to_csv(work / "train.csv", index=False)
+    pd.DataFrame(_named_rows(60, 2, 0.5)).to_csv(work / "test.csv", index=False)
     runs = {}
     for name, mitigation in (("plain", "none"), ("cda", "counterfactual_augment")):
         recipe = work / f"{name}.yaml"
         recipe.write_text(yaml.safe_dump({
             "output_dir": str(work / name), "model": {"name": str(tiny_model_dir)},
             "data": {"train": str(work / "train.csv"), "test": str(work / "test.csv"), "split": {"validation": 0.2}},
-            "training": {"epochs": 7, "batch_size": 16, "learning_rate": 3e-3, "warmup": 0.0,
+            "training": {"epochs": 6, "batch_size": 16, "learning_rate": 3e-3, "warmup": 0.0,
                          "early_stopping_patience": None},
             "baseline": {"zero_shot": False, "linear_probe": False},
             "fairness": {"group_column": ["gender", "race"], "counterfactual": ["gender_names", "race_names"],
