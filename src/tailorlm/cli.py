@@ -423,9 +423,11 @@ def predict(
 def audit(
     model_dir: Annotated[Path, typer.Argument(help="a run directory or its model/ folder (a classifier)")],
     data: Annotated[Path, typer.Option("--data", help="labelled file (csv, tsv, jsonl, json, parquet)")],
-    group_column: Annotated[str, typer.Option("--group-column", help="column naming each row's group")],
+    group_column: Annotated[list[str], typer.Option(
+        "--group-column", help="column naming each row's group; repeat it for several (and their intersection)")],
     counterfactual: Annotated[str, typer.Option(
-        help="swap terms, predict again: gender (built-in English pairs), none, or pairs like he/she,mr/mrs")] = "none",
+        help="swap terms, predict again: families (gender, gender_names, race_names, nationality, religion, age; "
+             "comma-separated), none, or pairs like he/she,mr/mrs")] = "none",
     min_group_size: Annotated[int, typer.Option(min=1, help="smaller groups are shown but not compared")] = 10,
     text_column: Annotated[str, typer.Option(help="column holding the text")] = "text",
     label_column: Annotated[str, typer.Option(help="column holding the label")] = "label",
@@ -439,12 +441,19 @@ def audit(
     from tailorlm.progress import progress_bar
 
     with progress_bar(err, "auditing"):
-        result = audit_saved_model(model_dir, data, group_column, pairs, min_group_size, text_column, label_column)
+        columns: str | list[str] = group_column[0] if len(group_column) == 1 else list(group_column)
+        result = audit_saved_model(model_dir, data, columns, pairs, min_group_size, text_column, label_column)
     if result.get("rejected"):
         reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(result["rejected_reasons"].items()))
         err.print(f"{data}: {result['rejected']} rows skipped ({reasons})")
-    if "systems" in result:
-        out.print(audit_table(result, title=f"{model_dir} on {data}, by {group_column}"))
+    for grouping in result.get("groupings") or ([result] if "systems" in result else []):
+        out.print(audit_table(grouping, title=f"{model_dir} on {data}, by {grouping['group_column']}"))
+    for family in result.get("counterfactual_families") or []:
+        rate = family.get("flip_rate")
+        out.print(escape(f"counterfactual {family['pairs']} ({family['axis']}): {family['rows_swapped']} texts "
+                         f"swapped, flip rate {rate:.1%}" if rate is not None else
+                         f"counterfactual {family['pairs']} ({family['axis']}): no text holds its terms"),
+                  highlight=False)
     for line in result.get("summary") or []:
         out.print(escape(line), highlight=False)
     if out_file:

@@ -75,10 +75,10 @@ def _columns_problem(recipe: Recipe, split: str, path: str) -> str | None:
     header = _header(Path(path).expanduser(), kind) if kind in ("csv", "tsv") else None
     if header is None:
         return None
-    group = recipe.fairness.group_column
+    groups = {group: "fairness.group_column" for group in recipe.fairness.group_columns}
     try:
         check_columns(Path(path), header, value_at(recipe, text_key), value_at(recipe, label_key), True, keys,
-                      {group: "fairness.group_column"} if group else None)
+                      groups or None)
     except DataError as exc:
         return str(exc)
     return None

@@ -377,20 +377,44 @@ class ValidationConfig(_Section):
 
 
 # --- fairness (tailorlm/fairness/)
+def _checked_pairs(value: list[list[str]]) -> list[list[str]]:
+    for pair in value:
+        terms = [str(term).strip() for term in pair]
+        if len(terms) != 2 or not all(terms) or terms[0].lower() == terms[1].lower():
+            raise ValueError(f"each pair must be two different terms, like [he, she] (got {pair})")
+    return [[str(term).strip() for term in pair] for pair in value]
+
+
 class FairnessConfig(_Section):
     """Bias audit of a classifier (fairness/): metrics by group, counterfactual term swaps, reweighing."""
 
-    group_column: str | None = Field(
-        None, description="column of the data files naming each row's group (region, age band, customer type); "
-        "empty cells form the group '(missing)'; None: no by-group audit"
+    group_column: str | list[str] | None = Field(
+        None, description="column of the data files naming each row's group (region, age band, customer type), or "
+        "several ([gender, race]): each is audited alone and, with intersections, together; empty cells form the "
+        "group '(missing)'; None: no by-group audit"
     )
-    counterfactual: list[list[str]] | Literal["gender", "none"] = Field(
-        "none", description="term pairs swapped both ways in the test texts ([[he, she], [mr, mrs]]), or gender: "
-        "the built-in English list; the tuned model predicts again and label flips are reported"
+    intersections: bool = Field(
+        True, description="with several group_column: also audit their intersection (gender x race), groups below "
+        "min_group_size flagged"
     )
-    mitigation: Literal["none", "reweight"] = Field(
+    counterfactual: list[list[str]] | list[str] | str = Field(
+        "none", description="swap terms in the test texts and predict again: a shipped family (gender, "
+        "gender_names, race_names, nationality, religion, age; fairness/terms/), a list of families, a family of "
+        "swap_families, term pairs ([[he, she], [mr, mrs]]), or none; label flips are reported per family"
+    )
+    swap_families: dict[str, list[list[str]]] = Field(
+        default_factory=dict, description="your own counterfactual families: name -> term pairs ({dialect: [[y'all, "
+        "you all]]}); name them in counterfactual"
+    )
+    mitigation: Literal["none", "reweight", "counterfactual_augment"] = Field(
         "none", description="reweight: training rows weighted so that group and label look independent "
-        "(Kamiran & Calders 2012 reweighing); needs group_column"
+        "(Kamiran & Calders 2012 reweighing; needs group_column); counterfactual_augment: a swapped copy of every "
+        "training row that holds a counterfactual term is added to the training split only (Lu et al. 2018)"
+    )
+    postprocess: Literal["none", "demographic_parity", "equalized_odds"] = Field(
+        "none", description="report fairlearn's ThresholdOptimizer on the model's scores (binary labels, the first "
+        "group_column known at prediction time), fitted on the validation split, beside the unmitigated model on the "
+        "same test split; report-only: predict and serve do not apply it"
     )
     min_group_size: int = Field(10, ge=1, description="groups with fewer test rows are reported, flagged as too "
                                 "small to compare")
@@ -405,21 +429,40 @@ class FairnessConfig(_Section):
 
     @field_validator("group_column")
     @classmethod
-    def _column_named(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
+    def _column_named(cls, value: str | list[str] | None) -> str | list[str] | None:
+        names = [value] if isinstance(value, str) else value or []
+        if isinstance(value, list) and not value:
+            raise ValueError("must name at least one column of the data files (or be null)")
+        if any(not name.strip() for name in names):
             raise ValueError("must name a column of the data files (or be null)")
+        if len(set(names)) != len(names):
+            raise ValueError(f"names a column twice ({names})")
         return value
+
+    @field_validator("swap_families")
+    @classmethod
+    def _families_are_pairs(cls, value: dict[str, list[list[str]]]) -> dict[str, list[list[str]]]:
+        return {name: _checked_pairs(pairs) for name, pairs in value.items()}
 
     @field_validator("counterfactual")
     @classmethod
-    def _two_terms_each(cls, value: list[list[str]] | str) -> list[list[str]] | str:
-        if isinstance(value, str):
+    def _two_terms_each(cls, value: list[list[str]] | list[str] | str) -> list[list[str]] | list[str] | str:
+        if isinstance(value, str) or all(isinstance(v, str) for v in value):
             return value
-        for pair in value:
-            terms = [term.strip() for term in pair]
-            if len(terms) != 2 or not all(terms) or terms[0].lower() == terms[1].lower():
-                raise ValueError(f"each pair must be two different terms, like [he, she] (got {pair})")
-        return [[term.strip() for term in pair] for pair in value]
+        return _checked_pairs(value)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _known_families(self) -> FairnessConfig:
+        value = self.counterfactual
+        names = [value] if isinstance(value, str) else value if all(isinstance(v, str) for v in value) else []
+        from tailorlm.fairness.families import family_names
+
+        known = [*family_names(), *self.swap_families]
+        for name in names:
+            if name != "none" and name not in known:
+                raise ValueError(f"fairness.counterfactual: unknown family '{name}'; use one of {', '.join(known)}, "
+                                 "none, term pairs like [[he, she]], or add it under fairness.swap_families")
+        return self
 
     @model_validator(mode="after")
     def _reweight_needs_groups(self) -> FairnessConfig:
@@ -431,14 +474,34 @@ class FairnessConfig(_Section):
     def _gate_has_something_to_check(self) -> FairnessConfig:
         if self.max_gap is not None and not self.group_column:
             raise ValueError("fairness.max_gap needs fairness.group_column (the groups whose gap it bounds)")
-        if self.max_flip_rate is not None and self.counterfactual in ("none", []):
+        if self.max_flip_rate is not None and not self.counterfactual_on:
             raise ValueError("fairness.max_flip_rate needs fairness.counterfactual (gender or term pairs to swap)")
         return self
+
+    @model_validator(mode="after")
+    def _mitigations_have_what_they_need(self) -> FairnessConfig:
+        if self.mitigation == "counterfactual_augment" and not self.counterfactual_on:
+            raise ValueError("fairness.mitigation: counterfactual_augment needs fairness.counterfactual (the terms "
+                             "whose swapped copies are added)")
+        if self.postprocess != "none" and not self.group_column:
+            raise ValueError(f"fairness.postprocess: {self.postprocess} needs fairness.group_column (the group known "
+                             "at prediction time)")
+        return self
+
+    @property
+    def group_columns(self) -> list[str]:
+        """The group columns as a list ([] when none)."""
+        value = self.group_column
+        return [value] if isinstance(value, str) else list(value or [])
+
+    @property
+    def counterfactual_on(self) -> bool:
+        return self.counterfactual not in ("none", [], ["none"])
 
     @property
     def active(self) -> bool:
         """Whether any audit or mitigation is asked for (a plain run never imports fairlearn)."""
-        return bool(self.group_column) or self.counterfactual not in ("none", [])
+        return bool(self.group_column) or self.counterfactual_on
 
 
 # --- end fairness

@@ -25,6 +25,9 @@ STAGES: list[Stage] = [
           writes=("adapt",)),                                            # mlm fills masks with the adapted head
     Stage("augment", data.augment, lambda c: c.recipe.augment.method != "none", "augment.method is not none",
           writes=("augment",)),
+    Stage("counterfactual_augment", data.counterfactual_augment,               # swapped copies, training side only
+          lambda c: c.recipe.fairness.mitigation == "counterfactual_augment",
+          "fairness.mitigation is counterfactual_augment"),
     Stage("auto_data", data.auto_data),                                  # batch, epochs, warmup when auto
     Stage("unlabelled", data.unlabelled, lambda c: c.recipe.adapt.self_train, "adapt.self_train is on"),
     Stage("target", data.target, lambda c: bool(c.recipe.adapt.target_unlabeled), "adapt.target_unlabeled is set",

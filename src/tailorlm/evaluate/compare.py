@@ -182,6 +182,38 @@ def rows(comparison: Comparison) -> list[tuple[str, list[str]]]:
     out.append((f"test {main} 95% CI", [f"{s.ci[0]:.4f} – {s.ci[1]:.4f}" if s.ci else "—" for s in runs]))
     out.append((f"best baseline {main}", [_best_baseline(s) for s in runs]))
     out.append(("seeds", [str(len(s.runs)) if s.metrics.get("seeds") else "1" for s in runs]))
+    return out + fairness_rows(runs)
+
+
+def fairness_rows(runs: list[RunSummary]) -> list[tuple[str, list[str]]]:
+    """The bias audit's headline numbers side by side (fairness/): each counterfactual family's flip rate and each
+    grouping's accuracy gap with its Holm-adjusted permutation p-value, so a mitigated run is read against an
+    unmitigated one beside its accuracy above."""
+    audits = [s.metrics.get("fairness") or {} for s in runs]
+    out: list[tuple[str, list[str]]] = []
+
+    def families(audit: dict[str, Any]) -> dict[str, Any]:
+        found = audit.get("counterfactual_families") or ([audit["counterfactual"]] if audit.get("counterfactual")
+                                                         else [])
+        return {str(f.get("pairs")): f for f in found}
+
+    def groupings(audit: dict[str, Any]) -> dict[str, Any]:
+        found = audit.get("groupings") or ([audit] if "systems" in audit else [])
+        return {str(g.get("group_column")): g for g in found}
+
+    for name in sorted({k for a in audits for k in families(a)}):
+        rates = [families(a).get(name, {}).get("flip_rate") for a in audits]
+        out.append((f"fairness flip rate ({name})", [f"{r:.1%}" if isinstance(r, (int, float)) else "—"
+                                                     for r in rates]))
+    for name in sorted({k for a in audits for k in groupings(a)}):
+        cells = []
+        for audit in audits:
+            gap = ((groupings(audit).get(name, {}).get("systems") or {}).get("tuned") or {}).get("gaps", {})
+            gap = gap.get("accuracy") or {}
+            p = gap.get("p_holm")
+            cells.append("—" if "difference" not in gap else
+                         f"{gap['difference']:.4f}" + (f" (p {p:.3f})" if isinstance(p, (int, float)) else ""))
+        out.append((f"fairness accuracy gap ({name})", cells))
     return out
 
 

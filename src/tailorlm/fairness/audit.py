@@ -5,8 +5,9 @@ per-example predictions (the tuned model and the baselines), fairlearn's ``Metri
 and per label the selection rate (share of the group's texts given that label) and recall, by group. Then:
 
 - the gap of accuracy and of macro-F1: best group minus worst group (fairlearn's ``between_groups`` difference)
-  and worst / best (its ratio), with a percentile-bootstrap 95% interval of the gap over test examples
-  (``evaluate/stats.py``: same resamples and seed as the run's other intervals);
+  and worst / best (its ratio), with a 95% interval of the signed difference between those two named groups
+  (stratified bootstrap, normal interval: it contains the gap and can hold zero) and a permutation-test p-value of
+  "no difference between any groups", Holm-adjusted with each label's share-labelled test (``gapstats.py``);
 - per label, one-vs-rest: demographic-parity difference (spread of selection rates) and equalized-odds
   difference (the larger spread of true- and false-positive rates), fairlearn's ``demographic_parity_difference``
   and ``equalized_odds_difference`` (the latter over the groups that have both rates for the label);
@@ -28,7 +29,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tailorlm.evaluate.stats import ALPHA, Statistic, bootstrap_ci, paired_bootstrap
+from tailorlm.evaluate.stats import ALPHA, Statistic, paired_bootstrap
+from tailorlm.fairness.gapstats import (
+    METHOD,
+    class_counts,
+    group_scores,
+    holm,
+    named_difference_ci,
+    permutation_pvalues,
+    significant,
+    spread,
+)
 
 MISSING_GROUP = "(missing)"
 #: metrics whose gap between groups is measured, with their names in prose
@@ -165,70 +176,49 @@ def _one_vs_rest(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, lab
 # ------------------------------------------------------------------------------------------------ gaps
 
 
-def _class_counts(t: np.ndarray, p: np.ndarray, g: np.ndarray, n_groups: int, n_labels: int,
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per resample, group and label: texts of that label, texts predicted as it, and the right ones among them.
-
-    Three bincounts over (resample, group, label) keys: the cost grows with the resampled rows, not with the number
-    of groups times labels. Rows of groups not compared (code -1) are left out.
-    """
-    k = t.shape[0]
-    base = (np.arange(k)[:, None] * n_groups + g) * n_labels
-    kept = g >= 0
-    size = k * n_groups * n_labels
-
-    def count(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return np.bincount((base + values)[mask], minlength=size).reshape(k, n_groups, n_labels)
-
-    return count(t, kept), count(p, kept), count(t, kept & (t == p))
-
-
-def _group_scores(true: np.ndarray, pred: np.ndarray, right: np.ndarray, metric: str) -> np.ndarray:
-    """(resamples, groups) accuracy or macro-F1; NaN for a group absent from a resample.
-
-    Macro-F1 averages over the labels present in the group (true or predicted), matching :func:`_macro_f1`.
-    """
-    if metric == "accuracy":
-        n = true.sum(axis=2)
-        return np.divide(right.sum(axis=2), n, out=np.full(n.shape, np.nan), where=n > 0)
-    denom = true + pred
-    f1 = np.divide(2 * right, denom, out=np.zeros(denom.shape), where=denom > 0)
-    present = (denom > 0).sum(axis=2)
-    return np.divide(f1.sum(axis=2), present, out=np.full(present.shape, np.nan), where=present > 0)
-
-
-def _spread(values: np.ndarray) -> np.ndarray:
-    """Best minus worst group per resample (rows); 0 where fewer than two groups were drawn at all."""
-    valid = ~np.isnan(values)
-    high = np.where(valid, values, -np.inf).max(axis=1)
-    low = np.where(valid, values, np.inf).min(axis=1)
-    return np.where(valid.sum(axis=1) >= 2, high - low, 0.0)
-
-
 def gap_stat(y_true: np.ndarray, y_pred: np.ndarray, codes: np.ndarray, n_groups: int, metric: str,
              n_labels: int) -> Statistic:
     """The gap of ``metric`` between compared groups, on resampled test rows (``codes``: -1 = not compared)."""
 
     def stat(idx: np.ndarray) -> np.ndarray:
-        counts = _class_counts(y_true[idx], y_pred[idx], codes[idx], n_groups, n_labels)
-        return _spread(_group_scores(*counts, metric))
+        counts = class_counts(y_true[idx], y_pred[idx], codes[idx], n_groups, n_labels)
+        return spread(group_scores(*counts, metric))
 
     return stat
 
 
-def _gap(by_group: dict[str, dict[str, Any]], compared: list[str], metric: str, stat: Statistic, n: int,
-         ) -> dict[str, Any] | None:
-    """Difference (best - worst), ratio (worst / best), which groups, and the bootstrap interval of the difference."""
+def _gap(by_group: dict[str, dict[str, Any]], compared: list[str], metric: str, t: np.ndarray, p: np.ndarray,
+         codes: np.ndarray, n_labels: int) -> dict[str, Any] | None:
+    """Difference (best - worst), ratio (worst / best), which groups, and the interval of the signed difference
+    between those two named groups (``gapstats.named_difference_ci``: it contains the difference, can hold zero)."""
     values = {g: by_group[g][metric] for g in compared if by_group[g][metric] is not None}
     if len(values) < 2:
         return None
     highest = max(values, key=lambda g: (values[g], g))
     lowest = min(values, key=lambda g: (values[g], g))
     high, low = values[highest], values[lowest]
-    ci = bootstrap_ci(stat, n)
+    ci = named_difference_ci(t, p, codes, compared.index(highest), compared.index(lowest), metric, n_labels)
     return {"difference": high - low, "ratio": low / high if high > 0 else None, "highest": highest,
             "highest_value": high, "lowest": lowest, "lowest_value": low,
-            "ci": {k: ci.get(k) for k in ("low", "high", "level", "resamples", "seed", "method")}}
+            "ci": {k: ci.get(k) for k in ("low", "high", "level", "resamples", "seed", "method", "standard_error")}}
+
+
+def _tests(result: dict[str, Any], t: np.ndarray, p: np.ndarray, codes: np.ndarray, labels: Sequence[str],
+           n_labels: int) -> None:
+    """Permutation p-values of "no difference between groups" for both gaps and each label's share labelled,
+    Holm-adjusted together; written into the gaps and ``parity_tests``."""
+    n_groups = len(result["compared"])
+    metrics = [*GAP_METRICS, *(f"selection:{code}" for code in range(len(labels)))]
+    raw = permutation_pvalues(t, p, codes, n_groups, n_labels, metrics)
+    adjusted = holm(raw)
+    for metric in GAP_METRICS:
+        gap = result["gaps"].get(metric)
+        if gap is not None:
+            gap |= {"p_value": raw[metric], "p_holm": adjusted[metric], "significant": significant(adjusted[metric])}
+    result["parity_tests"] = {
+        label: {"p_value": raw[f"selection:{code}"], "p_holm": adjusted[f"selection:{code}"],
+                "significant": significant(adjusted[f"selection:{code}"])} for code, label in enumerate(labels)}
+    result["tests"] = {"method": METHOD, "tests_adjusted": sum(v is not None for v in raw.values())}
 
 
 # ------------------------------------------------------------------------------------------------ one system
@@ -248,8 +238,8 @@ def system_audit(y_true: Sequence[str], y_pred: Sequence[str], groups: Sequence[
     compared = [g for g in order if not by_group[g]["too_small"]]
     codes = group_codes(groups, compared)
     result: dict[str, Any] = {"overall": _scores(frame.overall, labels), "by_group": by_group, "compared": compared}
-    result["gaps"] = {m: _gap(by_group, compared, m, gap_stat(t, p, codes, len(compared), m, len(index)), len(t))
-                      for m in GAP_METRICS}
+    result["gaps"] = {m: _gap(by_group, compared, m, t, p, codes, len(index)) for m in GAP_METRICS}
+    _tests(result, t, p, codes, labels, len(index))
     if len(compared) >= 2:
         mask = codes >= 0
         parity, odds = _one_vs_rest(t[mask], p[mask], np.asarray(groups, dtype=object)[mask], labels)

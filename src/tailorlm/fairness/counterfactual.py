@@ -16,18 +16,10 @@ from typing import Any
 
 import numpy as np
 
-#: English gendered pairs. Where a term has two partners ("her" is both "him" and "his"), the first pair naming it
-#: decides its swap: "her" -> "his" (the possessive is the more frequent use), "him" -> "her", "hers" -> "his".
-GENDER_PAIRS: list[tuple[str, str]] = [
-    ("he", "she"), ("his", "her"), ("him", "her"), ("his", "hers"), ("himself", "herself"),
-    ("man", "woman"), ("men", "women"), ("mr", "mrs"), ("sir", "madam"), ("gentleman", "lady"),
-    ("gentlemen", "ladies"), ("father", "mother"), ("fathers", "mothers"), ("dad", "mum"), ("daddy", "mummy"),
-    ("son", "daughter"), ("sons", "daughters"), ("brother", "sister"), ("brothers", "sisters"),
-    ("husband", "wife"), ("husbands", "wives"), ("boy", "girl"), ("boys", "girls"), ("male", "female"),
-    ("males", "females"), ("boyfriend", "girlfriend"), ("uncle", "aunt"), ("nephew", "niece"),
-    ("grandfather", "grandmother"), ("grandson", "granddaughter"), ("king", "queen"), ("prince", "princess"),
-    ("actor", "actress"), ("waiter", "waitress"), ("masculine", "feminine"),
-]
+from tailorlm.fairness.families import resolve_family
+
+#: English gendered pairs, [masculine, feminine] (``terms/gender.yaml``); her/his follow the rule in ``Swapper``
+GENDER_PAIRS: list[tuple[str, str]] = resolve_family("gender")["pairs"]
 #: flipped examples kept for the report
 MAX_EXAMPLES = 10
 
@@ -43,12 +35,14 @@ def resolve_pairs(setting: list[list[str]] | str) -> list[tuple[str, str]]:
     return [(str(a), str(b)) for a, b in setting]
 
 
-def swap_map(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
-    """Lower-cased term -> its partner, both ways; the first pair that names a term decides its partner."""
-    mapping: dict[str, str] = {}
+def swap_map(pairs: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    """Lower-cased term -> its partners in list order, both ways ("dad" -> ["mom", "mum"])."""
+    mapping: dict[str, list[str]] = {}
     for a, b in pairs:
-        mapping.setdefault(a.lower(), b.lower())
-        mapping.setdefault(b.lower(), a.lower())
+        for term, partner in ((a, b), (b, a)):
+            partners = mapping.setdefault(term.lower(), [])
+            if partner.lower() not in partners:
+                partners.append(partner.lower())
     return mapping
 
 
@@ -61,23 +55,89 @@ def match_case(original: str, replacement: str) -> str:
     return replacement
 
 
+#: words after which "her" is an object ("made her feel", "saw her in", "told her everything"), not a possessive
+#: ("her bike"): function words, pronouns, common bare verbs; an -ly adverb counts too. A cheap rule, not a tagger.
+OBJECT_CONTEXT = frozenset((
+    "a", "an", "the", "this", "that", "these", "those", "some", "any", "all", "every", "each", "no", "my", "your",
+    "our", "their", "his", "her", "its", "me", "you", "him", "us", "them", "it", "to", "and", "or", "but", "nor",
+    "so", "yet", "for", "with", "without", "at", "in", "on", "of", "from", "by", "into", "onto", "about", "over",
+    "under", "after", "before", "since", "until", "up", "down", "out", "off", "back", "away", "again", "too",
+    "very", "really", "just", "now", "then", "here", "there", "today", "tonight", "tomorrow", "yesterday", "once",
+    "as", "if", "when", "while", "because", "though", "although", "than", "like", "what", "who", "whom", "how",
+    "why", "where", "which", "whether", "is", "was", "are", "were", "be", "been", "am", "will", "would", "can",
+    "could", "should", "shall", "may", "might", "must", "feel", "feels", "go", "come", "do", "know", "think", "see",
+    "be", "laugh", "cry", "smile", "leave", "stay", "want", "say", "tell", "win", "lose", "sleep", "eat", "work",
+    "try", "wait", "look", "get", "take", "make", "have", "help", "understand", "believe", "like", "love", "hate",
+    "speak", "talk", "listen", "sing", "dance", "play", "read", "write", "run", "walk", "sit", "stand", "die",
+    "live", "change", "keep", "let", "find", "give", "call", "ask", "thank", "miss", "meet", "visit", "marry",
+    "kiss", "hug", "join", "follow", "everything", "something", "nothing", "anything", "everyone", "someone",
+    "anyone", "nobody", "everybody", "somebody", "anybody",
+))
+NEXT_WORD = re.compile(r"\s*([A-Za-z']+)?")
+
+
+def _next_word(text: str, end: int) -> str | None:
+    """The word right after position ``end`` (only spaces between), lower-cased; None at punctuation or the end."""
+    match = NEXT_WORD.match(text, end)
+    word = match.group(1) if match else None
+    return word.lower() if word else None
+
+
+def _possessive_follows(text: str, end: int) -> bool:
+    """Whether the word after ``end`` reads as the noun of a possessive ("her bike"), by ``OBJECT_CONTEXT``."""
+    word = _next_word(text, end)
+    return word is not None and word not in OBJECT_CONTEXT and not word.endswith("ly")
+
+
 class Swapper:
-    """Swaps the terms of some pairs in a text, whole words only, keeping each occurrence's case."""
+    """Swaps the terms of some pairs in a text, whole words only, keeping each occurrence's case.
+
+    Grammar the word list alone cannot get right:
+
+    - ``her`` becomes ``his`` before a noun-like word ("her bike" -> "his bike") and ``him`` otherwise ("made her
+      feel", "saw her.", see ``OBJECT_CONTEXT``); ``his`` becomes ``her`` before a word and ``hers`` at the end of
+      a clause ("the bike is his.");
+    - a term with several partners ("dad": mom or mum) becomes the partner the text already uses, else the first
+      listed, so a British text stays British;
+    - a term written with a capital in the pairs (names, "Christian") only matches capitalised occurrences.
+    """
 
     def __init__(self, pairs: Sequence[tuple[str, str]]) -> None:
         self.mapping = swap_map(pairs)
+        self.capitalised = {t.lower() for pair in pairs for t in pair if t[:1].isupper()}
         terms = sorted(self.mapping, key=len, reverse=True)  # "hers" before "her"
         alternatives = "|".join(re.escape(term) for term in terms)
         # lookarounds instead of \b: a term may begin or end with a non-word character ("mr.")
         self.pattern = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE) if terms else None
+        self.pronouns = {"his", "him"} <= set(self.mapping.get("her", []))
 
     def occurs(self, text: str) -> bool:
-        return self.pattern is not None and self.pattern.search(text) is not None
+        return self.pattern is not None and any(self._applies(m) for m in self.pattern.finditer(text))
+
+    def _applies(self, match: re.Match[str]) -> bool:
+        word = match.group(0)
+        return word.lower() not in self.capitalised or word[:1].isupper()
+
+    def _partner(self, text: str, match: re.Match[str], present: set[str]) -> str:
+        word = match.group(0).lower()
+        partners = self.mapping[word]
+        if self.pronouns and word == "her":
+            return "his" if _possessive_follows(text, match.end()) else "him"
+        if self.pronouns and word == "his" and "hers" in partners:
+            return "her" if _next_word(text, match.end()) is not None else "hers"
+        return next((p for p in partners if p in present), partners[0])
 
     def __call__(self, text: str) -> str:
         if self.pattern is None:
             return text
-        return self.pattern.sub(lambda m: match_case(m.group(0), self.mapping[m.group(0).lower()]), text)
+        present = {m.group(0).lower() for m in self.pattern.finditer(text)}
+
+        def swap(match: re.Match[str]) -> str:
+            if not self._applies(match):
+                return match.group(0)
+            return match_case(match.group(0), self._partner(text, match, present))
+
+        return self.pattern.sub(swap, text)
 
 
 def swap_terms(text: str, pairs: Sequence[tuple[str, str]]) -> str:

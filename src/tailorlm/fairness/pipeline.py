@@ -29,6 +29,25 @@ def _groups(frame: Any, column: str) -> list[str]:
     return group_names(frame[extra_column(column)].tolist())
 
 
+#: how an intersection's name and its groups join their columns' ("gender × race", "female × black")
+JOIN = " × "
+
+
+def groupings(frame: Any, cfg: FairnessConfig) -> dict[str, list[str]]:
+    """Grouping name -> each row's group: every group column alone, then (``intersections``) all of them together."""
+    columns = cfg.group_columns
+    result = {column: _groups(frame, column) for column in columns}
+    if len(columns) > 1 and cfg.intersections:
+        result[JOIN.join(columns)] = [JOIN.join(values) for values in zip(*result.values(), strict=True)]
+    return result
+
+
+def _training_groups(frame: Any, cfg: FairnessConfig) -> list[str]:
+    """The groups reweighing balances: the one column, or the intersection of several."""
+    found = groupings(frame, cfg)
+    return found[JOIN.join(cfg.group_columns)] if len(cfg.group_columns) > 1 else found[cfg.group_columns[0]]
+
+
 def apply_mitigation(recipe: Recipe, data: PreparedData, encoded: Any) -> dict[str, Any] | None:
     """Reweighing: one weight per training row, as a ``weight`` column of ``encoded.train``; the cells for the report.
 
@@ -40,7 +59,7 @@ def apply_mitigation(recipe: Recipe, data: PreparedData, encoded: Any) -> dict[s
     from tailorlm.fairness.reweigh import reweighing
     from tailorlm.train.objective import WEIGHT_COLUMN
 
-    weights, cells = reweighing(_groups(data.train, cfg.group_column), [str(v) for v in data.train["label"]])
+    weights, cells = reweighing(_training_groups(data.train, cfg), [str(v) for v in data.train["label"]])
     if len(weights) != len(encoded.train):
         raise RuntimeError(f"{len(weights)} weights for {len(encoded.train)} encoded training rows")
     train = encoded.train
@@ -48,20 +67,56 @@ def apply_mitigation(recipe: Recipe, data: PreparedData, encoded: Any) -> dict[s
         train = train.remove_columns(WEIGHT_COLUMN)
     encoded.train = train.add_column(WEIGHT_COLUMN, weights.tolist())
     return {"method": "reweight", "reference": "Kamiran & Calders 2012, reweighing",
-            "formula": "w(g, y) = n_g * n_y / (n * n_gy)", "group_column": cfg.group_column,
+            "formula": "w(g, y) = n_g * n_y / (n * n_gy)", "group_column": JOIN.join(cfg.group_columns),
             "train_rows": len(weights), "cells": cells}
 
 
-def _pairs(cfg: FairnessConfig) -> tuple[list[tuple[str, str]], str]:
-    from tailorlm.fairness.counterfactual import resolve_pairs
+def _families(cfg: FairnessConfig) -> list[dict[str, Any]]:
+    from tailorlm.fairness.families import resolve_families
 
-    name = cfg.counterfactual if isinstance(cfg.counterfactual, str) else "custom"
-    return resolve_pairs(cfg.counterfactual), name
+    return resolve_families(cfg.counterfactual, cfg.swap_families)
+
+
+def _by_group(rows: list[dict[str, Any]], frame: Any, labels: list[str], cfg: FairnessConfig) -> dict[str, Any]:
+    """The first grouping's audit at the top (as before several columns existed), every grouping under
+    ``groupings`` when there are several; each row gets its ``group`` (and ``groups`` when several)."""
+    from tailorlm.fairness.audit import audit_predictions
+
+    found = groupings(frame, cfg)
+    first = next(iter(found.values()))
+    for i, row in enumerate(rows):
+        row["group"] = first[i]
+        if len(found) > 1:
+            row["groups"] = {name: values[i] for name, values in found.items()}
+    audits = [audit_predictions(rows, values, labels, name, cfg.min_group_size) | {"intersection": JOIN in name}
+              for name, values in found.items()]
+    return audits[0] | ({"groupings": audits} if len(audits) > 1 else {})
+
+
+def _counterfactuals(texts: list[str], predict_proba: Any, labels: list[str], cfg: FairnessConfig,
+                     ) -> dict[str, Any]:
+    from tailorlm.fairness.counterfactual import counterfactual_audit
+
+    audits = [counterfactual_audit(texts, predict_proba, labels, f["pairs"], f["name"])
+              | {"axis": f["axis"], "source": f["source"]} for f in _families(cfg)]
+    if not audits:
+        return {}
+    return {"counterfactual": audits[0], "counterfactual_families": audits}
+
+
+def representation_of(splits: dict[str, Any], cfg: FairnessConfig) -> dict[str, Any]:
+    """The representation report of named frames (train, validation, test; or the audited file)."""
+    from tailorlm.fairness.representation import representation
+
+    return representation({name: (list(frame["text"]), [str(v) for v in frame["label"]],
+                                  groupings(frame, cfg) if cfg.group_columns else {})
+                           for name, frame in splits.items() if len(frame)}, _families(cfg))
 
 
 def audit(rows: list[dict[str, Any]], frame: Any, labels: list[str], cfg: FairnessConfig,
           predict_proba: Any, mitigation: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The fairness result for predictions ``rows`` of ``frame`` (same order): by group, counterfactual, weights.
+    """The fairness result for predictions ``rows`` of ``frame`` (same order): by group (each grouping),
+    counterfactual families, weights.
 
     ``predict_proba(texts)`` is the model the counterfactual swaps are scored with. Each row gets its ``group``,
     so predictions.jsonl can be sliced by group later.
@@ -69,22 +124,28 @@ def audit(rows: list[dict[str, Any]], frame: Any, labels: list[str], cfg: Fairne
     from tailorlm.fairness.summary import summarize
 
     result: dict[str, Any] = {}
-    if cfg.group_column:
-        from tailorlm.fairness.audit import audit_predictions
-
-        groups = _groups(frame, cfg.group_column)
-        for row, group in zip(rows, groups, strict=True):
-            row["group"] = group
-        result |= audit_predictions(rows, groups, labels, cfg.group_column, cfg.min_group_size)
-    pairs, name = _pairs(cfg)
-    if pairs:
-        from tailorlm.fairness.counterfactual import counterfactual_audit
-
-        result["counterfactual"] = counterfactual_audit(list(frame["text"]), predict_proba, labels, pairs, name)
+    if cfg.group_columns:
+        result |= _by_group(rows, frame, labels, cfg)
+    result |= _counterfactuals(list(frame["text"]), predict_proba, labels, cfg)
     if mitigation:
         result["mitigation"] = mitigation
     result["summary"] = summarize(result)
     return result
+
+
+def _postprocess(cfg: FairnessConfig, data: PreparedData, predict_proba: Any, labels: list[str],
+                 seed: int) -> dict[str, Any]:
+    """ThresholdOptimizer fitted on the validation split's scores, compared on the test split (report-only)."""
+    from tailorlm.fairness.postprocess import threshold_optimizer
+
+    column = cfg.group_columns[0]
+    if len(data.validation) == 0:
+        return {"method": "ThresholdOptimizer", "skipped": "no validation split to fit the thresholds on"}
+    splits = []
+    for frame in (data.validation, data.test):
+        probs = np.asarray(predict_proba(list(frame["text"])))
+        splits.append((probs[:, -1], [str(v) for v in frame["label"]], _groups(frame, column)))
+    return threshold_optimizer(cfg.postprocess, splits[0], splits[1], labels, seed) | {"group_column": column}
 
 
 def audit_run(recipe: Recipe, task: Any, model: Any, tokenizer: Any, data: PreparedData,
@@ -103,6 +164,13 @@ def audit_run(recipe: Recipe, task: Any, model: Any, tokenizer: Any, data: Prepa
     from tailorlm.fairness.gate import check_gate
 
     result = audit(predictions, data.test, list(data.labels), cfg, predict_proba, mitigation)
+    result["representation"] = representation_of(
+        {"train": data.train, "validation": data.validation, "test": data.test}, cfg)
+    if cfg.postprocess != "none":
+        result["postprocess"] = _postprocess(cfg, data, predict_proba, list(data.labels), recipe.training.seed)
+    from tailorlm.fairness.summary import summarize
+
+    result["summary"] = summarize(result)
     gate = check_gate(result, cfg)
     if gate is not None:
         result["gate"] = gate
@@ -112,15 +180,17 @@ def audit_run(recipe: Recipe, task: Any, model: Any, tokenizer: Any, data: Prepa
 # ------------------------------------------------------------------------------------------------ tailor audit
 
 
-def parse_pairs(text: str) -> list[list[str]] | str:
-    """``--counterfactual``: ``gender``, ``none``, or pairs written ``he/she,mr/mrs``."""
+def parse_pairs(text: str) -> list[list[str]] | list[str] | str:
+    """``--counterfactual``: ``none``, family names (``gender,race_names``), or pairs written ``he/she,mr/mrs``."""
     value = text.strip()
-    if value.lower() in ("gender", "none"):
-        return value.lower()
-    pairs = [[term.strip() for term in item.split("/")] for item in value.split(",") if item.strip()]
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    if "/" not in value:
+        return items[0].lower() if len(items) == 1 else [item.lower() for item in items] if items else "none"
+    pairs = [[term.strip() for term in item.split("/")] for item in items]
     for pair in pairs:
         if len(pair) != 2:
-            raise UserError(f"--counterfactual {text!r}: write gender, none, or pairs like he/she,mr/mrs")
+            raise UserError(f"--counterfactual {text!r}: write family names (gender,race_names), none, or pairs "
+                            "like he/she,mr/mrs")
     return pairs
 
 
@@ -138,10 +208,12 @@ def _classifier(model_dir: Path) -> Any:
     return load_saved_model(model_dir)
 
 
-def audit_saved_model(model_dir: Path, data: Path, group_column: str, counterfactual: list[list[str]] | str = "none",
+def audit_saved_model(model_dir: Path, data: Path, group_column: str | list[str],
+                      counterfactual: list[list[str]] | list[str] | str = "none",
                       min_group_size: int = 10, text_column: str = "text", label_column: str = "label",
                       ) -> dict[str, Any]:
-    """``tailor audit``: predict a labelled file with a saved classifier and audit it by ``group_column``."""
+    """``tailor audit``: predict a labelled file with a saved classifier and audit it by ``group_column`` (one or
+    several, with their intersection), with the counterfactual families and the file's representation report."""
     from pydantic import ValidationError
 
     from tailorlm.recipe import DataConfig
@@ -153,13 +225,15 @@ def audit_saved_model(model_dir: Path, data: Path, group_column: str, counterfac
         cfg = FairnessConfig(group_column=group_column, counterfactual=counterfactual, min_group_size=min_group_size)
     except ValidationError as exc:
         error = exc.errors()[0]
-        option = {"group_column": "--group-column", "counterfactual": "--counterfactual"}.get(str(error["loc"][0]), "")
-        raise UserError(f"{option or 'tailor audit'}: {error['msg'].lower()}") from None
+        message = error["msg"].removeprefix("Value error, ").removeprefix("fairness.counterfactual: ")
+        where = str(error["loc"][0]) if error["loc"] else "counterfactual" if "famil" in message else ""
+        option = {"group_column": "--group-column", "counterfactual": "--counterfactual"}.get(where, "tailor audit")
+        raise UserError(f"{option}: {message}") from None
     loaded = _classifier(model_dir)
     columns = DataConfig(train=str(data), labels=loaded.labels, text_column=text_column, label_column=label_column,
                          clean=loaded.clean)  # the run's data.clean: the texts as the model was trained on them
     frame, rejects = load_labelled_file(data, columns, split="eval", require_label=True,
-                                        extra_columns={group_column: "--group-column"})
+                                        extra_columns=dict.fromkeys(cfg.group_columns, "--group-column"))
     if len(frame) == 0:
         raise DataError(f"{data}: no usable rows to audit ({len(rejects)} rejected); see --label-column and the labels "
                         f"of the model ({', '.join(loaded.labels)})")
@@ -171,6 +245,7 @@ def audit_saved_model(model_dir: Path, data: Path, group_column: str, counterfac
         return task.predict_proba(loaded.model, loaded.tokenizer, texts, settings.max_length, settings.batch_size)
 
     result = audit(evaluation["predictions"], frame, loaded.labels, cfg, predict_proba)
+    result["representation"] = representation_of({"file": frame}, cfg)
     reasons = Counter(str(r.get("reason")) for r in rejects)
     return {"model": str(loaded.path), "file": str(data), "rejected": len(rejects), "rejected_reasons": dict(reasons),
             "tuned": {k: v for k, v in evaluation["metrics"].items() if isinstance(v, (int, float))}} | result

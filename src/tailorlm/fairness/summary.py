@@ -28,24 +28,33 @@ def signed_points(value: float) -> str:
     return text.replace("-", "\u2212")
 
 
-def _ci_text(ci: dict[str, Any] | None) -> str:
-    if not ci or ci.get("low") is None or ci.get("high") is None:
-        return ""
-    return f" ({ci.get('level', 0.95):.0%} CI {points(ci['low'])}–{points(ci['high'])})"
+def _test_text(gap: dict[str, Any]) -> str:
+    p_holm = gap.get("p_holm")
+    return "" if p_holm is None else f", permutation p = {p_holm:.3f} Holm-adjusted"
 
 
 def gap_sentence(metric: str, gap: dict[str, Any]) -> str:
-    """"Accuracy is 12 points lower for group 'north' (0.71) than for group 'south' (0.83) (95% CI 4–20)."""
+    """"Accuracy is 12 points lower for group 'north' (0.71) than for group 'south' (0.83) (95% CI 4–20, ...)."
+
+    When the permutation test finds no difference between groups (Holm-adjusted p >= 0.05) the sentence says so
+    in words: "no evidence of a gap".
+    """
     title = GAP_METRICS.get(metric, metric)
     title = title[:1].upper() + title[1:]
     if gap["difference"] < SAME:
         return f"{title} is the same ({gap['highest_value']:.2f}) in every compared group."
+    ci = gap.get("ci") or {}
+    interval = ""
+    if ci.get("low") is not None and ci.get("high") is not None:
+        interval = f"{ci.get('level', 0.95):.0%} CI {signed_points(ci['low'])} to {signed_points(ci['high'])}"
+    detail = ", ".join(x for x in (interval, _test_text(gap).lstrip(", ")) if x)
     sentence = (f"{title} is {points(gap['difference'])} points lower for group "
                 f"'{gap['lowest']}' ({gap['lowest_value']:.2f}) than for group '{gap['highest']}' "
-                f"({gap['highest_value']:.2f}){_ci_text(gap.get('ci'))}")
-    low = (gap.get("ci") or {}).get("low")
-    if low is not None and low < 0.02:
-        sentence += "; the interval starts near zero, so the gap may be noise at this test size"
+                f"({gap['highest_value']:.2f})" + (f" ({detail})" if detail else ""))
+    if gap.get("significant") is False:
+        sentence += "; no evidence of a gap: a difference this size arises by chance between groups of these sizes"
+    elif gap.get("significant"):
+        sentence += "; the groups differ beyond chance"
     return sentence + "."
 
 
@@ -102,16 +111,23 @@ def group_sentences(audit: dict[str, Any]) -> list[str]:
 
 
 def counterfactual_sentence(cf: dict[str, Any]) -> str:
-    """How often swapping the terms changed the label, and how much of the test split the probe covered."""
-    what = "gendered terms" if cf.get("pairs") == "gender" else "the listed terms"
+    """How often swapping a family's terms changed the label, and how much of the test split the probe covered."""
+    name = cf.get("pairs")
+    what = ("gendered terms" if name == "gender" else "the listed terms" if name == "custom"
+            else f"the {str(name).replace('_', ' ')} terms ({cf.get('axis', name)})")
     if not cf.get("rows_swapped"):
-        return f"None of the {cf['n']} test texts holds one of the {what}, so the counterfactual swap measured nothing."
+        return f"None of the {cf['n']} test texts holds one of {what}, so the counterfactual swap measured nothing."
     return (f"Swapping {what} in {cf['rows_swapped']} of {cf['n']} test texts changed the predicted label of "
             f"{cf['flips']} ({cf['flip_rate']:.1%}); the probability of the predicted label moved by "
             f"{cf['mean_abs_change']:.3f} on average. {cf['rows_without_terms']} texts hold no term to swap.")
 
 
 def mitigation_sentence(mitigation: dict[str, Any]) -> str:
+    if mitigation.get("method") == "counterfactual_augment":
+        return (f"Counterfactual data augmentation (Lu et al. 2018): {mitigation['rows_added']} swapped copies of "
+                f"training rows ({', '.join(mitigation['families'])}) were added to the training split only "
+                f"({mitigation['dropped_leaking']} dropped as copies of held-out texts); compare against a run "
+                "without it (tailor compare) for its cost in accuracy.")
     weights = [cell["weight"] for cell in mitigation.get("cells") or []]
     if not weights:
         return ""
@@ -119,12 +135,60 @@ def mitigation_sentence(mitigation: dict[str, Any]) -> str:
             f"{len(weights)} (group, label) cells, weights from {min(weights):.2f} to {max(weights):.2f}.")
 
 
+def postprocess_sentence(post: dict[str, Any]) -> str:
+    """ThresholdOptimizer against the unmitigated model on the same test split, with its cost."""
+    if post.get("skipped"):
+        return f"ThresholdOptimizer post-processing was not fitted: {post['skipped']}."
+    before, after = post["unmitigated"], post["mitigated"]
+    cost = post["accuracy_cost"]
+    price = f"costing {points(cost)} points of accuracy" if cost > 0 else f"gaining {points(cost)} points of accuracy"
+    return (f"ThresholdOptimizer ({post['constraint'].replace('_', ' ')}, fitted on the validation split, by "
+            f"'{post['group_column']}') moves the demographic-parity difference on the test split from "
+            f"{before['demographic_parity_difference']:.3f} to {after['demographic_parity_difference']:.3f} and "
+            f"equalized odds from {before['equalized_odds_difference']:.3f} to "
+            f"{after['equalized_odds_difference']:.3f}, {price} ({before['accuracy']:.3f} -> "
+            f"{after['accuracy']:.3f}; macro-F1 {before['f1_macro']:.3f} -> {after['f1_macro']:.3f}). "
+            "Report-only: tailor predict and serve do not apply it.")
+
+
+def representation_sentences(rep: dict[str, Any]) -> list[str]:
+    """The largest label skew within a group of the training split, per grouping, and the term shares."""
+    split = rep["splits"].get("train") or next(iter(rep["splits"].values()), None)
+    if not split:
+        return []
+    lines = []
+    for grouping, table in split["groups"].items():
+        skew = [(share, g, label) for g, row in table.items() for label, share in row["labels"].items()
+                if row["rows"] >= 5]
+        if skew:
+            share, group, label = max(skew)
+            lines.append(f"Training data by '{grouping}': {len(table)} groups; the most one-sided is '{group}', "
+                         f"{share:.0%} of its rows labelled '{label}'.")
+    for family, per_label in split["terms"].items():
+        shares = {label: row["share"] for label, row in per_label.items()}
+        if shares and max(shares.values()) - min(shares.values()) >= 0.2:
+            high, low = max(shares, key=shares.get), min(shares, key=shares.get)
+            lines.append(f"The {family.replace('_', ' ')} terms appear in {shares[high]:.0%} of '{high}' training "
+                         f"texts but {shares[low]:.0%} of '{low}' ones: a term-label correlation a model can learn.")
+    return lines
+
+
 def summarize(result: dict[str, Any]) -> list[str]:
     """Every sentence of a fairness result, in report order."""
-    lines = group_sentences(result) if "systems" in result else []
-    if result.get("counterfactual"):
-        lines.append(counterfactual_sentence(result["counterfactual"]))
+    lines: list[str] = []
+    for grouping in result.get("groupings") or ([result] if "systems" in result else []):
+        found = group_sentences(grouping)
+        if result.get("groupings"):
+            found = [f"[{grouping['group_column']}] {line}" for line in found]
+        lines += found
+    for cf in result.get("counterfactual_families") or ([result["counterfactual"]] if result.get("counterfactual")
+                                                          else []):
+        lines.append(counterfactual_sentence(cf))
+    if result.get("postprocess"):
+        lines.append(postprocess_sentence(result["postprocess"]))
     if result.get("mitigation"):
         sentence = mitigation_sentence(result["mitigation"])
         lines += [sentence] if sentence else []
+    if result.get("representation"):
+        lines += representation_sentences(result["representation"])
     return lines

@@ -120,6 +120,15 @@ def tokenize(ctx: RunContext) -> dict[str, Any]:
                      "rejected": len(data.rejects), "tokenize_cache": cache_status}}
 
 
+def counterfactual_augment(ctx: RunContext) -> None:
+    """fairness.mitigation counterfactual_augment: swapped copies of the training rows (Lu et al. 2018; fairness/)."""
+    from tailorlm.fairness.cda import counterfactual_augment as augment_with_swaps
+
+    ctx.data, ctx.mitigation = augment_with_swaps(ctx.recipe, ctx.need("data"))
+    ctx.console.print(f"fairness: {ctx.mitigation['rows_added']} counterfactual copies added to the training rows "
+                      f"({', '.join(ctx.mitigation['families'])})")
+
+
 def weigh(ctx: RunContext) -> None:
     """fairness.mitigation reweight: a weight per training row, so group and label look independent (fairness/)."""
     from tailorlm.fairness.pipeline import apply_mitigation

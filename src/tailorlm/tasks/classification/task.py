@@ -46,8 +46,9 @@ class ClassificationTask(Task):
 
     # ------------------------------------------------------------------ data
     def prepare_data(self, recipe: Recipe, count_tokens: Callable[[list[str]], list[int]] | None) -> PreparedData:
-        group = recipe.fairness.group_column  # a side column for the bias audit (fairness/), never a model input
-        rows = ClassificationRows({group: "fairness.group_column"} if group else None)
+        # side columns for the bias audit (fairness/), never a model input
+        groups = {group: "fairness.group_column" for group in recipe.fairness.group_columns}
+        rows = ClassificationRows(groups or None)
         data = prepare(recipe.data, rows, count_tokens)
         require_test(data, recipe.data, "rows")
         return data
