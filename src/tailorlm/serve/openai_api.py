@@ -177,6 +177,11 @@ class Completions:
             return self._reply(result)
         except OpenAIError as exc:
             return exc.reply()
+        except Exception:  # a bug: logged here, the client gets one line
+            import logging
+
+            logging.getLogger("tailorlm.serve").exception("%s failed", request.url.path)
+            return OpenAIError(500, "internal error; the server log has the details", kind="server_error").reply()
 
     async def _submit(self, job: Callable[[], Any]) -> Any:
         try:

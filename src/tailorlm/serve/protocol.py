@@ -116,8 +116,11 @@ class BoundedH11Protocol(H11Protocol):
             self._abandon(raw_reply(408, "Request Timeout", {
                 "error": f"the {part} did not arrive within the {self.request_timeout_s:g} s request deadline "
                          "(--request-timeout); send the whole request at once"}))
+        elif now - self._last >= self.timeout_s and in_body:
+            self._abandon(raw_reply(408, "Request Timeout", {
+                "error": f"the body did not arrive within {self.timeout_s:g} s; send it at once after the headers"}))
         elif now - self._last >= self.timeout_s:
-            self._abandon(b"")  # silent: closed without a word
+            self._abandon(b"")  # silent before its request line and headers ended: closed without a word
         else:
             self._schedule()
 

@@ -69,6 +69,7 @@ MAX_QUEUE = 128
 MAX_WAIT_MS = 5.0
 #: the environment variable holding an API key when --api-key is not given
 API_KEY_ENV = "TAILORLM_API_KEY"
+INTERNAL_ERROR = "internal error while answering this request; the server log has the details"
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -177,8 +178,7 @@ class Guard:
         except Exception:  # a bug: the details stay in the server log, the client learns only that it failed
             log.exception("%s %s failed", scope["method"], path)
             if not status["sent"]:
-                await json_reply(500, {"error": "internal error while answering this request; the server log "
-                                                "has the details"})(scope, receive, sending)
+                await json_reply(500, {"error": INTERNAL_ERROR})(scope, receive, sending)
         seconds = time.monotonic() - started
         self.metrics.observe(path if path in self.routes else "other", int(status["code"]), seconds)
         access_log.info(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -298,6 +298,9 @@ class Predictor:
             return json_reply(exc.status, {"error": exc.message})
         except UserError as exc:
             return json_reply(400, {"error": str(exc)})
+        except Exception:  # a bug: the details stay in the server log, the client learns only that it failed
+            log.exception("POST /predict failed")
+            return json_reply(500, {"error": INTERNAL_ERROR})
 
     async def wait(self, key: str, items: list[Any], deadline: float) -> list[Any]:
         try:
