@@ -35,7 +35,7 @@ class OpenAIError(Exception):
         self.status, self.message, self.param, self.kind = status, message, param, kind
 
     def reply(self) -> Any:
-        from tailorlm.serve.server import json_reply
+        from tailorlm.serve.replies import json_reply
 
         return json_reply(self.status, {"error": {"message": self.message, "type": self.kind, "param": self.param,
                                                   "code": None}})
@@ -158,7 +158,7 @@ class Completions:
         self.default_tokens = int(loaded.meta.get("generation", {}).get("max_new_tokens") or 64)
 
     async def __call__(self, request: Request) -> Any:
-        from tailorlm.serve.server import RequestError, parse_json, read_body
+        from tailorlm.serve.replies import RequestError, parse_json, read_body
 
         try:
             try:
@@ -192,7 +192,7 @@ class Completions:
         return await future
 
     def _reply(self, result: dict[str, Any]) -> Any:
-        from tailorlm.serve.server import json_reply
+        from tailorlm.serve.replies import json_reply
 
         base = {"id": f"{'chatcmpl' if self.chat else 'cmpl'}-{uuid.uuid4().hex[:24]}", "created": int(time.time()),
                 "model": model_id(self.loaded), "usage": _usage(result)}
@@ -263,7 +263,7 @@ class Completions:
 
 def add_openai_routes(app: Any, loaded: LoadedModel, batcher: Batcher, settings: Any) -> None:
     """Add /v1/models, /v1/chat/completions and /v1/completions for ``loaded`` (a generation model)."""
-    from tailorlm.serve.server import json_reply
+    from tailorlm.serve.replies import json_reply
 
     async def models() -> Any:
         return json_reply(200, {"object": "list", "data": [
