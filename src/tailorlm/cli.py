@@ -571,19 +571,37 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> 
 
 @app.command()
 def export(
-    model_dir: Annotated[Path, typer.Argument(help="a run directory or model/ folder holding a LoRA adapter")],
-    out_dir: Annotated[Path, typer.Option("--out", help="folder for the merged model")],
+    model_dir: Annotated[Path, typer.Argument(help="a run directory or its model/ folder")],
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for the exported model")],
+    format: Annotated[str, typer.Option(
+        "--format", help="merged (a LoRA adapter folded into its base), onnx, or onnx-int8")] = "merged",
+    tolerance: Annotated[float, typer.Option(
+        min=0.0, help="onnx: the largest logit difference from torch accepted")] = 1e-4,
 ) -> None:
-    """Merge a LoRA adapter into its base model and save one plain safetensors model."""
+    """Export a model: LoRA merged into its base, or a classifier as ONNX (fp32 or int8) with a parity check."""
     from tailorlm.models.saved import model_folder
-    from tailorlm.serve.export import export_merged
+    from tailorlm.serve.onnx_export import FORMATS
 
     _quiet_libraries()
+    if format not in FORMATS:
+        raise UserError(f"--format {format}: not an export format", fix=f"choose one of: {', '.join(FORMATS)}")
     folder = model_folder(model_dir)
-    if not (folder / "adapter_config.json").exists():
-        raise UserError(f"{folder}: holds no LoRA adapter (adapter_config.json); only LoRA runs need merging")
-    export_merged(folder, out_dir)
-    out.print(f"wrote merged model to {out_dir}")
+    if format == "merged":
+        from tailorlm.serve.export import export_merged
+
+        if not (folder / "adapter_config.json").exists():
+            raise UserError(f"{folder}: holds no LoRA adapter (adapter_config.json); only LoRA runs need merging")
+        export_merged(folder, out_dir)
+        out.print(f"wrote merged model to {out_dir}")
+        return
+    from tailorlm.serve.onnx_export import export_onnx
+
+    report = export_onnx(model_dir, out_dir, int8=format == "onnx-int8", tolerance=tolerance)
+    accuracy = (f", accuracy {report['accuracy_torch']:.4f} torch → {report['accuracy_onnx']:.4f} onnx"
+                if "accuracy_onnx" in report else "")
+    out.print(f"wrote {format} model to {out_dir} · parity on {report['texts']} texts: max |logit diff| "
+              f"{report['max_abs_logit_diff']:.2e}, labels agree {report['label_agreement']:.1%}{accuracy}, "
+              f"speed ×{report['speed_ratio']} vs torch (one text at a time) · {out_dir}/export.json")
 
 
 # --- demo-data: one generator per task, named by its spec (tasks/<name>/spec.py: SPEC.demo) ----------------------
