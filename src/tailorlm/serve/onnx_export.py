@@ -1,8 +1,8 @@
 """``tailor export RUN --format onnx|onnx-int8``: a classifier as an ONNX file that runs without PyTorch, with a
 parity check against the torch model it came from.
 
-The model is traced by ``torch.onnx.export`` (the TorchScript exporter: optimum does not support transformers 5
-yet, and the dynamo exporter needs onnxscript) with dynamic batch and sequence axes, inputs ``input_ids`` and
+The model is traced by ``torch.onnx.export`` (the TorchScript exporter: ``optimum[onnxruntime]`` 2.1 pins
+transformers 4.x, pip would downgrade 5.x to 4.57 to install it; the dynamo exporter needs onnxscript) with dynamic batch and sequence axes, inputs ``input_ids`` and
 ``attention_mask`` (plus ``token_type_ids`` when the tokenizer makes them), output ``logits`` (before the fitted
 temperature, which ``tailor_model.json`` keeps). ``onnx-int8`` quantises the weights of the exported file to int8
 with ONNX Runtime's dynamic quantisation.
