@@ -61,3 +61,35 @@ def test_onnx_export_refuses_past_its_tolerance_and_other_tasks(cls_run: Path, t
         assert not (tmp_path / "strict").exists()
     code, _, stderr = run_cli(["export", str(cls_run), "--format", "tflite", "--out", str(tmp_path / "x")])
     assert code == 2 and "--format tflite" in stderr and "onnx-int8" in stderr
+
+
+def test_tailor_serve_backend_onnx_answers_like_torch(cls_run: Path, tmp_path: Path) -> None:  # noqa: F811
+    import threading
+
+    from tailorlm.serve.server import make_server
+    from tests.test_serve import _call
+
+    out = tmp_path / "onnx"
+    code, _, stderr = run_cli(["export", str(cls_run), "--format", "onnx", "--out", str(out)])
+    assert code == 0, stderr
+    body = json.dumps({"inputs": [{"text": "the app was lovely and quick"}, {"text": "rude"}]}).encode()
+    replies = []
+    for folder, backend in ((cls_run, "torch"), (out, "onnx")):
+        srv = make_server(folder, "127.0.0.1", 0, backend=backend)
+        thread = threading.Thread(target=srv.serve_forever, daemon=True)
+        thread.start()
+        try:
+            replies.append(_call(f"http://127.0.0.1:{srv.server_address[1]}/predict", body))
+            if backend == "onnx":
+                assert _call(f"http://127.0.0.1:{srv.server_address[1]}/info")[1]["task"] == "classification"
+        finally:
+            srv.shutdown()
+            srv.server_close()
+    (status_t, torch_reply, _), (status_o, onnx_reply, _) = replies
+    assert status_t == status_o == 200
+    for a, b in zip(torch_reply["predictions"], onnx_reply["predictions"], strict=True):
+        assert a["label"] == b["label"]
+        for label, p in a["probabilities"].items():
+            assert abs(b["probabilities"][label] - p) < 1e-5
+    code, _, stderr = run_cli(["serve", str(cls_run), "--backend", "onnx", "--port", "0"])
+    assert code == 2 and "not an ONNX export" in stderr

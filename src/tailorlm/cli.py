@@ -516,6 +516,8 @@ def serve(
     request_timeout: Annotated[float, typer.Option(
         min=0.1, help="seconds a whole request may take (a client still sending then gets 408)")] = 60.0,
     task: Annotated[str | None, typer.Option(help="a multi-task folder: serve only this task (default: all)")] = None,
+    backend: Annotated[str, typer.Option(
+        help="auto (as the folder was saved), torch, or onnx (a `tailor export --format onnx` folder)")] = "auto",
     api_key: Annotated[str | None, typer.Option(
         help="require 'Authorization: Bearer KEY' on every route but /health (default: $TAILORLM_API_KEY)")] = None,
 ) -> None:
@@ -529,7 +531,8 @@ def serve(
         raise UserError(f"--batching {batching}: not a mode", fix="pass --batching on or --batching off")
     _quiet_libraries()
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # the access log is JSON lines
-    server = make_server(model_dir, host, port, task=task, max_batch=max_batch, max_body_bytes=max_body_bytes,
+    server = make_server(model_dir, host, port, task=task, backend=backend, max_batch=max_batch,
+                         max_body_bytes=max_body_bytes,
                          request_timeout_s=request_timeout, max_connections=max_connections, max_queue=max_queue,
                          max_wait_ms=max_wait_ms, batching=batching == "on", api_key=api_key)
     bound_host, bound_port = server.server_address[:2]

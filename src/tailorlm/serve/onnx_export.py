@@ -2,7 +2,8 @@
 parity check against the torch model it came from.
 
 The model is traced by ``torch.onnx.export`` (the TorchScript exporter: ``optimum[onnxruntime]`` 2.1 pins
-transformers 4.x, pip would downgrade 5.x to 4.57 to install it; the dynamo exporter needs onnxscript) with dynamic batch and sequence axes, inputs ``input_ids`` and
+transformers 4.x, pip would downgrade 5.x to 4.57 to install it; the dynamo exporter needs onnxscript) with
+dynamic batch and sequence axes, inputs ``input_ids`` and
 ``attention_mask`` (plus ``token_type_ids`` when the tokenizer makes them), output ``logits`` (before the fitted
 temperature, which ``tailor_model.json`` keeps). ``onnx-int8`` quantises the weights of the exported file to int8
 with ONNX Runtime's dynamic quantisation.
@@ -180,3 +181,51 @@ def export_onnx(model_dir: Path, out: Path, *, int8: bool = False, tolerance: fl
     (tmp / "export.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     replace_dir(tmp, out, TAILOR_META)
     return report
+
+
+# ---------------------------------------------------------------------------------------------- serving an export
+
+
+def is_onnx_export(folder: Path) -> bool:
+    from tailorlm.models.registry import read_model_meta
+
+    return folder.is_dir() and read_model_meta(folder).get("runtime") == "onnx"
+
+
+def load_onnx_model(path: Path) -> Any:
+    """An exported folder as a LoadedModel whose ``model`` runs ONNX Runtime (``tailor serve --backend onnx``):
+    the classification task's predict code runs unchanged on it (same tokenizer, padding, temperature)."""
+    import torch
+    from transformers import AutoConfig, AutoTokenizer
+
+    from tailorlm.evaluate.calibration import set_temperature
+    from tailorlm.models.registry import read_model_meta
+    from tailorlm.models.saved import LoadedModel, model_folder
+
+    folder = model_folder(Path(path))
+    if not is_onnx_export(folder):
+        raise UserError(f"{path}: not an ONNX export (no runtime: onnx in tailor_model.json)",
+                        fix="export it first: tailor export RUN --format onnx --out DIR, then serve DIR")
+    import onnxruntime as ort
+
+    meta = read_model_meta(folder)
+    session = ort.InferenceSession(str(folder / meta.get("onnx_file", ONNX_FILE)), providers=["CPUExecutionProvider"])
+    names = list(meta.get("onnx_inputs") or ["input_ids", "attention_mask"])
+
+    class OnnxClassifier(torch.nn.Module):
+        """What forward_sorted calls: tensors in, an object with ``.logits`` out (no torch weights)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.config = AutoConfig.from_pretrained(folder)
+
+        def forward(self, **batch: Any) -> Any:
+            from types import SimpleNamespace
+
+            feed = {n: batch[n].cpu().numpy().astype(np.int64) for n in names}
+            return SimpleNamespace(logits=torch.from_numpy(session.run(["logits"], feed)[0]))
+
+    model = OnnxClassifier().eval()
+    if meta.get("temperature"):
+        set_temperature(model, meta["temperature"])
+    return LoadedModel(model=model, tokenizer=AutoTokenizer.from_pretrained(folder), meta=meta, path=folder)

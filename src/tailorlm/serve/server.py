@@ -408,12 +408,23 @@ def _bound_socket(address: tuple[str, int], backlog: int) -> socket.socket:
     return sock
 
 
-def load_models(model_dir: str | Path, task: str | None = None) -> dict[str, LoadedModel]:
-    """The one model of a folder (key ""), or every task of a multi-task folder by name (``task``: only it)."""
+def load_models(model_dir: str | Path, task: str | None = None, backend: str = "auto") -> dict[str, LoadedModel]:
+    """The one model of a folder (key ""), or every task of a multi-task folder by name (``task``: only it).
+
+    ``backend``: ``onnx`` needs an ONNX export (`tailor export --format onnx`), ``torch`` refuses one, ``auto``
+    serves a folder the way it was saved."""
     from tailorlm.models.registry import read_model_meta
     from tailorlm.models.saved import model_folder
+    from tailorlm.serve.onnx_export import is_onnx_export, load_onnx_model
 
     path = Path(model_dir)
+    if backend not in ("auto", "torch", "onnx"):
+        raise UserError(f"--backend {backend}: not a backend", fix="pass --backend auto, torch or onnx")
+    onnx = path.exists() and is_onnx_export(model_folder(path))
+    if backend == "onnx" or onnx:
+        if backend == "torch":
+            raise UserError(f"{path}: an ONNX export, which torch cannot load", fix="pass --backend onnx")
+        return {"": load_onnx_model(path)}
     if path.exists():
         meta = read_model_meta(model_folder(path))
         if meta.get("multi_task"):
@@ -425,7 +436,7 @@ def load_models(model_dir: str | Path, task: str | None = None) -> dict[str, Loa
 
 
 def make_server(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, *, task: str | None = None,
-                **limits: Any) -> PredictServer:
+                backend: str = "auto", **limits: Any) -> PredictServer:
     """Load the model once and bind ``host:port`` (0: a free port); call ``serve_forever()`` on the result.
 
     ``limits`` are :class:`ServeSettings` fields. A missing model folder or a port that cannot be bound is a
@@ -434,7 +445,7 @@ def make_server(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000
     settings = ServeSettings(**limits)
     if settings.api_key is None and os.environ.get(API_KEY_ENV):
         settings.api_key = os.environ[API_KEY_ENV]
-    models = load_models(model_dir, task)
+    models = load_models(model_dir, task, backend)
     try:
         return PredictServer((host, port), models, settings)
     except OSError as exc:
