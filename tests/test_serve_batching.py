@@ -277,3 +277,34 @@ def test_a_multi_task_folder_serves_each_task_by_name(multitask_run: Path) -> No
         assert status == 400 and "its tasks are: sentiment, score" in reply["error"]
     finally:
         _stop(srv)
+
+
+def test_shutdown_finishes_the_request_in_flight(cls_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """What SIGTERM does to `tailor serve` (uvicorn's graceful shutdown, here started by shutdown()): the request
+    being computed is answered 200, then the server stops and refuses new connections."""
+    import socket
+    import time
+
+    import tailorlm.serve.server as server_module
+
+    entered = threading.Event()
+    real = server_module.predict_batch
+
+    def slow(loaded: Any, inputs: list[Any]) -> list[dict[str, Any]]:
+        entered.set()
+        time.sleep(1.0)
+        return real(loaded, inputs)
+
+    monkeypatch.setattr(server_module, "predict_batch", slow)
+    srv = _start(cls_run)
+    port = srv.server_address[1]
+    with ThreadPoolExecutor(2) as pool:
+        answer = pool.submit(_call, f"http://127.0.0.1:{port}/predict", b'{"text": "the app was lovely"}')
+        assert entered.wait(10)
+        stopping = pool.submit(srv.shutdown)
+        status, reply, _ = answer.result(timeout=20)
+        stopping.result(timeout=30)
+    srv.server_close()
+    assert status == 200 and "label" in reply["predictions"][0]
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
