@@ -1,8 +1,11 @@
-"""Load test of `tailor serve`: N concurrent clients x M requests of one text each, batching on vs off, one run.
+"""Load test of `tailor serve`: N concurrent clients x M requests of one text each; batching off vs on vs ONNX vs
+ONNX int8 (both batching), in one run.
 
     python -m benchmarks.serve_load [--model RUN_OR_MODEL_DIR] [--clients 50] [--requests 4] [--threads 2]
+                                  [--modes off,on,onnx,onnx-int8] [--out figures.json]
 
-Each mode starts its own `tailor serve` process (same model, same limits), waits for /health, then N client
+Each mode starts its own `tailor serve` process (the ONNX modes first export the model, whose parity report is
+printed) (same model, same limits), waits for /health, then N client
 threads each send M `POST /predict` requests (a short or a long text, alternating) one after another; the figures
 are requests answered per second of wall time, latency p50/p95/p99, errors by status, and the server's peak RSS.
 Without ``--model`` the model is the shipped all-MiniLM-L6-v2 with a fresh two-label classification head (the
@@ -47,9 +50,12 @@ def minilm_classifier(folder: Path) -> Path:
     return folder
 
 
-def _start(model: Path, batching: str, threads: int) -> tuple[subprocess.Popen[str], int]:
+def _start(model: Path, mode: str, threads: int) -> tuple[subprocess.Popen[str], int]:
+    """`tailor serve` in ``mode``: off / on (batching, torch), onnx / onnx-int8 (batching, an export of model)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
-    process = subprocess.Popen([sys.executable, "-m", "tailorlm", "serve", str(model), "--port", "0",
+    backend = ["--backend", "onnx"] if mode.startswith("onnx") else []
+    batching = "off" if mode == "off" else "on"
+    process = subprocess.Popen([sys.executable, "-m", "tailorlm", "serve", str(model), "--port", "0", *backend,
                                 "--batching", batching, "--max-queue", "512", "--max-connections", "512"],
                                stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
     assert process.stderr is not None
@@ -119,7 +125,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--requests", type=int, default=4, help="requests per client, one after another")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the server (OMP_NUM_THREADS)")
-    parser.add_argument("--modes", default="off,on", help="batching modes to run, in order")
+    parser.add_argument("--modes", default="off,on,onnx,onnx-int8",
+                        help="off (one request per pass), on (dynamic batching), onnx, onnx-int8 (batching, exports)")
     parser.add_argument("--out", type=Path, help="also write the figures here as JSON")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
@@ -129,21 +136,29 @@ def main(argv: list[str] | None = None) -> None:
                                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                    "model": str(args.model or "minilm + fresh 2-label head"), "modes": {}}
         for mode in args.modes.split(","):
-            process, port = _start(model, mode, args.threads)
+            served = model
+            if mode.startswith("onnx"):
+                from tailorlm.serve.onnx_export import export_onnx
+
+                served = Path(tmp) / mode
+                figures[f"export {mode}"] = export_onnx(model, served, int8=mode == "onnx-int8")
+                print(f"export {mode}: {json.dumps(figures[f'export {mode}'])}", flush=True)
+            process, port = _start(served, mode, args.threads)
             try:
                 _post(port, SHORT)  # warm-up
-                figures["modes"][f"batching {mode}"] = load(port, args.clients, args.requests) | {
+                figures["modes"][mode] = load(port, args.clients, args.requests) | {
                     "peak_rss_mb": round(_rss_mb(process.pid), 1)}
             finally:
                 process.terminate()
                 process.wait(timeout=60)
-            print(f"batching {mode}: {json.dumps(figures['modes'][f'batching {mode}'])}", flush=True)
+            print(f"{mode}: {json.dumps(figures['modes'][mode])}", flush=True)
     modes = figures["modes"]
-    if {"batching on", "batching off"} <= set(modes):
-        ratio = modes["batching on"]["requests_per_s"] / max(modes["batching off"]["requests_per_s"], 1e-9)
-        figures["speedup"] = round(ratio, 2)
-        print(f"batching on / off: x{ratio:.2f} requests/s; p99 on {modes['batching on']['p99_s']} s vs p50 off "
-              f"{modes['batching off']['p50_s']} s")
+    if "off" in modes:
+        for mode in (m for m in modes if m != "off"):
+            ratio = modes[mode]["requests_per_s"] / max(modes["off"]["requests_per_s"], 1e-9)
+            figures[f"speedup {mode}"] = round(ratio, 2)
+            print(f"{mode} / off: x{ratio:.2f} requests/s; p99 {mode} {modes[mode]['p99_s']} s vs p50 off "
+                  f"{modes['off']['p50_s']} s")
     if args.out:
         args.out.write_text(json.dumps(figures, indent=2), encoding="utf-8")
 
