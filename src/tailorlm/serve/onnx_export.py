@@ -11,8 +11,9 @@ with ONNX Runtime's dynamic quantisation.
 Parity, on the run's test texts (its ``predictions.jsonl``; a fixed set of sentences when the folder has none): the
 largest absolute logit difference between ONNX Runtime and torch, label agreement, and accuracy before and after
 when the gold labels are known; fp32 is refused past ``tolerance`` (1e-4), int8 when its test accuracy is more than
-1 point under torch's (without gold labels: when the labels agree with torch's on fewer than 98% of the texts). Also the speed ratio (torch seconds /
-ONNX Runtime seconds on the same texts, one at a time). All of it goes to ``export.json`` and is printed.
+1 point under torch's (without gold labels: when the labels agree with torch's on fewer than 98% of the texts).
+Also the speed ratio (torch seconds / ONNX Runtime seconds on the same texts, one at a time). All of it goes to
+``export.json`` and is printed.
 """
 
 from __future__ import annotations
