@@ -511,33 +511,50 @@ def serve(
     model_dir: Annotated[Path, typer.Argument(help="a run directory or its model/ folder")],
     host: Annotated[str, typer.Option(help="address to listen on; 0.0.0.0 exposes it to the network")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free port)")] = 8000,
-    max_batch: Annotated[int, typer.Option(min=1, help="most inputs in one POST /predict")] = 64,
+    max_batch: Annotated[int, typer.Option(
+        min=1, help="most inputs in one POST /predict, and in one batched forward pass")] = 64,
+    max_wait_ms: Annotated[float, typer.Option(
+        min=0.0, help="how long a forward pass waits for more concurrent requests to join it")] = 5.0,
+    batching: Annotated[str, typer.Option(
+        help="on: concurrent requests share forward passes; off: one request per pass")] = "on",
     max_body_bytes: Annotated[int, typer.Option(min=1, help="largest request body accepted")] = 1_048_576,
     max_connections: Annotated[int, typer.Option(
-        min=1, help="connections handled at once (one thread each); more get 503 + Retry-After")] = 32,
+        min=1, help="connections open at once; more get 503 + Retry-After")] = 128,
     max_queue: Annotated[int, typer.Option(
-        min=0, help="requests waiting for the model behind the one computing; more get 503 + Retry-After")] = 8,
+        min=0, help="requests waiting for the model behind the pass computing; more get 503 + Retry-After")] = 128,
     request_timeout: Annotated[float, typer.Option(
         min=0.1, help="seconds a whole request may take (a client still sending then gets 408)")] = 60.0,
+    task: Annotated[str | None, typer.Option(help="a multi-task folder: serve only this task (default: all)")] = None,
+    backend: Annotated[str, typer.Option(
+        help="auto (as the folder was saved), torch, or onnx (a `tailor export --format onnx` folder)")] = "auto",
+    api_key: Annotated[str | None, typer.Option(
+        help="require 'Authorization: Bearer KEY' on every route but /health (default: $TAILORLM_API_KEY)")] = None,
 ) -> None:
-    """Serve a saved model over HTTP: POST /predict, GET /info, GET /health (no authentication: keep it local)."""
+    """Serve a saved model over HTTP: POST /predict, GET /info, GET /health, /docs (OpenAI's /v1 for generation)."""
     import logging
+    import os
 
-    from tailorlm.serve.server import make_server
+    from tailorlm.serve.server import API_KEY_ENV, make_server
 
+    if batching not in ("on", "off"):
+        raise UserError(f"--batching {batching}: not a mode", fix="pass --batching on or --batching off")
     _quiet_libraries()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")  # access log, errors
-    server = make_server(model_dir, host, port, max_batch=max_batch, max_body_bytes=max_body_bytes,
-                         request_timeout_s=request_timeout, max_connections=max_connections, max_queue=max_queue)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the access log is JSON lines
+    server = make_server(model_dir, host, port, task=task, backend=backend, max_batch=max_batch,
+                         max_body_bytes=max_body_bytes,
+                         request_timeout_s=request_timeout, max_connections=max_connections, max_queue=max_queue,
+                         max_wait_ms=max_wait_ms, batching=batching == "on", api_key=api_key)
     bound_host, bound_port = server.server_address[:2]
-    err.print(f"serving {escape(str(server.loaded.path))} ({server.loaded.task}) on http://{bound_host}:{bound_port}"
-              " · POST /predict, GET /info, GET /health · Ctrl+C stops", highlight=False)
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        err.print(f"warning: listening on {host}: anyone who can reach it can use the model (no authentication)")
+    served = ", ".join(server.models) if "" not in server.models else server.loaded.task
+    err.print(f"serving {escape(str(server.loaded.path))} ({served}) on http://{bound_host}:{bound_port}"
+              f" · POST /predict, GET /info, GET /health, /docs · batching {batching} · Ctrl+C stops",
+              highlight=False)
+    if host not in ("127.0.0.1", "localhost", "::1") and not (api_key or os.environ.get(API_KEY_ENV)):
+        err.print(f"warning: listening on {host} without --api-key: anyone who can reach it can use the model")
     from tailorlm.safety import sigterm_as_interrupt
 
     try:
-        with sigterm_as_interrupt():  # `kill PID` stops it as cleanly as Ctrl+C
+        with sigterm_as_interrupt():  # uvicorn finishes the requests in flight on SIGTERM/Ctrl+C, then re-raises
             server.serve_forever()
     except KeyboardInterrupt:
         err.print("stopped")
@@ -566,19 +583,37 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> 
 
 @app.command()
 def export(
-    model_dir: Annotated[Path, typer.Argument(help="a run directory or model/ folder holding a LoRA adapter")],
-    out_dir: Annotated[Path, typer.Option("--out", help="folder for the merged model")],
+    model_dir: Annotated[Path, typer.Argument(help="a run directory or its model/ folder")],
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for the exported model")],
+    format: Annotated[str, typer.Option(
+        "--format", help="merged (a LoRA adapter folded into its base), onnx, or onnx-int8")] = "merged",
+    tolerance: Annotated[float, typer.Option(
+        min=0.0, help="onnx: the largest logit difference from torch accepted")] = 1e-4,
 ) -> None:
-    """Merge a LoRA adapter into its base model and save one plain safetensors model."""
+    """Export a model: LoRA merged into its base, or a classifier as ONNX (fp32 or int8) with a parity check."""
     from tailorlm.models.saved import model_folder
-    from tailorlm.serve.export import export_merged
+    from tailorlm.serve.onnx_export import FORMATS
 
     _quiet_libraries()
+    if format not in FORMATS:
+        raise UserError(f"--format {format}: not an export format", fix=f"choose one of: {', '.join(FORMATS)}")
     folder = model_folder(model_dir)
-    if not (folder / "adapter_config.json").exists():
-        raise UserError(f"{folder}: holds no LoRA adapter (adapter_config.json); only LoRA runs need merging")
-    export_merged(folder, out_dir)
-    out.print(f"wrote merged model to {out_dir}")
+    if format == "merged":
+        from tailorlm.serve.export import export_merged
+
+        if not (folder / "adapter_config.json").exists():
+            raise UserError(f"{folder}: holds no LoRA adapter (adapter_config.json); only LoRA runs need merging")
+        export_merged(folder, out_dir)
+        out.print(f"wrote merged model to {out_dir}")
+        return
+    from tailorlm.serve.onnx_export import export_onnx
+
+    report = export_onnx(model_dir, out_dir, int8=format == "onnx-int8", tolerance=tolerance)
+    accuracy = (f", accuracy {report['accuracy_torch']:.4f} torch → {report['accuracy_onnx']:.4f} onnx"
+                if "accuracy_onnx" in report else "")
+    out.print(f"wrote {format} model to {out_dir} · parity on {report['texts']} texts: max |logit diff| "
+              f"{report['max_abs_logit_diff']:.2e}, labels agree {report['label_agreement']:.1%}{accuracy}, "
+              f"speed ×{report['speed_ratio']} vs torch (one text at a time) · {out_dir}/export.json")
 
 
 # --- demo-data: one generator per task, named by its spec (tasks/<name>/spec.py: SPEC.demo) ----------------------

@@ -44,18 +44,18 @@ def predict_inputs(loaded: LoadedModel, inputs: list[Any], source: str = "input"
             for item, prediction in zip(inputs, predictions, strict=True)]
 
 
-def predict_batch(loaded: LoadedModel, inputs: list[Any]) -> list[dict[str, Any]]:
-    """The server's batch: a prediction per usable input and ``{"index": i, "error": reason, "detail": ...}`` for
-    each other one (0-based, in order; its ``id`` echoed), as ``tailor predict --input`` keeps a bad row's error.
-    Only a batch with no usable input at all is a UserError (a 400), naming the first problem."""
-    task = get_task(loaded.task)
+def partition_batch(task: Task, inputs: list[Any]) -> tuple[list[dict[str, Any] | None], list[int]]:
+    """The error entries of a server batch's unusable inputs (``{"index": i, "error": reason, "detail": ...}``, its
+    ``id`` echoed; None where the input is usable) and the indices of the usable ones. Only a batch with no usable
+    input at all is a UserError (a 400), naming the first problem."""
     entries: list[dict[str, Any] | None] = [None] * len(inputs)
-    good: list[tuple[int, dict[str, Any]]] = []
+    good: list[int] = []
     first: tuple[int, InputProblem] | None = None
     for index, item in enumerate(inputs):
         echo = {"id": item["id"]} if isinstance(item, dict) and "id" in item else {}
         try:
-            good.append((index, task.normalize_input(item)))
+            task.normalize_input(item)
+            good.append(index)
         except InputProblem as problem:
             first = first or (index, problem)
             entries[index] = echo | {"index": index, "error": problem.reason, "detail": problem.detail}
@@ -64,8 +64,17 @@ def predict_batch(loaded: LoadedModel, inputs: list[Any]) -> list[dict[str, Any]
         where = f"input {index + 1}" if len(inputs) > 1 else "input"
         raise UserError(f"{where}: {problem.detail} (a {task.name} model needs {', '.join(task.input_fields)})",
                         fix=f"give each input as {task.input_example()}")
-    predictions = task.predict(loaded, [item for _, item in good])
-    for (index, _), prediction in zip(good, predictions, strict=True):
+    return entries, good
+
+
+def predict_batch(loaded: LoadedModel, inputs: list[Any]) -> list[dict[str, Any]]:
+    """The server's batch: a prediction per usable input and ``{"index": i, "error": reason, "detail": ...}`` for
+    each other one (0-based, in order; its ``id`` echoed), as ``tailor predict --input`` keeps a bad row's error.
+    Only a batch with no usable input at all is a UserError (a 400), naming the first problem."""
+    task = get_task(loaded.task)
+    entries, good = partition_batch(task, inputs)
+    predictions = task.predict(loaded, [task.normalize_input(inputs[index]) for index in good])
+    for index, prediction in zip(good, predictions, strict=True):
         item = inputs[index]
         entries[index] = ({"id": item["id"]} if "id" in item else {}) | prediction
     return [entry for entry in entries if entry is not None]

@@ -1,407 +1,184 @@
-"""``tailor serve``: a small JSON-over-HTTP server for one saved model, on the standard library alone.
+"""``tailor serve``: a JSON-over-HTTP server for one saved model, on FastAPI + uvicorn, with dynamic batching.
 
 Endpoints: ``GET /health`` -> ``{"status": "ok"}``; ``GET /info`` -> what the model is (task, labels, input
-fields, base model, max_length, the tuned test metrics of its run); ``POST /predict`` with
-``{"inputs": [{...}, ...]}`` (or one input object) -> ``{"predictions": [...]}``, computed by the same task code
-as ``tailor predict``; an unusable input in a batch is answered in its place as ``{"index": i, "error": reason,
-"detail": ...}`` (only a request with no usable input is a 400).
+fields, base model, max_length, the tuned test metrics of its run; every task of a multi-task folder);
+``POST /predict`` with ``{"inputs": [{...}, ...]}`` (or one input object; ``?task=NAME`` or a ``"task"`` field for
+a multi-task folder) -> ``{"predictions": [...]}``, computed by the same task code as ``tailor predict``; an
+unusable input in a batch is answered in its place as ``{"index": i, "error": reason, "detail": ...}`` (only a
+request with no usable input is a 400). ``GET /metrics``: Prometheus text (requests, latency histogram, batch
+sizes, queue depth). ``/docs`` and ``/openapi.json``: the generated OpenAPI schema. A generation model also answers
+OpenAI's ``/v1/chat/completions``, ``/v1/completions`` and ``/v1/models`` (serve/openai_api.py).
+
+Model calls: requests are parsed and checked on the event loop, and their usable inputs go to one worker thread
+(serve/batching.py) that gathers concurrent requests for up to ``max_wait_ms`` or ``max_batch`` inputs into one
+length-sorted forward pass and answers each request with its own predictions; ``batching=False`` runs one request
+per pass. At most ``max_queue`` requests wait; one more is a ``503`` with ``Retry-After`` at once.
 
 Hardening, since a model server is often left running: it binds 127.0.0.1 unless told otherwise; bodies over
 ``max_body_bytes`` and batches over ``max_batch`` are refused (413) before any model work; a body that is not
 JSON or not the expected shape is a 400 whose ``error`` says what is wrong and how to fix it; unknown paths are
-404 and wrong methods 405; one lock lets a single forward pass run at a time (torch already uses every core, and
-requests interleaving on one model only add memory); and no traceback ever reaches a client: it is logged here, the
-client gets a 500 with one line.
-
-Bounds, so that no client (slow, silent or many) can exhaust the process:
-
-- **connections**: at most ``max_connections`` are handled at once, one thread each; a connection past the cap is
-  answered ``503`` with ``Retry-After`` at once by the accepting thread, which starts no thread for it, so the
-  server's thread count never exceeds the cap (plus its own accept thread);
-- **queue**: at most ``max_queue`` requests wait for the model lock behind the one being computed; one more is a
-  ``503`` with ``Retry-After`` at once, instead of an ever longer line;
-- **deadline**: the whole request (headers, body, the wait for the model, the reply) has ``request_timeout_s``.
-  A per-read socket timeout alone does not bound a request: a client sending one byte every 20 s never trips a
-  30 s read timeout. Every read is therefore given the time left to the deadline; past it the client gets ``408``
-  and the connection is closed. A client silent for ``timeout_s`` is dropped sooner.
+404 and wrong methods 405; with an API key every route but ``/health`` needs ``Authorization: Bearer KEY`` (401,
+no detail, constant-time comparison); no traceback ever reaches a client (it is logged here; the client gets a 500
+with one line); one JSON line per request is logged (time, route, status, inputs, latency). Connections are capped
+and every request has a deadline (serve/protocol.py); the wait for the model counts against it (503 past it).
+SIGTERM or Ctrl+C stops accepting, finishes the requests in flight, then exits (uvicorn's graceful shutdown).
 """
 
 from __future__ import annotations
 
-import collections
-import contextlib
-import io
+import asyncio
+import hmac
 import json
 import logging
 import math
+import os
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+
+from starlette.requests import Request
 
 from tailorlm.errors import UserError
 from tailorlm.models.saved import LoadedModel, load_saved_model
-from tailorlm.serve.predict import predict_batch
+from tailorlm.serve.batching import Batcher, QueueFull
+from tailorlm.serve.predict import partition_batch, predict_batch
+from tailorlm.serve.protocol import RETRY_AFTER_S, BoundedH11Protocol
+from tailorlm.serve.replies import RequestError, json_reply, parse_json, read_body
 from tailorlm.tasks import get_task
 
 log = logging.getLogger("tailorlm.serve")
+access_log = logging.getLogger("tailorlm.serve.access")
 
 #: which methods each path answers; any other path is 404, any other method on these 405
-ROUTES: dict[str, tuple[str, ...]] = {"/health": ("GET",), "/info": ("GET",), "/predict": ("POST",)}
+ROUTES: dict[str, tuple[str, ...]] = {"/health": ("GET",), "/info": ("GET",), "/predict": ("POST",),
+                                      "/metrics": ("GET",), "/docs": ("GET",), "/openapi.json": ("GET",)}
+#: the OpenAI-compatible routes, answered for generation models only
+OPENAI_ROUTES: dict[str, tuple[str, ...]] = {"/v1/models": ("GET",), "/v1/chat/completions": ("POST",),
+                                             "/v1/completions": ("POST",)}
 #: seconds a connection may stay silent (headers or body) before it is closed
 SOCKET_TIMEOUT_S = 30.0
-#: seconds a whole request may take, from its connection to the last byte of the reply
+#: seconds a whole request may take, from its first byte to the reply
 REQUEST_TIMEOUT_S = 60.0
-#: connections handled at once (one thread each); more are answered 503 at once
-MAX_CONNECTIONS = 32
-#: requests waiting for the model lock behind the one computing; more are answered 503 at once
-MAX_QUEUE = 8
-#: what a 503 tells the client to wait before trying again, in seconds
-RETRY_AFTER_S = 1
-#: a refused body up to this many bytes is read and dropped, so the client reads the 413 instead of a reset
-DRAIN_LIMIT = 4 * 1_048_576
-#: seconds a connection refused or timed out stays half-closed (read and dropped), so the client reads the
-#: 503/408 instead of a TCP reset caused by bytes it sent after the server stopped reading
-LINGER_S = 1.0
-#: refused connections lingering at once; past this the oldest is closed at once (a flood cannot pile up sockets)
-MAX_LINGERING = 256
+#: connections open at once; more are answered 503 at once
+MAX_CONNECTIONS = 128
+#: requests waiting for the model behind the pass being computed; more are answered 503 at once
+MAX_QUEUE = 128
+#: how long the worker waits for more requests to join a pass, in milliseconds
+MAX_WAIT_MS = 5.0
+#: the environment variable holding an API key when --api-key is not given
+API_KEY_ENV = "TAILORLM_API_KEY"
+INTERNAL_ERROR = "internal error while answering this request; the server log has the details"
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
-class DeadlinePassed(Exception):
-    """A request's deadline passed while the server was still reading it (not a TimeoutError on purpose:
-    http.server drops those silently, and a client past the deadline is told 408)."""
+@dataclass
+class ServeSettings:
+    """The limits of one server (the CLI options)."""
+
+    max_batch: int = 64
+    max_body_bytes: int = 1_048_576
+    timeout_s: float = SOCKET_TIMEOUT_S
+    request_timeout_s: float = REQUEST_TIMEOUT_S
+    max_connections: int = MAX_CONNECTIONS
+    max_queue: int = MAX_QUEUE
+    max_wait_ms: float = MAX_WAIT_MS
+    batching: bool = True
+    api_key: str | None = None
 
 
-class DeadlineReader(socket.SocketIO):
-    """A socket reader that gives each read only the time left to the request's deadline.
-
-    The socket timeout is set before every read to the smaller of the per-read timeout and the time left, so a
-    client dripping bytes cannot stretch a request past its deadline however often it sends.
-    """
-
-    def __init__(self, sock: socket.socket, deadline: float, read_timeout_s: float) -> None:
-        super().__init__(sock, "rb")
-        self._deadline = deadline
-        self._read_timeout_s = read_timeout_s
-
-    def readinto(self, buffer: Any) -> int | None:
-        left = self._deadline - time.monotonic()
-        if left <= 0:
-            raise DeadlinePassed
-        self._sock.settimeout(min(self._read_timeout_s, left))
-        try:
-            return super().readinto(buffer)
-        except TimeoutError:
-            if time.monotonic() >= self._deadline:
-                raise DeadlinePassed from None
-            raise
+# ---------------------------------------------------------------------------------------------- metrics
 
 
-class PredictServer(ThreadingHTTPServer):
-    """The HTTP server holding the one loaded model, its lock and the request limits."""
+class Metrics:
+    """Counters for ``/metrics`` (Prometheus text format, written by hand: no dependency)."""
 
-    daemon_threads = True  # Ctrl+C ends the process even while a slow client is connected
-    allow_reuse_address = True
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, int], int] = {}
+        self.latency = [0] * (len(_LATENCY_BUCKETS) + 1)
+        self.latency_sum = 0.0
 
-    def __init__(self, address: tuple[str, int], loaded: LoadedModel, *, max_batch: int, max_body_bytes: int,
-                 timeout_s: float = SOCKET_TIMEOUT_S, request_timeout_s: float = REQUEST_TIMEOUT_S,
-                 max_connections: int = MAX_CONNECTIONS, max_queue: int = MAX_QUEUE) -> None:
-        self.loaded = loaded
-        self.max_batch = max_batch
-        self.max_body_bytes = max_body_bytes
-        self.timeout_s = timeout_s
-        self.request_timeout_s = request_timeout_s
-        self.model_lock = threading.Lock()
-        self.connection_slots = threading.BoundedSemaphore(max_connections)
-        self.model_admission = threading.BoundedSemaphore(max_queue + 1)  # the one computing and those queued
-        self.request_queue_size = max(5, max_connections)  # listen backlog: let the cap, not the kernel, refuse
-        self.info = model_info(loaded)
-        self._lingering: collections.deque[tuple[float, socket.socket]] = collections.deque()
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        super().__init__(address, PredictHandler)
+    def observe(self, route: str, status: int, seconds: float) -> None:
+        self.requests[(route, status)] = self.requests.get((route, status), 0) + 1
+        self.latency_sum += seconds
+        index = next((i for i, b in enumerate(_LATENCY_BUCKETS) if seconds <= b), len(_LATENCY_BUCKETS))
+        self.latency[index] += 1
 
-    # ------------------------------------------------------------------ the connection cap
-    def process_request(self, request: Any, client_address: Any) -> None:
-        """Start a handler thread only while a connection slot is free; otherwise 503 from this thread."""
-        if not self.connection_slots.acquire(blocking=False):
-            log.warning("%s: %s", client_address[0], "refused: connection cap reached (--max-connections)")
-            self._refuse_busy(request)
+    def render(self, batcher: Batcher) -> str:
+        lines = ["# TYPE tailorlm_requests_total counter"]
+        lines += [f'tailorlm_requests_total{{route="{r}",status="{s}"}} {n}' for (r, s), n in self.requests.items()]
+        lines.append("# TYPE tailorlm_request_seconds histogram")
+        total = 0
+        for bound, count in zip([*map(str, _LATENCY_BUCKETS), "+Inf"], self.latency, strict=True):
+            total += count
+            lines.append(f'tailorlm_request_seconds_bucket{{le="{bound}"}} {total}')
+        lines += [f"tailorlm_request_seconds_sum {self.latency_sum:.6f}", f"tailorlm_request_seconds_count {total}"]
+        sizes = batcher.stats.batch_sizes
+        lines += ["# TYPE tailorlm_forward_passes_total counter", f"tailorlm_forward_passes_total {len(sizes)}",
+                  "# TYPE tailorlm_batch_inputs_total counter", f"tailorlm_batch_inputs_total {sum(sizes)}",
+                  "# TYPE tailorlm_queue_depth gauge", f"tailorlm_queue_depth {batcher.depth}"]
+        return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------- the guard
+
+
+class Guard:
+    """ASGI middleware: 404/405 for unknown routes and methods, the API key, a 500 with one line for any bug,
+    and one JSON access-log line per request."""
+
+    def __init__(self, app: Any, routes: dict[str, tuple[str, ...]], settings: ServeSettings, metrics: Metrics,
+                 hint: str) -> None:
+        self.app, self.routes, self.settings, self.metrics, self.hint = app, routes, settings, metrics, hint
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
             return
+        started = time.monotonic()
+        status = {"code": 500, "sent": False}
+
+        async def sending(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status["code"], status["sent"] = message["status"], True
+            await send(message)
+
+        path = scope["path"].rstrip("/") or "/"
+        refusal = self._refusal(scope, path)
         try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self.connection_slots.release()
-            raise
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self.connection_slots.release()
-
-    def _refuse_busy(self, request: socket.socket) -> None:
-        """Answer 503 without reading the request, then half-close; never blocks the accept loop."""
-        try:
-            request.setblocking(False)
-            _drop_available(request)
-            request.send(_BUSY_REPLY)  # a few hundred bytes: always fits an empty socket buffer
-            request.shutdown(socket.SHUT_WR)
-        except OSError:
-            request.close()
-            return
-        self._lingering.append((time.monotonic() + LINGER_S, request))
-        while len(self._lingering) > MAX_LINGERING:
-            self._lingering.popleft()[1].close()
-
-    def service_actions(self) -> None:
-        """Close refused connections whose linger time is over (called by serve_forever's loop)."""
-        now = time.monotonic()
-        while self._lingering and self._lingering[0][0] <= now:
-            sock = self._lingering.popleft()[1]
-            with contextlib.suppress(OSError):
-                _drop_available(sock)
-            sock.close()
-
-    def server_close(self) -> None:
-        super().server_close()
-        while self._lingering:
-            self._lingering.popleft()[1].close()
-
-
-def _drop_available(sock: socket.socket) -> None:
-    """Read and drop what a non-blocking socket already holds (bounded), so closing it sends no reset."""
-    with contextlib.suppress(BlockingIOError, InterruptedError):
-        for _ in range(16):
-            if not sock.recv(65536):
-                return
-
-
-def _busy_reply() -> bytes:
-    body = json.dumps({"error": "the server is at its connection cap (--max-connections); retry after "
-                                f"{RETRY_AFTER_S} s"}).encode()
-    head = ("HTTP/1.0 503 Service Unavailable\r\nServer: tailorlm\r\n"
-            "Content-Type: application/json; charset=utf-8\r\n"
-            f"Content-Length: {len(body)}\r\nRetry-After: {RETRY_AFTER_S}\r\nConnection: close\r\n\r\n")
-    return head.encode("ascii") + body
-
-
-_BUSY_REPLY = _busy_reply()
-
-
-class RequestError(Exception):
-    """A request the server refuses: an HTTP status and the one-line ``error`` the client gets."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class PredictHandler(BaseHTTPRequestHandler):
-    server: PredictServer
-    server_version = "tailorlm"
-    sys_version = ""  # no Python version in the Server header
-    protocol_version = "HTTP/1.0"  # one request per connection: no keep-alive state to guard
-
-    def setup(self) -> None:
-        self.deadline = time.monotonic() + self.server.request_timeout_s
-        self.timeout = self.server.timeout_s  # StreamRequestHandler sets it on the socket
-        self.timed_out = False
-        super().setup()
-        self.rfile.close()  # the plain reader: every read goes through the deadline instead
-        self.rfile = io.BufferedReader(DeadlineReader(self.connection, self.deadline, self.server.timeout_s))
-
-    def handle(self) -> None:
-        try:
-            super().handle()
-        except DeadlinePassed:  # headers still arriving at the deadline (the body's case is a RequestError)
-            self._answer_late()
-        if self.timed_out:
-            self._linger()
-
-    def _answer_late(self) -> None:
-        for name in ("command", "request_version", "requestline"):  # unset when the request line never finished
-            if getattr(self, name, None) is None:
-                setattr(self, name, "")
-        self.close_connection = True
-        with contextlib.suppress(OSError):
-            self._send(408, {"error": self._late_message("request")})
-            self.wfile.flush()
-
-    def _late_message(self, part: str) -> str:
-        self.timed_out = True
-        return (f"the {part} did not arrive within the {self.server.request_timeout_s:g} s request deadline "
-                "(--request-timeout); send the whole request at once")
-
-    def _linger(self) -> None:
-        """Half-close after a 408 and drop what the client still sends for a moment, so it reads the 408."""
-        with contextlib.suppress(OSError):
-            self.wfile.flush()
-            self.connection.shutdown(socket.SHUT_WR)
-            self.connection.settimeout(LINGER_S)
-            stop = time.monotonic() + LINGER_S
-            while time.monotonic() < stop and self.connection.recv(65536):
-                pass
-
-    def _left_s(self) -> float:
-        return self.deadline - time.monotonic()
-
-    # ------------------------------------------------------------------ methods
-    def do_GET(self) -> None:  # http.server's naming
-        self._handle()
-
-    def do_POST(self) -> None:
-        self._handle()
-
-    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = do_GET  # answered 405 (or 404) by _handle
-
-    def _handle(self) -> None:
-        status, payload = self._answer()
-        try:
-            self._send(status, payload)
-        except OSError as exc:  # the client went away; nothing left to tell it
-            log.info("%s %s: client gone before the reply (%s)", self.command, self.path, exc)
-
-    def _answer(self) -> tuple[int, dict[str, Any]]:
-        try:
-            path = self._route()
-            if path == "/health":
-                return 200, {"status": "ok"}
-            if path == "/info":
-                return 200, self.server.info
-            return 200, {"predictions": self._predict(self._read_inputs())}
-        except RequestError as exc:
-            return exc.status, {"error": exc.message}
+            if refusal is not None:
+                await refusal(scope, receive, sending)
+            else:
+                await self.app(scope, receive, sending)
         except Exception:  # a bug: the details stay in the server log, the client learns only that it failed
-            log.exception("%s %s failed", self.command, self.path)
-            return 500, {"error": "internal error while answering this request; the server log has the details"}
+            log.exception("%s %s failed", scope["method"], path)
+            if not status["sent"]:
+                await json_reply(500, {"error": INTERNAL_ERROR})(scope, receive, sending)
+        seconds = time.monotonic() - started
+        self.metrics.observe(path if path in self.routes else "other", int(status["code"]), seconds)
+        access_log.info(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                    "method": scope["method"], "route": path, "status": status["code"],
+                                    "inputs": scope.get("state", {}).get("inputs"),
+                                    "latency_ms": round(seconds * 1000, 2)}))
 
-    def _route(self) -> str:
-        path = urlsplit(self.path).path.rstrip("/") or "/"
-        allowed = ROUTES.get(path)
+    def _refusal(self, scope: Any, path: str) -> Any:
+        allowed = self.routes.get(path)
         if allowed is None:
-            raise RequestError(404, f"no endpoint {path}; use POST /predict, GET /info or GET /health")
-        if self.command not in allowed:
-            self._allow = ", ".join(allowed)
-            raise RequestError(405, f"{path} answers {' and '.join(allowed)}, not {self.command}")
-        return path
-
-    # ------------------------------------------------------------------ predict
-    def _read_inputs(self) -> list[Any]:
-        body = self._read_body()
-        try:
-            payload = json.loads(body.decode("utf-8"), parse_constant=_no_constant)
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-            reason = f"{exc.msg} at line {exc.lineno}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) \
-                else type(exc).__name__
-            raise RequestError(400, f"the body is not valid UTF-8 JSON ({reason}); send "
-                                    '{"inputs": [{...}, ...]} with Content-Type: application/json') from None
-        inputs = _inputs_of(payload, self.server.info["input_example"])
-        if len(inputs) > self.server.max_batch:
-            raise RequestError(413, f"{len(inputs)} inputs in one request; this server takes at most "
-                                    f"{self.server.max_batch} (--max-batch): split the batch")
-        return inputs
-
-    def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding"):
-            raise RequestError(411, "chunked bodies are not accepted; send a Content-Length header")
-        raw = self.headers.get("Content-Length")
-        try:
-            length = int(raw) if raw is not None else -1
-        except ValueError:
-            length = -1
-        if length < 0:
-            raise RequestError(411, "a POST /predict needs a Content-Length header with the body's size in bytes")
-        if length > self.server.max_body_bytes:
-            self._drain(length)
-            raise RequestError(413, f"the body has {length:,} bytes; this server takes at most "
-                                    f"{self.server.max_body_bytes:,} (--max-body-bytes): send fewer inputs per request")
-        try:
-            body = self.rfile.read(length)
-        except TimeoutError:
-            self.close_connection = True
-            raise RequestError(408, f"the body did not arrive within {self.server.timeout_s:g} s; send it at once "
-                                    "after the headers") from None
-        except DeadlinePassed:
-            self.close_connection = True
-            raise RequestError(408, self._late_message("body")) from None
-        if len(body) < length:
-            raise RequestError(400, f"the body ended after {len(body)} of {length} bytes; send the whole body")
-        return body
-
-    def _drain(self, length: int) -> None:
-        """Read and drop a refused body that is not huge, so the client is not reset while it is still sending."""
-        self.close_connection = True
-        if length > DRAIN_LIMIT:
-            return
-        left = length
-        try:
-            while left > 0:
-                chunk = self.rfile.read(min(left, 65536))
-                if not chunk:
-                    return
-                left -= len(chunk)
-        except OSError:
-            return
-
-    def _predict(self, inputs: list[Any]) -> list[dict[str, Any]]:
-        """One forward pass at a time; a full queue, or a wait past the deadline, is a 503 at once."""
-        if not self.server.model_admission.acquire(blocking=False):
-            raise RequestError(503, "the model is busy and its queue is full (--max-queue); retry after "
-                                    f"{RETRY_AFTER_S} s")
-        try:
-            if not self.server.model_lock.acquire(timeout=max(0.0, self._left_s())):
-                raise RequestError(503, "the model stayed busy until this request's deadline (--request-timeout);"
-                                        f" retry after {RETRY_AFTER_S} s")
-            try:
-                return predict_batch(self.server.loaded, inputs)
-            finally:
-                self.server.model_lock.release()
-        except UserError as exc:
-            raise RequestError(400, str(exc)) from None
-        finally:
-            self.server.model_admission.release()
-
-    # ------------------------------------------------------------------ replies and logs
-    def _send(self, status: int, payload: dict[str, Any]) -> None:
-        try:
-            body = json.dumps(payload, ensure_ascii=False, allow_nan=False, default=str).encode("utf-8")
-        except ValueError:  # NaN or a cycle: strict JSON clients must never get it
-            log.exception("%s %s: the reply is not strict JSON", self.command, self.path)
-            status, body = 500, json.dumps({"error": "internal error: the reply could not be encoded"}).encode()
-        self.connection.settimeout(max(1.0, min(self.server.timeout_s, self._left_s())))  # the reply is bounded too
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("X-Content-Type-Options", "nosniff")
-        if status == 405:
-            self.send_header("Allow", getattr(self, "_allow", ""))
-        if status == 503:
-            self.send_header("Retry-After", str(RETRY_AFTER_S))
-        if self.close_connection or status >= 400:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """http.server's own errors (a malformed request line, headers too long) as JSON too, never HTML."""
-        self.close_connection = True
-        with contextlib.suppress(OSError):
-            self._send(code, {"error": message or self.responses.get(code, ("error",))[0]})
-
-    def version_string(self) -> str:
-        return self.server_version
-
-    def log_message(self, format: str, *args: Any) -> None:  # http.server's signature
-        log.info("%s %s", self.address_string(), format % args)
+            return json_reply(404, {"error": f"no endpoint {path}; use {self.hint}"})
+        if scope["method"] not in allowed:
+            return json_reply(405, {"error": f"{path} answers {' and '.join(allowed)}, not {scope['method']}"},
+                              {"Allow": ", ".join(allowed)})
+        key = self.settings.api_key
+        if key and path != "/health":
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, b"Bearer " + key.encode()):
+                return json_reply(401, {"error": "unauthorized"}, {"WWW-Authenticate": "Bearer"})
+        return None
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+# ---------------------------------------------------------------------------------------------- /predict
 
 
 def _inputs_of(payload: Any, example: str) -> list[Any]:
@@ -416,6 +193,126 @@ def _inputs_of(payload: Any, example: str) -> list[Any]:
     if isinstance(payload, dict):
         return [payload]
     raise RequestError(400, f'expected a JSON object: {{"inputs": [{example}, ...]}} or one input {example}')
+
+
+def pick_model(models: dict[str, LoadedModel], payload: Any, query_task: str | None) -> tuple[str, Any]:
+    """Which model of the server answers (a multi-task folder's task: ``?task=`` or a ``"task"`` field), and the
+    payload without that field."""
+    task = query_task
+    if isinstance(payload, dict) and isinstance(payload.get("task"), str):
+        task = task or payload["task"]
+        payload = {k: v for k, v in payload.items() if k != "task"}
+    if "" in models:
+        only = models[""]
+        if task not in (None, only.task):
+            raise RequestError(400, f"task '{task}': this server holds one {only.task} model; drop the task")
+        return "", payload
+    names = ", ".join(models)
+    if task is None:
+        raise RequestError(400, f"this server holds a multi-task model ({names}); pass ?task=NAME or a "
+                                '"task" field')
+    if task not in models:
+        raise RequestError(400, f"task '{task}': not a task of this model; its tasks are: {names}")
+    return task, payload
+
+
+class Predictor:
+    """``POST /predict``: checks on the event loop, model work in the batcher's thread, answers in input order."""
+
+    def __init__(self, models: dict[str, LoadedModel], batcher: Batcher, settings: ServeSettings) -> None:
+        self.models, self.batcher, self.settings = models, batcher, settings
+
+    async def __call__(self, request: Request) -> Any:
+        deadline = time.monotonic() + self.settings.request_timeout_s
+        try:
+            payload = parse_json(await read_body(request, self.settings))
+            key, payload = pick_model(self.models, payload, request.query_params.get("task"))
+            task = get_task(self.models[key].task)
+            inputs = _inputs_of(payload, task.input_example())
+            request.state.inputs = len(inputs)
+            if len(inputs) > self.settings.max_batch:
+                raise RequestError(413, f"{len(inputs)} inputs in one request; this server takes at most "
+                                        f"{self.settings.max_batch} (--max-batch): split the batch")
+            entries, good = partition_batch(task, inputs)
+            predictions = await self.wait(key, [inputs[i] for i in good], deadline)
+            for index, prediction in zip(good, predictions, strict=True):
+                entries[index] = prediction
+            return json_reply(200, {"predictions": entries})
+        except RequestError as exc:
+            return json_reply(exc.status, {"error": exc.message})
+        except UserError as exc:
+            return json_reply(400, {"error": str(exc)})
+        except Exception:  # a bug: the details stay in the server log, the client learns only that it failed
+            log.exception("POST /predict failed")
+            return json_reply(500, {"error": INTERNAL_ERROR})
+
+    async def wait(self, key: str, items: list[Any], deadline: float) -> list[Any]:
+        try:
+            future = self.batcher.submit(key, items)
+        except QueueFull:
+            raise RequestError(503, "the model is busy and its queue is full (--max-queue); retry after "
+                                    f"{RETRY_AFTER_S} s") from None
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            raise RequestError(503, "the model stayed busy until this request's deadline (--request-timeout); "
+                                    f"retry after {RETRY_AFTER_S} s") from None
+
+
+def run_model(models: dict[str, LoadedModel]) -> Any:
+    """What the batcher's thread runs: one pass of ``predict_batch`` over the gathered inputs of one model."""
+    def run(key: str, items: list[Any]) -> list[Any]:
+        return predict_batch(models[key], items)  # looked up at call time (tests replace it)
+
+    return run
+
+
+# ---------------------------------------------------------------------------------------------- the app
+
+
+def build_app(models: dict[str, LoadedModel], batcher: Batcher, settings: ServeSettings) -> Any:
+    """The FastAPI application serving ``models`` (one, or a multi-task folder's tasks by name)."""
+    from fastapi import FastAPI
+    from starlette.responses import PlainTextResponse
+
+    app = FastAPI(title="tailorlm", description="a tailorlm model server", docs_url="/docs", redoc_url=None,
+                  openapi_url="/openapi.json")
+    info = server_info(models)
+    metrics = Metrics()
+    routes = dict(ROUTES)
+    predict_schema = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "properties": {"inputs": {"type": "array", "items": {"type": "object"}},
+                                         "task": {"type": "string"}}}}}}}
+
+    @app.get("/health", summary="liveness")
+    async def health() -> Any:
+        return json_reply(200, {"status": "ok"})
+
+    @app.get("/info", summary="what the model is and how to call it")
+    async def model_information() -> Any:
+        return json_reply(200, info)
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def prometheus() -> Any:
+        return PlainTextResponse(metrics.render(batcher), media_type="text/plain; version=0.0.4")
+
+    app.add_api_route("/predict", Predictor(models, batcher, settings), methods=["POST"],
+                      summary="predictions, one per input", openapi_extra=predict_schema)
+    generation = [key for key, loaded in models.items() if loaded.task == "generation"]
+    if generation:
+        from tailorlm.serve.openai_api import add_openai_routes
+
+        add_openai_routes(app, models[generation[0]], batcher, settings)
+        routes |= OPENAI_ROUTES
+    hint = "POST /predict, GET /info or GET /health" + (", or /v1/chat/completions" if generation else "")
+    return Guard(app, routes, settings, metrics, hint)
+
+
+def server_info(models: dict[str, LoadedModel]) -> dict[str, Any]:
+    if "" in models:
+        return model_info(models[""])
+    return {"multi_task": True, "tasks": {name: model_info(loaded) for name, loaded in models.items()},
+            "how": 'POST /predict?task=NAME, or a "task" field in the body'}
 
 
 def model_info(loaded: LoadedModel) -> dict[str, Any]:
@@ -452,19 +349,105 @@ def _run_metrics(model_folder: Path) -> dict[str, Any] | None:
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 
 
-def make_server(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, *, max_batch: int = 64,
-                max_body_bytes: int = 1_048_576, timeout_s: float = SOCKET_TIMEOUT_S,
-                request_timeout_s: float = REQUEST_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS,
-                max_queue: int = MAX_QUEUE) -> PredictServer:
+# ---------------------------------------------------------------------------------------------- the server
+
+
+class PredictServer:
+    """The loaded model(s), the batcher and a uvicorn server on a socket bound at once (``server_address`` is
+    known before serving); ``serve_forever()`` blocks, ``shutdown()`` (another thread) stops it gracefully."""
+
+    def __init__(self, address: tuple[str, int], loaded: LoadedModel | dict[str, LoadedModel],
+                 settings: ServeSettings | None = None, **limits: Any) -> None:
+        import uvicorn
+
+        self.settings = settings or ServeSettings(**limits)
+        self.models = loaded if isinstance(loaded, dict) else {"": loaded}
+        self.loaded = next(iter(self.models.values()))
+        self.batcher = Batcher(run_model(self.models), max_batch=self.settings.max_batch,
+                               max_wait_ms=self.settings.max_wait_ms, max_queue=self.settings.max_queue,
+                               batching=self.settings.batching)
+        self.app = build_app(self.models, self.batcher, self.settings)
+        self.socket = _bound_socket(address, self.settings.max_connections)
+        self.server_address = self.socket.getsockname()
+        protocol = type("Protocol", (BoundedH11Protocol,), {
+            "max_connections": self.settings.max_connections, "request_timeout_s": self.settings.request_timeout_s,
+            "timeout_s": min(self.settings.timeout_s, self.settings.request_timeout_s)})
+        config = uvicorn.Config(self.app, http=protocol, lifespan="off", log_config=None, access_log=False,
+                                server_header=False, timeout_graceful_shutdown=int(self.settings.request_timeout_s),
+                                loop="asyncio")
+        self._uvicorn = uvicorn.Server(config)
+        self._stopped = threading.Event()
+
+    def serve_forever(self, poll_interval: float | None = None) -> None:
+        """Serve until ``shutdown()``, SIGTERM or Ctrl+C (the latter two in the main thread only)."""
+        try:
+            self._uvicorn.run(sockets=[self.socket])
+        finally:
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        self._uvicorn.should_exit = True
+        self._stopped.wait(timeout=30)
+
+    def server_close(self) -> None:
+        self.batcher.close()
+        self.socket.close()
+
+
+def _bound_socket(address: tuple[str, int], backlog: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(max(16, backlog))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def load_models(model_dir: str | Path, task: str | None = None, backend: str = "auto") -> dict[str, LoadedModel]:
+    """The one model of a folder (key ""), or every task of a multi-task folder by name (``task``: only it).
+
+    ``backend``: ``onnx`` needs an ONNX export (`tailor export --format onnx`), ``torch`` refuses one, ``auto``
+    serves a folder the way it was saved."""
+    from tailorlm.models.registry import read_model_meta
+    from tailorlm.models.saved import model_folder
+    from tailorlm.serve.onnx_export import is_onnx_export, load_onnx_model
+
+    path = Path(model_dir)
+    if backend not in ("auto", "torch", "onnx"):
+        raise UserError(f"--backend {backend}: not a backend", fix="pass --backend auto, torch or onnx")
+    onnx = path.exists() and is_onnx_export(model_folder(path))
+    if backend == "onnx" or onnx:
+        if backend == "torch":
+            raise UserError(f"{path}: an ONNX export, which torch cannot load", fix="pass --backend onnx")
+        return {"": load_onnx_model(path)}
+    if path.exists():
+        meta = read_model_meta(model_folder(path))
+        if meta.get("multi_task"):
+            from tailorlm.multitask.model import task_names
+
+            names = [task] if task else task_names(meta)
+            return {name: load_saved_model(path, task=name) for name in names}
+    return {"": load_saved_model(path, task=task)}
+
+
+def make_server(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, *, task: str | None = None,
+                backend: str = "auto", **limits: Any) -> PredictServer:
     """Load the model once and bind ``host:port`` (0: a free port); call ``serve_forever()`` on the result.
 
-    A missing model folder or a port that cannot be bound is a one-line UserError before anything is served.
+    ``limits`` are :class:`ServeSettings` fields. A missing model folder or a port that cannot be bound is a
+    one-line UserError before anything is served.
     """
-    loaded = load_saved_model(model_dir)
+    settings = ServeSettings(**limits)
+    if settings.api_key is None and os.environ.get(API_KEY_ENV):
+        settings.api_key = os.environ[API_KEY_ENV]
+    models = load_models(model_dir, task, backend)
     try:
-        return PredictServer((host, port), loaded, max_batch=max_batch, max_body_bytes=max_body_bytes,
-                             timeout_s=min(timeout_s, request_timeout_s), request_timeout_s=request_timeout_s,
-                             max_connections=max_connections, max_queue=max_queue)
+        return PredictServer((host, port), models, settings)
     except OSError as exc:
         raise UserError(f"{host}:{port}: cannot listen ({exc.strerror or exc})",
                         fix="pick another --port, or stop the program using it") from None
