@@ -414,7 +414,7 @@ class FairnessConfig(_Section):
     postprocess: Literal["none", "demographic_parity", "equalized_odds"] = Field(
         "none", description="report fairlearn's ThresholdOptimizer on the model's scores (binary labels, the first "
         "group_column known at prediction time), fitted on the validation split, beside the unmitigated model on the "
-        "same test split; report-only: predict and serve do not apply it"
+        "same test split; saved with the model, predict and serve apply it to inputs that give their 'group'"
     )
     min_group_size: int = Field(10, ge=1, description="groups with fewer test rows are reported, flagged as too "
                                 "small to compare")

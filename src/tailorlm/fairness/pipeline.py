@@ -135,7 +135,8 @@ def audit(rows: list[dict[str, Any]], frame: Any, labels: list[str], cfg: Fairne
 
 def _postprocess(cfg: FairnessConfig, data: PreparedData, predict_proba: Any, labels: list[str],
                  seed: int) -> dict[str, Any]:
-    """ThresholdOptimizer fitted on the validation split's scores, compared on the test split (report-only)."""
+    """ThresholdOptimizer fitted on the validation split's scores, compared on the test split; its rule is saved
+    with the model (stages/outputs.audit)."""
     from tailorlm.fairness.postprocess import threshold_optimizer
 
     column = cfg.group_columns[0]

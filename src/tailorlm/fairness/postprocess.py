@@ -4,8 +4,13 @@ scores, for a binary classifier whose group is known at prediction time.
 Fitted on the validation split (the model's probability of the second label and each row's group), applied to the
 test split, and scored beside the unmitigated model on the same test rows: accuracy, macro-F1, the demographic-
 parity and equalized-odds differences, and what the mitigation cost in accuracy. Test rows of a group the
-validation split never saw keep the model's own prediction. **Report-only**: nothing is saved with the model, and
-``tailor predict`` and ``tailor serve`` do not apply it.
+validation split never saw keep the model's own prediction.
+
+The fitted rule is saved with the model (``tailor_model.json`` → ``postprocess``: per group, fairlearn's two
+thresholds and their mixing weights) and ``tailor predict``/``serve`` apply it to an input **only when it gives its
+group** (a ``group`` field); without one the model's own label stands. fairlearn draws each decision at random from
+the rule; a served model must answer the same input the same way, so here (and in the report, so both agree) the
+label is the positive one when the rule's probability of it is at least 0.5 (``decide``).
 """
 
 from __future__ import annotations
@@ -63,11 +68,9 @@ def threshold_optimizer(constraint: str, validation: tuple[np.ndarray, Sequence[
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         optimizer.fit(p_val[:, None], y_val.astype(int), sensitive_features=g_val)
-        seen = np.isin(g_test, np.unique(g_val))
-        adjusted = (p_test >= 0.5).astype(int)
-        if seen.any():
-            adjusted[seen] = optimizer.predict(p_test[seen][:, None], sensitive_features=g_test[seen],
-                                               random_state=seed)
+        rules = rules_of(optimizer)
+    seen = np.isin(g_test, list(rules))
+    adjusted = np.array([decide(rules, float(p), str(g)) for p, g in zip(p_test, g_test, strict=True)], dtype=int)
     before = _scores(y_test.astype(int), (p_test >= 0.5).astype(int), g_test)
     after = _scores(y_test.astype(int), adjusted, g_test)
     return {"method": "ThresholdOptimizer", "reference": "fairlearn ThresholdOptimizer (Hardt et al. 2016)",
@@ -76,4 +79,29 @@ def threshold_optimizer(constraint: str, validation: tuple[np.ndarray, Sequence[
             "unmitigated": before, "mitigated": after,
             "accuracy_cost": before["accuracy"] - after["accuracy"],
             "f1_macro_cost": before["f1_macro"] - after["f1_macro"],
-            "applied_at_predict": False}
+            "applied_at_predict": True, "rules": rules,
+            "decision": "positive when the rule's probability of the positive label is at least 0.5 (deterministic; "
+                        "fairlearn samples), for inputs that give their group"}
+
+
+def rules_of(optimizer: Any) -> dict[str, dict[str, Any]]:
+    """Per group, fairlearn's rule: with weight p0 the first threshold operation, with p1 the second."""
+    rules = {}
+    for group, rule in optimizer.interpolated_thresholder_.interpolation_dict.items():
+        rules[str(group)] = {key: float(rule[key]) for key in ("p0", "p1")} | {
+            f"op{i}": [str(rule[f"operation{i}"].operator), float(rule[f"operation{i}"].threshold)] for i in (0, 1)}
+    return rules
+
+
+def positive_probability(rule: dict[str, Any], score: float) -> float:
+    """The rule's probability of the positive label for a model score (fairlearn's ``_pmf_predict``)."""
+    def holds(op: list[Any]) -> bool:
+        return score > op[1] if op[0] == ">" else score < op[1]
+
+    return rule["p0"] * holds(rule["op0"]) + rule["p1"] * holds(rule["op1"])
+
+
+def decide(rules: dict[str, dict[str, Any]], score: float, group: str) -> int:
+    """1 (positive) or 0: the group's rule, or the model's own 0.5 cut for a group the rules do not know."""
+    rule = rules.get(group)
+    return int(score >= 0.5) if rule is None else int(positive_probability(rule, score) >= 0.5)

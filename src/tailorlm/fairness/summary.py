@@ -148,7 +148,7 @@ def postprocess_sentence(post: dict[str, Any]) -> str:
             f"equalized odds from {before['equalized_odds_difference']:.3f} to "
             f"{after['equalized_odds_difference']:.3f}, {price} ({before['accuracy']:.3f} -> "
             f"{after['accuracy']:.3f}; macro-F1 {before['f1_macro']:.3f} -> {after['f1_macro']:.3f}). "
-            "Report-only: tailor predict and serve do not apply it.")
+            "Saved with the model: tailor predict and serve apply it to inputs that give their group.")
 
 
 def representation_sentences(rep: dict[str, Any]) -> list[str]:

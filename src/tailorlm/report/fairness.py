@@ -200,7 +200,8 @@ def _mitigation_blocks(fair: dict[str, Any]) -> list[Block]:
     blocks: list[Block] = []
     post = fair.get("postprocess")
     if post and not post.get("skipped"):
-        blocks += [("h3", "Post-processing: ThresholdOptimizer vs the unmitigated model (report-only)"),
+        blocks += [("h3", "Post-processing: ThresholdOptimizer vs the unmitigated model (predict applies it to "
+                          "inputs that give their group)"),
                    ("table", postprocess_table(post))]
     mitigation = fair.get("mitigation")
     if mitigation and mitigation.get("method") == "reweight":

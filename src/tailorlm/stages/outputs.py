@@ -24,6 +24,10 @@ def audit(ctx: RunContext) -> dict[str, Any]:
     fitted = ctx.need("fitted")
     result = audit_run(ctx.recipe, ctx.need("task"), fitted.model, ctx.tokenizer, ctx.need("data"), ctx.predictions,
                        ctx.need("settings"), ctx.mitigation)
+    post = (result or {}).get("postprocess") or {}
+    if post.get("rules") and ctx.kept is None:  # saved with the model it was fitted on; predict applies it by group
+        fitted.meta["postprocess"] = {k: post[k] for k in ("method", "constraint", "positive_label", "group_column",
+                                                           "rules", "decision")}
     return {"fairness": result} if result else {}
 
 

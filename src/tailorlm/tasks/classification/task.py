@@ -26,7 +26,7 @@ from tailorlm.evaluate.predictions import label_rows
 from tailorlm.models.loading import load_pretrained
 from tailorlm.models.registry import ResolvedModel
 from tailorlm.recipe import Recipe
-from tailorlm.tasks.base import PREDICT_BATCH_SIZE, EncodedSplits, EvalSettings, Task
+from tailorlm.tasks.base import PREDICT_BATCH_SIZE, EncodedSplits, EvalSettings, InputProblem, Task
 from tailorlm.tasks.classification.baselines import label_prompt, linear_probe, zero_shot
 from tailorlm.tasks.classification.data import ClassificationRows
 from tailorlm.tasks.classification.spec import SPEC
@@ -152,15 +152,26 @@ class ClassificationTask(Task):
         texts = [clean_text(item["text"], cleaning) for item in inputs]
         probs = self.predict_proba(loaded.model, loaded.tokenizer, texts, loaded.max_length, PREDICT_BATCH_SIZE)
         rows = []
-        for text, p in zip(texts, probs, strict=True):
+        for item, text, p in zip(inputs, texts, probs, strict=True):
             best = int(p.argmax())
-            rows.append({
+            row = {
                 "text": text,
                 "label": labels[best],
                 "confidence": round(float(p[best]), 6),
                 "probabilities": {label: round(float(v), 6) for label, v in zip(labels, p, strict=True)},
-            })
+            }
+            rows.append(postprocessed(row, loaded.meta.get("postprocess"), item.get(GROUP_FIELD), labels, p))
         return rows
+
+    def normalize_input(self, item: Any) -> dict[str, Any]:
+        """``text``, plus the optional ``group`` a fairness post-processing rule saved with the model reads."""
+        out = super().normalize_input(item)
+        group = item.get(GROUP_FIELD) if isinstance(item, dict) else None
+        if group is not None:
+            if not isinstance(group, str) or not group.strip():
+                raise InputProblem("bad_group", f"'{GROUP_FIELD}' must be a non-empty string (the input's group)")
+            out[GROUP_FIELD] = group
+        return out
 
     # ------------------------------------------------------------------ baselines
     def baselines(
@@ -195,6 +206,25 @@ class ClassificationTask(Task):
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+
+#: the input field naming an input's group, for fairness.postprocess rules saved with the model
+GROUP_FIELD = "group"
+
+
+def postprocessed(row: dict[str, Any], post: dict[str, Any] | None, group: str | None, labels: list[str],
+                  probs: np.ndarray) -> dict[str, Any]:
+    """``row`` with the saved ThresholdOptimizer rule applied when the input gave its group (fairness/postprocess.py);
+    unchanged without a rule or a group. The model's own label is kept beside the decided one."""
+    if not post or group is None:
+        return row
+    from tailorlm.fairness.postprocess import decide
+
+    positive = post["positive_label"]
+    negative = next(label for label in labels if label != positive)
+    known = group in post["rules"]
+    label = positive if decide(post["rules"], float(probs[labels.index(positive)]), group) else negative
+    return row | {"label": label, "postprocess": {"group": group, "applied": known, "model_label": row["label"],
+                                                  "constraint": post["constraint"]}}
 
 
 def resolve_max_length(recipe: Recipe, data: PreparedData, tokenizer: PreTrainedTokenizerBase) -> int:
