@@ -323,6 +323,7 @@ def test_an_unknown_task_in_predict_and_eval_exits_2_with_one_line(multitask_run
     _one_line_exit_2(["predict", str(multitask_run), "--text", "hello"], "multi-task model", "--task NAME")
     _one_line_exit_2(["eval", str(multitask_run), "--task", "nope", "--data", str(multitask_files["ner_test"])],
                      "--task 'nope'")
+    _one_line_exit_2(["card", str(multitask_run)], "multi-task model has no model card yet", "--task NAME")
 
 
 def test_the_recipe_refuses_an_unknown_select_task_and_a_single_task_list(tmp_path: Path, tiny_model_dir: Path,

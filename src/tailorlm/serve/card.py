@@ -65,6 +65,9 @@ def _run_dir(path: Path) -> Path:
     if not (path / "model").is_dir():
         raise UserError(f"{path}: no model/ folder; pass a single run's directory (a --seeds or k-fold run keeps "
                         "each model in seed-<s>/ or folds/fold-<k>/)")
+    if _model_meta(path / "model").get("task") == "multi-task":
+        raise UserError(f"{path}: a multi-task model has no model card yet; its report.md holds every task's "
+                        f"metrics, and `tailor predict {path} --task NAME` uses one task")
     return path
 
 
