@@ -13,9 +13,6 @@ from typing import Any
 
 from tailorlm.stages.context import Kept, RunContext
 
-#: candidates in order of preference: a tie keeps the earlier one (the fine-tune)
-CANDIDATES = ("tuned", "linear_probe")
-
 
 def wants_probe(ctx: RunContext) -> bool:
     return "linear_probe" in ctx.recipe.training.keep_best_of
@@ -41,8 +38,8 @@ def keep_best(ctx: RunContext) -> dict[str, Any]:
         return {"kept": {"model": "tuned", "metric": metric, "validation": scores,
                          "reason": "only the fine-tune had a validation score; it is kept"}}
     sign = 1.0 if greater_is_better(metric) else -1.0
-    winner = max(CANDIDATES, key=lambda name: (sign * scores.get(name, -sign * float("inf")),
-                                                -CANDIDATES.index(name)))
+    # the probe must be strictly better: a tie keeps the fine-tune
+    winner = "linear_probe" if sign * scores["linear_probe"] > sign * scores["tuned"] else "tuned"
     record = {"model": winner, "metric": metric, "split": "validation", "validation": scores}
     if winner == "tuned":
         return {"kept": record | {"reason": "the fine-tune scored at least as well as the linear probe on validation"}}
