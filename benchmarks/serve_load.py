@@ -81,6 +81,11 @@ def _post(port: int, text: str) -> tuple[int, float]:
         conn.close()
 
 
+def _text(texts: str, turn: int) -> str:
+    """The request's text: always the short one, always the long one, or alternating (mixed)."""
+    return {"short": SHORT, "long": LONG}.get(texts) or (LONG if turn % 2 else SHORT)
+
+
 def _rss_mb(pid: int) -> float:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
@@ -89,7 +94,7 @@ def _rss_mb(pid: int) -> float:
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024
 
 
-def load(port: int, clients: int, requests: int) -> dict[str, Any]:
+def load(port: int, clients: int, requests: int, texts: str = "mixed") -> dict[str, Any]:
     results: list[tuple[int, float]] = []
     lock = threading.Lock()
     barrier = threading.Barrier(clients)
@@ -97,7 +102,7 @@ def load(port: int, clients: int, requests: int) -> dict[str, Any]:
     def client(number: int) -> None:
         barrier.wait()
         for i in range(requests):
-            answer = _post(port, LONG if (number + i) % 2 else SHORT)
+            answer = _post(port, _text(texts, number + i))
             with lock:
                 results.append(answer)
 
@@ -127,12 +132,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the server (OMP_NUM_THREADS)")
     parser.add_argument("--modes", default="off,on,onnx,onnx-int8",
                         help="off (one request per pass), on (dynamic batching), onnx, onnx-int8 (batching, exports)")
+    parser.add_argument("--texts", choices=["short", "long", "mixed"], default="mixed",
+                        help="each request's one text: the short one, the long one, or alternating")
     parser.add_argument("--out", type=Path, help="also write the figures here as JSON")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or minilm_classifier(Path(tmp) / "minilm-classifier")
         figures: dict[str, Any] = {"clients": args.clients, "requests_per_client": args.requests,
-                                   "torch_threads": args.threads, "cpus": os.cpu_count(),
+                                   "torch_threads": args.threads, "texts": args.texts, "cpus": os.cpu_count(),
                                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                    "model": str(args.model or "minilm + fresh 2-label head"), "modes": {}}
         for mode in args.modes.split(","):
@@ -146,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
             process, port = _start(served, mode, args.threads)
             try:
                 _post(port, SHORT)  # warm-up
-                figures["modes"][mode] = load(port, args.clients, args.requests) | {
+                figures["modes"][mode] = load(port, args.clients, args.requests, args.texts) | {
                     "peak_rss_mb": round(_rss_mb(process.pid), 1)}
             finally:
                 process.terminate()
