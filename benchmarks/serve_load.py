@@ -15,6 +15,7 @@ demo model's architecture and cost; its predictions are meaningless, its speed i
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.client
 import json
 import os
@@ -50,13 +51,14 @@ def minilm_classifier(folder: Path) -> Path:
     return folder
 
 
-def _start(model: Path, mode: str, threads: int) -> tuple[subprocess.Popen[str], int]:
+def _start(model: Path, mode: str, threads: int | None) -> tuple[subprocess.Popen[str], int]:
     """`tailor serve` in ``mode``: off / on (batching, torch), onnx / onnx-int8 (batching, an export of model)."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"} | {"TOKENIZERS_PARALLELISM": "false"}
+    threaded = ["--threads", str(threads)] if threads else []
     backend = ["--backend", "onnx"] if mode.startswith("onnx") else []
     batching = "off" if mode == "off" else "on"
     process = subprocess.Popen([sys.executable, "-m", "tailorlm", "serve", str(model), "--port", "0", *backend,
-                                "--batching", batching, "--max-queue", "512", "--max-connections", "512"],
+                                *threaded, "--batching", batching, "--max-queue", "512", "--max-connections", "512"],
                                stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
     assert process.stderr is not None
     for line in process.stderr:
@@ -94,7 +96,20 @@ def _rss_mb(pid: int) -> float:
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024
 
 
+def _summary(results: list[tuple[int, float]], wall: float) -> dict[str, Any]:
+    latencies = sorted(seconds for _, seconds in results)
+    cut = statistics.quantiles(latencies, n=100, method="inclusive")
+    errors: dict[str, int] = {}
+    for status, _ in results:
+        if status != 200:
+            errors[str(status)] = errors.get(str(status), 0) + 1
+    return {"requests": len(results), "ok": len(results) - sum(errors.values()), "errors": errors,
+            "requests_per_s": round(len(results) / wall, 1), "p50_s": round(cut[49], 3), "p95_s": round(cut[94], 3),
+            "p99_s": round(cut[98], 3), "wall_s": round(wall, 2)}
+
+
 def load(port: int, clients: int, requests: int, texts: str = "mixed") -> dict[str, Any]:
+    """Client threads, each opening a new connection per request (http.client, as a simple script does)."""
     results: list[tuple[int, float]] = []
     lock = threading.Lock()
     barrier = threading.Barrier(clients)
@@ -112,16 +127,42 @@ def load(port: int, clients: int, requests: int, texts: str = "mixed") -> dict[s
         thread.start()
     for thread in threads:
         thread.join()
-    wall = time.perf_counter() - started
-    latencies = sorted(seconds for _, seconds in results)
-    cut = statistics.quantiles(latencies, n=100, method="inclusive")
-    errors: dict[str, int] = {}
-    for status, _ in results:
-        if status != 200:
-            errors[str(status)] = errors.get(str(status), 0) + 1
-    return {"requests": len(results), "ok": len(results) - sum(errors.values()), "errors": errors,
-            "requests_per_s": round(len(results) / wall, 1), "p50_s": round(cut[49], 3), "p95_s": round(cut[94], 3),
-            "p99_s": round(cut[98], 3), "wall_s": round(wall, 2)}
+    return _summary(results, time.perf_counter() - started)
+
+
+async def _keep_alive_client(port: int, number: int, requests: int, texts: str) -> list[tuple[int, float]]:
+    """One keep-alive HTTP/1.1 connection sending ``requests`` POSTs one after another (as a pooled client does)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    answers = []
+    try:
+        for i in range(requests):
+            body = json.dumps({"text": _text(texts, number + i)}).encode()
+            started = time.perf_counter()
+            writer.write(b"POST /predict HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+                         b"content-length: %d\r\n\r\n%s" % (len(body), body))
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+            await reader.readexactly(length)
+            answers.append((status, time.perf_counter() - started))
+    except (OSError, asyncio.IncompleteReadError):
+        answers.append((0, 0.0))
+    finally:
+        writer.close()
+    return answers
+
+
+def load_keep_alive(port: int, clients: int, requests: int, texts: str = "mixed") -> dict[str, Any]:
+    """The same load from one asyncio loop with a keep-alive connection per client: far less client CPU than 50
+    threads opening a connection per request, which matters when client and server share 2 cores."""
+
+    async def everyone() -> tuple[list[tuple[int, float]], float]:
+        started = time.perf_counter()
+        parts = await asyncio.gather(*(_keep_alive_client(port, n, requests, texts) for n in range(clients)))
+        return [answer for part in parts for answer in part], time.perf_counter() - started
+
+    results, wall = asyncio.run(everyone())
+    return _summary(results, wall)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -129,7 +170,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, help="a run or model folder (default: MiniLM + a fresh head)")
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--requests", type=int, default=4, help="requests per client, one after another")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads of the server (OMP_NUM_THREADS)")
+    parser.add_argument("--threads", type=int, help="the server's --threads (default: its own, cores - 1)")
+    parser.add_argument("--client", choices=["threads", "keep-alive"], default="threads",
+                        help="threads: a thread per client, a new connection per request; keep-alive: one asyncio "
+                        "loop, a kept-alive connection per client (less client CPU on a shared machine)")
     parser.add_argument("--modes", default="off,on,onnx,onnx-int8",
                         help="off (one request per pass), on (dynamic batching), onnx, onnx-int8 (batching, exports)")
     parser.add_argument("--texts", choices=["short", "long", "mixed"], default="mixed",
@@ -139,7 +183,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or minilm_classifier(Path(tmp) / "minilm-classifier")
         figures: dict[str, Any] = {"clients": args.clients, "requests_per_client": args.requests,
-                                   "torch_threads": args.threads, "texts": args.texts, "cpus": os.cpu_count(),
+                                   "server_threads": args.threads or "auto", "client": args.client,
+                                   "texts": args.texts, "cpus": os.cpu_count(),
                                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                    "model": str(args.model or "minilm + fresh 2-label head"), "modes": {}}
         for mode in args.modes.split(","):
@@ -153,7 +198,8 @@ def main(argv: list[str] | None = None) -> None:
             process, port = _start(served, mode, args.threads)
             try:
                 _post(port, SHORT)  # warm-up
-                figures["modes"][mode] = load(port, args.clients, args.requests, args.texts) | {
+                loader = load_keep_alive if args.client == "keep-alive" else load
+                figures["modes"][mode] = loader(port, args.clients, args.requests, args.texts) | {
                     "peak_rss_mb": round(_rss_mb(process.pid), 1)}
             finally:
                 process.terminate()

@@ -529,17 +529,23 @@ def serve(
         help="auto (as the folder was saved), torch, or onnx (a `tailor export --format onnx` folder)")] = "auto",
     api_key: Annotated[str | None, typer.Option(
         help="require 'Authorization: Bearer KEY' on every route but /health (default: $TAILORLM_API_KEY)")] = None,
+    threads: Annotated[int | None, typer.Option(
+        min=1, help="threads for the model (default: $OMP_NUM_THREADS, else the cores less one for the event loop)")]
+    = None,
 ) -> None:
     """Serve a saved model over HTTP: POST /predict, GET /info, GET /health, /docs (OpenAI's /v1 for generation)."""
     import logging
     import os
 
-    from tailorlm.serve.server import API_KEY_ENV, make_server
+    from tailorlm.serve.server import API_KEY_ENV, make_server, model_threads
 
     if batching not in ("on", "off"):
         raise UserError(f"--batching {batching}: not a mode", fix="pass --batching on or --batching off")
     _quiet_libraries()
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # the access log is JSON lines
+    import torch
+
+    torch.set_num_threads(model_threads(threads))  # before loading: an ONNX session takes torch's count
     server = make_server(model_dir, host, port, task=task, backend=backend, max_batch=max_batch,
                          max_body_bytes=max_body_bytes,
                          request_timeout_s=request_timeout, max_connections=max_connections, max_queue=max_queue,
@@ -547,7 +553,8 @@ def serve(
     bound_host, bound_port = server.server_address[:2]
     served = ", ".join(server.models) if "" not in server.models else server.loaded.task
     err.print(f"serving {escape(str(server.loaded.path))} ({served}) on http://{bound_host}:{bound_port}"
-              f" · POST /predict, GET /info, GET /health, /docs · batching {batching} · Ctrl+C stops",
+              f" · POST /predict, GET /info, GET /health, /docs · batching {batching} · {torch.get_num_threads()} model"
+              " threads · Ctrl+C stops",
               highlight=False)
     if host not in ("127.0.0.1", "localhost", "::1") and not (api_key or os.environ.get(API_KEY_ENV)):
         err.print(f"warning: listening on {host} without --api-key: anyone who can reach it can use the model")

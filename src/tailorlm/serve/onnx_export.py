@@ -214,7 +214,10 @@ def load_onnx_model(path: Path) -> Any:
     import onnxruntime as ort
 
     meta = read_model_meta(folder)
-    session = ort.InferenceSession(str(folder / meta.get("onnx_file", ONNX_FILE)), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()  # the server's --threads, as for a torch model
+    session = ort.InferenceSession(str(folder / meta.get("onnx_file", ONNX_FILE)), options,
+                                   providers=["CPUExecutionProvider"])
     names = list(meta.get("onnx_inputs") or ["input_ids", "attention_mask"])
 
     class OnnxClassifier(torch.nn.Module):
