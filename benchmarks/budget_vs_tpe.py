@@ -38,6 +38,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--budget", default="20m")
     parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument("--max-length", type=int, help="training.max_length for both sides (default: auto); long "
+                        "reviews at 512 tokens make one trial minutes long on a CPU")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "budget_vs_tpe")
     parser.add_argument("--skip-budget", action="store_true", help="reuse the budget run already in --out")
@@ -56,9 +58,11 @@ def write_data(args: argparse.Namespace) -> tuple[Path, Path]:
     return args.out / "train.csv", args.out / "test.csv"
 
 
-def write_recipe(path: Path, train: Path, test: Path, model: str, output_dir: Path, search: str = "") -> Path:
+def write_recipe(path: Path, train: Path, test: Path, model: str, output_dir: Path, search: str = "",
+                 max_length: int | None = None) -> Path:
+    training = f"training: {{max_length: {max_length}}}\n" if max_length else ""
     path.write_text(f"task: classification\noutput_dir: {output_dir}\nmodel: {{name: {model}}}\n"
-                    f"data: {{train: {train}, test: {test}}}\n{search}", encoding="utf-8")
+                    f"data: {{train: {train}, test: {test}}}\n{training}{search}", encoding="utf-8")
     return path
 
 
@@ -76,20 +80,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse(argv)
     train, test = write_data(args)
     budget_dir, tpe_dir = args.out / "budget", args.out / "tpe"
-    recipe = write_recipe(args.out / "recipe.yaml", train, test, args.model, budget_dir)
+    recipe = write_recipe(args.out / "recipe.yaml", train, test, args.model, budget_dir, max_length=args.max_length)
     budget_elapsed = None if args.skip_budget else tailor("run", str(recipe), "--budget", args.budget)
     budget = json.loads((budget_dir / "metrics.json").read_text(encoding="utf-8"))
     search = budget["search"]
     metric = search["metric"]
     space = json.dumps({"space": search["space"]})
-    tune_recipe = write_recipe(args.out / "tpe.yaml", train, test, args.model, tpe_dir, f"search: {space}\n")
+    tune_recipe = write_recipe(args.out / "tpe.yaml", train, test, args.model, tpe_dir, f"search: {space}\n",
+                               args.max_length)
     tpe_elapsed = tailor("tune", str(tune_recipe), "--method", "bayes", "--trials", str(args.trials),
                          "--pruner", "none")
     tpe_elapsed += tailor("run", str(tpe_dir / "best_recipe.yaml"))
     tune = json.loads((tpe_dir / "tune.json").read_text(encoding="utf-8"))
     tpe_final = json.loads((tpe_dir / "best" / "metrics.json").read_text(encoding="utf-8"))
     summary = {
-        "data": str(args.data), "train_rows": args.train_rows, "test_rows": args.test_rows, "model": args.model,
+        "data": str(args.data), "train_rows": args.train_rows, "max_length": args.max_length,
+        "test_rows": args.test_rows, "model": args.model,
         "metric": metric,
         "budget": {"budget_s": search["budget_s"], "wall_s": search["wall_s"], "elapsed_s": budget_elapsed,
                    "trials": search["counts"], "best_validation": (search.get("best") or {}).get("validation"),

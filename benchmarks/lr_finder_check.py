@@ -64,10 +64,14 @@ def suggest(scenario: Any, out: Path) -> dict[str, Any]:
 def check(name: str, found: dict[str, Any], points: dict[float, float], tolerance: float) -> dict[str, Any]:
     low, high, best = good_range(points, tolerance)
     lr = found.get("suggestion")
+    inside = {rule: rate is not None and low <= rate <= high for rule, rate in
+              (("min/10", lr), ("minimum", found.get("min_lr")), ("steepest", found.get("steepest_lr")))}
     return {"scenario": name, "suggestion": lr, "min_loss_lr": found.get("min_lr"),
+            "steepest_lr": found.get("steepest_lr"),
             "grid": {f"{k:g}": round(v, 4) for k, v in sorted(points.items())}, "tolerance": tolerance,
             "good_low": low, "good_high": high, "grid_best": best,
-            "inside": lr is not None and low <= lr <= high, "wall_s": found.get("wall_s"),
+            "inside": inside["min/10"], "inside_by_rule": inside, "wall_s": found.get("wall_s"),
+            "curve": {"lrs": found.get("lrs"), "smoothed": found.get("smoothed")},
             "date": time.strftime("%Y-%m-%d")}
 
 
