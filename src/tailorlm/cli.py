@@ -874,7 +874,8 @@ def runs_index(
     as_json: Annotated[bool, typer.Option("--json", help="print the index as a JSON list")] = False,
 ) -> None:
     """Every run directory, tune study and comparison under FOLDER: status, task, model, test metric, gain, time."""
-    from tailorlm.dashboard.index import COLUMNS, build_index, sort_entries, table_cells
+    from tailorlm.dashboard.index import GAIN_NOTE, TERMINAL_COLUMNS, build_index, notes, sort_entries, terminal_cells
+    from tailorlm.terminal import on_a_terminal
 
     entries = sort_entries(build_index(folder), sort)
     if as_json:
@@ -883,12 +884,18 @@ def runs_index(
     if not entries:
         out.print(f"{escape(str(folder))}: no run directories, tune studies or comparisons found", highlight=False)
         return
-    table = Table(*COLUMNS, box=None, pad_edge=False, title=f"{len(entries)} under {escape(str(folder))}",
-                  title_justify="left")
-    table.columns[0].overflow = "fold"
+    table = Table(*TERMINAL_COLUMNS, box=None, pad_edge=False, title=f"{len(entries)} under {escape(str(folder))}",
+                  title_justify="left", caption=GAIN_NOTE, caption_justify="left")
+    for column in table.columns[1:]:
+        column.no_wrap = True
+    table.columns[0].overflow, table.columns[0].min_width = "fold", 12
+    table.columns[3].no_wrap, table.columns[3].max_width = False, 9  # "val. f1_macro" on two lines: 80 columns
     for entry in entries:
-        table.add_row(*(escape(cell) for cell in table_cells(entry)))
-    out.print(table)
+        table.add_row(*(escape(cell) for cell in terminal_cells(entry)))
+    # a pipe or a log gets one line per run, however long its path (grep finds it)
+    (out if on_a_terminal(out) else Console(file=out.file, width=240, color_system=None)).print(table)
+    for line in notes(entries):
+        out.print(escape(line), highlight=False)
 
 
 @app.command("dashboard")

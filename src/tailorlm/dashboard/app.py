@@ -70,14 +70,15 @@ def _links(folder: Path, rel: str) -> list[tuple[str, str, str]]:
     return links
 
 
-def create_app(root: Path, cwd: Path | None = None, host: str = "127.0.0.1") -> FastAPI:
-    """The dashboard of ``root``; jobs run in ``cwd`` (default: the current folder)."""
+def create_app(root: Path, host: str = "127.0.0.1") -> FastAPI:
+    """The dashboard of ``root``; its jobs run in the current folder, where a recipe's relative paths were
+    validated."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise UserError(f"{root}: not a folder; pass the folder your runs are in (default runs/), or create it")
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=[*LOCAL_HOSTS, host])
-    jobs = Jobs(root, cwd)
+    jobs = Jobs(root)
     app.state.jobs = jobs
 
     @app.exception_handler(UserError)
@@ -124,6 +125,18 @@ def _posted(request: Request) -> None:
         raise UserError(f"POST without the {pages.CSRF_HEADER} header; use the dashboard's own page")
 
 
+async def _body(request: Request) -> dict[str, Any]:
+    """The JSON object of a POST from the dashboard's page (its header checked first)."""
+    _posted(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        raise UserError("the request body is not JSON; use the dashboard's own page") from None
+    if not isinstance(body, dict):
+        raise UserError("the request body must be a JSON object; use the dashboard's own page")
+    return body
+
+
 def _api_routes(app: FastAPI, root: Path, jobs: Jobs) -> None:
     @app.get("/api/runs")
     def runs() -> list[dict[str, Any]]:
@@ -137,8 +150,7 @@ def _api_routes(app: FastAPI, root: Path, jobs: Jobs) -> None:
 
     @app.post("/api/validate")
     async def check(request: Request) -> dict[str, Any]:
-        _posted(request)
-        body = await request.json()
+        body = await _body(request)
         recipe, overrides, name = validate(body.get("yaml", ""), body.get("sets", ""), body.get("name"))
         summary = f"{name}: {recipe.task} run into {recipe.output_dir}" + (
             f" with {len(overrides)} override(s)" if overrides else "")
@@ -150,8 +162,7 @@ def _api_routes(app: FastAPI, root: Path, jobs: Jobs) -> None:
 
     @app.post("/api/jobs")
     async def start(request: Request) -> dict[str, Any]:
-        _posted(request)
-        body = await request.json()
+        body = await _body(request)
         return jobs.start(body.get("yaml", ""), body.get("sets", ""), body.get("name")).as_dict(root)
 
     @app.post("/api/jobs/{job_id}/stop")
@@ -166,9 +177,8 @@ def _api_routes(app: FastAPI, root: Path, jobs: Jobs) -> None:
 
     @app.post("/api/review")
     async def review(path: str, request: Request) -> dict[str, Any]:
-        _posted(request)
-        body = await request.json()
-        corrections = body.get("corrections") if isinstance(body, dict) else None
+        body = await _body(request)
+        corrections = body.get("corrections")
         if not isinstance(corrections, list):
             raise UserError('review: send {"corrections": [{"id": ..., "corrected_label": ...}]}')
         return save_review(locate(root, path), corrections)

@@ -104,7 +104,8 @@ def resolve_status(status: dict[str, Any], has_metrics: bool) -> tuple[str, str,
             return "running", "no pid recorded (written by an older tailorlm): cannot tell whether it is alive", None
         if process_alive(pid):
             return "running", f"pid {pid}", None
-        return "interrupted", f"process {pid} is gone (killed?); `tailor run RECIPE --resume` continues it", None
+        return ("interrupted", f"process {pid} is gone (killed?); `tailor run RECIPE --resume` continues it from "
+                "its last checkpoint, if it saved one", None)
     if state == "interrupted":
         tail = "; `tailor run RECIPE --resume` continues it" if resumable else "; no checkpoint: rerun it"
         return "interrupted", f"{status.get('reason') or 'interrupted'}{tail}", resumable
@@ -311,16 +312,25 @@ def build_index(root: str | Path) -> list[Entry]:
 SORT_KEYS = ("date", "path", "status", "value", "gain", "wall")
 
 
+def improvement(entry: Entry) -> float | None:
+    """The gain over the best baseline, signed so that larger is better (an rmse that fell is a positive one)."""
+    if entry.gain is None or entry.metric is None:
+        return None
+    return entry.gain if greater_is_better(entry.metric) else -entry.gain
+
+
 def sort_entries(entries: list[Entry], key: str) -> list[Entry]:
-    """Rows ordered by ``key``: newest, best value or gain, longest first; path and status alphabetically."""
+    """Rows ordered by ``key``: newest, highest value, best improvement over the baseline, longest first; path and
+    status alphabetically. Rows without the key come last."""
     if key not in SORT_KEYS:
         raise UserError(f"--sort {key}: choose one of {', '.join(SORT_KEYS)}")
     if key in ("path", "status"):
         return sorted(entries, key=lambda e: (getattr(e, key), e.path))
     attribute = {"date": "started", "wall": "wall_s"}.get(key, key)
-    present = [e for e in entries if getattr(e, attribute) is not None]
-    missing = [e for e in entries if getattr(e, attribute) is None]
-    present.sort(key=lambda e: (getattr(e, attribute), e.path), reverse=True)
+    value = improvement if key == "gain" else (lambda e: getattr(e, attribute))
+    present = [e for e in entries if value(e) is not None]
+    missing = [e for e in entries if value(e) is None]
+    present.sort(key=lambda e: (value(e), e.path), reverse=True)
     return present + sorted(missing, key=lambda e: e.path)
 
 
@@ -411,3 +421,25 @@ def table_cells(entry: Entry) -> list[str]:
     started = entry.started.replace("T", " ")[:16] if entry.started else "–"
     return [entry.path, entry.kind, status, entry.task or "–", entry.model or "–", metric, gain, started,
             _wall(entry.wall_s)]
+
+
+#: the terminal's columns: short cells, so that a row fits 80 columns; the reasons go in notes() under the table
+TERMINAL_COLUMNS = ("run", "status", "model", "metric", "test", "gain", "started", "wall")
+GAIN_NOTE = ("gain: test metric minus the best reference baseline's (rmse, loss, perplexity: lower is better); "
+             "val.: a tune study's best validation score")
+
+
+def terminal_cells(entry: Entry) -> list[str]:
+    """The row as ``tailor runs`` prints it (TERMINAL_COLUMNS order: 80 columns; task, baseline and the full
+    reasons are in ``--json``, the dashboard and the notes)."""
+    run = entry.path + ("" if entry.kind == "run" else f" ({entry.kind})")
+    metric = (entry.metric or "–").replace("validation ", "val. ")
+    started = entry.started[5:16].replace("T", " ") if entry.started else "–"
+    value = "–" if entry.value is None else f"{entry.value:.3f}" if abs(entry.value) < 100 else f"{entry.value:.1f}"
+    return [run, entry.status, entry.model or "–", metric, value, "–" if entry.gain is None else f"{entry.gain:+.3f}",
+            started, _wall(entry.wall_s)]
+
+
+def notes(entries: list[Entry]) -> list[str]:
+    """One line per row with something to say: why it failed, whether it can resume, how far it is, a verdict."""
+    return [f"{entry.path}: {entry.status}: {entry.detail}" for entry in entries if entry.detail]

@@ -133,9 +133,9 @@ def log_tail(path: Path) -> str:
 class Jobs:
     """The jobs of one dashboard: start, list, stop, resume."""
 
-    def __init__(self, root: Path, cwd: Path | None = None) -> None:
+    def __init__(self, root: Path) -> None:
         self.root = root
-        self.cwd = cwd or Path.cwd()
+        self.cwd = Path.cwd()  # where validate() read the recipe's relative paths
         self.jobs: dict[str, Job] = {}
         self.lock = threading.Lock()
 
