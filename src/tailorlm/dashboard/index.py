@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from tailorlm.errors import UserError
+from tailorlm.evaluate.floors import is_floor
 from tailorlm.metric_names import TASK_MAIN_METRIC, greater_is_better
 from tailorlm.rundir import process_alive
 
@@ -119,16 +120,6 @@ def resolve_status(status: dict[str, Any], has_metrics: bool) -> tuple[str, str,
 # ------------------------------------------------------------------------------------------------ headline
 
 
-def _is_floor(name: str, task: str, entry: Any) -> bool:
-    """The floor marker metrics.json records; files written before it exist ask evaluate/floors.py (imported
-    only then: it pulls in numpy and scikit-learn through its package)."""
-    if isinstance(entry, dict) and isinstance(entry.get("floor"), bool):
-        return bool(entry["floor"])
-    from tailorlm.evaluate.floors import is_floor
-
-    return is_floor(name, task, entry)
-
-
 def headline(metrics: dict[str, Any]) -> dict[str, Any]:
     """The main test metric, the best reference baseline and the change: the verdict's figures when recorded."""
     facts = metrics.get("verdict") if isinstance(metrics.get("verdict"), dict) else {}
@@ -141,7 +132,7 @@ def headline(metrics: dict[str, Any]) -> dict[str, Any]:
     value = _number(tuned.get(metric))
     refs = {name: score for name, entry in (metrics.get("baseline") or {}).items()
             if isinstance(entry, dict) and (score := _number(entry.get(metric))) is not None
-            and not _is_floor(name, task, entry)}
+            and not is_floor(name, task, entry)}
     result: dict[str, Any] = {"metric": metric if value is not None else None, "value": value}
     if refs and value is not None:
         best = (max if greater_is_better(metric) else min)(refs, key=refs.__getitem__)
