@@ -288,7 +288,7 @@ def test_dashboard_in_a_real_browser(dashboard_folder: dict[str, Path]) -> None:
     with served(dashboard_folder["runs"]) as (url, app), sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=browser_path, headless=True,
                                      args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
         page.set_default_timeout(20_000)
         try:  # the job started, stopped and resumed from the launcher is the real run the other pages show
             _unknown_key_starts_nothing(page, url, dashboard_folder, shots, expect, app)
@@ -376,12 +376,22 @@ def _start_stop_resume(page: Any, url: str, folder: dict[str, Path], shots: Path
     page.click("#start")
     expect(page.locator("#launch-result.ok")).to_contain_text("started job")
     deadline = time.monotonic() + 60
+    while not (out / "status.json").is_file():
+        assert time.monotonic() < deadline, "no status.json: " + page.locator("pre.log").first.inner_text()
+        time.sleep(0.05)
+    live = page.context.new_page()  # the run page of the running job, polling /api/progress
+    live.goto(url + "/run?path=job")
+    expect(live.locator("#status")).to_contain_text("running")
     while not _complete_checkpoints(out / "checkpoints"):
         assert time.monotonic() < deadline, "no checkpoint appeared: " + page.locator("pre.log").first.inner_text()
         assert not (out / "metrics.json").exists(), "the job finished before it could be stopped"
         time.sleep(0.05)
+    page.bring_to_front()
     page.click("button.stop")
     expect(page.locator("td.job-state").first).to_have_text("stopped", timeout=30_000)
+    expect(live.locator("#status")).to_contain_text("interrupted: KeyboardInterrupt")  # the open page saw it
+    live.screenshot(path=str(shots / "dashboard-live-stopped.png"), full_page=True)
+    live.close()
     status = json.loads((out / "status.json").read_text())
     assert status["status"] == "interrupted" and status["resumable"] is True, status
     expect(page.locator("td.run-status").first).to_contain_text("interrupted")

@@ -129,7 +129,8 @@ function sparkline(values) {
   const pts = values.map((v, i) => (i * w / (values.length - 1)).toFixed(1) + ',' +
     (h - 4 - (hi > lo ? (v - lo) / (hi - lo) : 0.5) * (h - 8)).toFixed(1)).join(' ');
   return `<svg width=${w} height=${h} role=img aria-label="training loss"><polyline fill=none stroke="#1f5fd6"
-    stroke-width=2 points="${pts}"/></svg>`;
+    stroke-width=2 points="${pts}"/></svg><br><span class=muted>training loss, last ${values.length} logged
+    steps (${hi.toFixed(4)} to ${lo.toFixed(4)})</span>`;
 }
 async function poll() {
   try {
@@ -213,17 +214,25 @@ async function act(id, what) {
   refresh();
 }
 function esc(t) { const d = document.createElement('div'); d.textContent = t ?? ''; return d.innerHTML; }
+function jobRow(j) {
+  const live = ['running', 'stopping'].includes(j.state);
+  return `<tr data-job="${esc(j.id)}"><td>${esc(j.id)}</td><td class="job-state">${esc(j.state)}</td>
+    <td class="run-status">${esc(j.run_status || '–')}${j.run_detail ? ': ' + esc(j.run_detail) : ''}</td>
+    <td>${j.run ? `<a href="/run?path=${encodeURIComponent(j.run)}">${esc(j.output_dir)}</a>` : esc(j.output_dir)}</td>
+    <td>${live ? `<button class=stop onclick="act('${esc(j.id)}', 'stop')">Stop</button>` : ''}${j.resumable && !live ?
+      `<button class=resume onclick="act('${esc(j.id)}', 'resume')">Resume</button>` : ''}</td></tr>
+    <tr><td colspan=5><pre class=log data-log="${esc(j.id)}"></pre></td></tr>`;
+}
 async function refresh() {
   const jobs = await api('/api/jobs');
   const body = document.querySelector('#jobs tbody');
-  body.innerHTML = jobs.map(j => `<tr data-job="${esc(j.id)}"><td>${esc(j.id)}</td>
-    <td class="job-state">${esc(j.state)}</td>
-    <td class="run-status">${esc(j.run_status || '–')}${j.run_detail ? ': ' + esc(j.run_detail) : ''}</td>
-    <td>${j.run ? `<a href="/run?path=${encodeURIComponent(j.run)}">${esc(j.output_dir)}</a>` : esc(j.output_dir)}</td>
-    <td>${['running', 'stopping'].includes(j.state) ? `<button class=stop onclick="act('${esc(j.id)}', 'stop')">Stop
-      </button>` : ''}${j.resumable && !['running', 'stopping'].includes(j.state) ? `<button class=resume
-      onclick="act('${esc(j.id)}', 'resume')">Resume</button>` : ''}</td></tr>
-    <tr><td colspan=5><pre class=log>${esc(j.log_tail)}</pre></td></tr>`).join('');
+  // rows are rebuilt only when a job's state changes, so a button is never replaced under the pointer
+  const shape = JSON.stringify(jobs.map(j => [j.id, j.state, j.run_status, j.run_detail, j.resumable, j.run]));
+  if (shape !== body.dataset.shape) { body.dataset.shape = shape; body.innerHTML = jobs.map(jobRow).join(''); }
+  for (const j of jobs) {
+    const pre = [...body.querySelectorAll('pre.log')].find(p => p.dataset.log === j.id);
+    if (pre && pre.textContent !== j.log_tail) pre.textContent = j.log_tail;
+  }
   document.getElementById('job-count').textContent = jobs.length;
 }
 refresh(); setInterval(refresh, 1500);
