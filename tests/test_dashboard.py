@@ -155,6 +155,8 @@ def test_runs_table_and_bad_folder(tmp_path: Path) -> None:
     assert "broken: failed: DataError: data/missing.csv: data file not found" in stdout.splitlines()
     code, _, stderr = run_cli(["runs", str(tmp_path / "nope")])
     assert code == 2 and "nope: not a folder" in stderr and len(stderr.strip().splitlines()) == 1
+    code, stdout, stderr = run_cli(["dashboard", str(tmp_path / "nope")])
+    assert code == 2 and "nope: not a folder" in stderr and not stdout
     code, _, stderr = run_cli(["runs", str(tmp_path), "--sort", "speed"])
     assert code == 2 and "--sort speed: choose one of date, path" in stderr
 

@@ -911,9 +911,9 @@ def dashboard_command(
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(f"warning: --host {escape(host)}: anyone who can reach this address can start and stop runs "
                   "and change labels; there is no login", highlight=False)
-    out.print(f"dashboard of {escape(str(folder))} on http://{escape(host)}:{port}/ (Ctrl+C stops it)",
-              highlight=False)
-    serve_dashboard(folder, host, port)
+    serve_dashboard(folder, host, port, lambda url: out.print(
+        f"dashboard of {escape(str(folder))} on {url} (Ctrl+C stops it; jobs it started keep running)",
+        highlight=False))
 
 
 # --- end run index and dashboard

@@ -15,6 +15,7 @@ folder it was given. A user's mistake is a 400 whose ``error`` is the same one l
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -184,9 +185,13 @@ def _api_routes(app: FastAPI, root: Path, jobs: Jobs) -> None:
         return save_review(locate(root, path), corrections)
 
 
-def serve_dashboard(folder: Path, host: str = "127.0.0.1", port: int = 8080) -> None:
-    """Run the dashboard until Ctrl+C; jobs it started keep running (their own sessions)."""
+def serve_dashboard(folder: Path, host: str = "127.0.0.1", port: int = 8080,
+                    announce: Callable[[str], None] | None = None) -> None:
+    """Run the dashboard until Ctrl+C; jobs it started keep running (their own sessions). ``announce`` gets the
+    address once the folder is known to be usable (a bad folder is one line, before anything is printed)."""
     import uvicorn
 
     app = create_app(Path(folder), host=host)
+    if announce is not None:
+        announce(f"http://{'[' + host + ']' if ':' in host else host}:{port}/")
     uvicorn.run(app, host=host, port=port, log_level="warning")
