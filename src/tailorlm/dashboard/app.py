@@ -1,6 +1,7 @@
 """``tailor dashboard``: the web app over one folder of runs (FastAPI + uvicorn, as ``tailor serve``).
 
-Pages: ``/`` the run list (dashboard/index.py), ``/run?path=REL`` a run with its live status, ``/launch`` the
+Pages: ``/`` the run list (dashboard/index.py), ``/run?path=REL`` a run with its live status, ``/compare?path=A&
+path=B`` 2 to 5 runs side by side (``tailor compare``'s table and verdicts), ``/launch`` the
 recipe launcher and its jobs (dashboard/jobs.py), ``/review?path=REL`` the expert review (dashboard/reviewing.py),
 ``/files/REL`` a run's report and charts. JSON: ``/api/runs``, ``/api/progress?path=REL`` (what the run page
 polls every second while a job runs), ``/api/validate``, ``/api/jobs`` (list, start), ``/api/jobs/ID/stop`` and
@@ -17,10 +18,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
@@ -105,6 +106,10 @@ def _page_routes(app: FastAPI, root: Path) -> None:
         metrics = read_json(folder / "metrics.json")
         return pages.run_page(entry, metrics, _links(folder, path), progress(folder))
 
+    @app.get("/compare", response_class=HTMLResponse)
+    def compare(path: Annotated[list[str], Query()]) -> str:
+        return compare_runs(root, path)
+
     @app.get("/launch", response_class=HTMLResponse)
     def launch() -> str:
         return pages.launch_page()
@@ -119,6 +124,20 @@ def _page_routes(app: FastAPI, root: Path) -> None:
         if not target.is_file() or target.suffix.lower() not in SERVED_SUFFIXES:
             return HTMLResponse(pages.error_page(f"{rel}: no such report or chart", 404), status_code=404)
         return FileResponse(target)
+
+
+def compare_runs(root: Path, paths: list[str]) -> str:
+    """The comparison page of 2 to 5 runs (evaluate/compare.py, imported here: it needs numpy)."""
+    from tailorlm.evaluate.compare import compare, rows, verdict_line
+
+    if not 2 <= len(paths) <= 5:
+        raise UserError(f"compare: select 2 to 5 runs, not {len(paths)}")
+    comparison = compare([locate(root, path) for path in paths])
+    table = rows(comparison)  # the results first, then the recipe keys that differ (often many)
+    table = [row for row in table if not row[0].startswith("recipe:")] + [row for row in table
+                                                                          if row[0].startswith("recipe:")]
+    return pages.compare_page(paths, [s.name for s in comparison.runs], table,
+                              [verdict_line(test) for test in comparison.tests])
 
 
 def _posted(request: Request) -> None:

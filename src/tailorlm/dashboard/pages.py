@@ -91,20 +91,27 @@ document.querySelectorAll('#runs th').forEach((th, column) => th.addEventListene
   sorted.forEach(r => body.appendChild(r));
 }));
 applyFilter();
+document.getElementById('compare').addEventListener('click', () => {
+  const picked = [...document.querySelectorAll('input.pick:checked')].map(box => box.value);
+  if (picked.length < 2 || picked.length > 5) { alert('select 2 to 5 runs with a test metric'); return; }
+  location.href = '/compare?' + picked.map(p => 'path=' + encodeURIComponent(p)).join('&');
+});
 """
 
 
 def index_page(folder: str, entries: list[Entry]) -> str:
     """The run list: every row of ``tailor runs``, filterable by text and status, sortable by any column."""
-    head = "".join(f"<th>{escape(c)}</th>" for c in COLUMNS)
+    head = "<th></th>" + "".join(f"<th>{escape(c)}</th>" for c in COLUMNS)
     body = []
     for entry in entries:
         cells = table_cells(entry)
         sort_values = [None] * len(cells)
         sort_values[5], sort_values[6] = entry.value, entry.gain
         sort_values[8] = entry.wall_s
-        tds = [f"<td><a href='{escape(run_link(entry.path))}'>{escape(cells[0])}</a></td>"]
-        for i, cell in enumerate(cells[1:], start=1):
+        comparable = entry.kind in COMPARABLE_KINDS and entry.value is not None
+        pick = f"<input type=checkbox class=pick value='{escape(entry.path)}'>" if comparable else ""
+        tds = [f"<td>{pick}</td><td><a href='{escape(run_link(entry.path))}'>{escape(cells[0])}</a></td>"]
+        for i, cell in enumerate(cells[1:], start=1):  # td 0 is the checkbox: the sort script skips no column
             css = f" class='status-{escape(entry.status)}'" if i == 2 else " class=num" if i in (5, 6, 8) else ""
             key = "" if sort_values[i] is None else f" data-sort='{sort_values[i]}'"
             tds.append(f"<td{css}{key}>{escape(cell)}</td>")
@@ -112,11 +119,32 @@ def index_page(folder: str, entries: list[Entry]) -> str:
     options = "".join(f"<option value={s}>{s}</option>" for s in ("finished", "running", "interrupted", "failed"))
     html = (f"<h1>Runs under {escape(folder)}</h1><p><input id=filter placeholder='filter: text, task, model…' "
             f"size=40> <select id=status-filter><option value=''>any status</option>{options}</select> "
-            f"<span id=shown class=muted></span></p>"
+            f"<span id=shown class=muted></span> <button id=compare>Compare selected (2–5)</button></p>"
             f"<table id=runs><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
             + ("" if entries else "<p class=muted>No run directories, tune studies or comparisons yet: start one "
                "from <a href='/launch'>launch a run</a>.</p>"))
     return layout("runs", html, INDEX_JS)
+
+
+# ------------------------------------------------------------------------------------------------ compare
+
+#: kinds of rows with a test metric ``tailor compare`` can read
+COMPARABLE_KINDS = ("run", "seeds", "kfold")
+
+
+def compare_page(paths: list[str], names: list[str], table: list[tuple[str, list[str]]], verdicts: list[str]) -> str:
+    """``tailor compare`` in the page: the side-by-side rows and the paired significance verdicts."""
+    head = "".join(f"<th><a href='{escape(run_link(path))}'>{escape(name)}</a></th>"
+                   for path, name in zip(paths, names, strict=True))
+    body = "".join(f"<tr><td>{escape(title)}</td>" + "".join(f"<td class=num>{escape(c)}</td>" for c in cells) + "</tr>"
+                   for title, cells in table)
+    lines = "".join(f"<li>{escape(line)}</li>" for line in verdicts)
+    html = (f"<h1>Comparison of {len(paths)} runs</h1><table id=comparison><thead><tr><th></th>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table><h2>Is the difference real?</h2><ul id=verdicts>{lines}</ul>"
+            "<p class=muted>Paired tests on the same test examples against the first run: bootstrap (2,000 "
+            "resamples) of the main metric, McNemar on accuracy for two single runs (as <code>tailor compare</code>)."
+            "</p>")
+    return layout("compare", html)
 
 
 # ------------------------------------------------------------------------------------------------ one run
