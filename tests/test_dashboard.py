@@ -192,6 +192,16 @@ def test_dashboard_refuses_paths_outside_its_folder_and_posts_without_its_header
     reply = client.post("/api/validate", json={"yaml": "task: classification\n"})
     assert reply.status_code == 400 and "X-Tailor-Dashboard" in reply.json()["error"]
     assert TestClient(create_app(tmp_path / "runs"), base_url="http://evil.example").get("/").status_code == 400
+    headers = {"X-Tailor-Dashboard": "1"}
+    typo = {"yaml": f"task: classification\noutput_dir: {tmp_path / 'new'}\ntraining:\n  lr: 0.1\n", "name": "t.yaml"}
+    reply = client.post("/api/jobs", json=typo, headers=headers)
+    assert reply.status_code == 400
+    assert reply.json()["error"] == "t.yaml: unknown recipe key 'training.lr'; did you mean 'training.learning_rate'?"
+    assert client.get("/api/jobs").json() == [] and not (tmp_path / "new").exists()
+    reply = client.post("/api/validate", json={"yaml": "task: classification\n", "sets": "--set training.epochs=x"},
+                        headers=headers)
+    assert reply.status_code == 400 and "training.epochs" in reply.json()["error"]
+    assert client.post("/api/jobs/nope/stop", headers=headers).status_code == 400
 
 
 # ------------------------------------------------------------------------------------------ real browser

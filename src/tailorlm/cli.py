@@ -916,6 +916,9 @@ def dashboard_command(
         highlight=False))
 
 
+app.command("ui", hidden=True, help="same as `tailor dashboard`")(dashboard_command)  # the first name
+
+
 # --- end run index and dashboard
 
 
