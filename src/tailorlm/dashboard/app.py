@@ -208,9 +208,22 @@ def serve_dashboard(folder: Path, host: str = "127.0.0.1", port: int = 8080,
                     announce: Callable[[str], None] | None = None) -> None:
     """Run the dashboard until Ctrl+C; jobs it started keep running (their own sessions). ``announce`` gets the
     address once the folder is known to be usable (a bad folder is one line, before anything is printed)."""
+    import socket
+
     import uvicorn
 
     app = create_app(Path(folder), host=host)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise UserError(f"{host}:{port}: cannot listen ({exc.strerror or exc})",
+                        fix="pick another --port, or stop the program using it") from None
     if announce is not None:
         announce(f"http://{'[' + host + ']' if ':' in host else host}:{port}/")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    try:
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    finally:
+        sock.close()
