@@ -71,6 +71,8 @@ def make_runs(root: Path, live_pid: int, dead_pid: int) -> None:
                                    "direction": "maximize", "counts": {"complete": 3, "pruned": 1},
                                    "best": {"number": 2, "value": 0.8125, "params": {}}})
     study.write_text("recipe.resolved.yaml", "task: classification\nmodel:\n  name: minilm\n")
+    study.write_text("trials.csv", "number,state,value,duration_s,training.learning_rate,dir,weights,note\n"
+                     "0,complete,0.75,4.1,1e-4,x,,\n1,pruned,0.5,1.2,1e-2,y,,\n2,complete,0.8125,4.0,3e-4,z,kept,\n")
     study.set_status("finished")
     _finished(root / "study" / "trials" / "trial-0002", _classification(0.8, {"linear_probe": 0.7}, "minilm"), 5.0)
     live = RunDir.create(root / "live")
@@ -202,6 +204,8 @@ def test_dashboard_refuses_paths_outside_its_folder_and_posts_without_its_header
                         headers=headers)
     assert reply.status_code == 400 and "training.epochs" in reply.json()["error"]
     assert client.post("/api/jobs/nope/stop", headers=headers).status_code == 400
+    study = client.get("/run", params={"path": "study"}).text  # a tune study's page lists its trials
+    assert "<th>training.learning_rate</th>" in study and "<td>pruned</td>" in study and "<td>0.8125</td>" in study
 
 
 # ------------------------------------------------------------------------------------------ real browser

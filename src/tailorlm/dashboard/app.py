@@ -60,6 +60,17 @@ def entry_at(root: Path, rel: str) -> Any:
     return entry
 
 
+def read_trials(folder: Path, limit: int = 500) -> list[dict[str, str]]:
+    """The rows of a tune study's trials.csv (at most ``limit``), or [] for any other folder."""
+    import csv
+
+    path = folder / "trials.csv"
+    if not path.is_file():
+        return []
+    with path.open(encoding="utf-8", newline="") as handle:
+        return [row for _, row in zip(range(limit), csv.DictReader(handle), strict=False)]
+
+
 def _links(folder: Path, rel: str) -> list[tuple[str, str, str]]:
     links = []
     for ident, name, label in (("report-link", "report.html", "report.html"), ("tune-link", "tune_report.html",
@@ -104,7 +115,7 @@ def _page_routes(app: FastAPI, root: Path) -> None:
         entry = entry_at(root, path)
         folder = locate(root, path)
         metrics = read_json(folder / "metrics.json")
-        return pages.run_page(entry, metrics, _links(folder, path), progress(folder))
+        return pages.run_page(entry, metrics, _links(folder, path), progress(folder), read_trials(folder))
 
     @app.get("/compare", response_class=HTMLResponse)
     def compare(path: Annotated[list[str], Query()]) -> str:

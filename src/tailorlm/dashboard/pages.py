@@ -193,8 +193,18 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     return f"<table id=metrics><thead><tr><th>test split</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
+def trials_table(rows: list[dict[str, str]]) -> str:
+    """A tune study's trials.csv (tune/outputs.py): number, state, value, duration, the searched keys, note."""
+    if not rows:
+        return ""
+    columns = [c for c in rows[0] if c not in ("dir", "weights")]
+    head = "".join(f"<th>{escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{escape(row.get(c) or '')}</td>" for c in columns) + "</tr>" for row in rows)
+    return f"<h2>Trials</h2><table id=trials><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
 def run_page(entry: Entry, metrics: dict[str, Any], links: list[tuple[str, str, str]],
-             progress: dict[str, Any]) -> str:
+             progress: dict[str, Any], trials: list[dict[str, str]] | None = None) -> str:
     """A run: status (live while it runs), verdict, the test table, and links ``(id, label, url)`` to its report
     and review page."""
     verdict = (metrics.get("verdict") or {}).get("sentence") if isinstance(metrics.get("verdict"), dict) else None
@@ -209,7 +219,7 @@ def run_page(entry: Entry, metrics: dict[str, Any], links: list[tuple[str, str, 
             f"{escape(progress_text(progress)) if entry.status == 'running' else ''}</span><div id=curve></div></div>"
             + (f"<p id=verdict class=box>{escape(verdict)}</p>" if verdict else "")
             + (f"<p>{link_html}</p>" if links else "")
-            + (metrics_table(metrics) if metrics else ""))
+            + (metrics_table(metrics) if metrics else "") + trials_table(trials or []))
     script = RUN_JS % (script_json(entry.path), "true" if entry.status == "running" else "false")
     return layout(entry.path, body, script)
 
