@@ -869,6 +869,66 @@ def apply_review(
 # --- end compare and review
 
 
+# --- the run index and the dashboard (dashboard/)
+RunsFolderArg = Annotated[Path, typer.Argument(help="folder to index, recursively (runs, seeds, folds, trials, "
+                                               "studies, comparisons)")]
+
+
+@app.command("runs")
+def runs_index(
+    folder: RunsFolderArg = Path("runs"),
+    sort: Annotated[str, typer.Option("--sort", help="date, path, status, value, gain or wall")] = "date",
+    as_json: Annotated[bool, typer.Option("--json", help="print the index as a JSON list")] = False,
+) -> None:
+    """Every run directory, tune study and comparison under FOLDER: status, task, model, test metric, gain, time."""
+    from tailorlm.dashboard.index import GAIN_NOTE, TERMINAL_COLUMNS, build_index, notes, sort_entries, terminal_cells
+    from tailorlm.terminal import on_a_terminal
+
+    entries = sort_entries(build_index(folder), sort)
+    if as_json:
+        typer.echo(json.dumps([entry.as_dict() for entry in entries], indent=2, ensure_ascii=False))
+        return
+    if not entries:
+        out.print(f"{escape(str(folder))}: no run directories, tune studies or comparisons found", highlight=False)
+        return
+    table = Table(*TERMINAL_COLUMNS, box=None, pad_edge=False, title=f"{len(entries)} under {escape(str(folder))}",
+                  title_justify="left", caption=GAIN_NOTE, caption_justify="left")
+    for column in table.columns[1:]:
+        column.no_wrap = True
+    table.columns[0].overflow, table.columns[0].min_width = "fold", 12
+    table.columns[3].no_wrap, table.columns[3].max_width = False, 9  # "val. f1_macro" on two lines: 80 columns
+    for entry in entries:
+        table.add_row(*(escape(cell) for cell in terminal_cells(entry)))
+    # a pipe or a log gets one line per run, however long its path (grep finds it)
+    (out if on_a_terminal(out) else Console(file=out.file, width=240, color_system=None)).print(table)
+    for line in notes(entries):
+        out.print(escape(line), highlight=False)
+
+
+@app.command("dashboard")
+def dashboard_command(
+    folder: RunsFolderArg = Path("runs"),
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port")] = 8080,
+    host: Annotated[str, typer.Option("--host", help="address to bind; the default answers this machine only")
+                    ] = "127.0.0.1",
+) -> None:
+    """A local web page over FOLDER: the run list, run pages with live progress, a recipe launcher, label review."""
+    from tailorlm.dashboard.app import serve_dashboard
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"warning: --host {escape(host)}: anyone who can reach this address can start and stop runs "
+                  "and change labels; there is no login", highlight=False)
+    serve_dashboard(folder, host, port, lambda url: out.print(
+        f"dashboard of {escape(str(folder))} on {url} (Ctrl+C stops it; jobs it started keep running)",
+        highlight=False))
+
+
+app.command("ui", hidden=True, help="same as `tailor dashboard`")(dashboard_command)  # the issue's first name
+
+
+# --- end run index and dashboard
+
+
 # --- tune: hyperparameter search (tune/)
 @app.command()
 def tune(

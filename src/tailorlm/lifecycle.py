@@ -64,7 +64,7 @@ def group_run(recipe: Recipe, console: Console, kind: str, **status: Any) -> Ite
     _write_start(run_dir, recipe, run_info())
     opened = Opened(run_dir, dict(status))
     with tracked_group(recipe, run_dir.path, kind, console):  # one MLflow parent, a child per inner run
-        run_dir.set_status("running", **status)
+        run_dir.set_status("running", pid=os.getpid(), **status)  # `tailor runs`: running, or killed (pid gone)
         try:
             with sigterm_as_interrupt():
                 yield opened

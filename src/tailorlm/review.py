@@ -150,8 +150,8 @@ def _entry(seen: list[dict[str, Any]]) -> dict[str, Any]:
             "_disagree": disagree}
 
 
-def export_review(run_dir: Path, out: Path, limit: int = 50, data: Path | None = None) -> list[dict[str, Any]]:
-    """Write the review CSV; returns its rows."""
+def examples_to_review(run_dir: Path, limit: int = 50, data: Path | None = None) -> list[dict[str, Any]]:
+    """The rows ``tailor review`` would write, without writing them (the dashboard's review page shows them)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: not a folder; pass the output_dir of a finished `tailor run`")
@@ -160,7 +160,12 @@ def export_review(run_dir: Path, out: Path, limit: int = 50, data: Path | None =
         raise UserError(f"{run_dir}: no predictions.jsonl; re-run it with this tailorlm, or pass --data FILE")
     split = DATA_SPLIT if data is not None else "test"
     runs = [[row | {"split": split} for row in rows] for rows in runs]
-    rows = review_rows(runs, limit)
+    return review_rows(runs, limit)
+
+
+def export_review(run_dir: Path, out: Path, limit: int = 50, data: Path | None = None) -> list[dict[str, Any]]:
+    """Write the review CSV; returns its rows."""
+    rows = examples_to_review(run_dir, limit, data)
     atomic_write_text(Path(out), review_csv(rows))
     return rows
 
