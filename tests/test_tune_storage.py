@@ -113,7 +113,7 @@ def test_two_tune_processes_on_one_postgres_storage_share_one_study(tmp_path: Pa
     results = [p.communicate(timeout=300) for p in processes]
     for process, (_, stderr) in zip(processes, results, strict=True):
         assert process.returncode == 0, stderr
-    study = optuna.load_study(study_name="shared", storage=storage_url(load_recipe(recipes[0]), tmp_path))
+    study = optuna.load_study(study_name="shared", storage=postgres_url.replace("postgresql://", "postgresql+psycopg://"))
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(study.trials) == len(finished) == 4  # the requested number in total, not per process
     assert sorted(t.number for t in study.trials) == [0, 1, 2, 3]
@@ -140,8 +140,8 @@ def test_postgres_urls_get_the_psycopg_driver_and_a_password_is_masked(tmp_path:
 
 
 @pytest.mark.parametrize(("url", "message"), [
-    ("mongodb://localhost/db", "search.storage: expected a database URL"),
-    ("postgresql//user@host/db", "search.storage: expected a database URL"),
+    ("mongodb://localhost/db", "key 'search.storage' value error, expected a database url"),
+    ("postgresql//user@host/db", "key 'search.storage' value error, expected a database url"),
     ("postgresql://nobody@/nodb?host=/nonexistent-socket-dir", "search.storage: cannot open postgresql+psycopg://"),
 ])
 def test_a_bad_storage_url_is_one_line_naming_the_key(tmp_path: Path, tiny_model_dir: Path, url: str,

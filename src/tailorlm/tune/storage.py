@@ -24,6 +24,7 @@ import fcntl
 import hashlib
 import sqlite3
 import tempfile
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +43,8 @@ SQLITE_TIMEOUT_S = 120
 #: heartbeat of a running trial in a shared storage, and the silence after which it counts as dead
 HEARTBEAT_S = 30
 GRACE_S = 120
+#: tries at opening a database whose tables another process may be creating at the same moment
+CREATE_ATTEMPTS = 5
 #: SQLAlchemy dialect prefixes rewritten to the driver tailorlm installs (``pip install 'tailorlm[postgres]'``)
 DIALECTS = {"postgresql://": "postgresql+psycopg://", "postgres://": "postgresql+psycopg://"}
 
@@ -102,9 +105,7 @@ def make_storage(url: str, *, shared: bool,
     heartbeat = {"heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S,
                  "heartbeat_stale_trial_callback": on_stale} if shared else {}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat arguments
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)  # type: ignore[arg-type]
+        return _rdb_storage(url, engine_kwargs, heartbeat)
     except ImportError as exc:
         raise RecipeError(f"search.storage: {shown_url(url)} needs a database driver that is not installed "
                           f"({_first_line(exc)})", fix="pip install 'tailorlm[postgres]' for PostgreSQL") from None
@@ -112,6 +113,27 @@ def make_storage(url: str, *, shared: bool,
         raise RecipeError(f"search.storage: cannot open {shown_url(url)}: {_first_line(exc)}",
                           fix="check the URL (postgresql://user@host/db, postgresql://user@/db?host=/socket/dir) "
                           "and that the database server runs and accepts this user") from None
+
+
+def _rdb_storage(url: str, engine_kwargs: dict[str, object],
+                 heartbeat: dict[str, object]) -> optuna.storages.RDBStorage:
+    """RDBStorage, tried again when its tables were being created by another process at the same moment."""
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    attempt = 0
+    while True:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat arguments
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)  # type: ignore[arg-type]
+        except (IntegrityError, ProgrammingError):
+            # processes started together on an empty database race to create Optuna's tables (PostgreSQL:
+            # 'duplicate key value violates unique constraint "pg_type_typname_nsp_index"'); the loser waits and
+            # finds them made
+            attempt += 1
+            if attempt >= CREATE_ATTEMPTS:
+                raise
+            time.sleep(0.5 * attempt)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,7 +1,7 @@
 """The study: Optuna in ``output_dir/study.db`` (SQLite) or ``search.storage``, so a stopped `tailor tune`
 resumes where it was, and several processes (``--workers N``, or one per machine) can share one search.
 
-Resuming: running the same command again loads the study (fixed name, ``load_if_exists``); finished trials are
+Resuming: running the same command again loads the study (``search.study``, ``load_if_exists``); finished trials are
 kept and the study runs until ``search.trials`` trials are finished (complete or pruned) in total. A trial that a
 killed process left RUNNING is marked FAIL and its values are enqueued again, so no point of the search is lost
 (for grid search, a lost point would otherwise never be tried) and none is finished twice. A lock file
@@ -278,7 +278,7 @@ def _one_trial(study: optuna.Study, objective: Objective, target: int, gate: Slo
     """One ``study.optimize`` trial, started only if a slot is free once the gate is held; the gate opens as soon
     as Optuna has created the trial (RUNNING: the next process counts it). None: no slot was left."""
     ran: list[FrozenTrial] = []
-    objective.on_start = gate.release
+    objective.on_start, objective.current = gate.release, None
     try:
         gate.acquire()
         if taken(study) >= target:
