@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import optuna
+
 from tailorlm.errors import UserError
 from tailorlm.recipe import recipe_from_dict
 from tailorlm.terminal import LineConsole
@@ -28,6 +30,7 @@ def run_worker(spec_path: Path) -> int:
 
     torch.set_num_threads(int(spec["threads"]))  # OMP_NUM_THREADS is set too: this also holds if torch ignored it
     plan, out = spec["plan"], Path(spec["out"])
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # as in the parent: its lines, not Optuna's per trial
     console = LineConsole(stderr=True)
     try:
         recipe = recipe_from_dict(spec["recipe"], f"tune worker {spec['index']}")
