@@ -125,9 +125,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "meets_target": ratio <= TARGET_RATIO, "load_average_before": [round(x, 2) for x in load_before],
     }
     w1, w2 = sides["workers_1"], sides["workers_2"]
-    print(f"--workers 1 ({w1['threads']} torch threads): {w1['wall_s']:.1f} s, {w1['trial_s_mean']:.1f} s per trial")
-    print(f"--workers 2 ({w2['threads']} torch thread each): {w2['wall_s']:.1f} s, "
-          f"{w2['trial_s_mean']:.1f} s per trial")
+    for name, side in (("--workers 1", w1), ("--workers 2", w2)):
+        threads = "/".join(str(t) for t in side["threads"])
+        print(f"{name} ({threads} torch thread{'s' if side['threads'] != [1] else ''} per process): "
+              f"{side['wall_s']:.1f} s, {side['trial_s_mean']:.1f} s per trial")
     print(f"ratio {ratio:.3f} on {n} cores (target <= {TARGET_RATIO}: {'met' if ratio <= TARGET_RATIO else 'not met'})")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
