@@ -13,9 +13,11 @@ import json
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -151,3 +153,45 @@ def test_a_bad_storage_url_is_one_line_naming_the_key(tmp_path: Path, tiny_model
     assert code == 2, stderr
     assert len(stderr.strip().splitlines()) == 1 and message in stderr, stderr
     assert "Traceback" not in stderr
+
+
+# ------------------------------------------------------------------------------------------ shared recovery
+# In a shared storage "RUNNING at start" may be another machine's live trial: only this machine's dead processes'
+# trials are re-queued at start; the others are left to Optuna's heartbeat, whose callback re-queues them.
+
+
+def _running_trial(study: optuna.Study, worker: str) -> optuna.trial.Trial:
+    trial = study.ask()
+    trial.suggest_float("training.learning_rate", 1e-4, 3e-3, log=True)
+    trial.set_user_attr("worker", worker)
+    return trial
+
+
+def test_a_shared_study_requeues_only_dead_local_trials_and_heartbeat_stale_ones(
+        tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from tailorlm.tune import storage
+    from tailorlm.tune.study import open_study, recover_interrupted
+
+    monkeypatch.setattr(storage, "HEARTBEAT_S", 1)
+    monkeypatch.setattr(storage, "GRACE_S", 1)
+    recipe = load_recipe(tune_recipe(tmp_path, tiny_model_dir), [f"search.storage=sqlite:///{tmp_path / 's.db'}"])
+    study = open_study(recipe, tmp_path / "tune", "loss", "minimize", console=Console(quiet=True))
+    ended = subprocess.Popen(["true"])
+    ended.wait()  # a process of this machine that has gone
+    dead = _running_trial(study, f"{socket.gethostname()}:{ended.pid}")
+    alive = _running_trial(study, f"{socket.gethostname()}:{os.getppid()}")
+    elsewhere = _running_trial(study, "another-machine:4242")
+    assert recover_interrupted(study, Console(quiet=True), shared=True) == 1
+    states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+    assert states[dead.number] == optuna.trial.TrialState.FAIL
+    assert states[alive.number] == states[elsewhere.number] == optuna.trial.TrialState.RUNNING
+    study._storage.record_heartbeat(elsewhere._trial_id)  # its process beat once, then died with its machine
+    time.sleep(2.5)  # past the grace period
+    optuna.storages.fail_stale_trials(study)  # what study.optimize runs before each trial of a shared study
+    trials = study.get_trials(deepcopy=False)
+    assert trials[elsewhere.number].state == optuna.trial.TrialState.FAIL
+    waiting = [t for t in trials if t.state == optuna.trial.TrialState.WAITING]
+    assert sorted(t.user_attrs["retry_of"] for t in waiting) == [dead.number, elsewhere.number]  # queued once each
+    assert trials[alive.number].state == optuna.trial.TrialState.RUNNING  # no heartbeat record: left alone
