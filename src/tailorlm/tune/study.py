@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
@@ -99,14 +100,17 @@ def make_sampler(recipe: Recipe, existing: int, shared: bool = False) -> optuna.
     """The method's sampler. Grid keeps the plain seed: it orders the grid, and a resumed study must see the
     same order (points are tracked by grid index); the random draws of the others are offset by ``existing``.
 
-    ``shared``: other processes sample the same study at the same time. Their seeds also differ by process id
-    (the same seed would draw the same points in every process), and TPE uses ``constant_liar``: a running
-    trial counts as a poor result, so parallel processes do not all sample next to the same good point.
+    ``shared``: other processes sample the same study at the same time. Their seeds are mixed with the process
+    id (the same seed would draw the same points in every process; a plain sum does too, for two processes with
+    consecutive ids that opened the study one trial apart), and TPE uses ``constant_liar``: a running trial
+    counts as a poor result, so parallel processes do not all sample next to the same good point.
     """
     method = recipe.search.method
     if method == "grid":
         return optuna.samplers.GridSampler(grid_space(recipe), seed=recipe.training.seed)
-    seed = recipe.training.seed + existing + (os.getpid() if shared else 0)
+    seed = recipe.training.seed + existing
+    if shared:
+        seed = int(np.random.SeedSequence([seed, os.getpid()]).generate_state(1)[0])
     if method == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     # TPE's default 10 random start-up trials would leave little room for it in a 12-20 trial search.
