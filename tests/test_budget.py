@@ -77,6 +77,8 @@ def test_bad_budget_is_one_line_naming_the_key(tmp_path: Path, tiny_model_dir: P
     ("search: {method: grid}", "search.method"),
     ("training: {seeds: 2}", "training.seeds"),
     ("training: {resume: always}", "training.resume"),
+    ("search: {workers: 2}", "search.workers"),
+    ("search: {storage: 'postgresql://u@h/db'}", "search.storage"),
 ])
 def test_settings_a_budget_cannot_honour_are_refused(tmp_path: Path, tiny_model_dir: Path, extra: str,
                                                      key: str) -> None:

@@ -938,11 +938,18 @@ def tune(
     metric: Annotated[str | None, typer.Option(help="search.metric: validation metric (default: the task's)")] = None,
     direction: Annotated[str | None, typer.Option(help="search.direction: maximize or minimize")] = None,
     pruner: Annotated[str | None, typer.Option(help="search.pruner: median, halving or none")] = None,
+    workers: Annotated[int | None, typer.Option(help="search.workers: processes running trials at once, "
+                                                "sharing the study (each with its share of the cores)")] = None,
+    storage: Annotated[str | None, typer.Option(help="search.storage: a database shared by processes on several "
+                                                "machines, e.g. postgresql://user@host/db (default: "
+                                                "output_dir/study.db)")] = None,
+    study: Annotated[str | None, typer.Option(help="search.study: the study's name in the storage")] = None,
     set_: SetOption = None,
     track: TrackOption = False,
 ) -> None:
     """Search the recipe's search.space with Optuna; re-running the same command resumes the study."""
-    flags = {"method": method, "trials": trials, "metric": metric, "direction": direction, "pruner": pruner}
+    flags = {"method": method, "trials": trials, "metric": metric, "direction": direction, "pruner": pruner,
+             "workers": workers, "storage": storage, "study": study}
     overrides = [*(set_ or []), *(f"search.{k}={json.dumps(v)}" for k, v in flags.items() if v is not None)]
     overrides += ["tracking.mlflow=true"] if track else []  # --track: the study and each trial in MLflow
     loaded = _load(recipe, overrides)
@@ -958,6 +965,15 @@ def tune(
     out.print(f"{counts_text(result.counts)}; parameter importances in tune_report.html"
               + (f" ({caveat[0].lower()}{caveat[1:]})" if caveat else ""), highlight=False)
     out.print("wrote " + ", ".join(str(p) for p in result.files.values()), highlight=False)
+
+
+@app.command("tune-worker", hidden=True)
+def tune_worker(spec: Annotated[Path, typer.Argument(help="the worker's spec file, written by tailor tune")]) -> None:
+    """One worker process of `tailor tune --workers N` (tune/worker.py); `tailor tune` starts it, not a user."""
+    from tailorlm.tune.worker import run_worker
+
+    _quiet_libraries()
+    raise typer.Exit(run_worker(spec))
 
 
 # --- end tune

@@ -330,6 +330,10 @@ def budget_seconds(text: str) -> float:
     return seconds
 
 
+#: what search.storage may name: SQLAlchemy URLs of the databases Optuna's RDBStorage is tested with
+STORAGE_URL = re.compile(r"^(?:postgres(?:ql)?(?:\+psycopg2?)?|mysql(?:\+pymysql)?|sqlite)://\S*$")
+
+
 class SearchConfig(_Section):
     """`tailor tune`: which recipe keys to search, how, and for how many trials (Optuna)."""
 
@@ -345,6 +349,27 @@ class SearchConfig(_Section):
         "successive halving within this wall time (90s, 20m, 1h30m; a bare number is minutes), then train the "
         "winner with baselines and the full report (tune/budget.py)"
     )
+    workers: int = Field(
+        1, ge=1, description="processes running trials at once, sharing the study through its storage; each gets "
+        "its share of the CPU cores as torch threads (and one GPU of several)"
+    )
+    storage: str | None = Field(
+        None, description="Optuna storage URL that processes on several machines share (postgresql://user@host/db, "
+        "sqlite:///path/study.db); None: output_dir/study.db"
+    )
+    study: str = Field("tailor-tune", min_length=1, description="the study's name in the storage: processes with "
+                       "the same storage, name and search share one study")
+
+    @field_validator("storage")
+    @classmethod
+    def _storage_is_a_database_url(cls, value: str | None) -> str | None:
+        """Checked here, so a mistyped URL fails in one line before any work (the database is reached later)."""
+        if value is None:
+            return None
+        if not STORAGE_URL.match(value.strip()):
+            raise ValueError("expected a database URL such as postgresql://user@host/db, "
+                             "postgresql://user@/db?host=/socket/dir or sqlite:///path/study.db")
+        return value.strip()
 
     @field_validator("budget", mode="before")
     @classmethod

@@ -93,6 +93,10 @@ def check_budget_recipe(recipe: Recipe) -> None:
                           "resolved recipe with --seeds)")
     if t.num_processes > 1:
         raise RecipeError("training.num_processes: --budget runs in one process; set training.num_processes: 1")
+    if search.workers > 1 or search.storage is not None:
+        key = "search.workers" if search.workers > 1 else "search.storage"
+        raise RecipeError(f"{key}: --budget plans each trial from the ones before it, in one process on its own "
+                          f"study; remove {key}, or search in parallel with `tailor tune --workers N`")
     if t.resume == "always":
         raise RecipeError("training.resume: always (--resume) continues one interrupted run; a --budget run "
                           "continues its search when the same command is run again: drop --resume")

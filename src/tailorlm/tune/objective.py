@@ -12,7 +12,10 @@ trial can be opened, reported and compared like any run. Differences from ``tail
 from __future__ import annotations
 
 import math
+import os
 import shutil
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +86,18 @@ def drop_weights(run_dir: Path) -> None:
             shutil.rmtree(folder / name, ignore_errors=True)
 
 
+def worker_id() -> str:
+    """``host:pid`` of the process running a trial, kept in the trial: a later start on the same machine can tell
+    a trial whose process died (re-queue it) from one another process is still running (leave it)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def parse_worker(value: Any) -> tuple[str, int] | None:
+    """(host, pid) from :func:`worker_id`'s text, or None when the trial has none (or it is malformed)."""
+    host, _, pid = str(value or "").rpartition(":")
+    return (host, int(pid)) if host and pid.isdigit() else None
+
+
 def validation_score(metrics: dict[str, Any], metric: str) -> float:
     """The objective: the kept checkpoint's validation metric, or its mean over folds."""
     cv = metrics.get("cv")
@@ -107,8 +122,16 @@ class Objective:
     extra_callbacks: list[Any] = field(default_factory=list)
     #: the pruner's step: the evaluation's number instead of the optimizer step (PruningCallback)
     by_evaluation: bool = False
+    #: called once the trial exists in the storage (study.optimize: the slot lock is released then)
+    on_start: Callable[[], None] | None = None
+    #: the number of the trial this process runs (or ran last), for re-queueing it on Ctrl-C
+    current: int | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
+        self.current = trial.number
+        trial.set_user_attr("worker", worker_id())
+        if self.on_start is not None:
+            self.on_start()
         try:
             return self._run_trial(trial)
         except (optuna.TrialPruned, MetricMissing):

@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial
 from tailorlm.recipe import Recipe
 from tailorlm.rundir import atomic_write_json, atomic_write_text
 from tailorlm.tune.objective import trial_recipe
+from tailorlm.tune.storage import STUDY_FILE, shown_url, storage_url
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
@@ -110,7 +111,8 @@ def write_outputs(study: optuna.Study, recipe: Recipe, out: Path, metric: str, d
         "space": {k: v.model_dump(mode="json", exclude_none=True) for k, v in recipe.search.space.items()},
         "best": None if best is None else {"number": best.number, "value": best.value, "params": best.params,
                                            "dir": best.user_attrs.get("dir")},
-        "storage": str(out / "study.db"),
+        "storage": str(out / STUDY_FILE) if recipe.search.storage is None else shown_url(storage_url(recipe, out)),
+        "study": recipe.search.study, "workers": recipe.search.workers,
     }
     atomic_write_json(files["summary"], summary)
     if best is not None:
