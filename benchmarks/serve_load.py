@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, help="a run or model folder (default: MiniLM + a fresh head)")
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--requests", type=int, default=4, help="requests per client, one after another")
-    parser.add_argument("--threads", type=int, help="the server's --threads (default: its own, cores - 1)")
+    parser.add_argument("--threads", type=int, help="the server's --threads (default: torch's own)")
     parser.add_argument("--client", choices=["threads", "keep-alive"], default="threads",
                         help="threads: a thread per client, a new connection per request; keep-alive: one asyncio "
                         "loop, a kept-alive connection per client (less client CPU on a shared machine)")

@@ -308,18 +308,3 @@ def test_shutdown_finishes_the_request_in_flight(cls_run: Path, monkeypatch: pyt
     assert status == 200 and "label" in reply["predictions"][0]
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
-
-
-def test_model_threads_leave_a_core_to_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    from tailorlm.serve.server import model_threads
-
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
-    assert model_threads() == 3
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
-    assert model_threads() == 1  # never zero
-    monkeypatch.setenv("OMP_NUM_THREADS", "2")
-    assert model_threads() == 2  # the user's environment wins over the policy
-    assert model_threads(5) == 5  # and --threads over both

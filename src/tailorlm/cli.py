@@ -530,14 +530,14 @@ def serve(
     api_key: Annotated[str | None, typer.Option(
         help="require 'Authorization: Bearer KEY' on every route but /health (default: $TAILORLM_API_KEY)")] = None,
     threads: Annotated[int | None, typer.Option(
-        min=1, help="threads for the model (default: $OMP_NUM_THREADS, else the cores less one for the event loop)")]
+        min=1, help="threads for the model's matrix work (default: torch's, i.e. $OMP_NUM_THREADS or the cores)")]
     = None,
 ) -> None:
     """Serve a saved model over HTTP: POST /predict, GET /info, GET /health, /docs (OpenAI's /v1 for generation)."""
     import logging
     import os
 
-    from tailorlm.serve.server import API_KEY_ENV, make_server, model_threads
+    from tailorlm.serve.server import API_KEY_ENV, make_server
 
     if batching not in ("on", "off"):
         raise UserError(f"--batching {batching}: not a mode", fix="pass --batching on or --batching off")
@@ -545,7 +545,8 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # the access log is JSON lines
     import torch
 
-    torch.set_num_threads(model_threads(threads))  # before loading: an ONNX session takes torch's count
+    if threads:
+        torch.set_num_threads(threads)  # before loading: an ONNX session takes torch's count
     server = make_server(model_dir, host, port, task=task, backend=backend, max_batch=max_batch,
                          max_body_bytes=max_body_bytes,
                          request_timeout_s=request_timeout, max_connections=max_connections, max_queue=max_queue,

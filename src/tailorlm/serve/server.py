@@ -435,28 +435,13 @@ def load_models(model_dir: str | Path, task: str | None = None, backend: str = "
     return {"": load_saved_model(path, task=task)}
 
 
-def model_threads(requested: int | None = None) -> int:
-    """Threads for the model's matrix work: ``requested``, else ``OMP_NUM_THREADS`` when set, else the cores
-    less one (at least one).
-
-    Why not every core: while a forward pass computes, the event loop parses, checks and answers the other requests
-    on its own core. With a thread per core the two fight for it. Measured on 2 cores (benchmarks/RESULTS.md,
-    issue 16), one model thread gave batching 1.4x the requests/s of two, and the one-at-a-time mode no less."""
-    if requested:
-        return requested
-    if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
-        return int(os.environ["OMP_NUM_THREADS"])
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores - 1)
-
-
 def make_server(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, *, task: str | None = None,
                 backend: str = "auto", **limits: Any) -> PredictServer:
     """Load the model once and bind ``host:port`` (0: a free port); call ``serve_forever()`` on the result.
 
     ``limits`` are :class:`ServeSettings` fields. A missing model folder or a port that cannot be bound is a
-    one-line UserError before anything is served. The model's threads are the caller's (the CLI sets
-    :func:`model_threads`; an ONNX session takes torch's count).
+    one-line UserError before anything is served. The model's threads are torch's (the CLI's
+    ``--threads`` sets them; an ONNX session takes the same count).
     """
     settings = ServeSettings(**limits)
     if settings.api_key is None and os.environ.get(API_KEY_ENV):
