@@ -548,15 +548,14 @@ def serve(
     if threads:
         torch.set_num_threads(threads)  # before loading: an ONNX session takes torch's count
     server = make_server(model_dir, host, port, task=task, backend=backend, max_batch=max_batch,
-                         max_body_bytes=max_body_bytes,
-                         request_timeout_s=request_timeout, max_connections=max_connections, max_queue=max_queue,
-                         max_wait_ms=max_wait_ms, batching=batching == "on", api_key=api_key)
+                         max_body_bytes=max_body_bytes, request_timeout_s=request_timeout,
+                         max_connections=max_connections, max_queue=max_queue, max_wait_ms=max_wait_ms,
+                         batching=batching == "on", api_key=api_key)
     bound_host, bound_port = server.server_address[:2]
     served = ", ".join(server.models) if "" not in server.models else server.loaded.task
     err.print(f"serving {escape(str(server.loaded.path))} ({served}) on http://{bound_host}:{bound_port}"
               f" · POST /predict, GET /info, GET /health, /docs · batching {batching} · {torch.get_num_threads()} model"
-              " threads · Ctrl+C stops",
-              highlight=False)
+              " threads · Ctrl+C stops", highlight=False)
     if host not in ("127.0.0.1", "localhost", "::1") and not (api_key or os.environ.get(API_KEY_ENV)):
         err.print(f"warning: listening on {host} without --api-key: anyone who can reach it can use the model")
     from tailorlm.safety import sigterm_as_interrupt
