@@ -129,7 +129,8 @@ def judge(metrics: dict[str, Any], recipe: Any | None = None) -> Verdict:
         boot = test.get("bootstrap") or {}
         if _number(boot.get("low")) is not None:
             versus += f", 95% CI {boot['low']:+.3f} to {boot['high']:+.3f}"
-        versus += f", p = {test['p_value']:.3g}"
+        p_value = test["p_value"]  # a resampling p of 0 means "below the resolution", never "impossible"
+        versus += ", p < 0.001" if p_value < 0.001 else f", p = {p_value:.3g}"
     versus += ")"
     beats = improvement > 0
     if beats:
