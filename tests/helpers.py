@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from typing import NoReturn
 
 import pytest
 
@@ -34,3 +36,12 @@ def run_cli(args: list[str]) -> tuple[int, str, str]:
 
 
 __all__ = ["pytest", "run_cli"]
+
+
+def missing_component(message: str) -> NoReturn:
+    """A real component a test needs (chromium, PostgreSQL, tmux) is absent: a skip on a developer machine, a
+    failure under CI (``CI=true``, which .ci/run sets after installing them), so the test cannot quietly stop
+    running there."""
+    if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
+        pytest.fail(f"{message} (CI=true: .ci/run installs it, so its absence is a CI failure)", pytrace=False)
+    pytest.skip(message)

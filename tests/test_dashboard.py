@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from tailorlm.rundir import RunDir
-from tests.helpers import run_cli
+from tests.helpers import missing_component, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
@@ -229,9 +229,7 @@ def require_playwright() -> str:
         missing = "Playwright for Python is not installed (pip install -e '.[dev]')"
     if missing is None:
         return str(browser)
-    if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
-        pytest.fail(f"{missing}: the dashboard's browser test needs it (CI=true: a CI failure)", pytrace=False)
-    pytest.skip(missing)
+    missing_component(f"{missing}: the dashboard's browser test needs it")
 
 
 def test_missing_playwright_fails_under_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import run_cli
+from tests.helpers import missing_component, run_cli
 
 OUT_COMMANDS = ["eval", "predict", "audit", "compare", "review", "export"]
 
@@ -50,9 +50,8 @@ def _tmux() -> str:
     """The tmux binary, or a skip (a failure under CI=true, where the test must run)."""
     found = shutil.which("tmux") or ("/usr/bin/tmux" if Path("/usr/bin/tmux").is_file() else None)
     if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("tmux is not installed; the 80x24 terminal test needs it under CI (apt-get install tmux)")
-        pytest.skip("tmux is not installed: the 80x24 terminal test cannot drive a terminal")
+        missing_component("tmux is not installed: the 80x24 terminal test cannot drive a terminal (apt-get install "
+                          "tmux)")
     return found
 
 

@@ -7,7 +7,6 @@ Each test renders into a copy in ``tmp_path`` so the repository is never written
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -20,6 +19,7 @@ from tailorlm.errors import UserError
 from tailorlm.report import render_report
 from tailorlm.report.markdown import md_escape
 from tailorlm.report.model import load_run
+from tests.helpers import missing_component
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_dir"
 SECTION_IDS = ["summary", "comparison", "learning-curves", "confusion", "per-class", "errors", "data-quality",
@@ -244,10 +244,7 @@ def require_browser() -> str:
     browser = _browser()
     if browser is not None:
         return browser
-    message = "no chromium on PATH: install Debian's chromium to run the rendered-report test"
-    if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
-        pytest.fail(f"{message} (CI=true: .ci/run installs it, so its absence is a CI failure)", pytrace=False)
-    pytest.skip(message)
+    missing_component("no chromium on PATH: install Debian's chromium to run the rendered-report test")
 
 
 def test_missing_browser_fails_under_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,7 +26,7 @@ import pytest
 
 from tailorlm.recipe import load_recipe
 from tailorlm.tune.storage import shown_url, storage_url
-from tests.helpers import run_cli
+from tests.helpers import missing_component, run_cli
 from tests.test_tune import read_trials, tune_recipe
 
 ENV = os.environ | {"HF_HUB_OFFLINE": "1"}
@@ -61,9 +61,7 @@ def require_postgres() -> tuple[Path, list[str]]:
         return binaries, prefix
     message = ("no PostgreSQL server binaries (initdb, pg_ctl): install Debian's postgresql to run the shared-study "
                "test" if binaries is None else "running as root without a 'postgres' user to run PostgreSQL as")
-    if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
-        pytest.fail(f"{message} (CI=true: .ci/run installs it, so its absence is a CI failure)", pytrace=False)
-    pytest.skip(message)
+    missing_component(message)
 
 
 def test_missing_postgres_fails_under_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
