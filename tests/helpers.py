@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 import pytest
 
@@ -45,3 +46,14 @@ def missing_component(message: str) -> NoReturn:
     if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
         pytest.fail(f"{message} (CI=true: .ci/run installs it, so its absence is a CI failure)", pytrace=False)
     pytest.skip(message)
+
+
+def assert_skips_here_and_fails_under_ci(require: Callable[[], Any], monkeypatch: pytest.MonkeyPatch,
+                                         skip_match: str | None = None) -> None:
+    """``require()`` (with its component made absent by the caller) fails under CI=true and skips otherwise."""
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        require()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match=skip_match):
+        require()

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from tailorlm.rundir import RunDir
-from tests.helpers import missing_component, run_cli
+from tests.helpers import assert_skips_here_and_fails_under_ci, missing_component, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
@@ -234,12 +234,7 @@ def require_playwright() -> str:
 
 def test_missing_playwright_fails_under_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match="CI=true"):
-        require_playwright()
-    monkeypatch.delenv("CI")
-    with pytest.raises(pytest.skip.Exception):
-        require_playwright()
+    assert_skips_here_and_fails_under_ci(require_playwright, monkeypatch)
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ from tailorlm.errors import UserError
 from tailorlm.report import render_report
 from tailorlm.report.markdown import md_escape
 from tailorlm.report.model import load_run
-from tests.helpers import missing_component
+from tests.helpers import assert_skips_here_and_fails_under_ci, missing_component
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_dir"
 SECTION_IDS = ["summary", "comparison", "learning-curves", "confusion", "per-class", "errors", "data-quality",
@@ -249,12 +249,7 @@ def require_browser() -> str:
 
 def test_missing_browser_fails_under_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match="CI=true"):
-        require_browser()
-    monkeypatch.delenv("CI")
-    with pytest.raises(pytest.skip.Exception):
-        require_browser()
+    assert_skips_here_and_fails_under_ci(require_browser, monkeypatch)
 
 
 def _headless(browser: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:

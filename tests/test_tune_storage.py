@@ -26,7 +26,7 @@ import pytest
 
 from tailorlm.recipe import load_recipe
 from tailorlm.tune.storage import shown_url, storage_url
-from tests.helpers import missing_component, run_cli
+from tests.helpers import assert_skips_here_and_fails_under_ci, missing_component, run_cli
 from tests.test_tune import read_trials, tune_recipe
 
 ENV = os.environ | {"HF_HUB_OFFLINE": "1"}
@@ -66,12 +66,7 @@ def require_postgres() -> tuple[Path, list[str]]:
 
 def test_missing_postgres_fails_under_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys.modules[__name__], "_postgres_bin", lambda: None)
-    monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match="CI=true"):
-        require_postgres()
-    monkeypatch.delenv("CI")
-    with pytest.raises(pytest.skip.Exception, match="install Debian's postgresql"):
-        require_postgres()
+    assert_skips_here_and_fails_under_ci(require_postgres, monkeypatch, skip_match="install Debian's postgresql")
 
 
 @pytest.fixture
