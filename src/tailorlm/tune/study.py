@@ -214,9 +214,14 @@ def requeue(study: optuna.Study, trial: FrozenTrial, console: Console, why: str)
     folder = trial.user_attrs.get("dir")
     if folder and Path(folder).exists():
         RunDir(folder).set_status("failed", reason=f"interrupted: {why}")
+    enqueue_again(study, trial)
+    console.print(f"trial {trial.number} was interrupted; its values will be tried again")
+
+
+def enqueue_again(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Queue an interrupted trial's values once more, keeping its role and noting which trial it retries."""
     if trial.params:
         study.enqueue_trial(trial.params, user_attrs=carried_attrs(trial) | {"retry_of": trial.number})
-    console.print(f"trial {trial.number} was interrupted; its values will be tried again")
 
 
 #: user attributes that describe one attempt, not the point being tried (a retry gets its own)
@@ -301,8 +306,8 @@ def _one_trial(study: optuna.Study, objective: Objective, target: int, gate: Slo
 def _requeue_interrupted(study: optuna.Study, number: int | None) -> None:
     """Ctrl-C mid-trial: the trial is FAIL now; enqueue its values so the next run tries them again."""
     trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
-    if trial is not None and trial.state == TrialState.FAIL and trial.params:
-        study.enqueue_trial(trial.params, user_attrs=carried_attrs(trial) | {"retry_of": trial.number})
+    if trial is not None and trial.state == TrialState.FAIL:
+        enqueue_again(study, trial)
 
 
 def keep_best_weights(study: optuna.Study) -> None:
