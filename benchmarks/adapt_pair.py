@@ -4,8 +4,10 @@
 
 writes source.csv (the labelled source), target_unlabeled.txt (target texts, labels dropped), target_labeled.csv
 (a few target labels: the ceiling) and target_test.csv (what every method is scored on), disjoint, shuffled with
-seed 0; then `tailor adapt-study examples/adapt-study.yaml` runs the study on them. The files stay outside git:
-../shared's data is not redistributed with the project.
+seed 0; then `tailor adapt-study examples/adapt-study-imdb-airline.yaml` runs the study on them (blog -> books,
+the measured pair: `--source blog --target amazon_books --source-rows 2000 --out examples/data/adapt-blog-books`
+and examples/adapt-study.yaml; docs/adaptation.md). The files stay outside git: ../shared's data is not
+redistributed with the project.
 """
 
 from __future__ import annotations
