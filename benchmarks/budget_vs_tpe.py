@@ -4,6 +4,8 @@ acceptance 2: the budget's tuned metric within 1 point of the TPE search's best,
     python -m benchmarks.budget_vs_tpe                                   # amazon_books, 300 training rows, minilm, 20m
     python -m benchmarks.budget_vs_tpe --budget 5m --train-rows 200      # shorter
     python -m benchmarks.budget_vs_tpe --skip-budget                     # reuse the budget run in --out
+    python -m benchmarks.budget_vs_tpe --tpe-from benchmarks/results/budget-vs-tpe-amazon-books-2026-12-03.json
+                                                                         # a new budget run, an earlier TPE side
 
 Both sides go through the real CLI in a subprocess (the budget's clock includes start-up, as a user's does). The
 recipe names only the data files and the model: every training key is ``auto``. The TPE side searches the space
@@ -43,6 +45,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "budget_vs_tpe")
     parser.add_argument("--skip-budget", action="store_true", help="reuse the budget run already in --out")
+    parser.add_argument("--tpe-from", type=Path, help="reuse the TPE side of an earlier summary.json made with the "
+                                                      "same data, rows, model, max length and seed (checked)")
     return parser.parse_args(argv)
 
 
@@ -76,6 +80,32 @@ def tailor(*args: str) -> float:
     return time.monotonic() - started
 
 
+def run_tpe(args: argparse.Namespace, search: dict[str, Any], train: Path, test: Path, tpe_dir: Path) -> dict[str, Any]:
+    """The reference: ``tailor tune`` (TPE, whole trials) over the space the budget run recorded, then its best
+    retrained with the baselines by ``tailor run best_recipe.yaml``."""
+    space = json.dumps({"space": search["space"]})
+    tune_recipe = write_recipe(args.out / "tpe.yaml", train, test, args.model, tpe_dir, f"search: {space}\n",
+                               args.max_length)
+    elapsed = tailor("tune", str(tune_recipe), "--method", "bayes", "--trials", str(args.trials), "--pruner", "none")
+    elapsed += tailor("run", str(tpe_dir / "best_recipe.yaml"))
+    tune = json.loads((tpe_dir / "tune.json").read_text(encoding="utf-8"))
+    final = json.loads((tpe_dir / "best" / "metrics.json").read_text(encoding="utf-8"))
+    return {"trials": args.trials, "elapsed_s": round(elapsed, 1), "best_validation": tune["best"]["value"],
+            "test": final["tuned"].get(search["metric"]), "params": tune["best"]["params"]}
+
+
+def earlier_tpe(args: argparse.Namespace, metric: str) -> dict[str, Any]:
+    """The TPE side of an earlier summary.json, if it was made on the same data and settings (else exit)."""
+    earlier = json.loads(args.tpe_from.read_text(encoding="utf-8"))
+    wanted = {"data": str(args.data), "train_rows": args.train_rows, "test_rows": args.test_rows,
+              "model": args.model, "max_length": args.max_length, "seed": args.seed, "metric": metric}
+    differs = [k for k, v in wanted.items() if earlier.get(k, 0 if k == "seed" else None) != v]
+    if differs or earlier["tpe"]["trials"] != args.trials:
+        sys.exit(f"{args.tpe_from}: made with other settings ({', '.join(differs) or 'trials'}); "
+                 "run without --tpe-from")
+    return earlier["tpe"] | {"from": str(args.tpe_from)}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse(argv)
     train, test = write_data(args)
@@ -85,25 +115,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     budget = json.loads((budget_dir / "metrics.json").read_text(encoding="utf-8"))
     search = budget["search"]
     metric = search["metric"]
-    space = json.dumps({"space": search["space"]})
-    tune_recipe = write_recipe(args.out / "tpe.yaml", train, test, args.model, tpe_dir, f"search: {space}\n",
-                               args.max_length)
-    tpe_elapsed = tailor("tune", str(tune_recipe), "--method", "bayes", "--trials", str(args.trials),
-                         "--pruner", "none")
-    tpe_elapsed += tailor("run", str(tpe_dir / "best_recipe.yaml"))
-    tune = json.loads((tpe_dir / "tune.json").read_text(encoding="utf-8"))
-    tpe_final = json.loads((tpe_dir / "best" / "metrics.json").read_text(encoding="utf-8"))
     summary = {
         "data": str(args.data), "train_rows": args.train_rows, "max_length": args.max_length,
-        "test_rows": args.test_rows, "model": args.model,
+        "test_rows": args.test_rows, "model": args.model, "seed": args.seed,
         "metric": metric,
         "budget": {"budget_s": search["budget_s"], "wall_s": search["wall_s"], "elapsed_s": budget_elapsed,
                    "trials": search["counts"], "best_validation": (search.get("best") or {}).get("validation"),
                    "defaults_validation": search["defaults"].get("validation"),
                    "defaults_test": search["defaults"].get("test"), "test": budget["tuned"].get(metric),
                    "params": (search.get("best") or {}).get("params")},
-        "tpe": {"trials": args.trials, "elapsed_s": round(tpe_elapsed, 1), "best_validation": tune["best"]["value"],
-                "test": tpe_final["tuned"].get(metric), "params": tune["best"]["params"]},
+        "tpe": earlier_tpe(args, metric) if args.tpe_from else run_tpe(args, search, train, test, tpe_dir),
     }
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     b, t = summary["budget"], summary["tpe"]

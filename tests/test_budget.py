@@ -27,7 +27,7 @@ from rich.console import Console
 from tailorlm.errors import RecipeError
 from tailorlm.recipe import budget_seconds, load_recipe
 from tailorlm.tune.budget import EPOCHS, DeadlineCallback, OutOfTime, Scheduler, check_budget_recipe
-from tailorlm.tune.budget_plan import FINAL_SLACK_S, SAFETY, Costs, TrialTimes, plan_next, trial_deadline
+from tailorlm.tune.budget_plan import ADOPT_S, FINAL_SLACK_S, SAFETY, Costs, TrialTimes, plan_next, trial_deadline
 from tests.conftest import sentiment_rows, write_recipe
 from tests.helpers import run_cli
 
@@ -182,7 +182,7 @@ def test_the_defaults_trial_stops_at_its_best_checkpoint_rather_than_being_prune
 
 
 def test_a_winning_defaults_trial_is_copied_as_the_result(tmp_path: Path) -> None:
-    from tailorlm.tune.budget import adopt_trial, reusable
+    from tailorlm.tune.adopt import adopt_trial, reusable
 
     trial_dir, out = tmp_path / "run" / "search" / "trials" / "trial-000", tmp_path / "run"
     (trial_dir / "model").mkdir(parents=True)
@@ -202,6 +202,68 @@ def test_a_winning_defaults_trial_is_copied_as_the_result(tmp_path: Path) -> Non
     other = create_trial(state=TrialState.COMPLETE, value=0.9, params={}, distributions={},
                          user_attrs={"dir": str(trial_dir), "role": ""})
     assert not reusable(other)  # a trial that skipped the baselines is retrained with them
+
+
+def _trial_run(folder: Path, model_dir: Path, name: str, *overrides: str) -> Path:
+    """A real tiny run into ``folder/name``, as a budget trial leaves its run directory."""
+    recipe = budget_recipe(folder, model_dir)
+    code, _, stderr = run_cli(["run", str(recipe), "--set", f"output_dir={folder / name}",
+                               *[arg for o in overrides for arg in ("--set", o)]])
+    assert code == 0, stderr
+    return folder / name
+
+
+def test_a_winner_that_skipped_the_baselines_is_adopted_with_the_defaults_trials(tmp_path: Path,
+                                                                               tiny_model_dir: Path) -> None:
+    """No retraining: the winner's run directory, the defaults trial's baselines merged in, the paired test and
+    verdict computed again against them; with other test rows, nothing is written and the caller retrains."""
+    from tailorlm.tune.adopt import adopt_with_baselines, baseline_source
+
+    defaults_dir = _trial_run(tmp_path, tiny_model_dir, "trial-000")
+    winner_dir = _trial_run(tmp_path, tiny_model_dir, "trial-001", "baseline.linear_probe=false",
+                            "training.learning_rate=3e-4")
+    study = optuna.create_study(direction="maximize")
+    for number, folder in enumerate((defaults_dir, winner_dir)):
+        study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.5 + number, params={}, distributions={},
+                                     user_attrs={"dir": str(folder), "role": "" if number else "defaults"}))
+    assert baseline_source(study) == defaults_dir
+    winner = study.trials[1]
+    final = load_recipe(tmp_path / "budget.yaml", [f"output_dir={tmp_path / 'run'}"])
+    metrics = adopt_with_baselines(winner, defaults_dir, final)
+    assert metrics is not None
+    source, own = (json.loads((d / "metrics.json").read_text()) for d in (defaults_dir, winner_dir))
+    assert "linear_probe" not in own["baseline"] and metrics["baseline"] == source["baseline"]
+    assert metrics["tuned"] == own["tuned"] and metrics["adopted"]["trial"] == 1
+    assert metrics["significance"]["vs_baseline"]["baseline"] == "linear_probe"
+    assert "linear probe" in metrics["verdict"]["sentence"]
+    written = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert written["baseline"] == source["baseline"] and written["verdict"] == metrics["verdict"]
+    rows = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    own_rows = [json.loads(line) for line in (winner_dir / "predictions.jsonl").read_text().splitlines()]
+    assert [r["predicted"] for r in rows] == [r["predicted"] for r in own_rows]  # the winner's predictions
+    assert all("linear_probe" in r["baselines"] for r in rows)
+    assert (tmp_path / "run" / "model").is_dir() and "linear probe" in (tmp_path / "run" / "report.md").read_text()
+    resolved = load_recipe(tmp_path / "run" / "recipe.resolved.yaml")
+    assert resolved.baseline.linear_probe and resolved.training.learning_rate == pytest.approx(3e-4)
+
+    other = tmp_path / "other"
+    lines = (winner_dir / "predictions.jsonl").read_text().splitlines()
+    (winner_dir / "predictions.jsonl").write_text("\n".join(lines[1:]) + "\n")  # scored on other test rows
+    assert adopt_with_baselines(winner, defaults_dir, final.model_copy(update={"output_dir": str(other)})) is None
+    assert not other.exists()
+
+
+def test_when_winners_are_adopted_a_trial_keeps_no_time_back_for_its_retraining() -> None:
+    # retrained: min(100 - 5 - 10, (100 + 20 - 3) / 2 - 5) = 53.5; adopted: only its own end and the adoption
+    assert trial_deadline(end=100, start=20, reserve=10, post_s=5, extra_s=0, retrained=False) == \
+        pytest.approx(100 - 5 - 10)
+    assert trial_deadline(end=100, start=20, reserve=None, post_s=5, extra_s=0, retrained=False) == \
+        pytest.approx(100 - 5 - ADOPT_S)
+    costs = Costs(pre_s=1.0, post_s=2.0, epoch_s=1.0, baselines_s=4.0)
+    retrained = plan_next(20.0, 100.0, costs, ADOPT_S, (2, 100))
+    adopted = plan_next(20.0, 100.0, costs, ADOPT_S, (2, 100), retrained=False)
+    assert (retrained.kind, retrained.epochs) == ("epochs", 33)  # (100 + 20 - 4 - 3) / 2 - 2 - 20 - 1
+    assert (adopted.kind, adopted.epochs) == ("epochs", 67)  # 100 - 2 - 10 - 20 - 1
 
 
 def finished_trial(folder: Path, number: int, seconds: float, stages: dict[str, float], epochs: float,

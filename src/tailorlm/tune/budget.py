@@ -12,10 +12,12 @@ A user short of time and of hyperparameter lore names a time, not a search space
 3. keeps to the budget with ``budget_plan`` (the rule is in its docstring): before each trial, the epochs that
    fit at the measured speed, leaving time to retrain the best trial; during a trial, a callback that stops it
    at its deadline;
-4. trains the winner (or the defaults, if nothing completed) as a normal ``run.run`` into ``output_dir`` with
-   baselines and the full report, and adds ``search`` to its metrics.json: the trials, the defaults' score,
-   budget_s and wall_s. A winning defaults trial is not retrained: it ran with the baselines, so its run
-   directory is copied into ``output_dir`` (``adopt_trial``), and it may train until the budget's last tenth.
+4. makes the winner's run the result in ``output_dir`` and adds ``search`` to its metrics.json: the trials, the
+   defaults' score, budget_s and wall_s. The winner is not retrained: a winning defaults trial ran with the
+   baselines, so its run directory is copied (``adopt_trial``; it may train until the budget's last tenth); any
+   other winner's run is copied with the defaults trial's baselines merged in (tune/adopt.py), so a trial need not
+   keep time back to be trained again. Only when no trial measured the baselines (or nothing completed: the
+   defaults) is a normal ``run.run`` trained into ``output_dir`` with baselines and the full report.
 
 Each invocation gets the whole budget; trials of earlier invocations are kept and count (TPE learns from them,
 the defaults are not run again).
@@ -41,7 +43,8 @@ from tailorlm.lifecycle import group_run
 from tailorlm.recipe import ParamSpec, Recipe, budget_seconds, recipe_from_dict
 from tailorlm.rundir import RunDir, atomic_write_json
 from tailorlm.track import start_tracking
-from tailorlm.tune.budget_plan import FINAL_SLACK_S, Costs, TrialTimes, plan_next
+from tailorlm.tune.adopt import adopt_trial, adopt_with_baselines, baseline_source, has_run, reusable
+from tailorlm.tune.budget_plan import ADOPT_S, FINAL_SLACK_S, Costs, TrialTimes, plan_next
 from tailorlm.tune.objective import Objective, trial_recipe
 from tailorlm.tune.outputs import best_trial, counts, trial_rows, write_outputs
 from tailorlm.tune.study import (
@@ -237,6 +240,8 @@ class Scheduler:
     all_baselines: bool = False
     stopped: str = ""
     reserve_s: float | None = None
+    #: a winner would be adopted, not retrained: the defaults trial measured the baselines (tune/adopt.py)
+    adopts: bool = False
 
     def __post_init__(self) -> None:
         self.callback = DeadlineCallback(self.clock)
@@ -250,16 +255,19 @@ class Scheduler:
         reserve = costs.final_s(measured[best.number]) if costs and best and best.number in measured else None
         if best is not None and reusable(best):
             reserve = FINAL_SLACK_S  # the defaults trial's run is copied, not retrained
+        elif best is not None and self.adopts:
+            reserve = ADOPT_S  # its run is adopted with the defaults trial's baselines (tune/adopt.py)
         return costs, reserve
 
     def __call__(self, study: optuna.Study) -> bool:
+        self.adopts = baseline_source(study) is not None
         costs, self.reserve_s = self.costs(study)
         waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         next_defaults = bool(waiting) and waiting[0].user_attrs.get("role") == "defaults"
         if costs is None and not next_defaults:
             return self._stop("no trial has completed to plan from, and the defaults trial has been tried")
         plan = plan_next(self.clock(), self.end, costs, self.reserve_s, self.epochs,
-                         runs_baselines=next_defaults or self.all_baselines)
+                         runs_baselines=next_defaults or self.all_baselines, retrained=not self.adopts)
         if plan.kind == "stop":
             return self._stop(plan.reason)
         if plan.kind == "epochs" and not waiting:
@@ -360,7 +368,9 @@ def defaults_trial(study: optuna.Study, states: tuple[TrialState, ...] = FINISHE
 
 def _final_run(recipe: Recipe, search: Recipe, study: optuna.Study, defaults: Defaults,
                console: Console) -> dict[str, Any]:
-    """The winner's values (the defaults if no trial completed) as a normal run into output_dir."""
+    """The winner's run as the result in output_dir: copied (the defaults trial), adopted with the defaults
+    trial's baselines (any other), or, when neither can be, trained again as a normal run (the defaults if no trial
+    completed)."""
     from tailorlm.run import run as run_pipeline
 
     winner = best_trial(study)
@@ -369,41 +379,19 @@ def _final_run(recipe: Recipe, search: Recipe, study: optuna.Study, defaults: De
         console.print(f"budget: the winner is trial {winner.number}, the defaults, which measured the baselines: "
                       "its run is the result (nothing retrained)")
         return adopt_trial(Path(winner.user_attrs["dir"]), Path(recipe.output_dir))
+    final = trial_recipe(search, params, Path(recipe.output_dir), baselines=True)
+    source = baseline_source(study)
+    if winner is not None and source is not None and has_run(winner):
+        adopted = adopt_with_baselines(winner, source, final)
+        if adopted is not None:
+            console.print(f"budget: the winner is trial {winner.number} ({_shown(params)}); its run is the result, "
+                          f"with the baselines the defaults trial measured on the same test rows (nothing retrained)")
+            return adopted
     if winner is None:
         console.print("budget: no trial completed within the budget; training the defaults")
     else:
         console.print(f"budget: training the winner, trial {winner.number} ({_shown(params)}), with baselines")
-    final = trial_recipe(search, params, Path(recipe.output_dir), baselines=True)
     return run_pipeline(final, console)
-
-
-def reusable(trial: FrozenTrial) -> bool:
-    """The defaults trial ran with the baselines and, as the best so far, kept its model: its run is a final run."""
-    folder = Path(trial.user_attrs.get("dir", ""))
-    return trial.user_attrs.get("role") == "defaults" and (folder / "model").is_dir() and \
-        (folder / "metrics.json").is_file()
-
-
-def adopt_trial(trial_dir: Path, output_dir: Path) -> dict[str, Any]:
-    """Copy a trial's run directory into ``output_dir`` (beside ``search/``) as the budget's result; its resolved
-    recipe names ``output_dir``, so rerunning it writes there. Returns its metrics.json."""
-    import shutil
-
-    for entry in trial_dir.iterdir():
-        if entry.name in ("checkpoints", "search"):
-            continue
-        target = output_dir / entry.name
-        if entry.is_dir():
-            shutil.rmtree(target, ignore_errors=True)
-            shutil.copytree(entry, target)
-        else:
-            shutil.copy2(entry, target)
-    resolved = output_dir / "recipe.resolved.yaml"
-    if resolved.is_file():
-        lines = [f"output_dir: {json.dumps(str(output_dir))}" if line.startswith("output_dir:") else line
-                 for line in resolved.read_text(encoding="utf-8").splitlines()]
-        resolved.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return json.loads((output_dir / "metrics.json").read_text(encoding="utf-8"))
 
 
 def _rewrite(recipe: Recipe, metrics: dict[str, Any]) -> None:

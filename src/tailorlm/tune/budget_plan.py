@@ -3,16 +3,20 @@
 Pure functions of measured times and a clock reading, so the scheduling can be tested with a fake clock
 (tests/test_budget.py) and read without Optuna or torch in mind. ``tune/budget.py`` feeds them.
 
-The rule. Everything, the search *and* the final run of the winner (which also measures the baselines), must end
-by ``end = start + budget``. A trial ``j`` that starts at ``s`` and finishes training at ``t`` completes at
-``t + post`` (test evaluation, saving, report). Two things must still fit after it:
-- the final run of the best trial so far, ``reserve`` seconds (its own measured time, plus the baselines it
-  skipped): ``t + post + reserve <= end``;
-- or, if trial ``j`` itself becomes the best, its own retraining, which takes as long as it did (plus the
-  baselines): ``t + post + (t + post - s) + extra <= end``, i.e. ``t <= (end + s - extra) / 2 - post``.
-The smaller of the two bounds is the trial's training deadline (``trial_deadline``). The defaults trial is the
-exception (``defaults_deadline``): it measures the baselines, so if it wins its run is kept as the result, and it
-may train until the budget's last tenth, stopping at its best checkpoint so far when time runs out.
+The rule. Everything, the search *and* the result (the winner's run with the baselines beside it), must end by
+``end = start + budget``. A trial ``j`` that starts at ``s`` and finishes training at ``t`` completes at
+``t + post`` (test evaluation, saving, report). What must still fit after it depends on how the winner becomes
+the result:
+- usually it is *adopted* (tune/adopt.py): the defaults trial measured the baselines on the same test rows, so
+  the winner's run directory is copied with the baselines merged in, in ``ADOPT_S``: ``t + post + ADOPT_S <= end``;
+- when no trial measured the baselines (the defaults trial failed), the winner is *retrained* with them. Then the
+  final run of the best trial so far, ``reserve`` seconds (its own measured time, plus the baselines it skipped),
+  must fit: ``t + post + reserve <= end``; and so must this trial's own retraining should it win, which takes as
+  long as it did (plus the baselines): ``t + post + (t + post - s) + extra <= end``, i.e.
+  ``t <= (end + s - extra) / 2 - post``.
+The smaller bound is the trial's training deadline (``trial_deadline``). The defaults trial is the exception
+(``defaults_deadline``): it measures the baselines, so if it wins its run is kept as the result, and it may train
+until the budget's last tenth, stopping at its best checkpoint so far when time runs out.
 Before a trial starts, the planner works out how many epochs fit before that deadline at the measured seconds per
 epoch: all of the space (the sampler chooses freely), fewer (the next trial's epochs are fixed to the most that
 fit, the sampler chooses the rest), or fewer than the space's lowest (the search stops). During the trial, a
@@ -32,6 +36,8 @@ SAFETY = 1.1
 FINAL_SLACK_S = 3.0
 #: the defaults trial trains until this share of the budget is left, for its own test evaluation, saving, report
 DEFAULTS_TAIL_SHARE = 0.1
+#: seconds to adopt a trial as the result: copy its run directory, merge the baselines, redraw report and card
+ADOPT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -84,10 +90,14 @@ class Costs:
         return own + self.baselines_s + FINAL_SLACK_S
 
 
-def trial_deadline(end: float, start: float, reserve: float | None, post_s: float, extra_s: float) -> float:
-    """The clock time by which trial training must end (module docstring): leave room for the final run of the
-    best trial so far (``reserve``) and for retraining this trial should it win (``extra_s``: the baselines it
+def trial_deadline(end: float, start: float, reserve: float | None, post_s: float, extra_s: float,
+                   retrained: bool = True) -> float:
+    """The clock time by which trial training must end (module docstring): leave room for the result. A winner
+    that is adopted (``retrained`` false) needs ``ADOPT_S``; one that is retrained needs the final run of the best
+    trial so far (``reserve``) and this trial's own retraining should it win (``extra_s``: the baselines it
     skips)."""
+    if not retrained:
+        return end - post_s - max(reserve or 0.0, ADOPT_S)
     if_it_wins = (end + start - extra_s - FINAL_SLACK_S) / 2 - post_s
     if reserve is None:
         return if_it_wins
@@ -113,18 +123,20 @@ class Plan:
 
 
 def plan_next(now: float, end: float, costs: Costs | None, reserve: float | None, epochs: tuple[int, int],
-              runs_baselines: bool = False) -> Plan:
+              runs_baselines: bool = False, retrained: bool = True) -> Plan:
     """The next trial, starting at ``now``: how many epochs fit before its deadline at the measured speed.
 
     ``epochs``: the space's (low, high); ``runs_baselines``: the trial measures them itself (the defaults trial),
-    so winning adds nothing for them. Without any complete trial there is nothing to plan from: only the
-    defaults trial runs, under its deadline (the caller decides).
+    so winning adds nothing for them; ``retrained``: a winner would be retrained rather than adopted. Without any
+    complete trial there is nothing to plan from: only the defaults trial runs, under its deadline (the caller
+    decides).
     """
     if costs is None:
-        deadline = defaults_deadline(end, now) if runs_baselines else trial_deadline(end, now, reserve, 0.0, 0.0)
+        deadline = defaults_deadline(end, now) if runs_baselines else \
+            trial_deadline(end, now, reserve, 0.0, 0.0, retrained)
         return Plan("free", deadline, reason="no trial measured yet")
     extra = 0.0 if runs_baselines else costs.baselines_s
-    deadline = trial_deadline(end, now, reserve, costs.post_s, extra)
+    deadline = trial_deadline(end, now, reserve, costs.post_s, extra, retrained)
     before_training = costs.pre_s + (costs.baselines_s if runs_baselines else 0.0)
     room = deadline - now - before_training
     fit = math.floor(room / costs.epoch_s) if costs.epoch_s > 0 else epochs[1]
