@@ -70,3 +70,20 @@ def test_study_needs_its_target_files(study_recipe: Path) -> None:
     assert_one_line_error(code, stderr, "adapt.target_test")
     code, _, stderr = run_cli(["adapt-study", str(study_recipe), "--methods", "source_only,magic"])
     assert_one_line_error(code, stderr, "--methods", "magic")
+
+
+def test_the_answer_names_the_methods_that_helped_and_those_that_lost() -> None:
+    from tailorlm.adapt.study import answer
+
+    def row(method: str, difference: float, spread_beaten: bool, p_value: float) -> dict:
+        return {"method": method, "vs_source_only": {"difference": difference, "beyond_seed_spread": spread_beaten,
+                                                     "p_value": p_value}}
+
+    rows = [{"method": "source_only"}, row("dapt", -0.05, False, 0.0), row("self_train", -0.01, False, 0.25),
+            row("dann", 0.03, True, 0.01), row("weighting", 0.01, False, 0.04), row("ceiling", 0.14, True, 0.0)]
+    said = answer(rows)
+    assert said.startswith("beat source-only by more than the seed spread: dann;")
+    assert said.endswith("worse than source-only on the target test (paired test at 5%): dapt")  # not self_train
+    assert answer(rows[:3]) == ("no adaptation method beat source-only by more than the seed spread; worse than "
+                                "source-only on the target test (paired test at 5%): dapt")
+    assert answer([{"method": "source_only"}]) == "no adaptation method was compared with source-only"

@@ -189,15 +189,25 @@ def summarise(recipe: Recipe, methods: Sequence[str], seeds: Sequence[int]) -> d
 
 
 def answer(rows: list[dict[str, Any]]) -> str:
-    """Which methods beat source-only by more than their seed spread, in one sentence."""
+    """Which methods beat source-only by more than their seed spread, and which lost to it, in one sentence: a
+    method that costs accuracy on the target is named, never left as a row to read."""
     compared = [r for r in rows if "vs_source_only" in r and r["method"] != "ceiling"]
     if not compared:
         return "no adaptation method was compared with source-only"
     helped = [r["method"] for r in compared if r["vs_source_only"]["beyond_seed_spread"]
               and r["vs_source_only"]["difference"] > 0]
-    if not helped:
-        return "no adaptation method beat source-only by more than the seed spread"
-    return f"beat source-only by more than the seed spread: {', '.join(helped)}"
+    lost = [r["method"] for r in compared if losses(r)]
+    said = f"beat source-only by more than the seed spread: {', '.join(helped)}" if helped else \
+        "no adaptation method beat source-only by more than the seed spread"
+    return said + (f"; worse than source-only on the target test (paired test at 5%): {', '.join(lost)}"
+                   if lost else "")
+
+
+def losses(row: dict[str, Any]) -> bool:
+    """Below source-only, and significantly so on the paired test of the same target rows."""
+    versus = row.get("vs_source_only") or {}
+    p_value = versus.get("p_value")
+    return versus.get("difference", 0) < 0 and isinstance(p_value, float) and p_value < 0.05
 
 
 COLUMNS = ("method", "mean", "std", "difference", "p_value", "verdict", "gap_closed", "wall_s", "what")
@@ -231,7 +241,8 @@ def study_markdown(study: dict[str, Any]) -> str:
     for row in study["methods"]:
         versus = row.get("vs_source_only") or {}
         diff = f"{versus['difference']:+.4f}" if "difference" in versus else ""
-        p_value = f"{versus['p_value']:.3f}" if isinstance(versus.get("p_value"), float) else ""
+        p_value = versus.get("p_value")
+        p_value = ("< 0.001" if p_value < 0.001 else f"{p_value:.3f}") if isinstance(p_value, float) else ""
         gap = f"{row['gap_closed']:.0%}" if isinstance(row.get("gap_closed"), float) else ""
         lines.append(f"| {row['method']} | {row['mean']:.4f} ± {row['std']:.4f} | {diff} | {p_value} | {gap} | "
                      f"{row['wall_s']:.0f} |")
