@@ -136,6 +136,34 @@ def test_the_defaults_trial_may_train_until_the_budgets_last_tenth() -> None:
     assert other.deadline == pytest.approx((100 + 10 - FINAL_SLACK_S) / 2)
 
 
+def test_the_last_trial_that_fits_is_enqueued_unpruned() -> None:
+    """With fewer than twice the space's lowest epochs left, no trial can follow: pruning it would only leave the
+    time it frees unused, so it is marked and the pruning callback lets it finish."""
+    from tailorlm.tune.budget import enqueue_planned
+    from tailorlm.tune.objective import PruningCallback
+
+    costs = Costs(pre_s=1.0, post_s=2.0, epoch_s=1.0, baselines_s=0.0)
+    assert not plan_next(70.0, 100.0, costs, 20.0, (2, 10)).last  # 7 epochs fit: another trial of 2 could follow
+    plan = plan_next(74.0, 100.0, costs, 20.0, (2, 10))  # 78 - 74 - 1 = 3 epochs: fewer than 2 + 2
+    assert (plan.kind, plan.epochs, plan.last) == ("epochs", 3, True)
+    study = optuna.create_study(direction="maximize", pruner=AlwaysPrune())
+    enqueue_planned(study, plan)
+    trial = study.ask()
+    assert trial.params == {} and trial.user_attrs["unpruned"] is True
+    assert trial.user_attrs["note"] == "epochs fixed to 3: the most that fit in the time left; the last trial " \
+                                       "that fits: not pruned"
+    state = type("S", (), {"global_step": 4, "max_steps": 12})()
+    PruningCallback(trial, "f1_macro").on_evaluate(None, state, None, metrics={"eval_f1_macro": 0.5})  # no raise
+    other = study.ask()
+    with pytest.raises(optuna.TrialPruned):
+        PruningCallback(other, "f1_macro").on_evaluate(None, state, None, metrics={"eval_f1_macro": 0.5})
+
+
+class AlwaysPrune(optuna.pruners.BasePruner):
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return True
+
+
 class FakeClock:
     def __init__(self, now: float = 0.0) -> None:
         self.now = now

@@ -44,7 +44,7 @@ from tailorlm.recipe import ParamSpec, Recipe, budget_seconds, recipe_from_dict
 from tailorlm.rundir import RunDir, atomic_write_json
 from tailorlm.track import start_tracking
 from tailorlm.tune.adopt import adopt_trial, adopt_with_baselines, baseline_source, has_run, reusable
-from tailorlm.tune.budget_plan import ADOPT_S, FINAL_SLACK_S, Costs, TrialTimes, plan_next
+from tailorlm.tune.budget_plan import ADOPT_S, FINAL_SLACK_S, Costs, Plan, TrialTimes, plan_next
 from tailorlm.tune.objective import Objective, trial_recipe
 from tailorlm.tune.outputs import best_trial, counts, trial_rows, write_outputs
 from tailorlm.tune.study import (
@@ -270,9 +270,8 @@ class Scheduler:
                          runs_baselines=next_defaults or self.all_baselines, retrained=not self.adopts)
         if plan.kind == "stop":
             return self._stop(plan.reason)
-        if plan.kind == "epochs" and not waiting:
-            study.enqueue_trial({EPOCHS: plan.epochs}, user_attrs={"note": f"epochs fixed to {plan.epochs}: "
-                                                                          "the most that fit in the time left"})
+        if not waiting and (plan.kind == "epochs" or plan.last):
+            enqueue_planned(study, plan)
         self.callback.deadline = plan.deadline
         self.callback.graceful = next_defaults
         return True
@@ -281,6 +280,16 @@ class Scheduler:
         self.stopped = reason
         self.console.print(f"budget: no further trial ({reason})")
         return False
+
+
+def enqueue_planned(study: optuna.Study, plan: Plan) -> None:
+    """The next trial as planned: its epochs fixed to the most that fit, and, when no trial can follow it, marked
+    ``unpruned`` (tune/objective.py ``PruningCallback``): pruning the last trial frees time nothing can use."""
+    params = {EPOCHS: plan.epochs} if plan.kind == "epochs" else {}
+    notes = [f"epochs fixed to {plan.epochs}: the most that fit in the time left"] if params else []
+    if plan.last:
+        notes.append("the last trial that fits: not pruned")
+    study.enqueue_trial(params, user_attrs={"note": "; ".join(notes)} | ({"unpruned": True} if plan.last else {}))
 
 
 # ------------------------------------------------------------------------------------------ entry point

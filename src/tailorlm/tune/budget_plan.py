@@ -19,8 +19,10 @@ The smaller bound is the trial's training deadline (``trial_deadline``). The def
 until the budget's last tenth, stopping at its best checkpoint so far when time runs out.
 Before a trial starts, the planner works out how many epochs fit before that deadline at the measured seconds per
 epoch: all of the space (the sampler chooses freely), fewer (the next trial's epochs are fixed to the most that
-fit, the sampler chooses the rest), or fewer than the space's lowest (the search stops). During the trial, a
-callback stops it at the deadline if the estimate was wrong: it is then pruned at its last evaluation. Optuna's
+fit, the sampler chooses the rest), or fewer than the space's lowest (the search stops). When fewer than twice the
+space's lowest fit, no trial can follow this one: it is the *last*, and is not pruned, since the time pruning would
+free could only be left unused. During the trial, a callback stops it at the deadline if the estimate was wrong: it
+is then pruned at its last evaluation. Optuna's
 own ``timeout`` could do neither: it is checked between trials only, so the trial that crosses it runs to its end.
 """
 
@@ -120,6 +122,8 @@ class Plan:
     deadline: float = math.inf
     epochs: int | None = None
     reason: str = ""
+    #: no further trial fits after this one (module docstring): it runs to its end rather than being pruned
+    last: bool = False
 
 
 def plan_next(now: float, end: float, costs: Costs | None, reserve: float | None, epochs: tuple[int, int],
@@ -141,9 +145,10 @@ def plan_next(now: float, end: float, costs: Costs | None, reserve: float | None
     room = deadline - now - before_training
     fit = math.floor(room / costs.epoch_s) if costs.epoch_s > 0 else epochs[1]
     low, high = epochs
+    last = fit < 2 * low
     if fit >= high:
-        return Plan("free", deadline, reason=f"{room:.0f} s left for training: every epoch count fits")
+        return Plan("free", deadline, reason=f"{room:.0f} s left for training: every epoch count fits", last=last)
     if fit >= low:
-        return Plan("epochs", deadline, fit, f"{room:.0f} s left for training: at most {fit} epochs fit")
+        return Plan("epochs", deadline, fit, f"{room:.0f} s left for training: at most {fit} epochs fit", last)
     return Plan("stop", deadline, reason=(f"{max(room, 0):.0f} s left for training before the final run, less "
                                           f"than {low} epoch(s) at {costs.epoch_s:.1f} s each"))

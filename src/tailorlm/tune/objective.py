@@ -46,7 +46,8 @@ class MetricMissing(RecipeError):
 class PruningCallback(TrainerCallback):
     """Feeds each validation score to the Optuna trial and stops training when the pruner says so.
 
-    The last evaluation is reported but never pruned: a trial that has finished training is worth its result.
+    The last evaluation is reported but never pruned: a trial that has finished training is worth its result. Nor is
+    a trial marked ``unpruned`` (a budget's last trial: tune/budget.py ``enqueue_planned``).
     ``by_evaluation``: the pruner's step is the evaluation's number (1, 2, ...) rather than the optimizer step, so
     trials whose batch sizes differ are compared after the same number of passes over the data (--budget).
     """
@@ -64,7 +65,8 @@ class PruningCallback(TrainerCallback):
             return
         self.evaluations += 1
         self.trial.report(float(value), step=self.evaluations if self.by_evaluation else state.global_step)
-        if state.global_step < state.max_steps and self.trial.should_prune():
+        if state.global_step < state.max_steps and not self.trial.user_attrs.get("unpruned") and \
+                self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned at step {state.global_step} ({self.key} {value:.4f})")
 
 
