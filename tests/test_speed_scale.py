@@ -119,19 +119,36 @@ def test_sharded_launch_from_outside_is_refused(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_speed_keys_map_to_training_arguments() -> None:
-    from tailorlm.train.speed import compile_enabled, optimizer_name, speed_arguments
+    from tailorlm.train.speed import checkpointing_name, compile_enabled, optimizer_name, speed_arguments
 
     defaults = speed_arguments(TrainingConfig())
+    name = checkpointing_name()
     assert defaults["torch_compile"] is torch.cuda.is_available()  # auto: GPUs only
     assert defaults["average_tokens_across_devices"] is False  # per-example losses must not be scaled under DDP
-    assert defaults["gradient_checkpointing"] is False and defaults["auto_find_batch_size"] is False
+    assert defaults[name] is False and defaults["auto_find_batch_size"] is False
     assert compile_enabled("on") and not compile_enabled("off")
     assert optimizer_name("adamw") == "adamw_torch" and optimizer_name("adamw_fused") == "adamw_torch_fused"
     on = speed_arguments(TrainingConfig(gradient_checkpointing=True, num_workers=2), token_weighted_loss=True)
-    assert on["gradient_checkpointing_kwargs"] == {"use_reentrant": False}
+    assert on[name] is True and on[f"{name}_kwargs"] == {"use_reentrant": False}
     assert on["dataloader_persistent_workers"] and on["average_tokens_across_devices"]
     with pytest.raises(RecipeError, match="torch_compile"):
         load_recipe(None, ["training.torch_compile=sometimes"])
+
+
+def test_training_arguments_take_the_checkpointing_keys_without_a_deprecation_warning(tmp_path: Path) -> None:
+    """Passing the renamed key (even as False) made transformers warn on every run; the installed name does not."""
+    import warnings
+
+    from transformers import TrainingArguments
+
+    from tailorlm.train.speed import checkpointing_arguments
+
+    for on in (False, True):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message=".*checkpointing.*deprecated", category=FutureWarning)
+            args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[],
+                                     **checkpointing_arguments(on))
+        assert args.gradient_checkpointing is on  # the old name mirrors the new one where both exist
 
 
 def test_estimate_counts_parameters_without_loading(tiny_recipe: Path, tiny_model_dir: Path) -> None:

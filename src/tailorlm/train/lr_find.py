@@ -40,6 +40,7 @@ from rich.console import Console
 from tailorlm.recipe import Recipe
 from tailorlm.tasks.base import EncodedSplits, Task
 from tailorlm.train.auto import Choice
+from tailorlm.train.speed import checkpointing_name
 
 START_LR = 1e-7
 END_LR = 1.0
@@ -157,14 +158,15 @@ def _sweep(task: Task, model: Any, tokenizer: Any, encoded: EncodedSplits, recip
     device = torch.device("cuda") if torch.cuda.is_available() else next(model.parameters()).device
     model.to(device)
     model.train()
-    checkpointing = bool(t.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"))
+    name = checkpointing_name()  # gradient_ or activation_checkpointing, as the installed transformers calls it
+    checkpointing = bool(t.gradient_checkpointing and hasattr(model, f"{name}_enable"))
     if checkpointing:  # the memory training will have (the Trainer turns it on again itself)
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        getattr(model, f"{name}_enable")(**{f"{name}_kwargs": {"use_reentrant": False}})
     try:
         return _steps(task, model, tokenizer, encoded, recipe, batch_size, rates, device)
     finally:
         if checkpointing:
-            model.gradient_checkpointing_disable()
+            getattr(model, f"{name}_disable")()
 
 
 def _steps(task: Task, model: Any, tokenizer: Any, encoded: EncodedSplits, recipe: Recipe, batch_size: int,

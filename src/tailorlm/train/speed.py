@@ -58,12 +58,29 @@ def speed_arguments(t: TrainingConfig, token_weighted_loss: bool = False) -> dic
         "average_tokens_across_devices": token_weighted_loss,
         "optim": optimizer_name(t.optimizer),
         "torch_compile": compile_enabled(t.torch_compile),
-        "gradient_checkpointing": t.gradient_checkpointing,
-        # non-reentrant checkpointing also works when the inputs need no grad (frozen embeddings under LoRA)
-        "gradient_checkpointing_kwargs": {"use_reentrant": False} if t.gradient_checkpointing else None,
+        **checkpointing_arguments(t.gradient_checkpointing),
         "auto_find_batch_size": t.auto_batch_size,
         "tf32": True if tf32_supported() else None,
         "dataloader_num_workers": t.num_workers,
         "dataloader_pin_memory": cuda,
         "dataloader_persistent_workers": t.num_workers > 0,
     }
+
+
+def checkpointing_name() -> str:
+    """TrainingArguments' name for activation (gradient) checkpointing: transformers 5.x renamed
+    ``gradient_checkpointing`` to ``activation_checkpointing`` and warns on every run that passes the old name, even
+    as False; an earlier 5.x has only the old one."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {field.name for field in dataclasses.fields(TrainingArguments)}
+    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+
+
+def checkpointing_arguments(on: bool) -> dict[str, Any]:
+    """The checkpointing keys under the installed transformers' name. Non-reentrant checkpointing also works when
+    the inputs need no grad (frozen embeddings under LoRA)."""
+    name = checkpointing_name()
+    return {name: on, f"{name}_kwargs": {"use_reentrant": False} if on else None}
