@@ -54,6 +54,15 @@ def test_an_unsignificant_win_is_not_called_significant() -> None:
     assert verdict.small_split and "wider than the gain" in verdict.small_split
 
 
+def test_a_wide_interval_that_excludes_zero_is_no_caution() -> None:
+    # gain 0.089 (lower is better), interval +0.054 to +0.279 on 500 rows: wider than the gain, yet it tells the
+    # models apart (measured on STS-B); calling that "too small to tell them apart" contradicted p = 0.005
+    significance = {"vs_baseline": {"baseline": "span_probe", "p_value": 0.005,
+                                    "bootstrap": {"low": 0.054, "high": 0.279}}}
+    verdict = judge(_metrics(0.409, {"span_probe": 0.32}, significance=significance))
+    assert verdict.small_split is None and "Caution" not in verdict.sentence
+
+
 def test_a_tiny_test_split_is_flagged_in_the_same_sentence() -> None:
     verdict = judge(_metrics(0.9, {"span_probe": 0.5}, test_rows=9))
     assert "test has only 9 rows" in verdict.sentence

@@ -71,13 +71,14 @@ def _fmt(value: float) -> str:
 
 
 def _split_warning(metrics: dict[str, Any], gain: float | None, test: dict[str, Any] | None) -> str | None:
-    """Why the figures cannot separate the models, if they cannot: too few rows, or an interval wider than the gain."""
+    """Why the figures cannot separate the models, if they cannot: too few rows, or an interval of the difference
+    that is wider than the gain and holds zero. An interval that excludes zero has told them apart, however wide."""
     sizes = metrics.get("data") or {}
     small = [f"{name} has only {int(n)} rows" for name in ("test", "validation")
              if isinstance(n := sizes.get(name), int | float) and 0 < n < MIN_ROWS]
     boot = (test or {}).get("bootstrap") or {}
     low, high = _number(boot.get("low")), _number(boot.get("high"))
-    if low is not None and high is not None and gain is not None and high - low > abs(gain):
+    if low is not None and high is not None and gain is not None and high - low > abs(gain) and low <= 0 <= high:
         small.append(f"the 95% interval of the difference ({low:+.3f} to {high:+.3f}) is wider than the gain")
     if not small:
         return None
