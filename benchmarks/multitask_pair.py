@@ -99,11 +99,33 @@ def run_alone(raw: dict[str, Any], out: Path, seeds: int) -> dict[str, dict[str,
 
     results = {}
     for task in raw["tasks"]:
-        single = {"task": task["task"], "output_dir": str(out / f"alone-{task['name']}"), "model": raw["model"],
-                  "data": task["data"], "training": {k: v for k, v in raw["training"].items() if k != "seeds"}
-                  | {"seeds": seeds}}
+        folder = out / f"alone-{task['name']}"
+        if (folder / "metrics.json").is_file():  # measured by an earlier invocation: kept, not trained again
+            results[task["name"]] = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+            continue
+        single = {"task": task["task"], "output_dir": str(folder), "model": raw["model"], "data": task["data"],
+                  "training": {k: v for k, v in raw["training"].items() if k != "seeds"} | {"seeds": seeds}}
         results[task["name"]] = run_recipe(recipe_from_dict(single, f"{task['name']} alone"), Console(stderr=True))
     return results
+
+
+def versus_alone(out: Path, metrics: dict[str, Any], seeds: int) -> dict[str, Any]:
+    """Per task, the paired bootstrap of the multi-task seed-means against the alone-at-auto seed-means on the
+    same test rows (evaluate/stats.py), from the per-seed predictions.jsonl of both."""
+    from tailorlm.evaluate.predictions import read_jsonl
+    from tailorlm.evaluate.stats import paired_test
+
+    tests = {}
+    for name, task in metrics["tasks"].items():
+        multi = [read_jsonl(out / "run" / f"seed-{s}" / "tasks" / name / "predictions.jsonl") for s in range(seeds)]
+        alone = [read_jsonl(out / f"alone-{name}" / f"seed-{s}" / "predictions.jsonl") for s in range(seeds)]
+        if [r.get("id") for r in multi[0]] != [r.get("id") for r in alone[0]]:
+            sys.exit(f"{name}: the multi-task and alone runs were scored on different test rows")
+        metric = "f1_macro" if task["task"] == "classification" else "squared_error"
+        test = paired_test(multi, alone, metric, task.get("labels") or [])
+        tests[name] = {"metric": metric, **{k: test["bootstrap"][k] for k in ("difference", "low", "high")},
+                       "p_value": test["p_value"], "verdict": test["verdict"]} if test else None
+    return tests
 
 
 def main(argv: list[str]) -> int:
@@ -141,6 +163,16 @@ def main(argv: list[str]) -> int:
         metrics = run_recipe(load_recipe(path), Console(stderr=True))
     alone = run_alone(raw, args.out, args.seeds) if args.alone else None
     print(table(metrics, alone))
+    summary = {"comparison": metrics["comparison"], "verdict": metrics["verdict"],
+               "tasks": {k: {"tuned": v["tuned"], "tuned_std": v["tuned_std"]} for k, v in metrics["tasks"].items()}}
+    if alone:
+        summary["alone_at_auto"] = {k: {"tuned": v["tuned"], "tuned_std": v.get("tuned_std")} for k, v in alone.items()}
+        summary["multi_vs_alone"] = versus_alone(args.out, metrics, args.seeds)
+        for name, test in summary["multi_vs_alone"].items():
+            if test:
+                print(f"{name}: multi-task - alone at auto {test['difference']:+.4f} ({test['metric']}), 95% CI "
+                      f"{test['low']:+.4f} to {test['high']:+.4f}, p = {test['p_value']:.3g}")
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     return 0
 
 
