@@ -33,25 +33,31 @@ from tailorlm.rundir import RunDir, atomic_write_json, atomic_write_text
 NEEDED = ("metrics.json", PREDICTIONS)
 
 
+def run_folder(trial: FrozenTrial) -> Path:
+    return Path(trial.user_attrs.get("dir", ""))
+
+
+def holds(folder: Path, names: tuple[str, ...] = NEEDED, model: bool = False) -> bool:
+    """The run directory has these files (and its model/, if asked)."""
+    return (not model or (folder / "model").is_dir()) and all((folder / name).is_file() for name in names)
+
+
 def has_run(trial: FrozenTrial) -> bool:
     """The trial kept its model (it was the best when it ended) and wrote its metrics and predictions."""
-    folder = Path(trial.user_attrs.get("dir", ""))
-    return (folder / "model").is_dir() and all((folder / name).is_file() for name in NEEDED)
+    return holds(run_folder(trial), model=True)
 
 
 def reusable(trial: FrozenTrial) -> bool:
     """The defaults trial ran with the baselines and, as the best so far, kept its model: its run is a final run."""
-    folder = Path(trial.user_attrs.get("dir", ""))
-    return trial.user_attrs.get("role") == "defaults" and (folder / "model").is_dir() and \
-        (folder / "metrics.json").is_file()
+    return trial.user_attrs.get("role") == "defaults" and holds(run_folder(trial), ("metrics.json",), model=True)
 
 
 def baseline_source(study: optuna.Study) -> Path | None:
     """The run directory of the complete defaults trial when it measured baselines with per-example predictions:
     any other winner can then be adopted rather than retrained."""
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        folder = Path(trial.user_attrs.get("dir", ""))
-        if trial.user_attrs.get("role") != "defaults" or not all((folder / n).is_file() for n in NEEDED):
+        folder = run_folder(trial)
+        if trial.user_attrs.get("role") != "defaults" or not holds(folder):
             continue
         metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
         if metrics.get("baseline"):
@@ -100,7 +106,7 @@ def adopt_with_baselines(trial: FrozenTrial, source_dir: Path, final: Recipe) ->
     from tailorlm.serve.card import write_model_card
     from tailorlm.stages.outputs import ordered
 
-    trial_dir, output_dir = Path(trial.user_attrs["dir"]), Path(final.output_dir)
+    trial_dir, output_dir = run_folder(trial), Path(final.output_dir)
     rows = merged_predictions(trial_dir, source_dir)
     if rows is None:
         return None
