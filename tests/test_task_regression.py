@@ -169,3 +169,104 @@ def test_the_untrained_head_predicts_the_training_mean(tmp_path: Path, tiny_mode
     data = task.prepare_data(recipe, None)
     model = task.build_model(resolve_model(str(tiny_model_dir)), recipe, data)
     assert float(model.classifier.bias.detach()) == pytest.approx(data.train["target"].mean(), abs=1e-5)
+
+
+def _pair_recipe(tmp: Path, model_dir: Path, **regression: object) -> Path:
+    pd.DataFrame(scored_rows(240, pairs=True)).to_csv(tmp / "train.csv", index=False)
+    pd.DataFrame(scored_rows(60, seed=1, pairs=True)).to_csv(tmp / "test.csv", index=False)
+    recipe = tmp / "recipe.yaml"
+    recipe.write_text(f"""
+task: regression
+output_dir: {tmp / "run"}
+model: {{name: {model_dir}}}
+data: {{train: {tmp / "train.csv"}, test: {tmp / "test.csv"}, label_column: score, text_pair_column: sentence2,
+        split: {{validation: 0.15}}}}
+regression: {json.dumps(regression)}
+training: {{epochs: 6, batch_size: 16, learning_rate: 3.0e-3, early_stopping_patience: null, warmup: 0.0}}
+""", encoding="utf-8")
+    return recipe
+
+
+@pytest.fixture(scope="module")
+def bi_encoder_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    tmp = tmp_path_factory.mktemp("bi-encoder")
+    code, _, stderr = run_cli(["run", str(_pair_recipe(tmp, tiny_model_dir, pair_encoding="bi_encoder"))])
+    assert code == 0, stderr
+    return tmp
+
+
+def test_a_bi_encoder_learns_against_the_cosine_baseline_and_reloads(bi_encoder_run: Path) -> None:
+    run = bi_encoder_run / "run"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["baseline"]) == {"mean", "ridge_probe", "cosine"}
+    assert metrics["baseline"]["cosine"]["floor"] is False and "fitted on" in metrics["baseline"]["cosine"]["method"]
+    assert metrics["tuned"]["rmse"] < 0.8 * metrics["baseline"]["mean"]["rmse"], metrics["tuned"]
+    saved = json.loads((run / "model" / "tailor_model.json").read_text())
+    assert saved["head"] == "cosine_similarity" and saved["pair"] is True
+    assert (run / "model" / "cosine_head.safetensors").exists()
+    out = bi_encoder_run / "eval.json"
+    code, _, stderr = run_cli(["eval", str(run), "--data", str(bi_encoder_run / "test.csv"), "--label-column",
+                               "score", "--out", str(out), "--clean"])
+    assert code == 0, stderr
+    assert json.loads(out.read_text())["rmse"] == pytest.approx(metrics["tuned"]["rmse"], abs=1e-5)
+    inputs = bi_encoder_run / "inputs.jsonl"
+    inputs.write_text(json.dumps({"text": "the service was great and lovely", "text_pair": "shop review 3"}) + "\n")
+    predicted = bi_encoder_run / "predicted.jsonl"
+    code, _, stderr = run_cli(["predict", str(run), "--input", str(inputs), "--out", str(predicted)])
+    assert code == 0, stderr
+    assert isinstance(json.loads(predicted.read_text().splitlines()[0])["score"], float)
+    code, _, stderr = run_cli(["predict", str(run), "--text", "the service was great"])
+    assert code == 2 and "text_pair" in stderr
+
+
+def test_the_untrained_bi_encoder_is_the_cosine_baseline(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """Its line is fitted to the pretrained cosines as the baseline's is: fine-tuning starts from that reference."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from tailorlm.models.registry import resolve_model
+    from tailorlm.recipe import load_recipe
+    from tailorlm.tasks import get_task
+    from tailorlm.tasks.base import EvalSettings
+    from tailorlm.tasks.regression.task import cosine_baseline
+
+    recipe = load_recipe(_pair_recipe(tmp_path, tiny_model_dir, pair_encoding="bi_encoder"))
+    task, tokenizer = get_task("regression"), AutoTokenizer.from_pretrained(tiny_model_dir)
+    data = task.prepare_data(recipe, None)
+    encoded = task.encode(recipe, data, tokenizer)
+    assert "pair_input_ids" in encoded.train.column_names and "token_type_ids" not in encoded.train.column_names
+    batch = task.collator(tokenizer)([encoded.train[i] for i in range(4)])
+    assert batch["input_ids"].shape[0] == batch["pair_input_ids"].shape[0] == 4
+    model = task.build_model(resolve_model(str(tiny_model_dir)), recipe, data)
+    assert model(**batch).loss is not None  # what the Trainer calls
+    untrained = task.evaluate(model, tokenizer, data.test, task.model_meta(data), EvalSettings(encoded.max_length))
+    reference = cosine_baseline(AutoModel.from_pretrained(tiny_model_dir), tokenizer, data, encoded.max_length, 32)
+    assert untrained["metrics"]["rmse"] == pytest.approx(reference["rmse"], rel=1e-4)
+
+
+def test_pair_encoding_auto_picks_the_bi_encoder_for_sentence_embedding_models(tmp_path: Path,
+                                                                                tiny_model_dir: Path) -> None:
+    import shutil
+
+    from tailorlm.models.registry import resolve_model
+    from tailorlm.recipe import load_recipe
+    from tailorlm.tasks import get_task
+
+    sbert = tmp_path / "sbert"
+    shutil.copytree(tiny_model_dir, sbert)
+    (sbert / "modules.json").write_text("[]")
+    task = get_task("regression")
+
+    def chosen(model_dir: Path, **overrides: object) -> str:
+        recipe = load_recipe(_pair_recipe(tmp_path, model_dir))
+        for key, value in overrides.items():
+            setattr(recipe.model.peft, key, value)
+        choices = task.resolve_auto(recipe, task.prepare_data(recipe, None), resolve_model(str(model_dir)))
+        assert choices["regression.pair_encoding"].value == recipe.regression.pair_encoding
+        return recipe.regression.pair_encoding
+
+    assert chosen(sbert) == "bi_encoder"
+    assert chosen(tiny_model_dir) == "cross_encoder"
+    assert chosen(sbert, method="lora") == "cross_encoder"
+    code, _, stderr = run_cli(["run", str(_pair_recipe(tmp_path, sbert, pair_encoding="bi_encoder")),
+                               "--set", "model.peft.method=lora", "--dry-run"])
+    assert code == 2 and "regression.pair_encoding" in stderr

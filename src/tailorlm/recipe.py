@@ -263,6 +263,11 @@ class RegressionConfig(_Section):
 
     loss: Literal["mse", "huber"] = Field("mse", description="mse, or huber (less pulled by outlying targets)")
     huber_delta: PositiveFloat = Field(1.0, description="huber: errors beyond this count linearly")
+    pair_encoding: Literal["auto", "cross_encoder", "bi_encoder"] = Field(
+        "auto", description="text pairs: bi_encoder embeds each text alone and scores a line of their cosine "
+        "(what a sentence-embedding model was trained for); cross_encoder reads both texts in one input with a new "
+        "head; auto: bi_encoder for a sentence-transformers model without LoRA, else cross_encoder (multi-task: "
+        "cross_encoder)")
 
 
 class BaselineConfig(_Section):
@@ -594,6 +599,10 @@ class AdaptConfig(_Section):
     target_labeled: str | None = Field(
         None, description="labelled target-domain training file: tailor adapt-study's ceiling trains on it"
     )
+    target_validation: str | None = Field(
+        None, description="labelled target-domain file that tailor adapt-study uses as every method's validation "
+        "split (checkpoint and early stopping chosen on the target, not on held-out source rows)"
+    )
 
 
 # --- end domain adaptation
@@ -882,6 +891,14 @@ class Recipe(_Section):
         if self.data.split.validation <= 0 and not self.data.validation:
             raise ValueError("training.keep_best_of chooses on the validation split; set data.split.validation > 0 "
                              "or data.validation")
+        return self
+
+    @model_validator(mode="after")
+    def _bi_encoder_is_trained_whole(self) -> Recipe:
+        """regression.pair_encoding: bi_encoder trains the encoder itself (the cosine head is two numbers)."""
+        if self.regression.pair_encoding == "bi_encoder" and self.model.peft.method != "none":
+            raise ValueError("regression.pair_encoding: bi_encoder fine-tunes the whole encoder; set "
+                             "model.peft.method: none, or regression.pair_encoding: cross_encoder for LoRA")
         return self
 
     @model_validator(mode="after")

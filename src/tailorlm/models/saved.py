@@ -21,6 +21,7 @@ from tailorlm.recipe import CleanConfig, ModelConfig
 from tailorlm.safety import check_remote_code
 from tailorlm.tasks import get_spec
 from tailorlm.tasks.classification.probe import PROBE_HEAD, ProbeClassifier, load_probe_head
+from tailorlm.tasks.regression.bi_encoder import COSINE_HEAD, load_cosine_model
 
 
 @dataclass
@@ -92,6 +93,10 @@ def load_saved_model(path: str | Path, *, allow_pickle: bool = False, task: str 
 
         encoder = load_pretrained(AutoModel, resolved, cfg, what="MODEL_DIR")
         model = ProbeClassifier(encoder, load_probe_head(folder))
+    elif meta.get("head") == COSINE_HEAD:  # regression's bi-encoder: encoder + the line of its cosine
+        from transformers import AutoModel
+
+        model = load_cosine_model(load_pretrained(AutoModel, resolved, cfg, what="MODEL_DIR"), folder)
     elif resolved.is_adapter:
         model = _load_adapter(resolved, meta, auto_class, cfg)
     else:

@@ -160,6 +160,9 @@ def build(ctx: MultiTaskContext) -> None:
     encoder = load_pretrained(AutoModel, body, recipe.model, config=config)
     heads = {}
     for unit in ctx.units:
+        if unit.recipe.regression.pair_encoding == "bi_encoder":
+            raise RecipeError(f"multitask.tasks.{unit.name}: regression.pair_encoding: bi_encoder is single-task only "
+                            "(the shared encoder reads each pair in one input); remove it or train that task alone")
         heads[unit.name] = unit.task.build_model(body, unit.recipe, unit.data)
     if recipe.model.peft.method == "lora":
         from peft import LoraConfig, get_peft_model

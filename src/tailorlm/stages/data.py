@@ -65,10 +65,12 @@ def reshape(ctx: RunContext) -> None:
 
 
 def auto_data(ctx: RunContext) -> None:
-    """``training.*: auto`` keys that depend on the number of training rows (train/auto.py)."""
+    """``training.*: auto`` keys that depend on the number of training rows (train/auto.py), and the task's own
+    (regression's pair encoding)."""
     from tailorlm.train import auto
 
     ctx.chosen |= auto.resolve_data_dependent(ctx.recipe, len(ctx.need("data").train))
+    ctx.chosen |= ctx.need("task").resolve_auto(ctx.recipe, ctx.need("data"), ctx.need("resolved"))
 
 
 def unlabelled(ctx: RunContext) -> None:

@@ -87,6 +87,7 @@ def evaluate(ctx: RunContext) -> None:
     """The test split, scored by the model with the metadata it is saved with (labels, temperature, ...)."""
     task = ctx.need("task")
     meta = task.model_meta(ctx.need("data")) | {"task": task.name, "max_length": ctx.need("encoded").max_length}
+    meta |= getattr(ctx.model, "tailor_meta", {})  # a head that is not transformers' own (regression's bi-encoder)
     meta |= ctx.calibration.get("meta", {})
     ctx.fitted = Fitted(ctx.model, ctx.need("outcome"), ctx.calibration, evaluate_model(ctx, ctx.model, meta), meta)
 

@@ -131,6 +131,11 @@ class Task(ABC):
         """Load, clean, validate and split the recipe's data: ``data.pipeline.prepare`` with the task's row spec
         (``train``, ``validation``, ``test`` frames, ``rejects`` and ``report``); rejected rows carry their reason."""
 
+    def resolve_auto(self, recipe: Recipe, data: PreparedData, resolved: ResolvedModel) -> dict[str, Any]:
+        """Fill this task's own ``auto`` keys once the data is prepared (before tokenising, which reads them);
+        ``{key: train.auto.Choice}`` for the record. Most tasks have none."""
+        return {}
+
     @abstractmethod
     def encode(self, recipe: Recipe, data: PreparedData, tokenizer: PreTrainedTokenizerBase) -> EncodedSplits:
         """Tokenize train and validation for the Trainer.

@@ -1,10 +1,13 @@
 """Regression: a float target per text (or text pair), one linear output on an encoder, MSE or Huber loss.
 
 The head is transformers' sequence-classification head with one output (``problem_type: regression``), so
-saving, loading, LoRA and serving are those of any Hub regression model (STS-B cross-encoders). Metrics: RMSE
-(the main metric and checkpoint choice, lower is better), MAE, Pearson and Spearman. Baselines: predicting the
-training mean (a floor) and ridge regression on frozen mean-pooled embeddings (the reference; for pairs the
-sentence-BERT features u, v, |u - v|, u * v).
+saving, loading, LoRA and serving are those of any Hub regression model (STS-B cross-encoders). Text pairs on a
+sentence-embedding model are scored as a bi-encoder instead (``regression.pair_encoding``, bi_encoder.py): each
+text embedded alone, a line of their cosine. Metrics: RMSE (the main metric and checkpoint choice, lower is
+better), MAE, Pearson and Spearman. Baselines: predicting the training mean (a floor), ridge regression on frozen
+mean-pooled embeddings (a reference; for pairs the sentence-BERT features u, v, |u - v|, u * v) and, for pairs,
+the frozen embeddings' cosine with a line fitted on the training pairs (the reference a sentence-transformers user
+tries first).
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from transformers import (
     AutoConfig,
     AutoModel,
     AutoModelForSequenceClassification,
-    DataCollatorWithPadding,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
@@ -27,11 +29,13 @@ from transformers import (
 from tailorlm.data.pipeline import PreparedData, prepare, require_test
 from tailorlm.evaluate.inference import forward_sorted, logits_of, mean_pooled
 from tailorlm.evaluate.predictions import row_identity
-from tailorlm.models.loading import load_pretrained
+from tailorlm.models.loading import load_pretrained, load_tokenizer
 from tailorlm.models.registry import ResolvedModel
 from tailorlm.recipe import Recipe
 from tailorlm.tasks.base import PREDICT_BATCH_SIZE, EncodedSplits, EvalSettings, Task
 from tailorlm.tasks.common import model_token_limit, set_dropout
+from tailorlm.tasks.regression import bi_encoder
+from tailorlm.tasks.regression.bi_encoder import CosineSimilarityRegressor, PairCollator
 from tailorlm.tasks.regression.data import RegressionRows, load_scored_file
 from tailorlm.tasks.regression.metrics import per_example_errors, regression_metrics
 from tailorlm.tasks.regression.spec import SPEC
@@ -56,6 +60,21 @@ class RegressionTask(Task):
     def loss_kind(self, recipe: Recipe) -> str:
         return recipe.regression.loss
 
+    def resolve_auto(self, recipe: Recipe, data: PreparedData, resolved: ResolvedModel) -> dict[str, Any]:
+        """``regression.pair_encoding: auto`` for text pairs: the bi-encoder for a sentence-embedding model."""
+        from tailorlm.train.auto import Choice
+
+        if recipe.regression.pair_encoding != "auto" or _pairs(data.train) is None:
+            return {}
+        if recipe.model.peft.method != "none":
+            choice = Choice("cross_encoder", "LoRA is on; the bi-encoder fine-tunes the whole encoder")
+        elif bi_encoder.is_sentence_embedding_model(resolved):
+            choice = Choice("bi_encoder", "a sentence-embedding model: its cosine already measures similarity")
+        else:
+            choice = Choice("cross_encoder", "not a sentence-transformers model: both texts in one input")
+        recipe.regression.pair_encoding = choice.value
+        return {"regression.pair_encoding": choice}
+
     # ------------------------------------------------------------------ data
     def prepare_data(self, recipe: Recipe, count_tokens: Callable[[list[str]], list[int]] | None) -> PreparedData:
         data = prepare(recipe.data, RegressionRows(recipe.data.text_pair_column), count_tokens)
@@ -63,16 +82,19 @@ class RegressionTask(Task):
         return data
 
     def encode(self, recipe: Recipe, data: PreparedData, tokenizer: PreTrainedTokenizerBase) -> EncodedSplits:
-        max_length = _max_length(recipe, data, tokenizer)
-        train = _tokenize(data.train, tokenizer, max_length)
-        validation = _tokenize(data.validation, tokenizer, max_length) if len(data.validation) else None
+        separately = _bi_encoded(recipe, data)
+        max_length = _max_length(recipe, data, tokenizer, separately)
+        train = _tokenize(data.train, tokenizer, max_length, separately)
+        validation = _tokenize(data.validation, tokenizer, max_length, separately) if len(data.validation) else None
         return EncodedSplits(train=train, validation=validation, max_length=max_length)
 
     def collator(self, tokenizer: PreTrainedTokenizerBase) -> Callable:
-        return DataCollatorWithPadding(tokenizer)
+        return PairCollator(tokenizer)
 
     # ------------------------------------------------------------------ model
     def build_model(self, resolved: ResolvedModel, recipe: Recipe, data: PreparedData) -> PreTrainedModel:
+        if _bi_encoded(recipe, data):
+            return _build_bi_encoder(resolved, recipe, data)
         config = load_pretrained(AutoConfig, resolved, recipe.model, num_labels=1)
         config.problem_type = "regression"
         set_dropout(config, recipe.training.dropout, recipe.training.attention_dropout)
@@ -97,6 +119,10 @@ class RegressionTask(Task):
 
     def predict_values(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str],
                        pairs: list[str] | None, max_length: int, batch_size: int) -> np.ndarray:
+        if isinstance(model, CosineSimilarityRegressor):
+            if pairs is None:
+                raise ValueError("a bi-encoder scores text pairs; no second texts were given")
+            return model.predict(tokenizer, texts, pairs, max_length, batch_size)
         out = forward_sorted(model, tokenizer, texts, max_length, batch_size, logits_of, pairs=pairs)
         return out.reshape(-1).astype(np.float64)
 
@@ -158,9 +184,13 @@ class RegressionTask(Task):
         result: dict[str, Any] = {"mean": regression_metrics(test_y, mean) | {
             "per_example": per_example_errors(test_y, mean),
             "method": f"every test row gets the training mean ({train_y.mean():.4g})"}}
-        if recipe.baseline.linear_probe:
+        paired = _pairs(data.train) is not None
+        if recipe.baseline.linear_probe or (paired and recipe.baseline.zero_shot):
             encoder = load_pretrained(AutoModel, resolved, recipe.model)
+        if recipe.baseline.linear_probe:
             result["ridge_probe"] = ridge_probe(encoder, tokenizer, data, max_length, recipe.training.eval_batch)
+        if paired and recipe.baseline.zero_shot:
+            result["cosine"] = cosine_baseline(encoder, tokenizer, data, max_length, recipe.training.eval_batch)
         return result
 
 
@@ -173,6 +203,41 @@ def start_at_the_mean(model: PreTrainedModel, mean: float) -> None:
     if outputs and outputs[-1].bias is not None:
         with torch.no_grad():
             outputs[-1].bias.fill_(mean)
+
+
+def _bi_encoded(recipe: Recipe, data: PreparedData) -> bool:
+    """Pairs scored by the bi-encoder; ``auto`` unresolved (a multi-task unit) stays the cross-encoder."""
+    return recipe.regression.pair_encoding == "bi_encoder" and _pairs(data.train) is not None
+
+
+def _build_bi_encoder(resolved: ResolvedModel, recipe: Recipe, data: PreparedData) -> CosineSimilarityRegressor:
+    """The encoder under a line fitted to its untrained cosines: before any step it scores like the cosine
+    baseline, so fine-tuning starts from what the embedding model already knows."""
+    config = load_pretrained(AutoConfig, resolved, recipe.model)
+    set_dropout(config, recipe.training.dropout, recipe.training.attention_dropout)
+    encoder = load_pretrained(AutoModel, resolved, recipe.model, config=config)
+    sample = data.train.sample(n=min(len(data.train), bi_encoder.LINE_FIT_ROWS), random_state=recipe.training.seed)
+    tokenizer = load_tokenizer(resolved, recipe.model)
+    similarity = bi_encoder.cosines(encoder, tokenizer, list(sample["text"]), _pairs(sample) or [],
+                                    _max_length(recipe, data, tokenizer, True), recipe.training.eval_batch)
+    scale, shift = bi_encoder.fit_line(similarity, sample["target"].to_numpy(dtype=np.float64))
+    return CosineSimilarityRegressor(encoder, scale, shift)
+
+
+def cosine_baseline(encoder: Any, tokenizer: PreTrainedTokenizerBase, data: PreparedData, max_length: int,
+                    batch_size: int) -> dict[str, Any]:
+    """The frozen embeddings' cosine of each pair, mapped to the target by a least-squares line on train."""
+    def similarity(frame: pd.DataFrame) -> np.ndarray:
+        return bi_encoder.cosines(encoder, tokenizer, list(frame["text"]), _pairs(frame) or [], max_length,
+                                  batch_size)
+
+    scale, shift = bi_encoder.fit_line(similarity(data.train), data.train["target"].to_numpy(dtype=np.float64))
+    test_y = data.test["target"].to_numpy(dtype=np.float64)
+    predicted = scale * similarity(data.test) + shift
+    return regression_metrics(test_y, predicted) | {
+        "per_example": per_example_errors(test_y, predicted),
+        "method": f"cosine similarity of the frozen pretrained embeddings of both texts, mapped by the line "
+                  f"{scale:.3g} * cos + {shift:.3g} fitted on {len(data.train)} training pairs"}
 
 
 def ridge_probe(encoder: Any, tokenizer: PreTrainedTokenizerBase, data: PreparedData, max_length: int,
@@ -198,25 +263,33 @@ def ridge_probe(encoder: Any, tokenizer: PreTrainedTokenizerBase, data: Prepared
                   f"of {len(train_y)} training rows"}
 
 
-def _max_length(recipe: Recipe, data: PreparedData, tokenizer: PreTrainedTokenizerBase) -> int:
+def _max_length(recipe: Recipe, data: PreparedData, tokenizer: PreTrainedTokenizerBase,
+                separately: bool = False) -> int:
+    """The 99th percentile of the training inputs' lengths (each text alone when a bi-encoder reads them)."""
     limit = model_token_limit(tokenizer)
     if recipe.training.max_length != "auto":
         return min(int(recipe.training.max_length), limit)
     pairs = _pairs(data.train)
     texts = list(data.train["text"])
-    encoded = tokenizer(texts, pairs, truncation=False) if pairs else tokenizer(texts, truncation=False)
+    if separately and pairs:
+        encoded = tokenizer(texts + pairs, truncation=False)
+    else:
+        encoded = tokenizer(texts, pairs, truncation=False) if pairs else tokenizer(texts, truncation=False)
     lengths = [len(ids) for ids in encoded["input_ids"]]
     p99 = int(np.percentile(lengths, 99)) if lengths else limit
     return max(8, min(limit, -(-p99 // 8) * 8))
 
 
-def _tokenize(frame: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, max_length: int) -> Dataset:
+def _tokenize(frame: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, max_length: int,
+              separately: bool = False) -> Dataset:
     pairs = _pairs(frame)
     texts = list(frame["text"])
-    encoded = (tokenizer(texts, pairs, truncation=True, max_length=max_length) if pairs
-               else tokenizer(texts, truncation=True, max_length=max_length))
-    columns = dict(encoded)
+    if separately and pairs:
+        columns = bi_encoder.tokenize_separately(tokenizer, texts, pairs, max_length)
+    else:
+        encoded = (tokenizer(texts, pairs, truncation=True, max_length=max_length) if pairs
+                   else tokenizer(texts, truncation=True, max_length=max_length))
+        columns = dict(encoded) | {"length": [len(ids) for ids in encoded["input_ids"]]}
     columns["labels"] = frame["target"].astype(float).tolist()
-    columns["length"] = [len(ids) for ids in encoded["input_ids"]]
     return Dataset.from_dict(columns)
 
