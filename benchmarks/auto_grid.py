@@ -85,6 +85,7 @@ def summarize(metrics: dict[str, Any], name: str, task: str, setting: str, wall_
         "steps": (metrics.get("train") or {}).get("global_step"),
         "epochs_run": (metrics.get("train") or {}).get("epochs_run"),
         "auto": auto, "train_rows": (metrics.get("data") or {}).get("train"),
+        "test_rows": (metrics.get("data") or {}).get("test"),
         "wall_s": round(wall_s, 1),
         "significance": (metrics.get("significance") or {}).get("vs_baseline"),
     }

@@ -26,10 +26,18 @@ from benchmarks.realdata import build
 
 
 def grid_points(rows: list[dict[str, Any]], scenario: str) -> dict[float, float]:
-    """Learning rate -> test score, from the grid rows that vary only the learning rate (the latest row wins)."""
+    """Learning rate -> test score, from the grid rows that vary only the learning rate (the latest row wins).
+
+    Only rows scored on as many test rows as the scenario's latest row count: a scenario whose test split was
+    rebuilt (qa-small's test articles were fixed on 2026-12-02) must not mix scores of two test sets; rows from
+    before the count was recorded are kept.
+    """
+    mine = [row for row in rows if row.get("scenario") == scenario]
+    latest_test_rows = mine[-1].get("test_rows") if mine else None
     points: dict[float, float] = {}
-    for row in rows:
-        if row.get("scenario") != scenario or row.get("tuned") is None:
+    for row in mine:
+        if row.get("tuned") is None or (None not in (row.get("test_rows"), latest_test_rows) \
+                and row["test_rows"] != latest_test_rows):
             continue
         if row["setting"] == "auto":
             lr = (row.get("auto") or {}).get("training.learning_rate")

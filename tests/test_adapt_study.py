@@ -87,3 +87,17 @@ def test_the_answer_names_the_methods_that_helped_and_those_that_lost() -> None:
     assert answer(rows[:3]) == ("no adaptation method beat source-only by more than the seed spread; worse than "
                                 "source-only on the target test (paired test at 5%): dapt")
     assert answer([{"method": "source_only"}]) == "no adaptation method was compared with source-only"
+
+
+def test_target_validation_is_every_methods_validation_split(study_recipe: Path) -> None:
+    """Checkpoints chosen on target rows, not on source rows carved from the training file, for every method."""
+    from tailorlm.adapt.study import METHODS, cell_recipe
+    from tailorlm.recipe import load_recipe
+
+    target_validation = str(study_recipe.parent / "target_labeled.csv")
+    recipe = load_recipe(study_recipe, [f"adapt.target_validation={target_validation}"])
+    for method in METHODS:
+        assert cell_recipe(recipe, method, 42).data.validation == target_validation, method
+    plain = load_recipe(study_recipe)
+    assert cell_recipe(plain, "source_only", 42).data.validation is None
+    assert cell_recipe(plain, "ceiling", 42).data.validation is None

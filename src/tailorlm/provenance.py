@@ -118,6 +118,7 @@ def make_deterministic(on_gpu: bool) -> None:
 #: recipe keys that may name a file or folder relative to the folder `tailor run` was started from
 PATH_KEYS = ("data.train", "data.validation", "data.test", "model.name", "training.accelerate_config",
              "adapt.text", "adapt.unlabelled", "adapt.target_unlabeled", "adapt.target_test", "adapt.target_labeled",
+             "adapt.target_validation",
              "augment.synonyms")
 
 

@@ -11,6 +11,10 @@ Every method is an ordinary run of the same recipe with one setting changed, sco
 - ``augment``: token-edit copies of the source rows (the study compares it with source-only, so no gate run);
 - ``ceiling``: trained on ``adapt.target_labeled``, when given: what labels from the target would buy.
 
+With ``adapt.target_validation`` every method chooses its checkpoint (and stops early) on those target rows instead
+of on source rows carved from the training file: on blog -> books the source validation chose checkpoints that
+scored well on the source and lost on the target (docs/adaptation.md).
+
 A cell (method, seed) is a complete run directory in ``output_dir/cells/<method>/seed-<s>/``; a finished cell is
 not rerun, so a killed study continues where it stopped. ``study.json``/``.csv``/``.md`` hold per method the mean
 ± std of the main metric over seeds, the share of the source-only -> ceiling gap it closed, the paired bootstrap
@@ -60,14 +64,15 @@ def method_overrides(recipe: Recipe, method: str) -> dict[str, Any]:
         "weighting": {"adapt.instance_weighting": True},
         "self_train": {"adapt.self_train": True, "adapt.unlabelled": target},
         "augment": {"augment.method": "eda", "augment.gate": False},
-        "ceiling": {"data.train": recipe.adapt.target_labeled, "data.validation": None},
+        "ceiling": {"data.train": recipe.adapt.target_labeled, "data.validation": recipe.adapt.target_validation},
     }[method]
 
 
 def cell_recipe(recipe: Recipe, method: str, seed: int) -> Recipe:
     """One cell's recipe: the method's keys, the target test as the test split, its seed and folder."""
     raw = recipe.model_dump(mode="json")
-    changes = method_overrides(recipe, method) | {
+    selection = {"data.validation": recipe.adapt.target_validation} if recipe.adapt.target_validation else {}
+    changes = selection | method_overrides(recipe, method) | {
         "data.test": recipe.adapt.target_test, "training.seed": seed, "training.seeds": 1,
         "output_dir": str(Path(recipe.output_dir) / CELLS / method / f"seed-{seed}"),
     }
