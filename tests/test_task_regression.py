@@ -270,3 +270,27 @@ def test_pair_encoding_auto_picks_the_bi_encoder_for_sentence_embedding_models(t
     code, _, stderr = run_cli(["run", str(_pair_recipe(tmp_path, sbert, pair_encoding="bi_encoder")),
                                "--set", "model.peft.method=lora", "--dry-run"])
     assert code == 2 and "regression.pair_encoding" in stderr
+
+
+@pytest.mark.parametrize("which", ["cross_encoder", "bi_encoder"])
+def test_the_model_cards_snippet_scores_what_tailor_predict_does(which: str, regression_run: Path,
+                                                                 bi_encoder_run: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    tmp = regression_run if which == "cross_encoder" else bi_encoder_run
+    item = {"text": "the service was great and lovely"} | ({"text_pair": "shop review 3"} if tmp is bi_encoder_run
+                                                            else {})
+    (tmp / "one.jsonl").write_text(json.dumps(item) + "\n")
+    code, _, stderr = run_cli(["predict", str(tmp / "run"), "--input", str(tmp / "one.jsonl"), "--out",
+                               str(tmp / "one-out.jsonl")])
+    assert code == 0, stderr
+    expected = json.loads((tmp / "one-out.jsonl").read_text())["score"]
+    card = (tmp / "run" / "model" / "README.md").read_text(encoding="utf-8")
+    snippet = re.search(r"```python\n(.*?)```", card, re.S).group(1)
+    snippet = snippet.replace('texts = ["your text here"]', f"texts = [{item['text']!r}]")
+    snippet = snippet.replace('pairs = ["a second text for each"]', f"pairs = [{item.get('text_pair')!r}]")
+    monkeypatch.chdir(tmp / "run" / "model")
+    namespace: dict = {}
+    exec(compile(snippet, "card-snippet", "exec"), namespace)  # the card's own code
+    assert namespace["scores"][0] == pytest.approx(expected, abs=1e-4)

@@ -273,6 +273,8 @@ class _Card:
 
         if self.meta.get("head") == PROBE_HEAD:
             return self._probe_python()
+        if self.task == "regression" and not self.is_adapter:
+            return self._score_python()
         spec = get_spec(self.task)
         auto = spec.auto_model_class
         proba = spec.has("proba")
@@ -294,21 +296,25 @@ class _Card:
 
     def _inputs_lines(self) -> list[str]:
         """The constants, the cleaning and the tokenised inputs, as ``tailor predict`` prepares a text."""
+        temperature = float(self.meta.get("temperature") or 1.0)
+        return [f"TEMPERATURE = {temperature!r}  # fitted on the validation split (tailor_model.json)",
+                *self._cleaning_lines(),
+                "inputs = tokenizer([clean(t) for t in texts], truncation=True, max_length=MAX_LENGTH, padding=True,",
+                '                   return_tensors="pt")']
+
+    def _cleaning_lines(self) -> list[str]:
+        """The length, the cleaning as the training texts were cleaned, and an example input."""
         from tailorlm.data.clean import saved_cleaning
 
         clean = saved_cleaning(self.meta)
-        temperature = float(self.meta.get("temperature") or 1.0)
         max_length = int(self.meta.get("max_length") or 512)
         steps = ([' text = unicodedata.normalize("NFKC", text)'] if clean.normalize_unicode else []) + \
             ([' text = " ".join(text.split())'] if clean.normalize_whitespace else []) + \
             ([" text = text.lower()"] if clean.lowercase else [])
-        return [f"TEMPERATURE = {temperature!r}  # fitted on the validation split (tailor_model.json)",
-                f"MAX_LENGTH = {max_length}  # tokens, as in training", "", "",
+        return [f"MAX_LENGTH = {max_length}  # tokens, as in training", "", "",
                 "def clean(text):  # as the training texts were cleaned (data.clean)",
                 *("   " + step for step in steps), "    return text", "", "",
-                f'texts = ["{EXAMPLE_TEXT}"]',
-                "inputs = tokenizer([clean(t) for t in texts], truncation=True, max_length=MAX_LENGTH, padding=True,",
-                '                   return_tensors="pt")']
+                f'texts = ["{EXAMPLE_TEXT}"]']
 
     def _proba_call(self) -> list[str]:
         """Classification as ``tailor predict`` does it: cleaning, truncation, the fitted temperature."""
@@ -342,6 +348,39 @@ class _Card:
             "probabilities = torch.softmax(logits / TEMPERATURE, dim=-1)",
             "for text, p in zip(texts, probabilities):",
             "    print(text, {LABELS[i]: round(float(v), 6) for i, v in enumerate(p)})"])
+
+    def _score_python(self) -> str:
+        """Regression as ``tailor predict`` scores it: one output of the cross-encoder, or the bi-encoder's line
+        of the cosine of each text's mean-pooled embedding (tasks/regression/bi_encoder.py)."""
+        from tailorlm.tasks.regression.bi_encoder import COSINE_FILE, COSINE_HEAD
+
+        pair = bool(self.meta.get("pair"))
+        bi = self.meta.get("head") == COSINE_HEAD
+        inputs = ('def encode(texts):\n    return tokenizer([clean(t) for t in texts], truncation=True, '
+                  'max_length=MAX_LENGTH, padding=True, return_tensors="pt")')
+        lines = ["import unicodedata", "", "import torch",
+                 *(["from safetensors.torch import load_file"] if bi else []),
+                 f"from transformers import {'AutoModel' if bi else 'AutoModelForSequenceClassification'}, "
+                 "AutoTokenizer", "",
+                 'MODEL = "."  # this folder (the run\'s model/), or the Hub repository you push it to',
+                 "tokenizer = AutoTokenizer.from_pretrained(MODEL)",
+                 f"model = {'AutoModel' if bi else 'AutoModelForSequenceClassification'}.from_pretrained(MODEL).eval()",
+                 *([f'line = load_file(f"{{MODEL}}/{COSINE_FILE}")  # score = scale * cosine + shift'] if bi else []),
+                 *self._cleaning_lines(),
+                 *(['pairs = ["a second text for each"]'] if pair else [])]
+        if bi:
+            return "\n".join([*lines, "", "", inputs, "", "",
+                               "def embed(texts):", "    batch = encode(texts)", "    with torch.no_grad():",
+                               "        hidden = model(**batch).last_hidden_state",
+                               '    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)',
+                               "    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)",
+                               "    return torch.nn.functional.normalize(pooled, dim=-1)", "", "",
+                               "cosine = (embed(texts) * embed(pairs)).sum(-1)",
+                               'scores = (line["scale"] * cosine + line["shift"]).tolist()', "print(scores)"])
+        call = ("tokenizer([clean(t) for t in texts], [clean(p) for p in pairs], truncation=True, "
+                'max_length=MAX_LENGTH, padding=True, return_tensors="pt")' if pair else "encode(texts)")
+        return "\n".join([*lines, "", "", inputs, "", "", "with torch.no_grad():",
+                           f"    scores = model(**{call}).logits[:, 0].tolist()", "print(scores)"])
 
     def _python_call(self, spec: TaskSpec) -> list[str]:
         if spec.card.pipeline_call is not None:  # transformers' pipeline of the task's Hub pipeline tag
