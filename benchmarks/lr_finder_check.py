@@ -69,6 +69,17 @@ def suggest(scenario: Any, out: Path) -> dict[str, Any]:
     return found.as_dict() | {"wall_s": round(time.perf_counter() - started, 1)}
 
 
+def latest_sweep(results: Path, scenario: str) -> dict[str, Any]:
+    """The range test a previous run of this script recorded for ``scenario`` (its curve and suggestions)."""
+    lines = [json.loads(line) for line in results.read_text().splitlines() if line.strip()] if results.exists() else []
+    mine = [r for r in lines if r.get("scenario") == scenario]
+    if not mine:
+        raise SystemExit(f"{results}: no sweep recorded for {scenario}; run without --recheck first")
+    last = mine[-1]
+    return {"suggestion": last["suggestion"], "min_lr": last["min_loss_lr"], "steepest_lr": last["steepest_lr"],
+            "wall_s": last.get("wall_s"), **(last.get("curve") or {})}
+
+
 def check(name: str, found: dict[str, Any], points: dict[float, float], tolerance: float) -> dict[str, Any]:
     low, high, best = good_range(points, tolerance)
     lr = found.get("suggestion")
@@ -91,15 +102,19 @@ def main() -> None:
     parser.add_argument("--grid", type=Path, default=Path("benchmarks/results/auto_grid.jsonl"))
     parser.add_argument("--results", type=Path, default=Path("benchmarks/results/lr_finder_check.jsonl"))
     parser.add_argument("--tolerance", type=float, default=0.02)
+    parser.add_argument("--min-grid", type=int, default=3, help="grid rates needed before the sweep runs (1: sweep "
+                        "now while the grid is still running, then --recheck)")
+    parser.add_argument("--recheck", action="store_true", help="no sweep: score each scenario's latest sweep in "
+                        "--results against the grid as it is now")
     args = parser.parse_args()
     rows = [json.loads(line) for line in args.grid.read_text().splitlines() if line.strip()]
-    scenarios = build(args.data)
     for name in args.scenarios:
         points = grid_points(rows, name)
-        if len(points) < 3:
+        if len(points) < (1 if args.recheck else args.min_grid):
             raise SystemExit(f"{args.grid}: only {len(points)} learning-rate rows for {name}; run benchmarks.auto_grid "
                              f"with --settings auto \"lr=...\" first")
-        result = check(name, suggest(scenarios[name], args.out), points, args.tolerance)
+        found = latest_sweep(args.results, name) if args.recheck else suggest(build(args.data)[name], args.out)
+        result = check(name, found, points, args.tolerance)
         print(json.dumps(result), flush=True)
         with args.results.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(result) + "\n")
