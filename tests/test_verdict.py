@@ -52,6 +52,8 @@ def test_an_unsignificant_win_is_not_called_significant() -> None:
     assert verdict.beats is True
     assert "significantly" not in verdict.sentence and "not significant" in verdict.sentence
     assert verdict.small_split and "wider than the gain" in verdict.small_split
+    assert "cannot tell the models apart at this gain" in verdict.small_split  # enough rows: not "aim for 30"
+    assert "aim for at least" not in verdict.small_split
 
 
 def test_a_wide_interval_that_excludes_zero_is_no_caution() -> None:

@@ -78,12 +78,16 @@ def _split_warning(metrics: dict[str, Any], gain: float | None, test: dict[str, 
              if isinstance(n := sizes.get(name), int | float) and 0 < n < MIN_ROWS]
     boot = (test or {}).get("bootstrap") or {}
     low, high = _number(boot.get("low")), _number(boot.get("high"))
-    if low is not None and high is not None and gain is not None and high - low > abs(gain) and low <= 0 <= high:
-        small.append(f"the 95% interval of the difference ({low:+.3f} to {high:+.3f}) is wider than the gain")
-    if not small:
-        return None
-    return "; ".join(small) + f": too small to tell the models apart reliably (aim for at least {MIN_ROWS} rows, "\
-        "and more for small gains)"
+    wide = low is not None and high is not None and gain is not None and high - low > abs(gain) and low <= 0 <= high
+    interval = f"the 95% interval of the difference ({low:+.3f} to {high:+.3f}) is wider than the gain" if wide else ""
+    if small:
+        return "; ".join([*small, *([interval] if interval else [])]) + ": too small to tell the models apart " \
+            f"reliably (aim for at least {MIN_ROWS} rows, and more for small gains)"
+    if interval:  # enough rows, a gain within their noise: only more test rows (or a larger gain) would tell
+        rows = sizes.get("test")
+        return interval + (f": {int(rows)} test rows" if isinstance(rows, int | float) else ": the test split") + \
+            " cannot tell the models apart at this gain (more test rows narrow the interval)"
+    return None
 
 
 def advice(metrics: dict[str, Any], recipe: Any | None = None) -> list[str]:
