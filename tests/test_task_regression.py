@@ -294,3 +294,18 @@ def test_the_model_cards_snippet_scores_what_tailor_predict_does(which: str, reg
     namespace: dict = {}
     exec(compile(snippet, "card-snippet", "exec"), namespace)  # the card's own code
     assert namespace["scores"][0] == pytest.approx(expected, abs=1e-4)
+
+
+def test_auto_gives_the_bi_encoder_smaller_steps_than_a_new_head(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from tailorlm.models.registry import resolve_model
+    from tailorlm.recipe import load_recipe
+    from tailorlm.tasks import get_task
+    from tailorlm.train import auto
+
+    recipe = load_recipe(_pair_recipe(tmp_path, tiny_model_dir, pair_encoding="bi_encoder"))
+    task = get_task("regression")
+    model = task.build_model(resolve_model(str(tiny_model_dir)), recipe, task.prepare_data(recipe, None))
+    params = auto.body_parameters(model)
+    plain = auto.choose_learning_rate("regression", params, False)
+    bi = auto.choose_learning_rate("regression", params, False, model)
+    assert bi.value == pytest.approx(plain.value * 0.3) and "bi-encoder" in bi.reason

@@ -49,7 +49,8 @@ def auto_learning_rate(ctx: RunContext) -> None:
     """``learning_rate: auto`` from the size of the built body (train/auto.py)."""
     from tailorlm.train import auto
 
-    ctx.chosen |= auto.resolve_learning_rate(ctx.recipe, ctx.need("task").name, auto.body_parameters(ctx.model))
+    ctx.chosen |= auto.resolve_learning_rate(ctx.recipe, ctx.need("task").name, auto.body_parameters(ctx.model),
+                                             ctx.model)
 
 
 def lr_find(ctx: RunContext) -> dict[str, Any]:

@@ -81,14 +81,20 @@ def choose_epochs(n_train: int, steps_per_epoch: int, task: str | None = None) -
                           "validation keeps the best")
 
 
-def choose_learning_rate(task: str, body_params: int, lora: bool) -> Choice:
-    """From the body's size (smaller models take larger steps), the head's kind, and LoRA."""
+def choose_learning_rate(task: str, body_params: int, lora: bool, model: Any = None) -> Choice:
+    """From the body's size (smaller models take larger steps), the head's kind, and LoRA.
+
+    A built model may state its own factor (``auto_lr_factor`` and ``auto_lr_reason``): regression's bi-encoder
+    starts from an encoder already trained for its objective and takes smaller steps than a new head would."""
     base = next(rate for limit, rate in FULL_FT_RATES if body_params < limit)
     size = f"{body_params / 1e6:.0f}M-parameter body"
     factor = get_spec(task).auto_lr_factor  # tasks/<name>/spec.py: heads that start from nothing
+    reason = f"{task}'s new head"
+    if getattr(model, "auto_lr_factor", None) is not None:
+        factor, reason = float(model.auto_lr_factor), str(model.auto_lr_reason)
     rate, why = base * factor, f"{base:g} for a {size}"
     if factor != 1.0:
-        why += f", x{factor:g} for {task}'s new head"
+        why += f", x{factor:g} for {reason}"
     if lora:
         rate = min(LORA_MAX_RATE, rate * LORA_FACTOR)
         why += f", x{LORA_FACTOR:g} for LoRA (max {LORA_MAX_RATE:g})"
@@ -122,11 +128,11 @@ def choose_warmup(total_steps: int) -> Choice:
     return Choice(WARMUP_RATIO, f"{WARMUP_RATIO:g} of the {total_steps} optimizer steps")
 
 
-def resolve_learning_rate(recipe: Recipe, task: str, body_params: int) -> dict[str, Choice]:
+def resolve_learning_rate(recipe: Recipe, task: str, body_params: int, model: Any = None) -> dict[str, Choice]:
     """Fill ``learning_rate: auto`` from the built model (``find`` is resolved by the LR range test instead)."""
     if recipe.training.learning_rate != "auto":
         return {}
-    choice = choose_learning_rate(task, body_params, recipe.model.peft.method == "lora")
+    choice = choose_learning_rate(task, body_params, recipe.model.peft.method == "lora", model)
     recipe.training.learning_rate = choice.value
     return {"training.learning_rate": choice}
 

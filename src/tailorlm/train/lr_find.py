@@ -286,7 +286,7 @@ def resolve_found_rate(task: Task, model: Any, tokenizer: Any, encoded: EncodedS
         choice = Choice(found.suggestion, f"range test: minimum of the smoothed loss at {found.min_lr:.3g}, / 10")
     else:
         fallback = auto.choose_learning_rate(task.name, auto.body_parameters(model),
-                                             recipe.model.peft.method == "lora")
+                                             recipe.model.peft.method == "lora", model)
         choice = Choice(fallback.value, f"range test gave no suggestion ({found.note}); auto: {fallback.reason}")
     recipe.training.learning_rate = choice.value
     return choice, found

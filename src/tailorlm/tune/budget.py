@@ -128,7 +128,7 @@ def probe_defaults(recipe: Recipe) -> Defaults:
     probe = recipe.model_copy(deep=True)
     resolved = resolve_model(str(probe.model.name), allow_pickle=probe.model.allow_pickle)
     data = task.prepare_data(probe, token_counter(load_tokenizer(resolved, probe.model)))
-    chosen = auto.resolve_data_dependent(probe, len(data.train))
+    chosen = auto.resolve_data_dependent(probe, len(data.train)) | task.resolve_auto(probe, data, resolved)
     t, lora = probe.training, probe.model.peft.method == "lora"
     if isinstance(t.learning_rate, (int, float)):
         rate = float(t.learning_rate)
@@ -136,7 +136,7 @@ def probe_defaults(recipe: Recipe) -> Defaults:
         model = task.build_model(resolved, probe, data)
         if lora:
             model = apply_lora(model, probe.model.peft, task.peft_task_type)
-        choice = auto.choose_learning_rate(task.name, auto.body_parameters(model), lora)
+        choice = auto.choose_learning_rate(task.name, auto.body_parameters(model), lora, model)
         chosen[LR], rate = choice, float(choice.value)
         del model
     params: dict[str, Any] = {LR: rate, EPOCHS: max(1, round(float(t.epochs))), BATCH: int(t.batch_size)}
