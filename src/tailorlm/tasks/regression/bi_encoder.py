@@ -70,6 +70,13 @@ def cosines(encoder: Any, tokenizer: PreTrainedTokenizerBase, texts: Sequence[st
     return (u * v).sum(axis=1).astype(np.float64)
 
 
+def cosine_line(encoder: Any, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], pairs: Sequence[str],
+                targets: np.ndarray, max_length: int, batch_size: int) -> tuple[float, float]:
+    """(scale, shift) of the line from these pairs' cosines under ``encoder`` to their targets: the bi-encoder's
+    starting head and the cosine baseline's mapping."""
+    return fit_line(cosines(encoder, tokenizer, texts, pairs, max_length, batch_size), targets)
+
+
 class CosineSimilarityRegressor(torch.nn.Module):
     """Encoder → each text's mean-pooled, L2-normalised embedding → ``scale * cos(u, v) + shift``."""
 

@@ -218,22 +218,21 @@ def _build_bi_encoder(resolved: ResolvedModel, recipe: Recipe, data: PreparedDat
     encoder = load_pretrained(AutoModel, resolved, recipe.model, config=config)
     sample = data.train.sample(n=min(len(data.train), bi_encoder.LINE_FIT_ROWS), random_state=recipe.training.seed)
     tokenizer = load_tokenizer(resolved, recipe.model)
-    similarity = bi_encoder.cosines(encoder, tokenizer, list(sample["text"]), _pairs(sample) or [],
-                                    _max_length(recipe, data, tokenizer, True), recipe.training.eval_batch)
-    scale, shift = bi_encoder.fit_line(similarity, sample["target"].to_numpy(dtype=np.float64))
+    scale, shift = bi_encoder.cosine_line(encoder, tokenizer, list(sample["text"]), _pairs(sample) or [],
+                                          sample["target"].to_numpy(dtype=np.float64),
+                                          _max_length(recipe, data, tokenizer, True), recipe.training.eval_batch)
     return CosineSimilarityRegressor(encoder, scale, shift)
 
 
 def cosine_baseline(encoder: Any, tokenizer: PreTrainedTokenizerBase, data: PreparedData, max_length: int,
                     batch_size: int) -> dict[str, Any]:
     """The frozen embeddings' cosine of each pair, mapped to the target by a least-squares line on train."""
-    def similarity(frame: pd.DataFrame) -> np.ndarray:
-        return bi_encoder.cosines(encoder, tokenizer, list(frame["text"]), _pairs(frame) or [], max_length,
-                                  batch_size)
-
-    scale, shift = bi_encoder.fit_line(similarity(data.train), data.train["target"].to_numpy(dtype=np.float64))
-    test_y = data.test["target"].to_numpy(dtype=np.float64)
-    predicted = scale * similarity(data.test) + shift
+    train, test = data.train, data.test
+    scale, shift = bi_encoder.cosine_line(encoder, tokenizer, list(train["text"]), _pairs(train) or [],
+                                          train["target"].to_numpy(dtype=np.float64), max_length, batch_size)
+    test_y = test["target"].to_numpy(dtype=np.float64)
+    predicted = scale * bi_encoder.cosines(encoder, tokenizer, list(test["text"]), _pairs(test) or [], max_length,
+                                           batch_size) + shift
     return regression_metrics(test_y, predicted) | {
         "per_example": per_example_errors(test_y, predicted),
         "method": f"cosine similarity of the frozen pretrained embeddings of both texts, mapped by the line "
