@@ -18,6 +18,7 @@ from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from tailorlm.evaluate.metrics import classification_metrics, softmax
 from tailorlm.evaluate.predictions import per_example_labels
 from tailorlm.tasks.classification.probe import ProbeHead
+from tailorlm.tasks.common import PROBE_TOLERANCE
 
 # Cosine similarities live in [-1, 1]; a CLIP-like temperature turns them into usable probabilities for ECE.
 ZERO_SHOT_SCALE = 20.0
@@ -58,9 +59,10 @@ def linear_probe(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         if min_class >= 3:
-            probe = LogisticRegressionCV(Cs=[0.1, 1.0, 10.0], cv=3, max_iter=2000, random_state=seed)
+            probe = LogisticRegressionCV(Cs=[0.1, 1.0, 10.0], cv=3, max_iter=2000, tol=PROBE_TOLERANCE,
+                                         random_state=seed)
         else:
-            probe = LogisticRegression(max_iter=2000, random_state=seed)
+            probe = LogisticRegression(max_iter=2000, tol=PROBE_TOLERANCE, random_state=seed)
         probe.fit(train_embeddings, train_y)
     probs = _probe_proba(probe, test_embeddings, len(labels))
     metrics = classification_metrics(test_y, probs.argmax(axis=1), labels, probs)

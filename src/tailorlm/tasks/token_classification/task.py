@@ -32,7 +32,7 @@ from tailorlm.models.loading import load_pretrained
 from tailorlm.models.registry import ResolvedModel
 from tailorlm.recipe import Recipe
 from tailorlm.tasks.base import PREDICT_BATCH_SIZE, EncodedSplits, EvalSettings, Task
-from tailorlm.tasks.common import model_token_limit, set_dropout
+from tailorlm.tasks.common import PROBE_TOLERANCE, model_token_limit, set_dropout
 from tailorlm.tasks.token_classification.data import TokenRows, entity_types, load_token_file, repair_bio
 from tailorlm.tasks.token_classification.spec import SPEC
 
@@ -280,7 +280,7 @@ def token_linear_probe(
         x, y = x[keep], y[keep]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        probe = LogisticRegression(max_iter=500, random_state=seed).fit(x, y)
+        probe = LogisticRegression(max_iter=2000, tol=PROBE_TOLERANCE, random_state=seed).fit(x, y)
     predicted = []
     for words, states in zip(test["tokens"], first_subword_outputs(encoder, tokenizer, list(test["tokens"]),
                                                                    max_length, batch_size, hidden), strict=True):
