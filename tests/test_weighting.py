@@ -13,7 +13,13 @@ import pytest
 import yaml
 from rich.console import Console
 
-from tailorlm.adapt.weighting import apply_weights, density_ratio_weights, domain_probabilities, effective_sample_size
+from tailorlm.adapt.weighting import (
+    apply_weights,
+    density_ratio_weights,
+    domain_probabilities,
+    effective_sample_size,
+    ratio_capped_at_mean_multiple,
+)
 from tests.conftest import sentiment_rows
 from tests.helpers import run_cli
 
@@ -37,11 +43,26 @@ def test_target_like_feature_rows_get_larger_weights() -> None:
     assert effective_sample_size(np.ones(7)) == pytest.approx(7.0)
 
 
-def test_clip_bounds_the_ratio_before_normalising() -> None:
-    p = np.array([0.999999, 0.5, 0.5, 0.5])
-    weights = density_ratio_weights(p, 4, 4, clip=2.0)
-    assert weights[0] / weights[1] == pytest.approx(2.0)  # clipped at 2 against a ratio of 1
+def test_clip_caps_the_normalised_weights_at_a_multiple_of_the_mean() -> None:
+    """The cap holds after normalising: one near-certain target-like row weighs exactly ``clip`` times the mean,
+    and the others keep their ratio to one another (clipping the raw ratio first let weights reach 2x the cap)."""
+    p = np.array([0.999999, 0.8, 0.5, 0.5, 0.5, 0.2])
+    weights = density_ratio_weights(p, 6, 6, clip=2.0)
     assert weights.mean() == pytest.approx(1.0)
+    assert weights.max() == pytest.approx(2.0)
+    assert weights[2] == pytest.approx(weights[3]) and weights[2] / weights[5] == pytest.approx(4.0)
+    assert weights[1] <= 2.0 + 1e-9
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_no_weight_exceeds_the_cap_and_uncapped_ratios_pass_unchanged(seed: int) -> None:
+    ratio = np.random.default_rng(seed).lognormal(sigma=2.0, size=200)
+    weights = ratio_capped_at_mean_multiple(ratio, 5.0)
+    assert weights.mean() == pytest.approx(1.0) and weights.max() == pytest.approx(5.0)
+    below = ratio < np.sort(ratio)[-1] * 0.01
+    assert np.allclose(weights[below] / ratio[below], (weights[below] / ratio[below])[0])
+    mild = np.array([1.0, 2.0, 3.0])
+    assert np.allclose(ratio_capped_at_mean_multiple(mild, 10.0), mild / 2.0)
 
 
 def test_weights_multiply_an_existing_weight_column() -> None:

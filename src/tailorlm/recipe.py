@@ -591,7 +591,7 @@ class AdaptConfig(_Section):
         False, description="weigh each source row by how target-like it is (a domain classifier's density ratio, "
         "clipped, mean 1); needs adapt.target_unlabeled"
     )
-    weight_clip: float = Field(10.0, gt=1.0, description="largest instance weight before normalising to mean 1")
+    weight_clip: float = Field(10.0, gt=1.0, description="largest instance weight, as a multiple of the mean (1)")
     target_test: str | None = Field(
         None, description="labelled target-domain test file (the task's columns): what tailor adapt-study scores every "
         "method on, in place of the source test split"
