@@ -61,7 +61,12 @@ def test_study_table_and_resume(study_recipe: Path) -> None:
     assert 'id="chart"' in page and "data:image/svg+xml;base64," in page and "<td>self_train</td>" in page
     mtime = (out / "cells/ceiling/seed-43/metrics.json").stat().st_mtime
     code, _, stderr = run_cli(args)
-    assert code == 0 and stderr.count("finished earlier, kept") == 8
+    assert code == 0 and stderr.count("finished earlier with the same recipe, kept") == 8
+    assert (out / "cells/ceiling/seed-43/metrics.json").stat().st_mtime == mtime
+    # another setting into the same folder: refused, naming the key, and no finished cell is touched
+    code, _, stderr = run_cli([*args, "--set", "training.learning_rate=1e-3"])
+    assert_one_line_error(code, stderr, "training.learning_rate")
+    assert "cells/source_only/seed-42" in stderr and "output_dir" in stderr
     assert (out / "cells/ceiling/seed-43/metrics.json").stat().st_mtime == mtime
 
 

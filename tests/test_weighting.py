@@ -18,6 +18,7 @@ from tailorlm.adapt.weighting import (
     density_ratio_weights,
     domain_probabilities,
     effective_sample_size,
+    overlap_caution,
     ratio_capped_at_mean_multiple,
 )
 from tests.conftest import sentiment_rows
@@ -182,3 +183,9 @@ def test_one_target_text_is_a_one_line_error(tmp_path: Path, tiny_model_dir: Pat
     recipe.write_text(yaml.safe_dump(spec))
     code, _, stderr = run_cli(["run", str(recipe)])
     assert_one_line_error(code, stderr, "adapt.instance_weighting needs at least 2 source and 2 target texts")
+
+
+def test_nearly_separable_domains_get_a_caution_and_overlapping_ones_none() -> None:
+    assert overlap_caution(0.70) is None
+    caution = overlap_caution(0.992)
+    assert caution is not None and "0.992" in caution and "adapt-study" in caution

@@ -16,9 +16,13 @@ of on source rows carved from the training file: on blog -> books the source val
 scored well on the source and lost on the target (docs/adaptation.md).
 
 A cell (method, seed) is a complete run directory in ``output_dir/cells/<method>/seed-<s>/``; a finished cell is
-not rerun, so a killed study continues where it stopped. ``study.json``/``.csv``/``.md`` hold per method the mean
-± std of the main metric over seeds, the share of the source-only -> ceiling gap it closed, the paired bootstrap
-test against source-only on the same target rows (evaluate/stats.py) and the wall time.
+not rerun, so a killed study continues where it stopped. A finished cell is kept only for the recipe and data it was
+run with (``study_cell.json`` and the data files' hashes in ``run_info.json``): a study rerun with another setting
+into the same folder stops with the keys that changed, rather than mixing old cells into a new table.
+
+``study.json``/``.csv``/``.md`` hold per method the mean ± std of the main metric over seeds, the share of the
+source-only -> ceiling gap it closed, the paired bootstrap test against source-only on the same target rows
+(evaluate/stats.py) and the wall time.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ METHODS: dict[str, str] = {
 }
 DEFAULT_METHODS = ("source_only", "dapt", "dann", "weighting", "self_train", "augment", "ceiling")
 CELLS = "cells"
+#: in each finished cell: the recipe the study asked for (before ``auto`` resolved it), compared on a rerun
+CELL_REQUEST = "study_cell.json"
 
 
 def method_overrides(recipe: Recipe, method: str) -> dict[str, Any]:
@@ -108,6 +114,35 @@ def is_finished(folder: Path) -> bool:
         return False
 
 
+def cell_changes(folder: Path, cell: Recipe) -> list[str]:
+    """Recipe keys and data files in which a finished cell differs from what the study asks now (empty: the same;
+    ``output_dir`` is not compared, so a study folder that was moved or copied is still reused).
+
+    A cell without ``study_cell.json`` (finished before the study recorded it, or not made by a study) counts as
+    changed: nothing shows it was run with this recipe."""
+    from tailorlm.evaluate.compare import flatten
+    from tailorlm.provenance import changed_data_files, data_files
+
+    try:
+        stored = json.loads((folder / CELL_REQUEST).read_text(encoding="utf-8"))
+        info = json.loads((folder / "run_info.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return [f"{CELL_REQUEST} (missing or unreadable)"]
+    before, now = flatten(stored), flatten(cell.model_dump(mode="json"))
+    keys = [key for key in sorted(set(before) | set(now)) if key != "output_dir" and before.get(key) != now.get(key)]
+    return keys + [f"{key} (file contents)" for key in changed_data_files(info.get("data_files") or {},
+                                                                        data_files(cell))]
+
+
+def require_same_cell(folder: Path, cell: Recipe) -> None:
+    """Refuse to mix a finished cell run with other settings into this study's table (and never overwrite it)."""
+    changed = cell_changes(folder, cell)
+    if changed:
+        shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+        raise RecipeError(f"{folder}: this finished cell was run with another recipe or data ({shown}); give the "
+                          "study a new folder with --set output_dir=runs/NAME (finished cells are left as they are)")
+
+
 def run_study(recipe: Recipe, console: Console, methods: Sequence[str] = DEFAULT_METHODS,
               seeds: int = 3) -> dict[str, Any]:
     """Every (method, seed) cell not finished yet, then the summary; returns study.json's content."""
@@ -119,11 +154,14 @@ def run_study(recipe: Recipe, console: Console, methods: Sequence[str] = DEFAULT
     cells = {(m, s): cell_recipe(recipe, m, s) for m in methods for s in seed_values}  # every bad key fails now
     with group_run(recipe, console, "adapt_study", methods=list(methods), seeds=seed_values) as opened:
         for (method, seed), cell in cells.items():
-            if is_finished(Path(cell.output_dir)):
-                console.print(f"adapt-study: {method}, seed {seed}: finished earlier, kept")
+            folder = Path(cell.output_dir)
+            if is_finished(folder):
+                require_same_cell(folder, cell)
+                console.print(f"adapt-study: {method}, seed {seed}: finished earlier with the same recipe, kept")
                 continue
             console.print(f"[bold]adapt-study: {method}, seed {seed}[/] ({METHODS[method]})")
             run(cell, console)
+            (folder / CELL_REQUEST).write_text(json.dumps(cell.model_dump(mode="json"), indent=1), encoding="utf-8")
         study = summarise(recipe, methods, seed_values)
         write_study(opened.run_dir.path, study)
     return study

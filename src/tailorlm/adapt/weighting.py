@@ -24,6 +24,10 @@ PROBABILITY_FLOOR = 1e-6
 #: source rows shown at each end of the weight ranking
 SHOWN_ROWS = 5
 HISTOGRAM_BINS = 10
+#: a domain classifier this accurate means the two domains barely share support, where density-ratio weights
+#: cannot make the source look like the target (blog -> book reviews, 0.992: weighting lost 3-4 macro-F1 points to
+#: source-only at every clip tried; docs/adaptation.md)
+SEPARABLE_DOMAINS = 0.95
 
 
 def require_rows(n_source: int, n_target: int) -> None:
@@ -95,6 +99,15 @@ def _ranked(texts: list[str], weights: np.ndarray, order: np.ndarray) -> list[di
     return [{"text": texts[i], "weight": round(float(weights[i]), 6)} for i in order[:SHOWN_ROWS]]
 
 
+def overlap_caution(domain_accuracy: float) -> str | None:
+    """A sentence for metrics.json and the terminal when the domains are too far apart for weighting to work."""
+    if domain_accuracy < SEPARABLE_DOMAINS:
+        return None
+    return (f"the domain classifier tells source from target with accuracy {domain_accuracy:.3f}: the domains "
+            "barely overlap, so no reweighting of source rows makes them look like the target; compare against "
+            "source-only (tailor adapt-study) before keeping instance weighting")
+
+
 def weight_report(texts: list[str], weights: np.ndarray, clip: float, clipped_rows: int) -> dict[str, Any]:
     """The weights as metrics.json shows them: ESS, histogram, the rows at both ends of the ranking."""
     ess = effective_sample_size(weights)
@@ -160,4 +173,6 @@ def instance_weighting(recipe: Any, data: Any, target_texts: list[str], resolved
     weights = density_ratio_weights(p_target, len(source), len(target), clip)
     clipped_rows = int((weights >= clip * (1 - 1e-9)).sum())
     apply_weights(encoded, weights)
-    return weight_report(source_texts, weights, clip, clipped_rows) | proxy_a_distance(source, target, seed)
+    report = weight_report(source_texts, weights, clip, clipped_rows) | proxy_a_distance(source, target, seed)
+    caution = overlap_caution(report["domain_accuracy"])
+    return report | ({"caution": caution} if caution else {})

@@ -150,6 +150,8 @@ def domain_weights(ctx: RunContext) -> dict[str, Any]:
     ess = report["effective_sample_size"]
     ctx.console.print(f"adapt: instance weights on {report['rows']} source rows · effective sample size {ess:.1f} "
                       f"· domain classifier accuracy {report['domain_accuracy']:.3f}")
+    if report.get("caution"):
+        ctx.console.print(f"[yellow]adapt: caution: {report['caution']}[/]")
     return {"adapt": {"instance_weighting": report}}
 
 
