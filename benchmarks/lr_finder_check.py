@@ -7,6 +7,11 @@ range* is the span of grid rates whose test score is within ``--tolerance`` (def
 grid's best; the suggestion passes when it lies between the lowest and the highest good rate. Grid rows must
 come from the same code's ``auto`` epochs and batch, so only rows whose other settings are ``auto`` count.
 
+A grid samples the score at a few rates (factors of 1.5-3 apart), so a single good grid rate makes the point range
+a single point that no rule can hit. The *interpolated* range (``good_low_interp`` .. ``good_high_interp``) reads
+the score between neighbouring grid rates as linear in log(rate) and extends the good span to where that line
+crosses best - tolerance; both ranges are recorded, per rule (``inside_by_rule``, ``inside_interp_by_rule``).
+
     python -m benchmarks.auto_grid --scenarios classification-small --settings auto "lr=3e-5" "lr=3e-4" --no-baselines
     python -m benchmarks.lr_finder_check --scenarios classification-small qa-small
 
@@ -57,6 +62,26 @@ def good_range(points: dict[float, float], tolerance: float) -> tuple[float, flo
     return good[0], good[-1], best
 
 
+def interpolated_good_range(points: dict[float, float], tolerance: float) -> tuple[float, float]:
+    """The good span with the score linear in log(rate) between neighbouring grid rates (never past the grid's ends)."""
+    import math
+
+    rates = sorted(points)
+    best = max(points.values())
+    floor = best - tolerance
+    good = [lr for lr in rates if points[lr] >= floor]
+    low, high = good[0], good[-1]
+
+    def crossing(inside: float, outside: float) -> float:
+        a, b = points[inside], points[outside]
+        share = (a - floor) / (a - b) if a != b else 0.0
+        return math.exp(math.log(inside) + share * (math.log(outside) - math.log(inside)))
+
+    below = [lr for lr in rates if lr < low]
+    above = [lr for lr in rates if lr > high]
+    return (crossing(low, below[-1]) if below else low), (crossing(high, above[0]) if above else high)
+
+
 def suggest(scenario: Any, out: Path) -> dict[str, Any]:
     from rich.console import Console
 
@@ -76,20 +101,24 @@ def latest_sweep(results: Path, scenario: str) -> dict[str, Any]:
     if not mine:
         raise SystemExit(f"{results}: no sweep recorded for {scenario}; run without --recheck first")
     last = mine[-1]
-    return {"suggestion": last["suggestion"], "min_lr": last["min_loss_lr"], "steepest_lr": last["steepest_lr"],
+    return {"suggestion": last["suggestion"], "min_lr": last["min_loss_lr"], "steepest_lr": last.get("steepest_lr"),
             "wall_s": last.get("wall_s"), **(last.get("curve") or {})}
 
 
 def check(name: str, found: dict[str, Any], points: dict[float, float], tolerance: float) -> dict[str, Any]:
     low, high, best = good_range(points, tolerance)
     lr = found.get("suggestion")
-    inside = {rule: rate is not None and low <= rate <= high for rule, rate in
-              (("min/10", lr), ("minimum", found.get("min_lr")), ("steepest", found.get("steepest_lr")))}
+    low_i, high_i = interpolated_good_range(points, tolerance)
+    rules = (("min/10", lr), ("minimum", found.get("min_lr")), ("steepest", found.get("steepest_lr")))
+    inside = {rule: rate is not None and low <= rate <= high for rule, rate in rules}
+    inside_interp = {rule: rate is not None and low_i <= rate <= high_i for rule, rate in rules}
     return {"scenario": name, "suggestion": lr, "min_loss_lr": found.get("min_lr"),
             "steepest_lr": found.get("steepest_lr"),
             "grid": {f"{k:g}": round(v, 4) for k, v in sorted(points.items())}, "tolerance": tolerance,
             "good_low": low, "good_high": high, "grid_best": best,
-            "inside": inside["min/10"], "inside_by_rule": inside, "wall_s": found.get("wall_s"),
+            "inside": inside["min/10"], "inside_by_rule": inside,
+            "good_low_interp": float(f"{low_i:.3g}"), "good_high_interp": float(f"{high_i:.3g}"),
+            "inside_interp_by_rule": inside_interp, "wall_s": found.get("wall_s"),
             "curve": {"lrs": found.get("lrs"), "smoothed": found.get("smoothed")},
             "date": time.strftime("%Y-%m-%d")}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from benchmarks.lr_finder_check import check, good_range, grid_points
 
 
@@ -22,3 +23,15 @@ def test_the_suggestion_must_lie_between_the_lowest_and_highest_good_rate() -> N
     assert check("s", {"suggestion": 8e-5}, points, 0.02)["inside"] is True
     assert check("s", {"suggestion": 1e-6}, points, 0.02)["inside"] is False
     assert check("s", {"suggestion": None}, points, 0.02)["inside"] is False
+
+
+def test_the_interpolated_range_reaches_where_the_log_rate_line_crosses_best_minus_tolerance() -> None:
+    from benchmarks.lr_finder_check import interpolated_good_range
+
+    points = {1e-4: 0.70, 1e-3: 0.80, 1e-2: 0.70}  # one good grid rate; the line crosses 0.78 a fifth of the way
+    low, high = interpolated_good_range(points, 0.02)
+    assert low == pytest.approx(10 ** -3.2) and high == pytest.approx(10 ** -2.8)
+    result = check("s", {"suggestion": 1e-3 / 1.4, "steepest_lr": 4e-3}, points, 0.02)
+    assert result["inside"] is False and result["inside_interp_by_rule"]["min/10"] is True
+    assert result["inside_interp_by_rule"]["steepest"] is False
+    assert interpolated_good_range({1e-4: 0.5, 2e-4: 0.5}, 0.02) == (1e-4, 2e-4)  # never past the grid's ends
