@@ -32,6 +32,6 @@ def test_the_interpolated_range_reaches_where_the_log_rate_line_crosses_best_min
     low, high = interpolated_good_range(points, 0.02)
     assert low == pytest.approx(10 ** -3.2) and high == pytest.approx(10 ** -2.8)
     result = check("s", {"suggestion": 1e-3 / 1.4, "steepest_lr": 4e-3}, points, 0.02)
-    assert result["inside"] is False and result["inside_interp_by_rule"]["min/10"] is True
+    assert result["inside"] is False and result["inside_interp_by_rule"]["suggestion"] is True
     assert result["inside_interp_by_rule"]["steepest"] is False
     assert interpolated_good_range({1e-4: 0.5, 2e-4: 0.5}, 0.02) == (1e-4, 2e-4)  # never past the grid's ends

@@ -43,6 +43,7 @@ def lr_find_table(report: RunReport) -> Table:
         ("Suggested rate", _rate(f.get("suggestion"))),
         ("Rate at the smoothed minimum", _rate(f.get("min_lr"))),
         ("Rate of steepest descent", _rate(f.get("steepest_lr"))),
+        ("Minimum / 10 (the older rule)", _rate(f.get("min_over_ten"))),
         ("Steps run", count(f.get("steps"))),
         ("Batch size", count(f.get("batch_size"))),
         ("How it stopped", str(f.get("stopped") or "—")),
