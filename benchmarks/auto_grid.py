@@ -8,7 +8,9 @@ Printed and appended to a JSON Lines file, with the best *reference* baseline of
     python -m benchmarks.auto_grid --scenarios ner-small qa-small --settings before auto "lr=3e-4"
     python -m benchmarks.auto_grid --list
 
-Settings are ``name`` (before, auto) or ``key=value[,key=value]`` recipe overrides (``training.`` may be left off).
+Settings are ``name`` (before, auto) or ``key=value[,key=value]`` recipe overrides (``training.`` may be left off);
+``budget=20m`` runs ``tailor run --budget 20m`` (the search, then the winner with its baselines), its clock
+started where the run starts.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from benchmarks.realdata import build
 BEFORE = {"training.epochs": 3, "training.learning_rate": 5e-5, "training.batch_size": 32, "training.warmup": 0.06}
 NAMED = {"before": BEFORE, "auto": {}}
 #: short spellings for the grid's command line
-ALIASES = {"lr": "learning_rate"}
+ALIASES = {"lr": "learning_rate", "budget": "search.budget"}
 
 
 def parse_setting(text: str) -> dict[str, Any]:
@@ -53,6 +55,7 @@ def run_one(scenario: Any, setting: str, out: Path, baselines: bool) -> dict[str
 
     from tailorlm.recipe import apply_overrides, recipe_from_dict
     from tailorlm.run import run
+    from tailorlm.tune.budget import run_with_budget
 
     raw = scenario.recipe(out / scenario.name / setting.replace("=", "-").replace(",", "_"))
     if not baselines:
@@ -60,7 +63,9 @@ def run_one(scenario: Any, setting: str, out: Path, baselines: bool) -> dict[str
     overrides = [f"{k}={v}" for k, v in parse_setting(setting).items()]
     recipe = recipe_from_dict(apply_overrides(raw, overrides), f"{scenario.name}:{setting}")
     started = time.perf_counter()
-    metrics = run(recipe, Console(stderr=True, quiet=True))
+    console = Console(stderr=True, quiet=True)
+    metrics = run_with_budget(recipe, console, started=time.monotonic()) if recipe.search.budget else \
+        run(recipe, console)
     return summarize(metrics, scenario.name, scenario.task, setting, time.perf_counter() - started)
 
 

@@ -158,6 +158,22 @@ def test_entity_metrics_hand_example() -> None:
     assert (m["n"], m["n_words"], m["n_entities"]) == (2, 7, 3)
 
 
+def test_per_sentence_entity_counts_give_seqeval_f1_and_the_bootstrap_resamples_sentences() -> None:
+    import numpy as np
+
+    from tailorlm.evaluate.stats import entity_f1_stat, paired_bootstrap, point
+    from tailorlm.tasks.token_classification.task import entity_counts, entity_metrics
+
+    gold = [["B-PLACE", "I-PLACE", "O", "B-DATE"], ["O", "B-TARIFF", "I-TARIFF"], ["B-DATE", "O"]]
+    pred = [["B-PLACE", "I-PLACE", "O", "O"], ["O", "B-TARIFF", "O"], ["B-DATE", "B-PLACE"]]
+    counts = [entity_counts(g, p) for g, p in zip(gold, pred, strict=True)]
+    assert counts == [{"tp": 1, "fp": 0, "fn": 1}, {"tp": 0, "fp": 1, "fn": 1}, {"tp": 1, "fp": 1, "fn": 0}]
+    stat = entity_f1_stat(counts)
+    assert point(stat, 3) == pytest.approx(entity_metrics(gold, pred)["f1"])  # a ratio of sums, not a mean
+    assert float(stat(np.array([[2, 2, 2]]))[0]) == pytest.approx(2 / 3)  # one sentence thrice: 2*1/(2+1)
+    assert paired_bootstrap(stat, stat, 3)["difference"] == 0.0
+
+
 def test_majority_tag_baseline() -> None:
     import pandas as pd
 
@@ -252,6 +268,12 @@ def test_tailor_run_writes_run_directory_and_metrics(tiny_ner_run: Path) -> None
     losses = [entry["loss"] for entry in json.loads((tiny_ner_run / "log_history.json").read_text())
               if "loss" in entry]
     assert losses[-1] < 0.9 * losses[0], losses
+    rows = [json.loads(line) for line in (tiny_ner_run / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == metrics["data"]["test"] and {"tp", "fp", "fn"} == set(rows[0]["scores"])
+    assert set(rows[0]["baselines"]) == {"majority_tag", "linear_probe"}
+    test = metrics["significance"]["vs_baseline"]  # entity F1 vs the probe, sentences resampled
+    assert test["baseline"] == "linear_probe" and metrics["significance"]["metric"] == "f1"
+    assert test["bootstrap"]["difference"] == pytest.approx(tuned["f1"] - metrics["baseline"]["linear_probe"]["f1"])
     assert isinstance(metrics["errors"], list)
     for error in metrics["errors"]:
         assert {"text", "label", "predicted", "gold_entities", "predicted_entities", "row"} <= set(error)

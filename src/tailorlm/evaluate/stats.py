@@ -148,6 +148,21 @@ def mean_stat(scores: Sequence[float] | np.ndarray) -> Statistic:
     return lambda idx: values[idx].mean(axis=1)
 
 
+#: per-sentence entity counts (tasks/token_classification): entity F1 is a corpus-level ratio, not a mean
+ENTITY_COUNTS = frozenset({"tp", "fp", "fn"})
+
+
+def entity_f1_stat(entries: Sequence[Mapping[str, Any]]) -> Statistic:
+    """Micro entity F1 = 2TP / (2TP + FP + FN) over the resampled sentences' summed counts (seqeval's score)."""
+    counts = np.array([[e["tp"], e["fp"], e["fn"]] for e in entries], dtype=np.float64)
+
+    def stat(idx: np.ndarray) -> np.ndarray:
+        tp, fp, fn = (counts[:, k][idx].sum(axis=-1) for k in range(3))
+        denominator = 2 * tp + fp + fn
+        return np.divide(2 * tp, denominator, out=np.zeros_like(denominator), where=denominator > 0)
+    return stat
+
+
 def averaged(stats: Sequence[Statistic]) -> Statistic:
     """The mean of several systems' statistic on the same resample: a multi-seed run's score."""
     return lambda idx: np.mean([s(idx) for s in stats], axis=0)
@@ -186,7 +201,10 @@ def system_stat(rows: list[dict[str, Any]], metric: str, labels: Sequence[str], 
         if metric == "f1_macro":
             return macro_f1_stat(y_true, y_pred, len(index))
         return None
-    scores = [(r.get("baselines", {}).get(system, {}) if system else r).get("scores", {}).get(metric) for r in rows]
+    entries = [(r.get("baselines", {}).get(system, {}) if system else r).get("scores", {}) for r in rows]
+    if metric == "f1" and entries and all(set(e) >= ENTITY_COUNTS for e in entries):
+        return entity_f1_stat(entries)
+    scores = [e.get(metric) for e in entries]
     if not rows or any(s is None for s in scores):
         return None
     return mean_stat(scores)

@@ -40,10 +40,14 @@ def _number(value: Any) -> float | None:
 
 
 def main_metric(metrics: dict[str, Any]) -> str:
+    """The task's headline metric (entity F1 for tags, the CoNLL score), else macro-F1 when the run has one."""
     tuned = metrics.get("tuned") or {}
+    declared = TASK_MAIN_METRIC.get(str(metrics.get("task")))
+    if declared in tuned:
+        return str(declared)
     if "f1_macro" in tuned:
         return "f1_macro"
-    return TASK_MAIN_METRIC.get(str(metrics.get("task")), "loss")
+    return declared or "loss"
 
 
 def reference_scores(metrics: dict[str, Any], metric: str) -> tuple[dict[str, float], list[str]]:
@@ -124,7 +128,9 @@ def judge(metrics: dict[str, Any], recipe: Any | None = None) -> Verdict:
     gain = tuned - refs[best]
     improvement = -gain if lower else gain
     test = (metrics.get("significance") or {}).get("vs_baseline")
-    test = test if isinstance(test, dict) and test.get("baseline") == best else None
+    # the interval must be about the verdict's own metric and baseline, or it would dress one score in another's CI
+    test = test if isinstance(test, dict) and test.get("baseline") == best \
+        and test.get("metric") in (None, metric) else None
     facts = {"metric": metric, "tuned": tuned, "best_reference": best, "best_reference_value": refs[best],
              "gain": gain, "p_value": (test or {}).get("p_value")}
     warning = _split_warning(metrics, gain, test)

@@ -203,6 +203,31 @@ def _as_text(entities: list[dict[str, Any]]) -> str:
     return "; ".join(f"{e['type']}: {e['text']}" for e in entities) or "(no entities)"
 
 
+def entity_counts(gold: Sequence[str], predicted: Sequence[str]) -> dict[str, int]:
+    """One sentence's entity true positives, false positives and false negatives (exact type and boundaries).
+
+    Summed over sentences they give seqeval's micro entity F1 exactly, so the paired bootstrap can resample
+    sentences and recompute the corpus-level score (evaluate/stats.py: ``entity_f1_stat``)."""
+    gold_entities, predicted_entities = _entities(gold), _entities(predicted)
+    return {"tp": len(gold_entities & predicted_entities), "fp": len(predicted_entities - gold_entities),
+            "fn": len(gold_entities - predicted_entities)}
+
+
+def sentence_rows(frame: pd.DataFrame, predicted: list[list[str]]) -> list[dict[str, Any]]:
+    """predictions.jsonl rows: the sentence (as ``text``), its gold and predicted tags, its entity counts."""
+    from tailorlm.evaluate.predictions import row_identity
+
+    rows = frame.reset_index(drop=True)
+    return [row_identity(rows, i) | {"text": " ".join(rows.at[i, "tokens"]), "gold": list(rows.at[i, "tags"]),
+                                     "predicted_tags": tags, "scores": entity_counts(rows.at[i, "tags"], tags)}
+            for i, tags in enumerate(predicted)]
+
+
+def per_sentence_counts(test: pd.DataFrame, predicted: list[list[str]]) -> list[dict[str, Any]]:
+    """A baseline's ``per_example`` entries: entity counts per test sentence, in the test's order."""
+    return [{"scores": entity_counts(gold, tags)} for gold, tags in zip(test["tags"], predicted, strict=True)]
+
+
 def sentence_errors(
     frame: pd.DataFrame, predicted: list[list[str]], confidence: list[float], k: int
 ) -> list[dict[str, Any]]:
@@ -254,7 +279,7 @@ def majority_tag(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, Any]:
     predicted = [repair_bio([tag_of(w) for w in words])[0] for words in test["tokens"]]
     metrics = entity_metrics(list(map(list, test["tags"])), predicted)
     metrics["method"] = "each word gets its most frequent tag in the training data; unseen words get O"
-    return metrics
+    return metrics | {"per_example": per_sentence_counts(test, predicted)}
 
 
 def token_linear_probe(
@@ -288,7 +313,7 @@ def token_linear_probe(
         predicted.append(repair_bio(tags + ["O"] * (len(words) - len(tags)))[0])
     metrics = entity_metrics(list(map(list, test["tags"])), predicted)
     metrics["method"] = "logistic regression on frozen pretrained states of each word's first sub-word"
-    return metrics
+    return metrics | {"per_example": per_sentence_counts(test, predicted)}
 
 
 def _words(item: dict[str, Any]) -> list[str]:
@@ -373,7 +398,8 @@ class TokenClassificationTask(Task):
         predicted, confidence = predict_tags(model, tokenizer, sentences, labels, settings.max_length,
                                              settings.batch_size)
         metrics = entity_metrics([list(t) for t in frame["tags"]], predicted)
-        return {"metrics": metrics, "errors": sentence_errors(frame, predicted, confidence, settings.top_errors)}
+        return {"metrics": metrics, "errors": sentence_errors(frame, predicted, confidence, settings.top_errors),
+                "predictions": sentence_rows(frame, predicted)}  # predictions.jsonl (evaluate/predictions.py)
 
     def predict(self, loaded: LoadedModel, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Tags and entities per sentence: ``tokens`` as given, or ``text`` split on whitespace (the words the tags
