@@ -93,7 +93,16 @@ def summarize(metrics: dict[str, Any], name: str, task: str, setting: str, wall_
         "test_rows": (metrics.get("data") or {}).get("test"),
         "wall_s": round(wall_s, 1),
         "significance": (metrics.get("significance") or {}).get("vs_baseline"),
+        "search": search_summary(metrics.get("search")),
     }
+
+
+def search_summary(search: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A budgeted run's time against its budget and its trial counts, so the row can show the budget was kept."""
+    if not search:
+        return None
+    keys = ("budget", "budget_s", "wall_s", "wall_over_budget", "counts", "stopped")
+    return {k: search.get(k) for k in keys} | {"winner": (search.get("best") or {}).get("params")}
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
