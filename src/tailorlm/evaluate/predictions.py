@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from tailorlm.errors import UserError
-from tailorlm.evaluate.stats import ENTITY_COUNTS, is_labelled, significance
+from tailorlm.evaluate.stats import has_entity_counts, is_labelled, significance
 from tailorlm.metric_names import TASK_MAIN_METRIC, greater_is_better
 
 FILE = "predictions.jsonl"
@@ -78,7 +78,7 @@ def main_metric(rows: list[dict[str, Any]], task: str) -> str:
         return "f1_macro"
     scores = rows[0].get("scores", {}) if rows else {}
     wanted = TASK_MAIN_METRIC.get(task)
-    if wanted == "f1" and set(scores) >= ENTITY_COUNTS:  # entity F1 from per-sentence counts (evaluate/stats.py)
+    if wanted == "f1" and has_entity_counts(scores):  # entity F1 from per-sentence counts (evaluate/stats.py)
         return wanted
     return wanted if wanted in scores else next(iter(scores), wanted or "f1")
 

@@ -152,6 +152,11 @@ def mean_stat(scores: Sequence[float] | np.ndarray) -> Statistic:
 ENTITY_COUNTS = frozenset({"tp", "fp", "fn"})
 
 
+def has_entity_counts(scores: Mapping[str, Any]) -> bool:
+    """Whether a prediction row's scores are entity counts, so its F1 is resampled as a ratio, not a mean."""
+    return set(scores) >= ENTITY_COUNTS
+
+
 def entity_f1_stat(entries: Sequence[Mapping[str, Any]]) -> Statistic:
     """Micro entity F1 = 2TP / (2TP + FP + FN) over the resampled sentences' summed counts (seqeval's score)."""
     counts = np.array([[e["tp"], e["fp"], e["fn"]] for e in entries], dtype=np.float64)
@@ -202,7 +207,7 @@ def system_stat(rows: list[dict[str, Any]], metric: str, labels: Sequence[str], 
             return macro_f1_stat(y_true, y_pred, len(index))
         return None
     entries = [(r.get("baselines", {}).get(system, {}) if system else r).get("scores", {}) for r in rows]
-    if metric == "f1" and entries and all(set(e) >= ENTITY_COUNTS for e in entries):
+    if metric == "f1" and entries and all(map(has_entity_counts, entries)):
         return entity_f1_stat(entries)
     scores = [e.get(metric) for e in entries]
     if not rows or any(s is None for s in scores):
